@@ -1,0 +1,100 @@
+/* Record layouts shared by every ringwatch kernel program.
+ *
+ * Declared once here and mirrored once in monitor/records.py; tests/test_layout.py
+ * compiles this header and checks that sizes and offsets agree with the mirror.
+ * Every field has a fixed width and explicit padding so the layout is the same for
+ * clang (BPF target) and for the host C compiler used by the layout test.
+ */
+#ifndef RINGWATCH_RECORDS_H
+#define RINGWATCH_RECORDS_H
+
+#ifndef __RW_KERNEL_TYPES
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint32_t __u32;
+typedef int32_t __s32;
+typedef uint64_t __u64;
+typedef int64_t __s64;
+#endif
+
+#define RW_COMM_LEN 16
+#define RW_PATH_LEN 256
+/* argv is stored NUL-separated; one argument is read with at most RW_ARG_LEN bytes and
+ * the whole list is cut at RW_ARGS_LEN. The buffer has RW_ARG_LEN of slack so the
+ * verifier can prove a read that starts below RW_ARGS_LEN stays inside it. */
+#define RW_ARGS_LEN 1024
+#define RW_ARG_LEN 256
+#define RW_ARGS_BUF (RW_ARGS_LEN + RW_ARG_LEN)
+#define RW_MAX_ARGS 32
+
+enum rw_record_type {
+    RW_REC_EXEC = 1,
+    RW_REC_FORK = 2,
+    RW_REC_EXIT = 3,
+    RW_REC_TYPE_MAX = 4,
+};
+
+/* Why a record, or part of one, was lost. Index into the per-CPU `drops` array. */
+enum rw_drop_reason {
+    RW_DROP_RINGBUF_FULL = 0,      /* record lost: ring buffer had no room */
+    RW_DROP_PENDING_FULL = 1,      /* record lost: in-flight exec map had no room */
+    RW_DROP_EXIT_NO_ENTER = 2,     /* record lost: sys_exit seen without its sys_enter */
+    RW_DROP_ARGV_TRUNCATED = 3,    /* record delivered, argv cut (count or length) */
+    RW_DROP_FILENAME_FAILED = 4,   /* record delivered, filename unreadable */
+    RW_DROP_ARG_READ_FAILED = 5,   /* record delivered, an argv entry unreadable */
+    RW_DROP_FILENAME_TRUNCATED = 6,/* record delivered, filename cut at RW_PATH_LEN */
+    RW_DROP_REASON_MAX = 7,
+};
+
+/* Flags on an exec record. */
+#define RW_EXEC_F_ARGV_TRUNCATED (1u << 0)
+#define RW_EXEC_F_FILENAME_FAILED (1u << 1)
+#define RW_EXEC_F_ARG_READ_FAILED (1u << 2)
+#define RW_EXEC_F_FILENAME_TRUNCATED (1u << 3)
+
+/* Common to every record: who did it and when. */
+struct rw_header {
+    __u32 type;            /* enum rw_record_type */
+    __u32 cpu;
+    __u64 ktime_ns;        /* CLOCK_MONOTONIC, bpf_ktime_get_ns() */
+    __u32 pid;             /* thread id */
+    __u32 tgid;            /* process id */
+    __u32 ppid;            /* tgid of real_parent */
+    __u32 uid;
+    __u32 gid;
+    __u32 _pad0;
+    __u64 cgroup_id;       /* cgroup v2 id */
+    __u64 start_ns;        /* process start, boot-based ns (group_leader->start_boottime) */
+    char comm[RW_COMM_LEN];
+};
+
+/* execve/execveat, emitted at sys_exit with its return value. */
+struct rw_exec {
+    struct rw_header h;
+    __s64 ret;             /* 0 or -errno */
+    __u32 syscall_nr;
+    __u32 flags;           /* RW_EXEC_F_* */
+    __u32 argc;            /* arguments captured */
+    __u32 args_len;        /* bytes of args used */
+    __s32 dirfd;           /* execveat only; AT_FDCWD (-100) for execve */
+    __u32 at_flags;        /* execveat only */
+    char filename[RW_PATH_LEN];
+    char args[RW_ARGS_BUF];
+};
+
+/* A new process (not a thread). Header describes the child. */
+struct rw_fork {
+    struct rw_header h;
+    __u32 parent_pid;      /* thread that forked */
+    __u32 parent_tgid;
+    __u64 parent_start_ns;
+};
+
+/* Last thread of a process exited. */
+struct rw_exit {
+    struct rw_header h;
+    __u32 exit_status;     /* as wait(2) reports: code << 8 | signal */
+    __u32 _pad1;
+};
+
+#endif

@@ -1,0 +1,327 @@
+/* ringwatch sensor: exec, fork and exit records into one ring buffer.
+ *
+ * Compiled by bcc at start (monitor/sensor.py). Kernel struct fields are never read
+ * through the compile-time headers: every RW_OFF_* offset is passed in with -D, taken
+ * from the running kernel's BTF (monitor/offsets.py), because the headers bcc finds
+ * may belong to another kernel version. Build-time knobs, also passed with -D:
+ *   RW_RINGBUF_PAGES     ring buffer size in pages (power of two)
+ *   RW_SELF_TGID         the monitor's own pid, never traced (no feedback loop)
+ *   RW_CGROUP_FILTER_N   number of cgroups to restrict tracing to (0 = all)
+ */
+#define __RW_KERNEL_TYPES
+#include <linux/sched.h>
+#include <uapi/linux/ptrace.h>
+#include "records.h"
+
+#ifndef __NR_execve
+#define __NR_execve 59
+#endif
+#ifndef __NR_execveat
+#define __NR_execveat 322
+#endif
+
+BPF_RINGBUF_OUTPUT(events, RW_RINGBUF_PAGES);
+/* Every record the kernel tried to deliver, by record type, and every loss by reason:
+ * userspace checks delivered + dropped == produced. */
+BPF_PERCPU_ARRAY(produced, u64, RW_REC_TYPE_MAX);
+BPF_PERCPU_ARRAY(drops, u64, RW_DROP_REASON_MAX);
+/* Exec arguments are only readable before the new image replaces the old one, and the
+ * result only after: the record waits here, keyed by thread id, between the two. */
+BPF_PERCPU_ARRAY(exec_scratch, struct rw_exec, 1);
+BPF_HASH(pending_exec, u32, struct rw_exec, RW_PENDING_MAX);
+#if RW_CGROUP_FILTER_N > 0
+BPF_CGROUP_ARRAY(cgroup_filter, RW_CGROUP_FILTER_N);
+#endif
+
+static __always_inline void count_drop(u32 reason)
+{
+    u64 *v = drops.lookup(&reason);
+    if (v)
+        (*v)++;
+}
+
+static __always_inline void count_produced(u32 type)
+{
+    u64 *v = produced.lookup(&type);
+    if (v)
+        (*v)++;
+}
+
+static __always_inline u64 rd_u64(const void *base, u32 off)
+{
+    u64 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+    return v;
+}
+
+static __always_inline u32 rd_u32(const void *base, u32 off)
+{
+    u32 v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+    return v;
+}
+
+static __always_inline const void *rd_ptr(const void *base, u32 off)
+{
+    const void *v = 0;
+    bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
+    return v;
+}
+
+static __always_inline int filtered(void)
+{
+    u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (tgid == RW_SELF_TGID)
+        return 1;
+#if RW_CGROUP_FILTER_N > 0
+    #pragma unroll
+    for (int i = 0; i < RW_CGROUP_FILTER_N; i++) {
+        if (cgroup_filter.check_current_task(i) == 1)
+            return 0;
+    }
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/* Header for the current task. */
+static __always_inline void fill_header(struct rw_header *h, u32 type)
+{
+    const void *task = (const void *)bpf_get_current_task();
+    u64 id = bpf_get_current_pid_tgid();
+    u64 ug = bpf_get_current_uid_gid();
+
+    h->type = type;
+    h->cpu = bpf_get_smp_processor_id();
+    h->ktime_ns = bpf_ktime_get_ns();
+    h->pid = (u32)id;
+    h->tgid = id >> 32;
+    h->ppid = rd_u32(rd_ptr(task, RW_OFF_TASK_REAL_PARENT), RW_OFF_TASK_TGID);
+    h->uid = (u32)ug;
+    h->gid = ug >> 32;
+    h->_pad0 = 0;
+    h->cgroup_id = bpf_get_current_cgroup_id();
+    h->start_ns = rd_u64(rd_ptr(task, RW_OFF_TASK_GROUP_LEADER), RW_OFF_TASK_START_BOOTTIME);
+    bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+static __always_inline void read_argv(struct rw_exec *e, const char *const *argv)
+{
+    u32 off = 0;
+    u32 argc = 0;
+    int i;
+
+    #pragma unroll
+    for (i = 0; i < RW_MAX_ARGS; i++) {
+        const char *argp = 0;
+        if (bpf_probe_read_user(&argp, sizeof(argp), &argv[i]) != 0) {
+            e->flags |= RW_EXEC_F_ARG_READ_FAILED;
+            goto out;
+        }
+        if (!argp)
+            goto out;
+        if (off >= RW_ARGS_LEN) {
+            e->flags |= RW_EXEC_F_ARGV_TRUNCATED;
+            goto out;
+        }
+        long n = bpf_probe_read_user_str(&e->args[off & (RW_ARGS_LEN - 1)], RW_ARG_LEN, argp);
+        if (n <= 0) {
+            e->flags |= RW_EXEC_F_ARG_READ_FAILED;
+            goto out;
+        }
+        if (n == RW_ARG_LEN) {
+            /* Full buffer: the argument was cut unless its next byte is the NUL. */
+            char next = 0;
+            bpf_probe_read_user(&next, 1, argp + RW_ARG_LEN - 1);
+            if (next)
+                e->flags |= RW_EXEC_F_ARGV_TRUNCATED;
+        }
+        off += n;
+        argc++;
+    }
+    {
+        const char *more = 0;
+        bpf_probe_read_user(&more, sizeof(more), &argv[RW_MAX_ARGS]);
+        if (more)
+            e->flags |= RW_EXEC_F_ARGV_TRUNCATED;
+    }
+out:
+    e->argc = argc;
+    e->args_len = off;
+}
+
+static __always_inline int on_exec_enter(struct pt_regs *regs, u32 nr)
+{
+    u32 zero = 0;
+    struct rw_exec *e = exec_scratch.lookup(&zero);
+    if (!e)
+        return 0;
+
+    u64 a0 = 0, a1 = 0, a2 = 0, a4 = 0;
+    bpf_probe_read_kernel(&a0, sizeof(a0), &regs->di);
+    bpf_probe_read_kernel(&a1, sizeof(a1), &regs->si);
+    bpf_probe_read_kernel(&a2, sizeof(a2), &regs->dx);
+    bpf_probe_read_kernel(&a4, sizeof(a4), &regs->r8);
+
+    const char *filename;
+    const char *const *argv;
+    e->syscall_nr = nr;
+    e->flags = 0;
+    e->ret = 0;
+    if (nr == __NR_execveat) {
+        e->dirfd = (s32)a0;
+        e->at_flags = (u32)a4;
+        filename = (const char *)a1;
+        argv = (const char *const *)a2;
+    } else {
+        e->dirfd = -100;
+        e->at_flags = 0;
+        filename = (const char *)a0;
+        argv = (const char *const *)a1;
+    }
+
+    long n = bpf_probe_read_user_str(e->filename, sizeof(e->filename), filename);
+    if (n <= 0) {
+        e->filename[0] = 0;
+        e->flags |= RW_EXEC_F_FILENAME_FAILED;
+    } else if (n == sizeof(e->filename)) {
+        char next = 0;
+        bpf_probe_read_user(&next, 1, filename + sizeof(e->filename) - 1);
+        if (next)
+            e->flags |= RW_EXEC_F_FILENAME_TRUNCATED;
+    }
+    read_argv(e, argv);
+
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    if (pending_exec.update(&tid, e) != 0) {
+        count_produced(RW_REC_EXEC);
+        count_drop(RW_DROP_PENDING_FULL);
+    }
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sys_enter)
+{
+    u64 nr = ctx->args[1];
+    if (nr != __NR_execve && nr != __NR_execveat)
+        return 0;
+    if (filtered())
+        return 0;
+    return on_exec_enter((struct pt_regs *)ctx->args[0], (u32)nr);
+}
+
+RAW_TRACEPOINT_PROBE(sys_exit)
+{
+    struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
+    long nr = 0;
+    bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax);
+    if (nr != __NR_execve && nr != __NR_execveat)
+        return 0;
+    if (filtered())
+        return 0;
+
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct rw_exec *e = pending_exec.lookup(&tid);
+    if (!e) {
+        count_produced(RW_REC_EXEC);
+        count_drop(RW_DROP_EXIT_NO_ENTER);
+        return 0;
+    }
+    /* Filled now, not at entry: after a successful exec the comm, credentials and
+     * (for a non-leader thread) the pid are the new image's. */
+    fill_header(&e->h, RW_REC_EXEC);
+    e->ret = (s64)ctx->args[1];
+    if (e->flags & RW_EXEC_F_ARGV_TRUNCATED)
+        count_drop(RW_DROP_ARGV_TRUNCATED);
+    if (e->flags & RW_EXEC_F_ARG_READ_FAILED)
+        count_drop(RW_DROP_ARG_READ_FAILED);
+    if (e->flags & RW_EXEC_F_FILENAME_FAILED)
+        count_drop(RW_DROP_FILENAME_FAILED);
+    if (e->flags & RW_EXEC_F_FILENAME_TRUNCATED)
+        count_drop(RW_DROP_FILENAME_TRUNCATED);
+    count_produced(RW_REC_EXEC);
+    if (events.ringbuf_output(e, sizeof(*e), 0) != 0)
+        count_drop(RW_DROP_RINGBUF_FULL);
+    pending_exec.delete(&tid);
+    return 0;
+}
+
+/* A non-leader thread that execs takes over the leader's pid (de_thread): move its
+ * in-flight record so sys_exit, which runs under the new pid, finds it. */
+RAW_TRACEPOINT_PROBE(sched_process_exec)
+{
+    u32 old_pid = (u32)ctx->args[1];
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    if (old_pid == tid)
+        return 0;
+    struct rw_exec *e = pending_exec.lookup(&old_pid);
+    if (!e)
+        return 0;
+    pending_exec.update(&tid, e);
+    pending_exec.delete(&old_pid);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_fork)
+{
+    const void *child = (const void *)ctx->args[1];
+    u32 cpid = rd_u32(child, RW_OFF_TASK_PID);
+    u32 ctgid = rd_u32(child, RW_OFF_TASK_TGID);
+    if (cpid != ctgid)
+        return 0; /* a thread, not a process */
+    if (filtered())
+        return 0;
+
+    count_produced(RW_REC_FORK);
+    struct rw_fork *f = events.ringbuf_reserve(sizeof(struct rw_fork));
+    if (!f) {
+        count_drop(RW_DROP_RINGBUF_FULL);
+        return 0;
+    }
+    const void *task = (const void *)bpf_get_current_task();
+    u64 id = bpf_get_current_pid_tgid();
+    u64 ug = bpf_get_current_uid_gid();
+    f->h.type = RW_REC_FORK;
+    f->h.cpu = bpf_get_smp_processor_id();
+    f->h.ktime_ns = bpf_ktime_get_ns();
+    f->h.pid = cpid;
+    f->h.tgid = ctgid;
+    f->h.ppid = rd_u32(rd_ptr(child, RW_OFF_TASK_REAL_PARENT), RW_OFF_TASK_TGID);
+    f->h.uid = (u32)ug;
+    f->h.gid = ug >> 32;
+    f->h._pad0 = 0;
+    f->h.cgroup_id = bpf_get_current_cgroup_id();
+    f->h.start_ns = rd_u64(child, RW_OFF_TASK_START_BOOTTIME);
+    bpf_probe_read_kernel_str(f->h.comm, sizeof(f->h.comm), (const char *)child + RW_OFF_TASK_COMM);
+    f->parent_pid = (u32)id;
+    f->parent_tgid = id >> 32;
+    f->parent_start_ns = rd_u64(rd_ptr(task, RW_OFF_TASK_GROUP_LEADER), RW_OFF_TASK_START_BOOTTIME);
+    events.ringbuf_submit(f, 0);
+    return 0;
+}
+
+RAW_TRACEPOINT_PROBE(sched_process_exit)
+{
+    const void *task = (const void *)ctx->args[0];
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    pending_exec.delete(&tid);
+
+    /* signal->live was decremented before this tracepoint: 0 means the last thread. */
+    if (rd_u32(rd_ptr(task, RW_OFF_TASK_SIGNAL), RW_OFF_SIGNAL_LIVE) != 0)
+        return 0;
+    if (filtered())
+        return 0;
+
+    count_produced(RW_REC_EXIT);
+    struct rw_exit *x = events.ringbuf_reserve(sizeof(struct rw_exit));
+    if (!x) {
+        count_drop(RW_DROP_RINGBUF_FULL);
+        return 0;
+    }
+    fill_header(&x->h, RW_REC_EXIT);
+    x->exit_status = rd_u32(task, RW_OFF_TASK_EXIT_CODE);
+    x->_pad1 = 0;
+    events.ringbuf_submit(x, 0);
+    return 0;
+}

@@ -1,0 +1,139 @@
+"""ringwatch configuration: dataclasses, loaded from YAML and validated key by key.
+
+Every section is a dataclass; the loader walks the YAML against the dataclass fields,
+so an unknown key or a value of the wrong type is reported with its dotted key path
+and the file it came from. Defaults here are what a config file may leave out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitor.errors import UserError
+
+DEFAULT_CONFIG_PATH = Path("/etc/ringwatch/config.yaml")
+PACKAGE_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+
+
+class ConfigError(UserError):
+    pass
+
+
+@dataclass
+class SensorConfig:
+    # Ring buffer size in bytes; rounded up to a power-of-two number of pages.
+    ringbuf_bytes: int = 8 * 1024 * 1024
+    # Exec records waiting between sys_enter and sys_exit (threads in execve at once).
+    pending_exec_max: int = 1024
+    # cgroup v2 directories to restrict tracing to (with their descendants); [] = all.
+    cgroups: list[str] = field(default_factory=list)
+    # How long one ring-buffer poll may block, in milliseconds.
+    poll_timeout_ms: int = 100
+
+
+@dataclass
+class Config:
+    sensor: SensorConfig = field(default_factory=SensorConfig)
+    source: str = "<defaults>"
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, key: str, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+        return _build(tp, value, key, where)
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key, where)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key}: expected a list, got {type(value).__name__}")
+        return [_convert(v, item_tp, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin is dict:
+        _, val_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {key}: expected a mapping, got {type(value).__name__}")
+        return {str(k): _convert(v, val_tp, f"{key}.{k}", where) for k, v in value.items()}
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is Any:
+        return value
+    # bool is an int subclass; "yes" for an int is an error, not 1.
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(
+            f"{where}: {key}: expected {_type_name(tp)}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str, where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    for k in data:
+        if k not in known:
+            path = f"{prefix}.{k}" if prefix else str(k)
+            raise ConfigError(f"{where}: {path}: unknown key (known: {', '.join(sorted(known))})")
+    kwargs = {
+        k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k, where) for k, v in data.items()
+    }
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate(where, prefix)
+    return obj
+
+
+def from_mapping(data: dict[str, Any] | None, where: str = "<config>") -> Config:
+    cfg: Config = _build(Config, data or {}, "", where)
+    cfg.source = where
+    _check(cfg, where)
+    return cfg
+
+
+def _check(cfg: Config, where: str) -> None:
+    s = cfg.sensor
+    if s.ringbuf_bytes < 4096:
+        raise ConfigError(f"{where}: sensor.ringbuf_bytes: must be at least 4096, got {s.ringbuf_bytes}")
+    if s.pending_exec_max < 1:
+        raise ConfigError(f"{where}: sensor.pending_exec_max: must be positive")
+    if len(s.cgroups) > 8:
+        raise ConfigError(f"{where}: sensor.cgroups: at most 8 cgroups, got {len(s.cgroups)}")
+
+
+def load(path: Path | None) -> Config:
+    """The config at `path`; the system config if it exists; else defaults."""
+    if path is None:
+        if not DEFAULT_CONFIG_PATH.exists():
+            return Config()
+        path = DEFAULT_CONFIG_PATH
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{pos}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return from_mapping(data, str(path))

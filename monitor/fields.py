@@ -1,0 +1,56 @@
+"""The event fields rules and outputs may name, Falco-style.
+
+One catalog: the enricher only emits these names, the rules loader rejects any other
+name at load time, and `ringwatch fields` prints this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    name: str
+    type: type  # str, int, bool or list
+    desc: str
+
+
+_FIELDS = [
+    Field("evt.type", str, "event type: execve, execveat, fork, exit, ..."),
+    Field("evt.time", str, "wall-clock time, RFC 3339 UTC with nanoseconds"),
+    Field("evt.ts", int, "wall-clock time in ns since the epoch"),
+    Field("evt.mono_ns", int, "CLOCK_MONOTONIC ns when the kernel saw the event"),
+    Field("evt.cpu", int, "CPU the event happened on"),
+    Field("evt.res", int, "syscall return value (0 or -errno for execve)"),
+    Field("evt.failed", bool, "the syscall returned an error"),
+    Field("evt.errno", str, "errno name of a failed syscall, e.g. ENOENT; empty on success"),
+    Field("proc.pid", int, "process id (tgid)"),
+    Field("proc.tid", int, "thread id"),
+    Field("proc.ppid", int, "parent process id (real parent's tgid)"),
+    Field("proc.name", str, "process name (comm, at most 15 characters)"),
+    Field("proc.exe", str, "path of the executable as passed to execve"),
+    Field("proc.args", str, "arguments after argv[0], space separated"),
+    Field("proc.argv", list, "argument vector"),
+    Field("proc.cmdline", str, "proc.name and proc.args, like Falco"),
+    Field("proc.argv_truncated", bool, "argv was cut at the kernel's bound"),
+    Field("proc.start_ns", int, "process start, boot-based ns"),
+    Field("proc.exit_code", int, "exit code (exit events)"),
+    Field("proc.exit_signal", int, "terminating signal, 0 if none (exit events)"),
+    Field("proc.child_pid", int, "the new process (fork events)"),
+    Field("user.uid", int, "real user id"),
+    Field("user.name", str, "user name for user.uid, empty if unknown"),
+    Field("group.gid", int, "real group id"),
+    Field("cgroup.id", int, "cgroup v2 id"),
+]
+
+FIELDS: dict[str, Field] = {f.name: f for f in _FIELDS}
+
+
+def is_field(name: str) -> bool:
+    return name in FIELDS
+
+
+def describe() -> list[dict[str, Any]]:
+    return [{"name": f.name, "type": f.type.__name__, "desc": f.desc} for f in _FIELDS]

@@ -1,0 +1,70 @@
+"""Kernel struct offsets the sensor needs, as -D flags for bcc.
+
+The single list of kernel fields read by the BPF programs lives here. Offsets come
+from the running kernel's BTF; without BTF they fall back to offsetof() against the
+compile-time headers, which is only right when those headers match the kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.btf import BTF, VMLINUX_BTF, BTFError
+
+# macro suffix -> (struct, member path)
+KERNEL_FIELDS: dict[str, tuple[str, str]] = {
+    "TASK_PID": ("task_struct", "pid"),
+    "TASK_TGID": ("task_struct", "tgid"),
+    "TASK_REAL_PARENT": ("task_struct", "real_parent"),
+    "TASK_GROUP_LEADER": ("task_struct", "group_leader"),
+    "TASK_START_BOOTTIME": ("task_struct", "start_boottime"),
+    "TASK_COMM": ("task_struct", "comm"),
+    "TASK_SIGNAL": ("task_struct", "signal"),
+    "TASK_EXIT_CODE": ("task_struct", "exit_code"),
+    "TASK_MM": ("task_struct", "mm"),
+    "TASK_FS": ("task_struct", "fs"),
+    "SIGNAL_LIVE": ("signal_struct", "live.counter"),
+    "MM_EXE_FILE": ("mm_struct", "exe_file"),
+    "MM_ARG_START": ("mm_struct", "arg_start"),
+    "MM_ARG_END": ("mm_struct", "arg_end"),
+    "FILE_F_PATH": ("file", "f_path"),
+    "PATH_DENTRY": ("path", "dentry"),
+    "PATH_MNT": ("path", "mnt"),
+    "DENTRY_D_NAME": ("dentry", "d_name"),
+    "DENTRY_D_PARENT": ("dentry", "d_parent"),
+    "QSTR_NAME": ("qstr", "name"),
+    "BINPRM_FILENAME": ("linux_binprm", "filename"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Offsets:
+    source: str  # "btf" or "headers"
+    values: dict[str, int | str]
+
+    def cflags(self) -> list[str]:
+        return [f"-DRW_OFF_{name}={value}" for name, value in self.values.items()]
+
+
+def from_btf(btf: BTF) -> Offsets:
+    return Offsets("btf", {k: btf.offset_of(s, p) for k, (s, p) in KERNEL_FIELDS.items()})
+
+
+def from_headers() -> Offsets:
+    """offsetof() expressions, evaluated by the compiler against whatever headers it has."""
+    values: dict[str, int | str] = {
+        k: f"__builtin_offsetof(struct {s},{p})" for k, (s, p) in KERNEL_FIELDS.items()
+    }
+    return Offsets("headers", values)
+
+
+def detect(btf_path: Path = VMLINUX_BTF) -> tuple[Offsets, str | None]:
+    """Offsets for the running kernel, and a warning when they are not from BTF."""
+    try:
+        return from_btf(BTF.load(btf_path)), None
+    except BTFError as exc:
+        return from_headers(), (
+            f"kernel BTF unusable ({exc}); struct offsets come from compile-time headers, "
+            "which are wrong if they do not match the running kernel"
+        )

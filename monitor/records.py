@@ -1,0 +1,201 @@
+"""Python mirror of bpf/records.h and decoding of raw ring-buffer records.
+
+The ctypes structures below must match the C header byte for byte;
+tests/test_layout.py compiles the header and compares every size and offset.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import enum
+from dataclasses import dataclass
+
+COMM_LEN = 16
+PATH_LEN = 256
+ARGS_LEN = 1024
+ARG_LEN = 256
+ARGS_BUF = ARGS_LEN + ARG_LEN
+MAX_ARGS = 32
+
+
+class RecordType(enum.IntEnum):
+    EXEC = 1
+    FORK = 2
+    EXIT = 3
+
+
+class DropReason(enum.IntEnum):
+    RINGBUF_FULL = 0
+    PENDING_FULL = 1
+    EXIT_NO_ENTER = 2
+    ARGV_TRUNCATED = 3
+    FILENAME_FAILED = 4
+    ARG_READ_FAILED = 5
+    FILENAME_TRUNCATED = 6
+
+
+# Reasons that lose the whole record; the others lose part of one.
+RECORD_LOST = frozenset({DropReason.RINGBUF_FULL, DropReason.PENDING_FULL, DropReason.EXIT_NO_ENTER})
+
+EXEC_F_ARGV_TRUNCATED = 1 << 0
+EXEC_F_FILENAME_FAILED = 1 << 1
+EXEC_F_ARG_READ_FAILED = 1 << 2
+EXEC_F_FILENAME_TRUNCATED = 1 << 3
+
+
+class CHeader(ct.Structure):
+    _fields_ = [
+        ("type", ct.c_uint32),
+        ("cpu", ct.c_uint32),
+        ("ktime_ns", ct.c_uint64),
+        ("pid", ct.c_uint32),
+        ("tgid", ct.c_uint32),
+        ("ppid", ct.c_uint32),
+        ("uid", ct.c_uint32),
+        ("gid", ct.c_uint32),
+        ("_pad0", ct.c_uint32),
+        ("cgroup_id", ct.c_uint64),
+        ("start_ns", ct.c_uint64),
+        ("comm", ct.c_char * COMM_LEN),
+    ]
+
+
+class CExec(ct.Structure):
+    _fields_ = [
+        ("h", CHeader),
+        ("ret", ct.c_int64),
+        ("syscall_nr", ct.c_uint32),
+        ("flags", ct.c_uint32),
+        ("argc", ct.c_uint32),
+        ("args_len", ct.c_uint32),
+        ("dirfd", ct.c_int32),
+        ("at_flags", ct.c_uint32),
+        ("filename", ct.c_char * PATH_LEN),
+        ("args", ct.c_char * ARGS_BUF),
+    ]
+
+
+class CFork(ct.Structure):
+    _fields_ = [
+        ("h", CHeader),
+        ("parent_pid", ct.c_uint32),
+        ("parent_tgid", ct.c_uint32),
+        ("parent_start_ns", ct.c_uint64),
+    ]
+
+
+class CExit(ct.Structure):
+    _fields_ = [
+        ("h", CHeader),
+        ("exit_status", ct.c_uint32),
+        ("_pad1", ct.c_uint32),
+    ]
+
+
+# C struct name -> mirror, for the layout test.
+MIRRORS: dict[str, type[ct.Structure]] = {
+    "rw_header": CHeader,
+    "rw_exec": CExec,
+    "rw_fork": CFork,
+    "rw_exit": CExit,
+}
+
+
+@dataclass(slots=True)
+class Header:
+    type: RecordType
+    cpu: int
+    ktime_ns: int
+    pid: int
+    tgid: int
+    ppid: int
+    uid: int
+    gid: int
+    cgroup_id: int
+    start_ns: int
+    comm: str
+
+
+@dataclass(slots=True)
+class ExecRecord:
+    h: Header
+    ret: int
+    syscall: str
+    filename: str
+    argv: list[str]
+    dirfd: int
+    at_flags: int
+    argv_truncated: bool
+    filename_failed: bool
+    arg_read_failed: bool
+    filename_truncated: bool
+
+
+@dataclass(slots=True)
+class ForkRecord:
+    h: Header
+    parent_pid: int
+    parent_tgid: int
+    parent_start_ns: int
+
+
+@dataclass(slots=True)
+class ExitRecord:
+    h: Header
+    exit_code: int
+    signal: int
+
+
+Record = ExecRecord | ForkRecord | ExitRecord
+
+_SYSCALL_NAMES = {59: "execve", 322: "execveat"}
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _header(c: CHeader) -> Header:
+    return Header(
+        RecordType(c.type), c.cpu, c.ktime_ns, c.pid, c.tgid, c.ppid, c.uid, c.gid,
+        c.cgroup_id, c.start_ns, _text(c.comm),
+    )
+
+
+class DecodeError(ValueError):
+    """A ring-buffer record that is too short or of an unknown type."""
+
+
+_SIZES = {RecordType.EXEC: ct.sizeof(CExec), RecordType.FORK: ct.sizeof(CFork),
+          RecordType.EXIT: ct.sizeof(CExit)}
+
+
+_ARGS_OFFSET = CExec.args.offset
+
+
+def decode(data: int, size: int) -> Record:
+    """Decode the record at address `data` (a bcc ring-buffer callback pointer)."""
+    if size < ct.sizeof(CHeader):
+        raise DecodeError(f"record of {size} bytes is shorter than its header")
+    rtype = ct.cast(data, ct.POINTER(ct.c_uint32))[0]
+    try:
+        kind = RecordType(rtype)
+    except ValueError as exc:
+        raise DecodeError(f"unknown record type {rtype}") from exc
+    if size < _SIZES[kind]:
+        raise DecodeError(f"{kind.name} record of {size} bytes, expected {_SIZES[kind]}")
+    if kind is RecordType.EXEC:
+        e = ct.cast(data, ct.POINTER(CExec)).contents
+        args = ct.string_at(data + _ARGS_OFFSET, min(e.args_len, ARGS_BUF))
+        argv = [_text(a) for a in args.split(b"\0")[: e.argc]]
+        return ExecRecord(
+            _header(e.h), e.ret, _SYSCALL_NAMES.get(e.syscall_nr, str(e.syscall_nr)),
+            _text(e.filename), argv, e.dirfd, e.at_flags,
+            bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
+            bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),
+        )
+    if kind is RecordType.FORK:
+        f = ct.cast(data, ct.POINTER(CFork)).contents
+        return ForkRecord(_header(f.h), f.parent_pid, f.parent_tgid, f.parent_start_ns)
+    x = ct.cast(data, ct.POINTER(CExit)).contents
+    return ExitRecord(_header(x.h), (x.exit_status >> 8) & 0xFF, x.exit_status & 0x7F)

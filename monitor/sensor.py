@@ -1,0 +1,152 @@
+"""Loads the kernel programs with bcc, consumes the ring buffer, reads the counters.
+
+The sensor knows nothing of rules or outputs: it hands each decoded record to a
+callback. Everything the kernel could not deliver is in `drops`; everything it tried
+to deliver is in `produced`; what reached userspace is in `delivered`.
+"""
+
+from __future__ import annotations
+
+import ctypes as ct
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor import offsets
+from monitor.config import SensorConfig
+from monitor.errors import UserError
+from monitor.records import DecodeError, DropReason, Record, RecordType, decode
+
+BPF_DIR = Path(os.environ.get("RINGWATCH_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+class SensorError(UserError):
+    pass
+
+
+def ringbuf_pages(nbytes: int) -> int:
+    """Pages for a ring buffer of at least nbytes: the kernel wants a power of two."""
+    pages = max(1, -(-nbytes // PAGE_SIZE))
+    return 1 << (pages - 1).bit_length()
+
+
+def preflight() -> None:
+    """Refuse early, with one line, what would otherwise fail deep inside bcc."""
+    if os.geteuid() != 0:
+        raise SensorError("ringwatch needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE) to load BPF programs")
+    if not Path("/sys/fs/bpf").is_dir() or not os.path.ismount("/sys/fs/bpf"):
+        raise SensorError("bpffs is not mounted on /sys/fs/bpf; run: mount -t bpf bpf /sys/fs/bpf")
+    try:
+        import bcc  # noqa: F401
+    except ImportError as exc:
+        raise SensorError(
+            f"bcc Python module not importable ({exc}); install Debian's python3-bpfcc "
+            "and run ringwatch with /usr/bin/python3 or a venv made with --system-site-packages"
+        ) from exc
+
+
+@dataclass
+class Counters:
+    produced: dict[str, int] = field(default_factory=dict)
+    drops: dict[str, int] = field(default_factory=dict)
+    delivered: dict[str, int] = field(default_factory=dict)
+    decode_errors: int = 0
+
+    def lost(self) -> int:
+        return sum(self.drops.get(r.name.lower(), 0) for r in (
+            DropReason.RINGBUF_FULL, DropReason.PENDING_FULL, DropReason.EXIT_NO_ENTER))
+
+
+class Sensor:
+    """One bcc program: compiled and attached in start(), detached in close()."""
+
+    def __init__(
+        self,
+        cfg: SensorConfig,
+        on_record: Callable[[Record], None],
+        self_tgid: int | None = None,
+        log: Callable[..., None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self._on_record = on_record
+        self._self_tgid = os.getpid() if self_tgid is None else self_tgid
+        self._log = log or (lambda *a, **k: None)
+        self._bpf: Any = None
+        self.delivered = [0] * (max(RecordType) + 1)
+        self.decode_errors = 0
+        self.offsets_source = ""
+
+    def cflags(self) -> list[str]:
+        offs, warning = offsets.detect()
+        if warning:
+            self._log("offsets_from_headers", warning=warning)
+        self.offsets_source = offs.source
+        return [
+            f"-I{BPF_DIR}",
+            f"-DRW_RINGBUF_PAGES={ringbuf_pages(self.cfg.ringbuf_bytes)}",
+            f"-DRW_SELF_TGID={self._self_tgid}",
+            f"-DRW_PENDING_MAX={self.cfg.pending_exec_max}",
+            f"-DRW_CGROUP_FILTER_N={len(self.cfg.cgroups)}",
+            *offs.cflags(),
+        ]
+
+    def start(self) -> None:
+        preflight()
+        from bcc import BPF
+
+        src = (BPF_DIR / "sensor.bpf.c").read_text()
+        try:
+            self._bpf = BPF(text=src, cflags=self.cflags())
+        except Exception as exc:  # bcc raises bare Exception for compile/load failures
+            raise SensorError(f"cannot load BPF programs from {BPF_DIR / 'sensor.bpf.c'}: {exc}") from exc
+        for i, path in enumerate(self.cfg.cgroups):
+            try:
+                self._bpf["cgroup_filter"][i] = path
+            except Exception as exc:
+                raise SensorError(f"sensor.cgroups[{i}]: cannot use cgroup {path}: {exc}") from exc
+        self._bpf["events"].open_ring_buffer(self._callback)
+        self._log(
+            "sensor_attached",
+            ringbuf_bytes=ringbuf_pages(self.cfg.ringbuf_bytes) * PAGE_SIZE,
+            offsets=self.offsets_source,
+        )
+
+    def _callback(self, _ctx: Any, data: int, size: int) -> int:
+        try:
+            rec = decode(data, size)
+        except (DecodeError, ValueError) as exc:
+            self.decode_errors += 1
+            self._log("decode_error", error=str(exc))
+            return 0
+        self.delivered[rec.h.type] += 1
+        self._on_record(rec)
+        return 0
+
+    def poll(self, timeout_ms: int | None = None) -> None:
+        self._bpf.ring_buffer_poll(self.cfg.poll_timeout_ms if timeout_ms is None else timeout_ms)
+
+    def drain(self) -> None:
+        """Consume whatever is in the ring buffer now, without blocking."""
+        self._bpf.ring_buffer_consume()
+
+    def _percpu_sums(self, name: str, n: int) -> list[int]:
+        table = self._bpf[name]
+        return [sum(table[ct.c_int(i)]) for i in range(n)]
+
+    def counters(self) -> Counters:
+        produced = self._percpu_sums("produced", max(RecordType) + 1)
+        drops = self._percpu_sums("drops", max(DropReason) + 1)
+        return Counters(
+            produced={t.name.lower(): produced[t] for t in RecordType},
+            drops={r.name.lower(): drops[r] for r in DropReason},
+            delivered={t.name.lower(): self.delivered[t] for t in RecordType},
+            decode_errors=self.decode_errors,
+        )
+
+    def close(self) -> None:
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None

@@ -1,0 +1,30 @@
+"""The one small interface every output implements."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+
+class Sink(Protocol):
+    """A destination for JSON-serialisable records (events or alerts).
+
+    emit() must not block the ring-buffer consumer for long: a sink that talks to a
+    network does its I/O elsewhere and bounds (and counts) its backlog.
+    """
+
+    name: str
+
+    def emit(self, record: dict[str, Any]) -> None: ...
+
+    def flush(self, timeout: float) -> None: ...
+
+    def reopen(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def stats(self) -> dict[str, int]: ...
+
+
+def dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)

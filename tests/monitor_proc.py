@@ -1,0 +1,116 @@
+"""Runs a real `ringwatch run` in a subprocess for tests, and reads what it recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        for line in fh:
+            if line.endswith("\n"):
+                out.append(json.loads(line))
+    return out
+
+
+class RunningMonitor:
+    """`ringwatch run` with a config written from a dict, events recorded to a file."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        config: dict[str, Any] | None = None,
+        args: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(config or {}))
+        self.record_path = workdir / "events.jsonl"
+        self.stdout_path = workdir / "stdout.jsonl"
+        self.stderr_path = workdir / "stderr.log"
+        self.args = list(args)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable, "-m", "monitor", "--log-json", "run",
+            "--config", str(self.config_path), "--record", str(self.record_path), *self.args,
+        ]
+
+    def start(self, timeout: float = 60) -> RunningMonitor:
+        self.proc = subprocess.Popen(
+            self.command(), cwd=REPO, env=self.env,
+            stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"),
+        )
+        self.wait_log("ready", timeout)
+        return self
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.stderr_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                out.append({"event": "<raw>", "line": line})
+        return out
+
+    def wait_log(self, event: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for entry in self.logs():
+                if entry.get("event") == event:
+                    return entry
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(
+                    f"ringwatch exited {self.proc.returncode} before {event!r}:\n"
+                    + self.stderr_path.read_text(errors="replace")[-4000:]
+                )
+            time.sleep(0.05)
+        raise AssertionError(f"no {event!r} log within {timeout}s:\n" + self.stderr_path.read_text()[-4000:])
+
+    def events(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.record_path)
+
+    def wait_for(
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10, path: Path | None = None
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for ev in read_jsonl(path or self.record_path):
+                if pred(ev):
+                    return ev
+            time.sleep(0.05)
+        raise AssertionError(f"no matching record within {timeout}s")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout)
+        return rc
+
+    def __enter__(self) -> RunningMonitor:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

@@ -31,7 +31,9 @@ enum rw_record_type {
     RW_REC_EXEC = 1,
     RW_REC_FORK = 2,
     RW_REC_EXIT = 3,
-    RW_REC_TYPE_MAX = 4,
+    /* 4..15: syscall records (sensor). 16..23: enforcement (LSM) records. */
+    RW_REC_DENY = 16,
+    RW_REC_TYPE_MAX = 32,
 };
 
 /* Why a record, or part of one, was lost. Index into the per-CPU `drops` array. */

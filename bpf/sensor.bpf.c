@@ -12,6 +12,14 @@
 #include <linux/sched.h>
 #include <uapi/linux/ptrace.h>
 #include "records.h"
+#ifdef RW_OFFSETS_FROM_HEADERS
+/* No BTF: offsetof() needs the full struct definitions (slower to compile). */
+#include <linux/sched/signal.h>
+#include <linux/mm_types.h>
+#include <linux/fs.h>
+#include <linux/fs_struct.h>
+#include <linux/binfmts.h>
+#endif
 
 #ifndef __NR_execve
 #define __NR_execve 59

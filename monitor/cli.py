@@ -12,11 +12,12 @@ from monitor.errors import UserError
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from monitor.daemon import Monitor, RunOptions
+    from monitor.sinks.base import Sink
     from monitor.sinks.file import JsonlFileSink
     from monitor.sinks.stream import StreamSink
 
     cfg = config.load(args.config)
-    sinks = [StreamSink("stdout")]
+    sinks: list[Sink] = [StreamSink("stdout")]
     if args.record:
         sinks.append(JsonlFileSink(args.record, name="record"))
     return Monitor(cfg, RunOptions(duration=args.duration, event_sinks=sinks)).run()

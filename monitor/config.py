@@ -36,6 +36,8 @@ class SensorConfig:
     cgroups: list[str] = field(default_factory=list)
     # How long one ring-buffer poll may block, in milliseconds.
     poll_timeout_ms: int = 100
+    # Kernel BTF giving struct offsets; if unreadable, offsets come from headers (warned).
+    btf_path: str = "/sys/kernel/btf/vmlinux"
 
 
 @dataclass

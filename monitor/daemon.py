@@ -28,7 +28,7 @@ class Monitor:
         self.opts = opts
         self.log = log.get("ringwatch")
         self.enricher = Enricher()
-        self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log.info)
+        self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log)
         self._stop = False
 
     def _on_record(self, rec: Record) -> None:

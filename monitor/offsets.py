@@ -44,7 +44,10 @@ class Offsets:
     values: dict[str, int | str]
 
     def cflags(self) -> list[str]:
-        return [f"-DRW_OFF_{name}={value}" for name, value in self.values.items()]
+        flags = [f"-DRW_OFF_{name}={value}" for name, value in self.values.items()]
+        if self.source == "headers":
+            flags.append("-DRW_OFFSETS_FROM_HEADERS=1")
+        return flags
 
 
 def from_btf(btf: BTF) -> Offsets:

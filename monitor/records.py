@@ -35,7 +35,9 @@ class DropReason(enum.IntEnum):
 
 
 # Reasons that lose the whole record; the others lose part of one.
-RECORD_LOST = frozenset({DropReason.RINGBUF_FULL, DropReason.PENDING_FULL, DropReason.EXIT_NO_ENTER})
+RECORD_LOST = frozenset(
+    {DropReason.RINGBUF_FULL, DropReason.PENDING_FULL, DropReason.EXIT_NO_ENTER}
+)
 
 EXEC_F_ARGV_TRUNCATED = 1 << 0
 EXEC_F_FILENAME_FAILED = 1 << 1

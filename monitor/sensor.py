@@ -14,10 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from structlog.typing import FilteringBoundLogger
+
+from monitor import log as logmod
 from monitor import offsets
 from monitor.config import SensorConfig
 from monitor.errors import UserError
-from monitor.records import DecodeError, DropReason, Record, RecordType, decode
+from monitor.records import RECORD_LOST, DecodeError, DropReason, Record, RecordType, decode
 
 BPF_DIR = Path(os.environ.get("RINGWATCH_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -36,7 +39,9 @@ def ringbuf_pages(nbytes: int) -> int:
 def preflight() -> None:
     """Refuse early, with one line, what would otherwise fail deep inside bcc."""
     if os.geteuid() != 0:
-        raise SensorError("ringwatch needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE) to load BPF programs")
+        raise SensorError(
+            "ringwatch needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE) to load BPF programs"
+        )
     if not Path("/sys/fs/bpf").is_dir() or not os.path.ismount("/sys/fs/bpf"):
         raise SensorError("bpffs is not mounted on /sys/fs/bpf; run: mount -t bpf bpf /sys/fs/bpf")
     try:
@@ -56,8 +61,7 @@ class Counters:
     decode_errors: int = 0
 
     def lost(self) -> int:
-        return sum(self.drops.get(r.name.lower(), 0) for r in (
-            DropReason.RINGBUF_FULL, DropReason.PENDING_FULL, DropReason.EXIT_NO_ENTER))
+        return sum(self.drops.get(r.name.lower(), 0) for r in RECORD_LOST)
 
 
 class Sensor:
@@ -68,21 +72,21 @@ class Sensor:
         cfg: SensorConfig,
         on_record: Callable[[Record], None],
         self_tgid: int | None = None,
-        log: Callable[..., None] | None = None,
+        log: FilteringBoundLogger | None = None,
     ) -> None:
         self.cfg = cfg
         self._on_record = on_record
         self._self_tgid = os.getpid() if self_tgid is None else self_tgid
-        self._log = log or (lambda *a, **k: None)
+        self._log = log or logmod.get("sensor")
         self._bpf: Any = None
         self.delivered = [0] * (max(RecordType) + 1)
         self.decode_errors = 0
         self.offsets_source = ""
 
     def cflags(self) -> list[str]:
-        offs, warning = offsets.detect()
+        offs, warning = offsets.detect(Path(self.cfg.btf_path))
         if warning:
-            self._log("offsets_from_headers", warning=warning)
+            self._log.warning("offsets_from_headers", detail=warning)
         self.offsets_source = offs.source
         return [
             f"-I{BPF_DIR}",
@@ -101,14 +105,14 @@ class Sensor:
         try:
             self._bpf = BPF(text=src, cflags=self.cflags())
         except Exception as exc:  # bcc raises bare Exception for compile/load failures
-            raise SensorError(f"cannot load BPF programs from {BPF_DIR / 'sensor.bpf.c'}: {exc}") from exc
+            raise SensorError(f"cannot load BPF programs from {BPF_DIR}: {exc}") from exc
         for i, path in enumerate(self.cfg.cgroups):
             try:
                 self._bpf["cgroup_filter"][i] = path
             except Exception as exc:
                 raise SensorError(f"sensor.cgroups[{i}]: cannot use cgroup {path}: {exc}") from exc
         self._bpf["events"].open_ring_buffer(self._callback)
-        self._log(
+        self._log.info(
             "sensor_attached",
             ringbuf_bytes=ringbuf_pages(self.cfg.ringbuf_bytes) * PAGE_SIZE,
             offsets=self.offsets_source,
@@ -119,7 +123,7 @@ class Sensor:
             rec = decode(data, size)
         except (DecodeError, ValueError) as exc:
             self.decode_errors += 1
-            self._log("decode_error", error=str(exc))
+            self._log.warning("decode_error", error=str(exc))
             return 0
         self.delivered[rec.h.type] += 1
         self._on_record(rec)

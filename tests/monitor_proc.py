@@ -56,10 +56,8 @@ class RunningMonitor:
         ]
 
     def start(self, timeout: float = 60) -> RunningMonitor:
-        self.proc = subprocess.Popen(
-            self.command(), cwd=REPO, env=self.env,
-            stdout=open(self.stdout_path, "wb"), stderr=open(self.stderr_path, "wb"),
-        )
+        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(self.command(), cwd=REPO, env=self.env, stdout=out, stderr=err)
         self.wait_log("ready", timeout)
         return self
 

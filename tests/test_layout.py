@@ -1,0 +1,60 @@
+"""bpf/records.h and its mirror in monitor/records.py must agree byte for byte."""
+
+from __future__ import annotations
+
+import ctypes as ct
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from monitor import records
+
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
+
+
+def _c_layout(tmp_path: Path) -> dict[str, int]:
+    """sizeof and offsetof of every mirrored struct and field, as the C compiler sees them."""
+    lines = ['#include <stdio.h>', '#include <stddef.h>', '#include "records.h"', "int main(void) {"]
+    for cname, mirror in records.MIRRORS.items():
+        lines.append(f'printf("{cname} %zu\\n", sizeof(struct {cname}));')
+        for fname, *_ in mirror._fields_:
+            lines.append(f'printf("{cname}.{fname} %zu\\n", offsetof(struct {cname}, {fname}));')
+    for const in ("RW_COMM_LEN", "RW_PATH_LEN", "RW_ARGS_LEN", "RW_ARG_LEN", "RW_MAX_ARGS"):
+        lines.append(f'printf("{const} %d\\n", {const});')
+    lines.append("return 0; }")
+    src = tmp_path / "layout.c"
+    src.write_text("\n".join(lines))
+    exe = tmp_path / "layout"
+    subprocess.run(["gcc", "-Wall", "-Werror", f"-I{BPF_DIR}", "-o", exe, src], check=True)
+    out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
+    return {k: int(v) for k, v in (line.split() for line in out.splitlines())}
+
+
+@pytest.fixture(scope="module")
+def c_layout(tmp_path_factory: pytest.TempPathFactory) -> dict[str, int]:
+    return _c_layout(tmp_path_factory.mktemp("layout"))
+
+
+@pytest.mark.parametrize("cname", sorted(records.MIRRORS))
+def test_struct_size_and_offsets_match(c_layout: dict[str, int], cname: str) -> None:
+    mirror = records.MIRRORS[cname]
+    assert ct.sizeof(mirror) == c_layout[cname], f"sizeof(struct {cname})"
+    for fname, *_ in mirror._fields_:
+        assert getattr(mirror, fname).offset == c_layout[f"{cname}.{fname}"], f"{cname}.{fname}"
+
+
+def test_constants_match(c_layout: dict[str, int]) -> None:
+    assert c_layout["RW_COMM_LEN"] == records.COMM_LEN
+    assert c_layout["RW_PATH_LEN"] == records.PATH_LEN
+    assert c_layout["RW_ARGS_LEN"] == records.ARGS_LEN
+    assert c_layout["RW_ARG_LEN"] == records.ARG_LEN
+    assert c_layout["RW_MAX_ARGS"] == records.MAX_ARGS
+
+
+def test_enums_match() -> None:
+    header = (BPF_DIR / "records.h").read_text()
+    for t in records.RecordType:
+        assert f"RW_REC_{t.name} = {t.value}," in header
+    for r in records.DropReason:
+        assert f"RW_DROP_{r.name} = {r.value}," in header

@@ -1,0 +1,253 @@
+"""The sensor on the running kernel: exec, fork and exit records match reality."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.kernel_util import proc_starttime_ticks, proc_status, scratch_cgroup
+from tests.monitor_proc import REPO, RunningMonitor
+
+pytestmark = pytest.mark.kernel
+NOBODY = 65534
+
+
+@pytest.fixture(scope="module")
+def monitor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMonitor]:
+    assert os.geteuid() == 0, "kernel tests need root"
+    with RunningMonitor(tmp_path_factory.mktemp("sensor")) as m:
+        yield m
+        assert m.stop() == 0
+
+
+def _marker() -> str:
+    return f"rw-{uuid.uuid4().hex[:12]}"
+
+
+def test_exec_matches_proc(monitor: RunningMonitor) -> None:
+    mark = _marker()
+    child = subprocess.Popen(["/bin/sleep", "30", mark])
+    try:
+        ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and mark in e.get("proc.argv", []))
+        status = proc_status(child.pid)
+        ticks = proc_starttime_ticks(child.pid)
+    finally:
+        child.kill()
+        child.wait()
+    assert ev["proc.pid"] == child.pid
+    assert ev["proc.ppid"] == os.getpid() == int(status["PPid"])
+    assert ev["proc.argv"] == ["/bin/sleep", "30", mark]
+    assert ev["proc.exe"] == "/bin/sleep"
+    assert ev["proc.name"] == "sleep"
+    assert ev["proc.cmdline"] == f"sleep 30 {mark}"
+    assert ev["user.uid"] == 0 == int(status["Uid"].split()[0])
+    assert ev["evt.res"] == 0 and ev["evt.failed"] is False and ev["evt.errno"] == ""
+    assert ev["proc.argv_truncated"] is False
+    # start_boottime read at its BTF offset equals what /proc reports, to the tick.
+    hz = os.sysconf("SC_CLK_TCK")
+    assert ev["proc.start_ns"] * hz // 1_000_000_000 == ticks
+    # The wall clock is the monotonic stamp shifted into real time: near now.
+    assert abs(ev["evt.ts"] / 1e9 - time.time()) < 60
+    assert ev["evt.time"].endswith("Z")
+    cgroup_inode = _cgroup_id_of(child.pid)
+    if cgroup_inode is not None:
+        assert ev["cgroup.id"] == cgroup_inode
+
+
+def _cgroup_id_of(pid: int) -> int | None:
+    from tests.kernel_util import cgroup2_root
+
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if Path(f"/proc/{pid}").exists() else []:
+        if line.startswith("0::"):
+            return os.stat(cgroup2_root() / line[3:].lstrip("/")).st_ino
+    return None
+
+
+def test_exec_under_non_root_uid(monitor: RunningMonitor) -> None:
+    mark = _marker()
+    subprocess.run(["/bin/true", mark], user=NOBODY, group=NOBODY, check=True)
+    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and mark in e.get("proc.argv", []))
+    assert ev["user.uid"] == NOBODY
+    assert ev["group.gid"] == NOBODY
+    assert ev["user.name"] == "nobody"
+    assert ev["proc.ppid"] == os.getpid()
+
+
+def test_failed_exec_reports_enoent(monitor: RunningMonitor) -> None:
+    missing = f"/nonexistent/{_marker()}"
+    with pytest.raises(FileNotFoundError):
+        subprocess.run([missing, "arg1"])
+    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and e.get("proc.exe") == missing)
+    assert ev["evt.res"] == -2
+    assert ev["evt.failed"] is True
+    assert ev["evt.errno"] == "ENOENT"
+    assert ev["proc.argv"] == [missing, "arg1"]
+    assert ev["proc.ppid"] == os.getpid()
+
+
+def test_fork_and_exit_with_code_and_signal(monitor: RunningMonitor) -> None:
+    code = subprocess.Popen([sys.executable, "-c", "import sys; sys.exit(7)"])
+    code.wait()
+    killed = subprocess.Popen(["/bin/sleep", "30"])
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    fork = monitor.wait_for(lambda e: e["evt.type"] == "fork" and e["proc.pid"] == code.pid)
+    assert fork["proc.ppid"] == os.getpid()
+    assert fork["proc.child_pid"] == code.pid
+    ex = monitor.wait_for(lambda e: e["evt.type"] == "exit" and e["proc.pid"] == code.pid)
+    assert (ex["proc.exit_code"], ex["proc.exit_signal"]) == (7, 0)
+    ex = monitor.wait_for(lambda e: e["evt.type"] == "exit" and e["proc.pid"] == killed.pid)
+    assert ex["proc.exit_signal"] == signal.SIGKILL
+
+
+def test_threads_are_not_processes(monitor: RunningMonitor) -> None:
+    """A thread's clone is not a fork record, and its exit is not an exit record."""
+    code = "import threading; ts=[threading.Thread(target=lambda: None) for _ in range(5)];" \
+           "[t.start() for t in ts]; [t.join() for t in ts]"
+    p = subprocess.run([sys.executable, "-c", code], check=True)
+    del p
+    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and e.get("proc.argv", [None])[-1] == code)
+    pid = ev["proc.pid"]
+    monitor.wait_for(lambda e: e["evt.type"] == "exit" and e["proc.pid"] == pid)
+    mine = [e for e in monitor.events() if e["proc.pid"] == pid and e["evt.type"] in ("fork", "exit")]
+    assert [e["evt.type"] for e in mine] == ["fork", "exit"]
+
+
+def test_argv_bounds_set_the_truncated_flag(monitor: RunningMonitor) -> None:
+    mark = _marker()
+    many = ["/bin/true", mark, *[f"a{i}" for i in range(40)]]
+    subprocess.run(many, check=True)
+    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and mark in e.get("proc.argv", []))
+    assert ev["proc.argv_truncated"] is True
+    assert ev["proc.argv"] == many[:32]
+
+    mark = _marker()
+    long_arg = "x" * 300
+    subprocess.run(["/bin/true", mark, long_arg], check=True)
+    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and mark in e.get("proc.argv", []))
+    assert ev["proc.argv_truncated"] is True
+    assert ev["proc.argv"][2] == "x" * 255
+
+    # Exactly at the bound is not a truncation.
+    mark = _marker()
+    subprocess.run(["/bin/true", mark, "y" * 255], check=True)
+    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and mark in e.get("proc.argv", []))
+    assert ev["proc.argv_truncated"] is False
+    assert ev["proc.argv"][2] == "y" * 255
+
+
+STORM = r"""
+import os, sys
+cg, n = sys.argv[1], int(sys.argv[2])
+with open(os.path.join(cg, "cgroup.procs"), "w") as fh:
+    fh.write(str(os.getpid()))
+sys.stdout.write("in\n"); sys.stdout.flush()
+sys.stdin.readline()
+for _ in range(n):
+    try:
+        os.execv("/nonexistent/ringwatch-storm", ["storm"])
+    except FileNotFoundError:
+        pass
+sys.stdout.write("done\n"); sys.stdout.flush()
+sys.stdin.readline()
+"""
+
+
+def test_overload_accounting_is_exact(tmp_path: Path) -> None:
+    """delivered + dropped == produced, exactly, for a storm far faster than the consumer."""
+    n = 20000
+    with scratch_cgroup("storm") as cg:
+        cfg = {"sensor": {"ringbuf_bytes": 4096, "cgroups": [str(cg)]}}
+        with RunningMonitor(tmp_path, cfg) as mon:
+            storm = subprocess.Popen(
+                [sys.executable, "-c", STORM, str(cg), str(n)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )
+            assert storm.stdout is not None and storm.stdin is not None
+            assert storm.stdout.readline() == "in\n"
+            storm.stdin.write("go\n")
+            storm.stdin.flush()
+            assert storm.stdout.readline() == "done\n"
+            storm.stdin.write("exit\n")
+            storm.stdin.flush()
+            storm.wait()
+            # Let the consumer reach the storm's exit record before stopping.
+            time.sleep(1)
+            assert mon.stop() == 0
+            stopped = mon.wait_log("stopped")
+            events = mon.events()
+    storm_execs = [e for e in events if e["evt.type"] == "execve" and e["proc.pid"] == storm.pid]
+    storm_exits = [e for e in events if e["evt.type"] == "exit" and e["proc.pid"] == storm.pid]
+    produced, delivered, drops = stopped["produced"], stopped["delivered"], stopped["drops"]
+    # Only the storm process is in the filtered cgroup: n failed execs and its own exit.
+    assert produced["exec"] == n
+    assert produced["exit"] == 1
+    assert produced["fork"] == 0
+    assert delivered["exec"] == len(storm_execs)
+    assert delivered["exit"] == len(storm_exits)
+    lost = drops["ringbuf_full"] + drops["pending_full"] + drops["exit_no_enter"]
+    assert delivered["exec"] + delivered["exit"] + lost == n + 1
+    assert drops["ringbuf_full"] > 0, "a 4 KiB ring buffer should have overflowed"
+    assert delivered["exec"] > 0
+    assert all(e["evt.errno"] == "ENOENT" for e in storm_execs)
+
+
+def test_stop_on_sigint_flushes_last_events(tmp_path: Path) -> None:
+    mon = RunningMonitor(tmp_path).start()
+    mark = _marker()
+    subprocess.run(["/bin/true", mark], check=True)
+    time.sleep(0.3)
+    assert mon.stop(signal.SIGINT) == 0
+    assert any(mark in e.get("proc.argv", []) for e in mon.events())
+    assert mon.wait_log("stopped")["produced"]["exec"] >= 1
+
+
+def test_header_fallback_without_btf_warns_and_runs(tmp_path: Path) -> None:
+    cfg = {"sensor": {"btf_path": str(tmp_path / "no-btf")}}
+    with RunningMonitor(tmp_path, cfg) as mon:
+        warn = mon.wait_log("offsets_from_headers")
+        assert warn["level"] == "warning"
+        assert "compile-time headers" in warn["detail"]
+        assert mon.stop() == 0
+
+
+def _run_cli(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args], cwd=REPO, capture_output=True, text=True,
+        timeout=120, **kw,  # type: ignore[call-overload]
+    )
+
+
+def test_not_root_is_one_line_and_exit_2() -> None:
+    r = _run_cli(["run", "--duration", "1"], user=NOBODY, group=NOBODY)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert "needs root" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_bpffs_missing_is_one_line_and_exit_2() -> None:
+    r = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+         f"umount /sys/fs/bpf && exec {sys.executable} -m monitor run --duration 1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert r.returncode == 2, r.stderr
+    assert "bpffs is not mounted" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_bad_config_names_the_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("sensor:\n  ringbuf_byte: 4096\n")
+    r = _run_cli(["run", "--config", str(cfg)])
+    assert r.returncode == 2
+    assert f"{cfg}: sensor.ringbuf_byte: unknown key" in r.stderr
+    assert "Traceback" not in r.stderr

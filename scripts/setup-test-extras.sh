@@ -1,3 +1,53 @@
 #!/usr/bin/env bash
 # Test-only fixtures that are not Debian packages: placeholder, filled by later issues.
+# --- LSM enforcement VM (tests/vm.py, issue 7) -------------------------------------------
+# BPF LSM cannot load on the host kernel, so enforcement tests boot Debian's 6.1 kernel
+# under qemu with virtme-ng. Needs: a guest kernel whose version matches the installed
+# linux-headers-amd64 (bcc in the guest compiles against them), virtme-ng in its own venv
+# (kept apart from the project venv), and a statically linked busybox for the guest init.
+(
+    set -euo pipefail
+    here="$(cd "$(dirname "$0")/.." && pwd)"
+    say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
+    cache="$here/.cache"
+    mkdir -p "$cache"
+
+    hdr_ver="$(dpkg-query -W -f='${Version}' linux-headers-amd64 2>/dev/null || true)"
+    if [ -z "$hdr_ver" ]; then
+        say "linux-headers-amd64 is not installed (scripts/setup.sh installs it)"; exit 2
+    fi
+    img_ver="$(dpkg-query -W -f='${Version}' linux-image-amd64 2>/dev/null || true)"
+    if [ "$img_ver" != "$hdr_ver" ] || ! dpkg-query -W -f='${Status}' linux-image-amd64 2>/dev/null | grep -q "ok installed"; then
+        say "installing guest kernel linux-image-amd64=$hdr_ver (matches linux-headers-amd64)"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "linux-image-amd64=$hdr_ver" >/dev/null
+    else
+        say "guest kernel linux-image-amd64 $img_ver present (matches headers)"
+    fi
+
+    vng_venv="$cache/vng"
+    if [ ! -x "$vng_venv/bin/vng" ] || [ ! -x "$vng_venv/bin/virtme-run" ]; then
+        /usr/bin/python3 -m venv "$vng_venv"
+        "$vng_venv/bin/pip" install -q --disable-pip-version-check "virtme-ng==1.42" \
+            2> >(grep -v "is ignored: it is neither" >&2)
+        say "installed virtme-ng into $vng_venv"
+    else
+        say "virtme-ng present in $vng_venv"
+    fi
+
+    bb="$cache/busybox-static/bin/busybox"
+    if [ ! -x "$bb" ]; then
+        tmp="$(mktemp -d)"
+        (cd "$tmp" && apt-get download -qq busybox-static >/dev/null 2>&1 \
+            || { apt-get update -qq && apt-get download -qq busybox-static >/dev/null; })
+        rm -rf "$cache/busybox-static"
+        dpkg-deb -x "$tmp"/busybox-static_*.deb "$cache/busybox-static"
+        rm -rf "$tmp"
+        say "extracted static busybox to $bb"
+    else
+        say "static busybox present at $bb"
+    fi
+)
+
 exit 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,37 @@ class SensorConfig:
 
 
 @dataclass
+class ControlConfig:
+    # Unix socket on which the running daemon answers `ringwatch stats` and `ringwatch maps`.
+    socket: str = "/run/ringwatch/control.sock"
+
+    def validate(self, where: str, prefix: str) -> None:
+        if not self.socket.startswith("/"):
+            raise ConfigError(f"{where}: {prefix}.socket: must be an absolute path, got {self.socket!r}")
+        if len(self.socket.encode()) > 107:  # sun_path is 108 bytes with its NUL
+            raise ConfigError(f"{where}: {prefix}.socket: longer than 107 bytes: {self.socket!r}")
+
+
+@dataclass
+class DropAlertConfig:
+    # Alert (CRITICAL, rule "ringwatch: events dropped") when records are lost.
+    enabled: bool = True
+    # At most one drop alert per this many seconds; drops meanwhile go into the next one.
+    min_interval_s: float = 30.0
+    # How often the drop counters are read, in seconds.
+    check_interval_s: float = 1.0
+
+    def validate(self, where: str, prefix: str) -> None:
+        for name in ("min_interval_s", "check_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{where}: {prefix}.{name}: must be positive, got {getattr(self, name)}")
+
+
+@dataclass
 class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    drop_alert: DropAlertConfig = field(default_factory=DropAlertConfig)
     source: str = "<defaults>"
 
 
@@ -120,10 +150,33 @@ def _check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: sensor.cgroups: at most 8 cgroups, got {len(s.cgroups)}")
 
 
-def load(path: Path | None) -> Config:
-    """The config at `path`; the system config if it exists; else defaults."""
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """`--set section.key=value` on top of the file; values are YAML (`4096`, `false`, `[a]`)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. sensor.ringbuf_bytes=4096")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {key}: value is not valid YAML: {raw!r}") from exc
+        node = data
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[: i + 1])} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load(path: Path | None, overrides: Sequence[str] = ()) -> Config:
+    """The config at `path`; the system config if it exists; else defaults; then --set."""
     if path is None:
         if not DEFAULT_CONFIG_PATH.exists():
+            if overrides:
+                return from_mapping(apply_overrides({}, overrides), "<defaults> + --set")
             return Config()
         path = DEFAULT_CONFIG_PATH
     try:
@@ -138,4 +191,6 @@ def load(path: Path | None) -> Config:
         raise ConfigError(f"{path}{pos}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
+    if overrides:
+        return from_mapping(apply_overrides(data or {}, overrides), f"{path} + --set")
     return from_mapping(data, str(path))

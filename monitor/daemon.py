@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from monitor import log
-from monitor.config import Config
+from monitor import config as configmod
+from monitor import log, stats
+from monitor.config import Config, ConfigError
 from monitor.enrich import Enricher
+from monitor.ops import Operations
 from monitor.records import Record
-from monitor.sensor import Sensor
+from monitor.sensor import PAGE_SIZE, Sensor, ringbuf_pages
 from monitor.sinks.base import Sink
 
 
@@ -20,6 +24,11 @@ from monitor.sinks.base import Sink
 class RunOptions:
     duration: float | None = None
     event_sinks: list[Sink] = field(default_factory=list)
+    # Where alerts go (rule matches and ringwatch's own, e.g. the drop alert).
+    alert_sinks: list[Sink] = field(default_factory=list)
+    # What SIGHUP re-reads: the same file and --set overrides as at start.
+    config_path: Path | None = None
+    overrides: list[str] = field(default_factory=list)
 
 
 class Monitor:
@@ -30,6 +39,58 @@ class Monitor:
         self.enricher = Enricher()
         self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log)
         self._stop = False
+        self._reload = False
+        self._started = time.monotonic()
+        self.alert_counts: Counter[str] = Counter()
+        self.ops = Operations(
+            cfg, stats=self.stats, losses=self._losses, alert=self.emit_alert, warn=self.log.warning
+        )
+
+    def _all_sinks(self) -> list[Sink]:
+        # One sink object may serve events and alerts (stdout); count it once.
+        seen: dict[int, Sink] = {}
+        for sink in [*self.opts.event_sinks, *self.opts.alert_sinks]:
+            seen.setdefault(id(sink), sink)
+        return list(seen.values())
+
+    def emit_alert(self, alert: dict[str, Any]) -> None:
+        self.alert_counts[str(alert.get("rule", ""))] += 1
+        for sink in self.opts.alert_sinks:
+            sink.emit(alert)
+
+    def _losses(self) -> stats.LossCounts:
+        return stats.losses(self.sensor.counters(), stats.sink_stats(self._all_sinks()))
+
+    def stats(self) -> dict[str, Any]:
+        """The snapshot `ringwatch stats` prints; each part of the daemon adds its section."""
+        snap = stats.collect(
+            self.sensor.counters(),
+            started_monotonic=self._started,
+            config_source=self.cfg.source,
+            ringbuf_bytes=ringbuf_pages(self.sensor.cfg.ringbuf_bytes) * PAGE_SIZE,
+            outputs=stats.sink_stats(self._all_sinks()),
+            alerts_by_rule=self.alert_counts,
+        )
+        snap["service"] = self.ops.stats()
+        return snap
+
+    def _do_reload(self) -> None:
+        """SIGHUP: re-read the config (rules reload sits next to this); keep running on error."""
+        self.ops.reloading()
+        try:
+            new = configmod.load(self.opts.config_path, self.opts.overrides)
+        except ConfigError as exc:
+            self.log.error("reload_failed", error=str(exc))
+            self.ops.reloaded(None, f"reload failed, previous config kept: {exc}")
+            return
+        if new.sensor != self.sensor.cfg:
+            # Kernel programs are compiled with these; changing them means a restart.
+            self.log.warning("reload_needs_restart", section="sensor")
+        for sink in self._all_sinks():
+            sink.reopen()
+        self.cfg = new
+        self.ops.reloaded(new, f"reloaded {new.source}")
+        self.log.info("reloaded", config=new.source)
 
     def _on_record(self, rec: Record) -> None:
         ev = self.enricher.event(rec)
@@ -38,13 +99,17 @@ class Monitor:
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.log.info("signal", signal=signal.Signals(signum).name)
+        if signum == signal.SIGHUP:
+            self._reload = True
+            return
         self._stop = True
 
     def run(self) -> int:
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(s, self._on_signal)
         t0 = time.monotonic()
         self.sensor.start()
+        self.ops.started(f"monitoring; config {self.cfg.source}")
         self.log.info("ready", startup_s=round(time.monotonic() - t0, 3), config=self.cfg.source)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
         try:
@@ -54,11 +119,17 @@ class Monitor:
                 self.sensor.poll()
                 for sink in self.opts.event_sinks:
                     sink.flush(0)
+                if self._reload:
+                    self._reload = False
+                    self._do_reload()
+                self.ops.tick()
+            self.ops.stopping()
             self.sensor.drain()
         finally:
             counters = self.sensor.counters()
             self.sensor.close()
-            for sink in self.opts.event_sinks:
+            self.ops.close()
+            for sink in self._all_sinks():
                 sink.close()
             self.log.info("stopped", **self._counter_fields(counters))
         return 0

@@ -1,0 +1,131 @@
+"""Service plumbing around the main loop: sd_notify, the control socket, the drop alert.
+
+The daemon calls `started()` once programs are attached, `tick()` on every loop turn,
+`reloading()`/`reloaded()` around a SIGHUP, and `stopping()`/`close()` on the way out.
+Everything here is cheap when idle: the control socket is polled without blocking and
+drop counters are read at most once per drop_alert.check_interval_s.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from monitor.config import Config
+from monitor.control import ControlError, ControlServer
+from monitor.dropwatch import DropWatch
+from monitor.notify import Notifier
+from monitor.stats import LossCounts
+
+# Where pinned ringwatch maps live unless the config names another bpffs directory.
+DEFAULT_PIN_DIR = "/sys/fs/bpf/ringwatch"
+
+
+class Operations:
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        stats: Callable[[], dict[str, Any]],
+        losses: Callable[[], LossCounts],
+        alert: Callable[[dict[str, Any]], None],
+        pin_dir: str = DEFAULT_PIN_DIR,
+        notifier: Notifier | None = None,
+        warn: Callable[..., Any] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.notifier = notifier or Notifier()
+        self.pin_dir = pin_dir
+        self._losses = losses
+        self._alert = alert
+        self.control = ControlServer(Path(cfg.control.socket), {"stats": stats, "info": self.info})
+        self.drops = self._dropwatch(cfg)
+        self.reloads = 0
+        self.reload_errors = 0
+        self.control_error = ""
+        self._warn = warn or (lambda *a, **k: None)
+
+    @staticmethod
+    def _dropwatch(cfg: Config) -> DropWatch:
+        return DropWatch(cfg.drop_alert.min_interval_s, cfg.drop_alert.check_interval_s)
+
+    def info(self) -> dict[str, Any]:
+        """What a client needs to find the daemon's kernel objects."""
+        return {
+            "pid": os.getpid(),
+            "pin_dir": self.pin_dir,
+            "config": self.cfg.source,
+            "control_socket": str(self.control.path),
+        }
+
+    def started(self, status: str) -> None:
+        # The socket opens before READY=1 so that once systemd reports the service up,
+        # `ringwatch stats` works.
+        self._open_control(self.control)
+        self.drops.start(time.monotonic())
+        self.notifier.ready(status)
+
+    def tick(self) -> None:
+        self.control.serve_pending()
+        now = time.monotonic()
+        if self.cfg.drop_alert.enabled and self.drops.due(now):
+            alert = self.drops.check(self._losses(), now)
+            if alert is not None:
+                self._alert(alert)
+
+    def _open_control(self, server: ControlServer) -> None:
+        # Monitoring matters more than its stats socket: a second instance sharing the
+        # path, or an unwritable /run, costs `ringwatch stats`, not the monitor.
+        try:
+            server.open()
+            self.control_error = ""
+        except ControlError as exc:
+            self.control_error = str(exc)
+            self._warn("control_socket_unavailable", error=str(exc))
+
+    def reloading(self) -> None:
+        self.notifier.reloading()
+
+    def reloaded(self, cfg: Config | None, status: str) -> None:
+        """Take over the settings that can change without reloading kernel programs.
+
+        `cfg` is None when the new config was rejected: the old one stays in force and
+        the service stays up (systemctl reload must never kill the monitor)."""
+        if cfg is None:
+            self.reload_errors += 1
+        else:
+            self.reloads += 1
+            if cfg.control.socket != self.cfg.control.socket:
+                old = self.control
+                old.close()
+                self.control = ControlServer(Path(cfg.control.socket), old.handlers)
+                self._open_control(self.control)
+            if cfg.drop_alert != self.cfg.drop_alert:
+                # Keep the baseline: drops counted so far are still owed an alert.
+                self.drops.min_interval_s = cfg.drop_alert.min_interval_s
+                self.drops.check_interval_s = cfg.drop_alert.check_interval_s
+            self.cfg = cfg
+        self.notifier.send(ready=1, status=status)
+
+    def stopping(self) -> None:
+        self.notifier.stopping()
+
+    def close(self) -> None:
+        self.control.close()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "notify_socket": self.notifier.enabled,
+            "notify_sent": self.notifier.sent,
+            "notify_errors": self.notifier.errors,
+            "control_socket": str(self.control.path),
+            "control_error": self.control_error,
+            "control_requests": self.control.requests,
+            "control_errors": self.control.errors,
+            "reloads": self.reloads,
+            "reload_errors": self.reload_errors,
+            "drop_alert": self.drops.stats(),
+        }

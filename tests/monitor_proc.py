@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -41,7 +42,18 @@ class RunningMonitor:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
-        self.config_path.write_text(yaml.safe_dump(config or {}))
+        config = dict(config or {})
+        # Each instance gets its own control socket so that tests (and engineers) running
+        # monitors side by side do not share /run/ringwatch/control.sock.
+        control = dict(config.get("control") or {})
+        if "socket" not in control:
+            sock = workdir / "control.sock"
+            if len(str(sock)) > 100:  # sun_path limit
+                sock = Path(tempfile.mkdtemp(prefix="rw-")) / "control.sock"
+            control["socket"] = str(sock)
+        config["control"] = control
+        self.control_socket = Path(control["socket"])
+        self.config_path.write_text(yaml.safe_dump(config))
         self.record_path = workdir / "events.jsonl"
         self.stdout_path = workdir / "stdout.jsonl"
         self.stderr_path = workdir / "stderr.log"

@@ -35,6 +35,8 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "DENTRY_D_PARENT": ("dentry", "d_parent"),
     "QSTR_NAME": ("qstr", "name"),
     "BINPRM_FILENAME": ("linux_binprm", "filename"),
+    # bpf/lsm.bpf.c (enforcement): the file being executed.
+    "BINPRM_FILE": ("linux_binprm", "file"),
 }
 
 

@@ -69,4 +69,34 @@
     fi
 )
 
+# --- Benchmarks (bench/, issue 9) and their harness tests (tests/test_bench_*.py) ----------
+# The workloads are C compiled by the harness; syscount-bpfcc (bpfcc-tools, installed by
+# setup.sh --test) uses TRACEPOINT_PROBE, for which bcc reads event formats from tracefs:
+# without it mounted, syscount fails to compile ("incomplete definition of type
+# struct tracepoint__raw_syscalls__sys_exit").
+(
+    set -euo pipefail
+    say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
+    if ! command -v gcc >/dev/null || ! dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "ok installed"; then
+        say "installing gcc and libc6-dev for the benchmark workloads"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
+    else
+        say "gcc present"
+    fi
+    if ! mountpoint -q /sys/kernel/tracing; then
+        mount -t tracefs tracefs /sys/kernel/tracing
+        say "mounted tracefs on /sys/kernel/tracing"
+    else
+        say "tracefs mounted"
+    fi
+    # bcc 0.26 looks under /sys/kernel/debug/tracing first.
+    if ! mountpoint -q /sys/kernel/debug; then
+        mount -t debugfs debugfs /sys/kernel/debug
+        say "mounted debugfs on /sys/kernel/debug"
+    else
+        say "debugfs mounted"
+    fi
+)
+
 exit 0

@@ -17,6 +17,11 @@ test-setup:
 test: test-setup
 	$(PY) -m pytest -q -ra tests
 
+# Overhead, throughput and footprint beside bcc's tools (bench/README.md). Several minutes;
+# `make bench ARGS=--quick` for a short run. Table on stdout, JSON in bench/results/.
+bench: test-setup
+	$(PY) -m bench $(ARGS)
+
 lint: test-setup
 	$(VENV)/bin/ruff check monitor tests
 	$(VENV)/bin/mypy

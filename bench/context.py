@@ -1,0 +1,71 @@
+"""What every part of a benchmark run shares: settings, binaries, a work directory."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import workloads
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Sizes of one run. `full` is what the report quotes; `quick` for development on a
+    busy machine; `smoke` only proves the harness works end to end (tests)."""
+
+    rounds: int
+    open_n: int
+    getppid_n: int
+    forkexec_n: int
+    window_s: float  # throughput trial length
+    max_doublings: int
+    bisect_steps: int
+    idle_s: float  # idle CPU window
+    # Drain allowance after a throughput trial: more means the monitor fell behind.
+    lag_limit_s: float
+
+
+PRESETS = {
+    "full": Settings(rounds=5, open_n=1_000_000, getppid_n=5_000_000, forkexec_n=5_000,
+                     window_s=10, max_doublings=8, bisect_steps=3, idle_s=10, lag_limit_s=2.0),
+    "quick": Settings(rounds=2, open_n=100_000, getppid_n=500_000, forkexec_n=300,
+                      window_s=3, max_doublings=4, bisect_steps=1, idle_s=3, lag_limit_s=2.0),
+    "smoke": Settings(rounds=1, open_n=2_000, getppid_n=10_000, forkexec_n=20,
+                      window_s=1, max_doublings=0, bisect_steps=0, idle_s=1, lag_limit_s=5.0),
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    settings: Settings
+    workdir: Path
+    python: str
+    loop_bin: Path
+    gen_bin: Path
+    config: Path  # ringwatch config: empty, so defaults and the default rules apply
+    open_path: str  # overhead: a file no rule cares about
+    interesting_open_path: str  # throughput: a file the default rules watch
+    exec_path: str
+
+    @classmethod
+    def create(cls, settings: Settings, workdir: Path, open_path: str | None,
+               interesting_open_path: str) -> Context:
+        workdir.mkdir(parents=True, exist_ok=True)
+        build_dir = Path(__file__).resolve().parent / "build"
+        config = workdir / "ringwatch.yaml"
+        # An explicit empty config: a host's /etc/ringwatch/config.yaml must not change the result.
+        config.write_text("{}\n")
+        target = workdir / "open-target"
+        target.write_text("ringwatch bench\n")
+        return cls(
+            settings=settings,
+            workdir=workdir,
+            python=sys.executable,
+            loop_bin=workloads.build("rw-bench-loop", build_dir),
+            gen_bin=workloads.build("rw-bench-gen", build_dir),
+            config=config,
+            open_path=open_path or str(target),
+            interesting_open_path=interesting_open_path,
+            exec_path="/bin/true",
+        )

@@ -1,0 +1,139 @@
+"""The results as a table and as JSON, and where they stand against the targets.
+
+Targets are reported, never asserted: a benchmark on a shared machine informs, it does
+not gate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    value: float | None
+    limit: float
+    met: bool | None  # None: not measured in this run
+    note: str = ""
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
+    out: list[Target] = []
+    ov = results.get("overhead")
+    if ov:
+        for loop, conds in ov["ns_per_iter"].items():
+            rw, sc = conds["ringwatch"]["ratio"], conds["syscount"]["ratio"]
+            out.append(Target(f"{loop}: ringwatch overhead below syscount-bpfcc's (ratio)", rw, sc,
+                              rw < sc if rw is not None and sc is not None else None))
+        g = ov["ns_per_iter"]["getppid"]
+        floor = g["floor"]["median"]
+        v = g["ringwatch"]["median"] / floor if floor else None
+        out.append(Target("getppid: ringwatch within 1.2x of the no-op floor", v, 1.2,
+                          v <= 1.2 if v is not None else None))
+    tp = results.get("throughput")
+    if tp:
+        best = tp["best_events_per_s"]
+        note = f"{tp['mode']} events; search ended by the {tp['bound']}"
+        out.append(Target("events/s end to end, zero drops", best, 100_000, best >= 100_000, note))
+    fp = results.get("footprint")
+    if fp:
+        idle = fp["idle_cpu_fraction"] * 100
+        out.append(Target("idle CPU, % of a core", idle, 1.0, idle < 1.0))
+        rss = [fp["idle_rss_bytes"]]
+        if tp and tp.get("under_load"):
+            rss.append(tp["under_load"]["rss_bytes"])
+        worst = max(rss) / MB
+        out.append(Target("RSS, MB (idle and under load)", worst, 200, worst < 200))
+    return out
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    if v is None:
+        return "-"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def render(results: dict[str, Any]) -> str:
+    lines: list[str] = []
+    meta = results["meta"]
+    lines.append(f"ringwatch bench ({meta['preset']}) on {meta['kernel']}, {meta['cpus']} CPUs, "
+                 f"load average {meta['loadavg_start']} -> {meta['loadavg_end']}")
+    ov = results.get("overhead")
+    if ov:
+        lines.append("")
+        lines.append(f"Overhead: ns per iteration, median of {meta['rounds']} alternating rounds "
+                     "(ratio to no monitor; monitor CPU as % of loop time)")
+        conds = ["none", "ringwatch", "syscount", "floor"]
+        lines.append(f"{'loop':<22}" + "".join(f"{c:>24}" for c in conds))
+        for loop, per in ov["ns_per_iter"].items():
+            cells = []
+            for c in conds:
+                s = per[c]
+                cell = f"{_fmt(s['median'], 1)}"
+                if c != "none":
+                    cpu = ov["monitor_cpu_fraction"][loop].get(c)
+                    cell += f" x{_fmt(s['ratio'])} {_fmt(cpu * 100 if cpu is not None else None, 0)}%"
+                cells.append(f"{cell:>24}")
+            lines.append(f"{loop + ' x' + str(ov['iterations'][loop]):<22}" + "".join(cells))
+        lines.append("start->ready s: " + ", ".join(f"{c} {_fmt(v)}" for c, v in ov["ready_s"].items())
+                     + "; RSS MB: " + ", ".join(f"{c} {_fmt(v / MB, 0)}" for c, v in ov["rss_bytes"].items()))
+        lost = {k: v for k, v in ov["ringwatch_losses"].items() if v}
+        lines.append(f"ringwatch records lost during the loops: {lost or 0}")
+    tp = results.get("throughput")
+    if tp:
+        lines.append("")
+        lines.append(f"Throughput ({tp['interesting']}, {tp['window_s']:g}s windows):")
+        for t in tp["trials"]:
+            status = "pass" if t["passed"] else "FAIL " + t["reason"]
+            gen = ("" if t["generator_kept_up"]
+                   else f" (generator reached only {_fmt(t['generator_ops_per_s'])}/s)")
+            lines.append(f"  offered {_fmt(t['target']):>10}/s  seen {_fmt(t['achieved']):>10}/s  "
+                         f"cpu {t['cpu_fraction'] * 100:5.1f}%  {status}{gen}")
+        lines.append(f"  best with nothing lost: {_fmt(tp['best_events_per_s'])} events/s "
+                     f"(search ended by the {tp['bound']})")
+    rp = results.get("replay")
+    if rp:
+        lines.append("")
+        if rp["status"] == "ok":
+            lines.append(f"Offline replay: {_fmt(rp['events_per_s'])} events/s")
+        else:
+            lines.append(f"Offline replay: {rp['status']}: {rp.get('note', '')[:300]}")
+    fp = results.get("footprint")
+    if fp:
+        lines.append("")
+        lines.append("Footprint (ringwatch):")
+        lines.append(f"  start->ready {_fmt(fp['ready_wall_s'])}s "
+                     f"(logged startup_s {fp['startup_s_logged']}); "
+                     f"idle CPU {fp['idle_cpu_fraction'] * 100:.2f}% of a core "
+                     f"over {fp['idle_window_s']:g}s; "
+                     f"idle RSS {fp['idle_rss_bytes'] / MB:.0f} MB (peak {fp['peak_rss_bytes'] / MB:.0f} MB)")
+        if tp and tp.get("under_load"):
+            ul = tp["under_load"]
+            lines.append(f"  under load (best trial): CPU {ul['cpu_fraction'] * 100:.0f}% of a core, "
+                         f"RSS {ul['rss_bytes'] / MB:.0f} MB (peak {ul['peak_rss_bytes'] / MB:.0f} MB)")
+        bpf = fp["bpf"]
+        lines.append(f"  locked BPF memory: maps {bpf['map_bytes_memlock'] / MB:.2f} MB "
+                     f"in {len(bpf['maps'])} maps, "
+                     f"programs {bpf['prog_bytes_memlock'] / 1024:.0f} KB in {bpf['progs']}")
+        for m in sorted(bpf["maps"], key=lambda m: -m["bytes_memlock"]):
+            lines.append(f"    {m['name'] or '?':<20} {m['type']:<14} {m['max_entries']:>10} entries "
+                         f"{m['bytes_memlock'] / 1024:>10.0f} KB")
+    tg = results.get("targets", [])
+    if tg:
+        lines.append("")
+        lines.append("Targets (reported, not asserted):")
+        for t in tg:
+            mark = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+            note = f"  [{t['note']}]" if t.get("note") else ""
+            lines.append(f"  {mark:<7} {t['name']}: {_fmt(t['value'])} vs {_fmt(t['limit'])}{note}")
+    return "\n".join(lines)
+
+
+def targets_json(results: dict[str, Any]) -> list[dict[str, Any]]:
+    return [asdict(t) for t in targets(results)]

@@ -1,0 +1,322 @@
+"""Kafka output (kafka-python) with a bounded in-memory queue and an on-disk spool.
+
+emit() only puts the record on a bounded queue; a sender thread serialises, sends and
+waits for acknowledgements in rounds. Delivery is at least once: each record carries a
+unique id (the alert's `id`, or one made here) in its JSON and in the `ringwatch.id`
+header, so consumers can drop duplicates.
+
+Order: every record gets a sequence number when emitted. While the broker is reachable,
+rounds are sent in sequence order to one partition per host (the key is the host name).
+When a round fails, or acknowledgements are slow, the unacknowledged records and
+everything behind them go to the spool, and from then on new records go through the
+spool too until it is empty, so nothing overtakes a spooled record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from monitor import log
+from monitor.sinks.base import dumps
+from monitor.spool import Spool, SpoolRecord
+
+ID_HEADER = "ringwatch.id"
+STREAM_HEADER = "ringwatch.stream"
+
+
+@dataclass
+class KafkaSinkOptions:
+    topic: str
+    # Passed to kafka.KafkaProducer as they are: bootstrap_servers, acks, compression_type,
+    # batch_size, linger_ms, security_protocol, ssl_*, sasl_*, timeouts, ...
+    producer: dict[str, Any]
+    spool_path: Path
+    key: str  # the host name: one host's records share a partition and stay ordered
+    stream: str = "alerts"
+    spool_max_records: int = 100_000
+    spool_max_bytes: int = 256 * 1024 * 1024
+    queue_size: int = 10_000
+    round_records: int = 500
+    # How long one round may wait for acknowledgements before it is spooled.
+    ack_timeout_s: float = 30.0
+    # Waiting longer than this for a round moves the queue to the spool meanwhile, so a
+    # slow broker costs disk, not dropped records.
+    spill_after_s: float = 1.0
+    backoff_min_s: float = 0.2
+    backoff_max_s: float = 30.0
+    extra_headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Pending:
+    seq: int
+    record: dict[str, Any]
+
+
+class KafkaSink:
+    def __init__(self, opts: KafkaSinkOptions, name: str = "kafka") -> None:
+        self.name = name
+        self.opts = opts
+        self.log = log.get("ringwatch.kafka").bind(sink=name, topic=opts.topic)
+        self._spool = Spool(opts.spool_path, opts.spool_max_records, opts.spool_max_bytes)
+        self._seq = itertools.count(self._spool.max_seq + 1)
+        self._queue: queue.Queue[_Pending] = queue.Queue(maxsize=opts.queue_size)
+        self._key = opts.key.encode()
+        self._producer: Any = None
+        # Start degraded if an earlier run left records behind: they go first.
+        self._degraded = len(self._spool) > 0
+        self._backoff = opts.backoff_min_s
+        self._next_attempt = 0.0
+        self._closing = threading.Event()
+        self._close_deadline = 0.0
+        self._lock = threading.Lock()
+        self._settled_cv = threading.Condition(self._lock)
+        self._accepted = 0  # put on the queue
+        self._settled = 0  # acknowledged, spooled or refused by the spool
+        self._written = 0
+        self._errors = 0
+        self._queue_dropped = 0
+        self._spool_dropped = 0
+        self._spooled_total = 0
+        self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
+        self._thread.start()
+
+    # -- the consumer's side: never blocks ------------------------------------------------
+
+    def emit(self, record: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(_Pending(next(self._seq), record))
+        except queue.Full:
+            with self._lock:
+                self._queue_dropped += 1
+            return
+        with self._lock:
+            self._accepted += 1
+
+    def flush(self, timeout: float) -> None:
+        """Wait until nothing is held only in memory: acknowledged or spooled."""
+        deadline = time.monotonic() + timeout
+        with self._settled_cv:
+            while self._accepted > self._settled and not self._closed():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._settled_cv.wait(remaining)
+
+    def reopen(self) -> None:
+        pass
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Send what can be sent within `timeout`, spool the rest, stop the thread."""
+        self._close_deadline = time.monotonic() + timeout
+        self._closing.set()
+        self._thread.join(timeout + self.opts.ack_timeout_s + 5)
+
+    def stats(self) -> dict[str, int]:
+        sp = self._spool.stats()
+        with self._lock:
+            return {
+                "written": self._written,
+                "errors": self._errors,
+                "dropped": self._queue_dropped + self._spool_dropped,
+                "queue_dropped": self._queue_dropped,
+                "spool_dropped": self._spool_dropped,
+                "spool_dropped_total": sp.dropped,
+                "queued": self._accepted - self._settled,
+                "spooled": sp.depth,
+                "spooled_bytes": sp.bytes,
+                "spooled_total": self._spooled_total,
+            }
+
+    def _closed(self) -> bool:
+        return not self._thread.is_alive()
+
+    # -- the sender thread ------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._closing.is_set():
+                try:
+                    self._step()
+                except Exception as exc:  # keep the thread alive: a dead sender loses data
+                    self._count_error()
+                    self.log.error("kafka sender error", error=repr(exc))
+                    self._enter_degraded()
+            self._finish()
+        finally:
+            self._close_producer()
+            self._spool.close()
+            with self._settled_cv:
+                self._settled_cv.notify_all()
+
+    def _step(self) -> None:
+        if self._degraded:
+            self._spill_queue()
+            now = time.monotonic()
+            if now < self._next_attempt:
+                self._closing.wait(min(0.05, self._next_attempt - now))
+                return
+            self._drain_spool_round()
+            return
+        batch = self._take(0.1)
+        if batch:
+            self._deliver(batch, time.monotonic() + self.opts.ack_timeout_s)
+
+    def _finish(self) -> None:
+        while not self._degraded and time.monotonic() < self._close_deadline:
+            batch = self._take(0)
+            if not batch:
+                break
+            self._deliver(batch, min(self._close_deadline, time.monotonic() + self.opts.ack_timeout_s))
+        self._spill_queue()
+
+    def _take(self, block_s: float) -> list[SpoolRecord]:
+        items: list[_Pending] = []
+        try:
+            items.append(self._queue.get(timeout=block_s) if block_s > 0 else self._queue.get_nowait())
+            while len(items) < self.opts.round_records:
+                items.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        return [self._encode(p) for p in items]
+
+    def _encode(self, p: _Pending) -> SpoolRecord:
+        rec = p.record
+        rid = rec.get("id")
+        if rid is None:
+            # Events have no id of their own; the one made here is in the JSON too.
+            rid = uuid.uuid4().hex
+            rec = {"id": rid, **rec}
+        return SpoolRecord(p.seq, self.opts.topic, self._key, dumps(rec).encode(), str(rid))
+
+    def _spill_queue(self) -> None:
+        """Move everything waiting in memory to the spool (in order, one transaction)."""
+        batch: list[SpoolRecord] = []
+        while True:
+            more = self._take(0)
+            if not more:
+                break
+            batch.extend(more)
+        if batch:
+            self._to_spool(batch)
+            self._degraded = True
+
+    def _to_spool(self, records: list[SpoolRecord]) -> None:
+        refused = self._spool.append(records)
+        if refused:
+            self.log.warning("spool full: records dropped", dropped=refused,
+                             spool=str(self.opts.spool_path), depth=len(self._spool))
+        with self._settled_cv:
+            self._spool_dropped += refused
+            self._spooled_total += len(records) - refused
+            self._settled += len(records)
+            self._settled_cv.notify_all()
+
+    def _deliver(self, batch: list[SpoolRecord], deadline: float) -> None:
+        ok = self._send_round(batch, deadline)
+        with self._settled_cv:
+            self._written += ok
+            self._settled += ok
+            self._settled_cv.notify_all()
+        if ok < len(batch):
+            self._to_spool(batch[ok:])
+            self._enter_degraded()
+
+    def _drain_spool_round(self) -> None:
+        batch = self._spool.peek(self.opts.round_records)
+        if not batch:
+            self._degraded = False
+            self._backoff = self.opts.backoff_min_s
+            self.log.info("spool drained, sending directly")
+            return
+        deadline = time.monotonic() + self.opts.ack_timeout_s
+        if self._closing.is_set():
+            deadline = min(deadline, self._close_deadline)
+        ok = self._send_round(batch, deadline)
+        if ok:
+            self._spool.delete_through(batch[ok - 1].seq)
+            with self._lock:
+                self._written += ok
+        if ok < len(batch):
+            self._enter_degraded()
+        else:
+            self._backoff = self.opts.backoff_min_s
+            self._next_attempt = 0.0
+
+    def _enter_degraded(self) -> None:
+        if not self._degraded:
+            self.log.warning("kafka unreachable: spooling", spool=str(self.opts.spool_path))
+        self._degraded = True
+        self._next_attempt = time.monotonic() + self._backoff
+        self._backoff = min(self._backoff * 2, self.opts.backoff_max_s)
+        # A fresh producer after a failure: the broker may have restarted without our
+        # producer id, and stale batches in the old one would only come back as duplicates.
+        self._close_producer()
+
+    def _count_error(self) -> None:
+        with self._lock:
+            self._errors += 1
+
+    def _ensure_producer(self) -> Any:
+        if self._producer is None:
+            from kafka import KafkaProducer
+
+            self._producer = KafkaProducer(**self.opts.producer)
+        return self._producer
+
+    def _close_producer(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            try:
+                producer.close(timeout=0)
+            except Exception as exc:
+                self.log.debug("producer close failed", error=repr(exc))
+
+    def _send_round(self, batch: list[SpoolRecord], deadline: float) -> int:
+        """Send `batch`; return how many leading records were acknowledged."""
+        try:
+            producer = self._ensure_producer()
+        except Exception as exc:
+            self._count_error()
+            self.log.warning("kafka producer unavailable", error=repr(exc))
+            return 0
+        headers = [(ID_HEADER, b""), (STREAM_HEADER, self.opts.stream.encode()),
+                   *self.opts.extra_headers]
+        futures = []
+        for r in batch:
+            headers[0] = (ID_HEADER, r.rid.encode())
+            try:
+                futures.append(producer.send(r.topic, value=r.value, key=r.key,
+                                             headers=list(headers)))
+            except Exception as exc:  # metadata timeout, buffer full, record too large
+                self._count_error()
+                self.log.warning("kafka send failed", error=repr(exc))
+                break
+        waited_from = time.monotonic()
+        for i, fut in enumerate(futures):
+            while not fut.is_done:
+                now = time.monotonic()
+                if now >= deadline:
+                    self._count_error()
+                    return i
+                if now - waited_from > self.opts.spill_after_s:
+                    self._spill_queue()
+                # A timeout of this wait, or the failure checked below.
+                with contextlib.suppress(Exception):
+                    fut.get(timeout=min(0.2, deadline - now))
+                if self._closing.is_set() and time.monotonic() >= self._close_deadline:
+                    self._count_error()
+                    return i
+            if fut.failed():
+                self._count_error()
+                self.log.warning("kafka delivery failed", error=repr(fut.exception))
+                return i
+        return len(futures)

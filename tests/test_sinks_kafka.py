@@ -1,0 +1,234 @@
+"""Kafka sink against a real Kafka-protocol broker (Tansu) on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from monitor.sinks.kafka import ID_HEADER, KafkaSink, KafkaSinkOptions
+from tests.kafka_broker import TansuBroker, TansuProxy, free_port, read_topic, tansu
+
+pytestmark = pytest.mark.kafka
+__all__ = ["tansu"]  # the fixture, imported for pytest
+
+HOST = "host-a"
+
+
+def alert(i: int, run: str = "r") -> dict[str, Any]:
+    return {"id": f"{run}-{i:06d}", "time": "2026-11-21T00:00:00.000000000Z", "host": HOST,
+            "rule": "Test rule", "priority": "WARNING", "tags": ["t"], "output": f"alert {i}",
+            "proc.pid": 1000 + i, "n": i}
+
+
+def sink_for(bootstrap: str, spool: Path, topic: str = "alerts", **kw: Any) -> KafkaSink:
+    producer = {
+        "bootstrap_servers": bootstrap, "acks": "all", "request_timeout_ms": 1500,
+        "delivery_timeout_ms": 3000, "max_block_ms": 1500, "bootstrap_timeout_ms": 1500,
+        "reconnect_backoff_max_ms": 300, "retry_backoff_ms": 50, "linger_ms": 5,
+    }
+    opts = KafkaSinkOptions(topic=topic, producer=producer, spool_path=spool, key=HOST,
+                            ack_timeout_s=4.0, backoff_max_s=0.5, **kw)
+    return KafkaSink(opts, name="kafka-test")
+
+
+def wait_until(pred: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def ids_in_order(msgs: list[Any]) -> list[str]:
+    """Record ids by first occurrence in offset order (delivery is at least once)."""
+    seen: set[str] = set()
+    out = []
+    for m in msgs:
+        rid = json.loads(m.value)["id"]
+        if rid not in seen:
+            seen.add(rid)
+            out.append(rid)
+    return out
+
+
+def one_partition(msgs: list[Any]) -> list[Any]:
+    parts = {m.partition for m in msgs}
+    assert len(parts) == 1, f"one host's records spread over partitions {parts}"
+    return sorted(msgs, key=lambda m: m.offset)
+
+
+@pytest.fixture
+def blackhole() -> Iterator[int]:
+    """A port that accepts TCP connections and never answers: a hung broker."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(64)
+    try:
+        yield s.getsockname()[1]
+    finally:
+        s.close()
+
+
+def test_delivery_key_headers_and_order(tansu: TansuBroker, tmp_path: Path) -> None:
+    sink = sink_for(tansu.bootstrap, tmp_path / "spool.db")
+    n = 1500
+    for i in range(n):
+        sink.emit(alert(i))
+    event = {"evt.type": "execve", "proc.pid": 7}  # no id: the sink must give it one
+    sink.emit(event)
+    sink.flush(20)
+    st = sink.stats()
+    sink.close()
+    assert st["written"] == n + 1 and st["dropped"] == 0 and st["spooled"] == 0, st
+
+    msgs = one_partition(read_topic(tansu.bootstrap, "alerts", n + 1))
+    assert len(msgs) == n + 1
+    assert all(m.key == HOST.encode() for m in msgs)
+    values = [json.loads(m.value) for m in msgs]
+    assert [v["id"] for v in values[:n]] == [f"r-{i:06d}" for i in range(n)]
+    assert values[0]["rule"] == "Test rule" and values[0]["proc.pid"] == 1000
+    for m, v in zip(msgs, values, strict=True):
+        assert dict(m.headers)[ID_HEADER] == v["id"].encode()
+    last = values[-1]
+    assert last["evt.type"] == "execve" and len(last["id"]) == 32
+    assert "id" not in event, "the caller's record was modified"
+
+
+def test_proxy_killed_mid_stream_nothing_lost(tmp_path: Path) -> None:
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    proxy = TansuProxy(tmp_path, broker)
+    proxy.start()
+    sink = sink_for(proxy.bootstrap, tmp_path / "spool.db")
+    n = 1200
+    emitted = threading.Event()
+
+    def produce() -> None:
+        for i in range(n):
+            sink.emit(alert(i))
+            if i % 20 == 0:
+                time.sleep(0.02)  # a stream that spans the outage
+        emitted.set()
+
+    t = threading.Thread(target=produce)
+    try:
+        t.start()
+        wait_until(lambda: sink.stats()["written"] >= 200, 20, "first deliveries")
+        proxy.kill()
+        wait_until(lambda: sink.stats()["spooled"] > 0, 20, "records to reach the spool")
+        time.sleep(0.5)
+        proxy.start()
+        t.join(30)
+        assert emitted.is_set()
+        wait_until(lambda: sink.stats()["written"] >= n, 60, "the spool to drain")
+        st = sink.stats()
+        sink.close()
+        assert st["spooled"] == 0 and st["dropped"] == 0 and st["spooled_total"] > 0, st
+        msgs = one_partition(read_topic(broker.bootstrap, "alerts", n, timeout=20))
+        assert ids_in_order(msgs) == [f"r-{i:06d}" for i in range(n)]
+    finally:
+        proxy.stop()
+        broker.stop()
+
+
+def test_broker_restarted_later_records_arrive(tmp_path: Path) -> None:
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    sink = sink_for(broker.bootstrap, tmp_path / "spool.db")
+    try:
+        for i in range(100):
+            sink.emit(alert(i, "a"))
+        sink.flush(20)
+        assert sink.stats()["written"] == 100
+        before = read_topic(broker.bootstrap, "alerts", 100)
+        assert ids_in_order(before) == [f"a-{i:06d}" for i in range(100)]
+
+        broker.kill()  # in-memory storage: the restarted broker starts empty
+        for i in range(300):
+            sink.emit(alert(i, "b"))
+        wait_until(lambda: sink.stats()["spooled"] > 0, 20, "records to reach the spool")
+        broker.start()
+        wait_until(lambda: sink.stats()["written"] >= 400, 60, "delivery after restart")
+        st = sink.stats()
+        assert st["spooled"] == 0 and st["dropped"] == 0, st
+        after = one_partition(read_topic(broker.bootstrap, "alerts", 300))
+        assert ids_in_order(after) == [f"b-{i:06d}" for i in range(300)]
+    finally:
+        sink.close(1)
+        broker.stop()
+
+
+def test_spool_carried_across_sink_restart(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens yet: the broker is down
+    spool = tmp_path / "spool.db"
+    first = sink_for(f"127.0.0.1:{port}", spool)
+    for i in range(250):
+        first.emit(alert(i, "one"))
+    first.close(timeout=1)
+    st = first.stats()
+    assert st["spooled"] == 250 and st["written"] == 0 and st["dropped"] == 0, st
+
+    second = sink_for(f"127.0.0.1:{port}", spool)
+    assert second.stats()["spooled"] == 250
+    for i in range(50):
+        second.emit(alert(i, "two"))
+    broker = TansuBroker(tmp_path, port=port)
+    broker.start()
+    try:
+        wait_until(lambda: second.stats()["written"] >= 300, 60, "spooled records to arrive")
+        assert second.stats()["spooled"] == 0
+        second.close()
+        msgs = one_partition(read_topic(broker.bootstrap, "alerts", 300))
+        assert ids_in_order(msgs) == (
+            [f"one-{i:06d}" for i in range(250)] + [f"two-{i:06d}" for i in range(50)]
+        )
+    finally:
+        second.close(1)
+        broker.stop()
+
+
+def test_spool_full_drops_are_counted_and_persist(tmp_path: Path) -> None:
+    port = free_port()
+    spool = tmp_path / "spool.db"
+    sink = sink_for(f"127.0.0.1:{port}", spool, spool_max_records=50)
+    for i in range(80):
+        sink.emit(alert(i))
+    sink.close(timeout=1)
+    st = sink.stats()
+    assert st["spooled"] == 50 and st["spool_dropped"] == 30 and st["dropped"] == 30, st
+
+    again = sink_for(f"127.0.0.1:{port}", spool, spool_max_records=50)
+    assert again.stats()["spool_dropped_total"] == 30  # still reported after a restart
+    broker = TansuBroker(tmp_path, port=port)
+    broker.start()
+    try:
+        wait_until(lambda: again.stats()["written"] >= 50, 60, "the spool to drain")
+        again.close()
+        msgs = read_topic(broker.bootstrap, "alerts", 50)
+        # The oldest records are kept: the start of an incident matters most.
+        assert ids_in_order(one_partition(msgs)) == [f"r-{i:06d}" for i in range(50)]
+    finally:
+        again.close(1)
+        broker.stop()
+
+
+def test_hung_broker_never_blocks_emit(blackhole: int, tmp_path: Path) -> None:
+    sink = sink_for(f"127.0.0.1:{blackhole}", tmp_path / "spool.db", queue_size=40,
+                    round_records=10)
+    n = 1000
+    for i in range(n):
+        sink.emit(alert(i))
+    # emit() returned for every record although the sender is stuck on the broker.
+    st = sink.stats()
+    assert st["written"] == 0
+    assert st["queue_dropped"] >= n - 40 - 10, st
+    sink.close(timeout=1)
+    st = sink.stats()
+    accepted = n - st["queue_dropped"]
+    assert st["spooled"] == accepted and st["queued"] == 0, st

@@ -1,0 +1,71 @@
+"""The alert record: what a matching rule reports about an event."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from itertools import zip_longest
+from typing import Any
+
+_PROCESS_FIELDS = {
+    "pid": "proc.pid", "tid": "proc.tid", "ppid": "proc.ppid", "name": "proc.name",
+    "exe": "proc.exe", "cmdline": "proc.cmdline", "uid": "user.uid", "user": "user.name",
+    "exec_id": "proc.exec_id",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Ancestor:
+    pid: int | None
+    name: str | None
+    exe: str | None
+
+
+def process_of(event: dict[str, Any]) -> dict[str, Any]:
+    return {key: event.get(name) for key, name in _PROCESS_FIELDS.items()}
+
+
+def ancestors_of(event: dict[str, Any]) -> list[Ancestor]:
+    """Nearest first, from proc.apid/aname/aexe; the parent alone when only p* fields exist."""
+    pids, names, exes = (event.get(k) or [] for k in ("proc.apid", "proc.aname", "proc.aexe"))
+    if pids or names or exes:
+        return [Ancestor(p, n, e) for p, n, e in zip_longest(pids, names, exes)]
+    if event.get("proc.ppid") is None and event.get("proc.pname") is None:
+        return []
+    return [Ancestor(event.get("proc.ppid"), event.get("proc.pname"), event.get("proc.pexe"))]
+
+
+@dataclass(slots=True)
+class Alert:
+    rule: str
+    priority: str
+    tags: list[str]
+    action: str
+    output: str
+    output_fields: dict[str, Any]
+    event: dict[str, Any]
+    host: str
+    time: str | None = None
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    process: dict[str, Any] = field(default_factory=dict)
+    ancestors: list[Ancestor] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, *, rule: str, priority: str, tags: list[str], action: str, output: str,
+              output_fields: dict[str, Any], event: dict[str, Any], host: str) -> Alert:
+        return cls(rule=rule, priority=priority, tags=list(tags), action=action, output=output,
+                   output_fields=output_fields, event=event, host=host,
+                   time=event.get("evt.time"), process=process_of(event),
+                   ancestors=ancestors_of(event))
+
+    def to_dict(self) -> dict[str, Any]:
+        # Built by hand, not asdict(): that deep-copies the event, once per alert.
+        # Key order is for readers of JSON lines: who/what first, the bulky event last.
+        return {
+            "id": self.id, "time": self.time, "host": self.host, "rule": self.rule,
+            "priority": self.priority, "action": self.action, "tags": list(self.tags),
+            "output": self.output, "output_fields": self.output_fields,
+            "process": self.process,
+            "ancestors": [{"pid": a.pid, "name": a.name, "exe": a.exe} for a in self.ancestors],
+            "event": self.event,
+        }

@@ -1,0 +1,227 @@
+"""Compiled rules, indexed by event type, evaluated on flat events."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import rule_engine
+
+from monitor.rules.alert import Alert
+from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError
+from monitor.rules.guard import guard
+from monitor.rules.index import event_types
+from monitor.rules.names import FieldNames
+from monitor.rules.output import OutputTemplate, TemplateError
+from monitor.rules.problems import Problem
+from monitor.rules.schema import Definitions, RuleDef
+from monitor.rules.text import SourcedText
+
+Event = dict[str, Any]
+
+
+@dataclass(slots=True)
+class RuleStats:
+    evaluated: int = 0
+    matched: int = 0
+    errors: int = 0  # evaluations that raised; the rule counted as not matching
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    """One loaded rule.
+
+    `condition` is the macro- and list-expanded condition in Falco field names (with
+    exceptions appended as `and not (...)`); parsing it again gives the same rule.
+    `ast` is rule-engine's parsed expression of it; its SymbolExpression names are
+    identifiers, which `RuleSet.field_of` maps back to Falco names.
+    """
+
+    name: str
+    desc: str
+    priority: str
+    tags: tuple[str, ...]
+    enabled: bool
+    action: str
+    condition: str
+    source_condition: str
+    ast: Any
+    event_types: frozenset[str] | None
+    output: OutputTemplate
+    file: str
+    line: int
+    matches: Callable[[Event], bool] = field(repr=False, compare=False)
+    stats: RuleStats = field(default_factory=RuleStats, compare=False)
+
+
+def make_context(names: FieldNames) -> rule_engine.Context:
+    to_field = names.to_field
+
+    def resolve(thing: Event, name: str) -> Any:
+        return thing.get(to_field[name])
+
+    return rule_engine.Context(type_resolver=dict(names.engine_types), resolver=resolve, default_value=None)
+
+
+class RuleSet:
+    def __init__(self, rules: list[CompiledRule], names: FieldNames, files: list[str],
+                 host: str | None = None) -> None:
+        self.rules = rules
+        self.names = names
+        self.files = files
+        self.host = host or socket.gethostname()
+        enabled = [r for r in rules if r.enabled]
+        self._untyped = [r for r in enabled if r.event_types is None]
+        types: set[str] = set()
+        for r in enabled:
+            types |= r.event_types or set()
+        # Each type's list keeps definition order, untyped rules included.
+        self._by_type = {
+            t: [r for r in enabled if r.event_types is None or t in r.event_types] for t in types
+        }
+
+    def event_types(self) -> set[str] | None:
+        """Event types some enabled rule can match; None when one needs every type."""
+        if self._untyped:
+            return None
+        return set(self._by_type)
+
+    def rules_with_action(self, action: str) -> list[CompiledRule]:
+        return [r for r in self.rules if r.enabled and r.action == action]
+
+    def field_of(self, symbol: str) -> str:
+        """The Falco field name for a SymbolExpression name in a rule's AST."""
+        return self.names.to_field[symbol]
+
+    def candidates(self, event: Event) -> list[CompiledRule]:
+        return self._by_type.get(event.get("evt.type"), self._untyped)  # type: ignore[arg-type]
+
+    def matching(self, event: Event) -> list[CompiledRule]:
+        hits: list[CompiledRule] = []
+        for rule in self.candidates(event):
+            stats = rule.stats
+            stats.evaluated += 1
+            try:
+                hit = rule.matches(event)
+            except Exception:
+                stats.errors += 1
+                continue
+            if hit:
+                stats.matched += 1
+                hits.append(rule)
+        return hits
+
+    def alerts(self, event: Event) -> list[Alert]:
+        return [
+            Alert.build(
+                rule=r.name, priority=r.priority, tags=list(r.tags), action=r.action,
+                output=r.output.render(event),
+                output_fields={f: event.get(f) for f in r.output.fields},
+                event=event, host=self.host,
+            )
+            for r in self.matching(event)
+        ]
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {r.name: {"evaluated": r.stats.evaluated, "matched": r.stats.matched,
+                         "errors": r.stats.errors} for r in self.rules}
+
+
+class _Compiler:
+    def __init__(self, defs: Definitions, names: FieldNames) -> None:
+        self.defs = defs
+        self.names = names
+        self.expander = Expander(names, defs.lists, defs.macros)
+        self.context = make_context(names)
+        self.problems: list[Problem] = []
+
+    def _parse(self, text: str, expanded: Expanded | None, shift: int, where: SourcedText,
+               label: str, extra_loc: Any = None) -> rule_engine.Rule | None:
+        try:
+            return rule_engine.Rule(text, self.context)
+        except rule_engine.errors.RuleSyntaxError as exc:
+            token = exc.token
+            loc = where.loc
+            near = ""
+            if token is not None:
+                near = f" near {str(token.value)!r}"
+                pos = token.lexpos - shift
+                if expanded is not None and 0 <= pos < len(expanded.engine):
+                    loc = where.locate(expanded.orig_offset(pos))
+                elif extra_loc is not None:
+                    loc = extra_loc
+            else:
+                near = " at the end of the condition"
+                loc = where.locate(len(where.value))
+            message = str(exc.args[0]).split(" at: ")[0]
+            self.problems.append(Problem(loc, label, f"condition: {message}{near}"))
+        except rule_engine.errors.SymbolResolutionError as exc:
+            name = self.names.to_field.get(exc.symbol_name, exc.symbol_name)
+            self.problems.append(Problem(where.loc, label, f"condition: unknown name {name!r}"))
+        except rule_engine.errors.EngineError as exc:
+            message = getattr(exc, "message", str(exc))
+            self.problems.append(Problem(where.loc, label, f"condition: {message}"))
+        return None
+
+    def check_macros(self) -> None:
+        for name, mdef in self.defs.macros.items():
+            expanded = self.expander.macro(name)
+            if expanded is not None:
+                self._parse(expanded.engine, expanded, 0, mdef.condition, f"macro '{name}'")
+
+    def rule(self, rdef: RuleDef) -> CompiledRule | None:
+        label = f"rule '{rdef.name}'"
+        before = len(self.problems)
+        try:
+            expanded = self.expander.expand(rdef.condition.value)
+        except ExpandError as exc:
+            self.problems.append(Problem(rdef.condition.locate(exc.offset), label, exc.message))
+            return None
+        engine, falco, shift = expanded.engine, expanded.falco, 0
+        clauses: list[tuple[str, str]] = []
+        first_exc_loc = None
+        for exc_def in rdef.exceptions:
+            try:
+                clause = self.expander.exception_clause(exc_def)
+            except ExceptionError as err:
+                self.problems.append(Problem(err.loc, label, err.message))
+                continue
+            if clause is not None:
+                clauses.append(clause)
+                first_exc_loc = first_exc_loc or exc_def.loc
+        if clauses:
+            engine = f"({engine}) and not ({' or '.join(c[0] for c in clauses)})"
+            falco = f"({falco}) and not ({' or '.join(c[1] for c in clauses)})"
+            shift = 1
+        try:
+            output = OutputTemplate.parse(rdef.output, self.names)
+        except TemplateError as err:
+            self.problems.append(Problem(rdef.output_loc, label, err.message))
+        if len(self.problems) > before:
+            return None
+        plain = self._parse(engine, expanded, shift, rdef.condition, label, first_exc_loc)
+        if plain is None:
+            return None
+        evaluating = rule_engine.Rule(engine, self.context)
+        guard(evaluating.statement)
+        return CompiledRule(
+            name=rdef.name, desc=rdef.desc, priority=rdef.priority, tags=tuple(rdef.tags),
+            enabled=rdef.enabled, action=rdef.action, condition=falco.strip(),
+            source_condition=rdef.condition.value.strip(), ast=plain.statement.expression,
+            event_types=event_types(plain.statement, self.names.to_ident["evt.type"]),
+            output=output, file=rdef.loc.file, line=rdef.loc.line, matches=evaluating.matches,
+        )
+
+
+def compile_definitions(defs: Definitions, names: FieldNames | None = None,
+                        host: str | None = None) -> tuple[RuleSet | None, list[Problem]]:
+    names = names or FieldNames.from_catalog()
+    compiler = _Compiler(defs, names)
+    compiler.check_macros()
+    rules = [c for c in (compiler.rule(r) for r in defs.rules.values()) if c is not None]
+    problems = compiler.expander.problems + compiler.problems
+    if problems:
+        return None, problems
+    return RuleSet(rules, names, defs.files, host), []

@@ -1,0 +1,160 @@
+"""Reads a rules file into items that remember where each of their values came from.
+
+PyYAML's composer keeps node positions; the plain constructors drop them. Items are
+built from the composed nodes, so every later error can point at a line and column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from monitor.rules.problems import Loc, Problem
+
+ITEM_KINDS = ("rule", "list", "macro")
+# Falco files carry these; they say nothing ringwatch can act on.
+IGNORED_ITEMS = ("required_engine_version", "required_plugin_versions")
+
+
+def node_loc(file: str, node: yaml.Node) -> Loc:
+    return Loc(file, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class ScalarSource:
+    """Where a string value sits in its file, to turn offsets inside it into line:col."""
+
+    loc: Loc
+    style: str | None  # None (plain), "'", '"', "|" or ">"
+    raw: str  # the file text the scalar spans
+
+    def locate(self, offset: int, value: str) -> Loc:
+        """The file position of value[offset].
+
+        YAML may fold lines and strip indentation, but it keeps every non-blank
+        character in order (escapes aside), so the n-th non-blank character of the
+        value is the n-th non-blank character of the raw text after the indicator.
+        """
+        wanted = sum(1 for ch in value[:offset] if not ch.isspace())
+        start = 0
+        if self.style in ("|", ">"):
+            start = self.raw.find("\n") + 1 if "\n" in self.raw else len(self.raw)
+        elif self.style in ("'", '"'):
+            start = 1
+        seen = 0
+        pos = start
+        while pos < len(self.raw):
+            if not self.raw[pos].isspace():
+                if seen == wanted:
+                    break
+                seen += 1
+            pos += 1
+        pos = min(pos, max(len(self.raw) - 1, 0))
+        before = self.raw[:pos]
+        newlines = before.count("\n")
+        if newlines == 0:
+            return Loc(self.loc.file, self.loc.line, self.loc.col + pos)
+        return Loc(self.loc.file, self.loc.line + newlines, pos - before.rfind("\n"))
+
+
+@dataclass(slots=True)
+class RawItem:
+    kind: str
+    name: str
+    file: str
+    loc: Loc
+    values: dict[str, Any] = field(default_factory=dict)
+    nodes: dict[str, yaml.Node] = field(default_factory=dict)
+    text: str = ""  # the whole file, for ScalarSource
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} '{self.name}'"
+
+    def loc_of(self, key: str) -> Loc:
+        node = self.nodes.get(key)
+        return self.loc if node is None else node_loc(self.file, node)
+
+    def scalar(self, key: str) -> ScalarSource:
+        node = self.nodes[key]
+        raw = self.text[node.start_mark.index : node.end_mark.index]
+        style = node.style if isinstance(node, yaml.ScalarNode) else None
+        return ScalarSource(node_loc(self.file, node), style, raw)
+
+
+def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
+    problem = getattr(exc, "problem", None) or str(exc)
+    return Problem(loc, "", f"invalid YAML: {problem}")
+
+
+def parse_text(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            return [], [_yaml_problem(file, exc)]
+        if root is None:
+            return [], []
+        if not isinstance(root, yaml.SequenceNode):
+            return [], [Problem(node_loc(file, root), "", "a rules file must be a YAML list of items")]
+        items: list[RawItem] = []
+        problems: list[Problem] = []
+        for entry in root.value:
+            item, problem = _item(loader, entry, file, text)
+            if problem is not None:
+                problems.append(problem)
+            elif item is not None:
+                items.append(item)
+        return items, problems
+    finally:
+        loader.dispose()
+
+
+def _item(
+    loader: yaml.SafeLoader, node: yaml.Node, file: str, text: str
+) -> tuple[RawItem | None, Problem | None]:
+    loc = node_loc(file, node)
+    if not isinstance(node, yaml.MappingNode):
+        return None, Problem(loc, "", f"each item must be a mapping with one of {', '.join(ITEM_KINDS)}")
+    values: dict[str, Any] = {}
+    nodes: dict[str, yaml.Node] = {}
+    for knode, vnode in node.value:
+        try:
+            key = loader.construct_object(knode, deep=True)
+            value = loader.construct_object(vnode, deep=True)
+        except yaml.YAMLError as exc:
+            return None, _yaml_problem(file, exc)
+        if not isinstance(key, str):
+            return None, Problem(node_loc(file, knode), "", f"keys must be strings, got {key!r}")
+        if key in values:
+            return None, Problem(node_loc(file, knode), "", f"duplicate key {key!r}")
+        values[key] = value
+        nodes[key] = vnode
+    kinds = [k for k in ITEM_KINDS if k in values]
+    if not kinds:
+        if any(k in values for k in IGNORED_ITEMS):
+            return None, None
+        return None, Problem(loc, "", f"item has none of {', '.join(ITEM_KINDS)} (keys: {', '.join(values)})")
+    if len(kinds) > 1:
+        return None, Problem(loc, "", f"item has more than one of {', '.join(kinds)}")
+    kind = kinds[0]
+    name = values.pop(kind)
+    name_node = nodes.pop(kind)
+    if not isinstance(name, str) or not name.strip():
+        return None, Problem(node_loc(file, name_node), "", f"{kind}: the name must be a non-empty string")
+    return RawItem(kind, name, file, loc, values, nodes, text), None
+
+
+def parse_file(path: Path) -> tuple[list[RawItem], list[Problem]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        return [], [Problem(Loc(str(path), 1, 1), "", f"cannot read rules file: {reason}")]
+    return parse_text(text, str(path))

@@ -54,6 +54,44 @@ enum rw_drop_reason {
 #define RW_EXEC_F_ARG_READ_FAILED (1u << 2)
 #define RW_EXEC_F_FILENAME_TRUNCATED (1u << 3)
 
+/* Process lineage, kept by the kernel programs in an LRU hash pinned on bpffs so that it
+ * outlives the monitor. Keyed by identity, not pid: a pid can be reused, (tgid, start)
+ * cannot. Start is in clock ticks since boot (USER_HZ), the unit /proc/PID/stat uses, so
+ * entries backfilled from /proc have the same keys as entries made by the kernel. */
+#define RW_PROC_ARGS_LEN 128
+
+struct rw_proc_key {
+    __u32 tgid;
+    __u32 _pad;
+    __u64 start_ticks;
+};
+
+#define RW_PROC_F_BACKFILLED (1u << 0)  /* made from /proc, not seen forking */
+#define RW_PROC_F_EXE_TRUNCATED (1u << 1)
+
+struct rw_proc {
+    __u32 ppid;
+    __u32 uid;
+    __u64 pstart_ticks;    /* parent's identity: (ppid, pstart_ticks) */
+    __u64 exec_ns;         /* CLOCK_MONOTONIC of the last exec; 0 if none seen */
+    __u64 exit_ns;         /* CLOCK_MONOTONIC of exit; 0 while alive */
+    __u64 cgroup_id;
+    __u32 flags;           /* RW_PROC_F_* */
+    __u32 args_len;        /* bytes of args used (NUL-separated, cut at RW_PROC_ARGS_LEN) */
+    char comm[RW_COMM_LEN];
+    char exe[RW_PATH_LEN];
+    char args[RW_PROC_ARGS_LEN];
+};
+
+/* Lineage bookkeeping counters (per-CPU array `lineage_stats`). */
+enum rw_lineage_stat {
+    RW_LIN_FORK_PARENT_MISSING = 0, /* fork: the parent had no entry (evicted or unseen) */
+    RW_LIN_EXEC_MISSING = 1,        /* exec: the process had no entry; one was made */
+    RW_LIN_EXIT_MISSING = 2,        /* exit: the process had no entry */
+    RW_LIN_INSERTS = 3,             /* entries created by the kernel */
+    RW_LIN_STAT_MAX = 4,
+};
+
 /* Common to every record: who did it and when. */
 struct rw_header {
     __u32 type;            /* enum rw_record_type */
@@ -97,6 +135,34 @@ struct rw_exit {
     struct rw_header h;
     __u32 exit_status;     /* as wait(2) reports: code << 8 | signal */
     __u32 _pad1;
+};
+
+/* Enforcement (bpf/lsm.bpf.c): one record per LSM decision that matched a deny rule,
+ * whether it denied (enforce mode) or only reported (audit mode). */
+#define RW_DENY_ANCESTORS 4
+
+enum rw_deny_hook {
+    RW_HOOK_EXEC = 1,      /* bprm_check_security */
+    RW_HOOK_OPEN = 2,      /* file_open */
+    RW_HOOK_CONNECT = 3,   /* socket_connect */
+};
+
+#define RW_DENY_F_AUDIT (1u << 0)          /* audit mode: reported, not denied */
+#define RW_DENY_F_PATH_TRUNCATED (1u << 1) /* path did not fit RW_PATH_LEN */
+
+struct rw_deny {
+    struct rw_header h;
+    __u32 hook;            /* enum rw_deny_hook */
+    __u32 rule_id;         /* userspace's id for the deny rule that matched */
+    __s32 ret;             /* what the hook returned: -EPERM, or 0 in audit mode */
+    __u32 flags;           /* RW_DENY_F_* */
+    __u16 family;          /* connect: AF_INET or AF_INET6 */
+    __u16 port;            /* connect: destination port, host byte order */
+    __u32 _pad1;
+    __u8 addr[16];         /* connect: destination, network byte order (IPv4 in [0..4)) */
+    __u32 anc_pid[RW_DENY_ANCESTORS];          /* tgid of parent, grandparent, ... */
+    char anc_comm[RW_DENY_ANCESTORS][RW_COMM_LEN];
+    char path[RW_PATH_LEN]; /* exec/open: the file, as the kernel resolves it */
 };
 
 #endif

@@ -7,6 +7,8 @@
  *   RW_RINGBUF_PAGES     ring buffer size in pages (power of two)
  *   RW_SELF_TGID         the monitor's own pid, never traced (no feedback loop)
  *   RW_CGROUP_FILTER_N   number of cgroups to restrict tracing to (0 = all)
+ *   RW_PROCS_MAX, RW_PROCS_PIN   lineage map size and its bpffs path
+ *   RW_NS_PER_TICK       ns per USER_HZ tick, the unit of /proc/PID/stat starttime
  */
 #define __RW_KERNEL_TYPES
 #include <linux/sched.h>
@@ -40,6 +42,11 @@ BPF_HASH(pending_exec, u32, struct rw_exec, RW_PENDING_MAX);
 #if RW_CGROUP_FILTER_N > 0
 BPF_CGROUP_ARRAY(cgroup_filter, RW_CGROUP_FILTER_N);
 #endif
+/* Lineage outlives the monitor: pinned, so a restart reopens it. Kept for every process,
+ * filtered or not, and whether or not its records reach userspace. */
+BPF_TABLE_PINNED("lru_hash", struct rw_proc_key, struct rw_proc, procs, RW_PROCS_MAX, RW_PROCS_PIN);
+BPF_PERCPU_ARRAY(proc_scratch, struct rw_proc, 1);
+BPF_PERCPU_ARRAY(lineage_stats, u64, RW_LIN_STAT_MAX);
 
 static __always_inline void count_drop(u32 reason)
 {
@@ -51,6 +58,13 @@ static __always_inline void count_drop(u32 reason)
 static __always_inline void count_produced(u32 type)
 {
     u64 *v = produced.lookup(&type);
+    if (v)
+        (*v)++;
+}
+
+static __always_inline void count_lineage(u32 stat)
+{
+    u64 *v = lineage_stats.lookup(&stat);
     if (v)
         (*v)++;
 }
@@ -74,6 +88,34 @@ static __always_inline const void *rd_ptr(const void *base, u32 off)
     const void *v = 0;
     bpf_probe_read_kernel(&v, sizeof(v), (const char *)base + off);
     return v;
+}
+
+/* Identity of the process a task belongs to: its tgid and its leader's start tick. */
+static __always_inline void proc_key_of(struct rw_proc_key *k, const void *task)
+{
+    const void *leader = rd_ptr(task, RW_OFF_TASK_GROUP_LEADER);
+    k->tgid = rd_u32(task, RW_OFF_TASK_TGID);
+    k->_pad = 0;
+    k->start_ticks = rd_u64(leader, RW_OFF_TASK_START_BOOTTIME) / RW_NS_PER_TICK;
+}
+
+static __always_inline struct rw_proc *zeroed_proc(void)
+{
+    u32 zero = 0;
+    struct rw_proc *p = proc_scratch.lookup(&zero);
+    if (p)
+        __builtin_memset(p, 0, sizeof(*p));
+    return p;
+}
+
+/* Parent identity of a task: real_parent's process. */
+static __always_inline void set_parent(struct rw_proc *p, const void *task)
+{
+    struct rw_proc_key pk = {};
+    const void *parent = rd_ptr(task, RW_OFF_TASK_REAL_PARENT);
+    proc_key_of(&pk, parent);
+    p->ppid = pk.tgid;
+    p->pstart_ticks = pk.start_ticks;
 }
 
 static __always_inline int filtered(void)
@@ -112,6 +154,72 @@ static __always_inline void fill_header(struct rw_header *h, u32 type)
     h->cgroup_id = bpf_get_current_cgroup_id();
     h->start_ns = rd_u64(rd_ptr(task, RW_OFF_TASK_GROUP_LEADER), RW_OFF_TASK_START_BOOTTIME);
     bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* The child inherits its parent's image (exe, args, comm) until it execs. */
+static __always_inline void lineage_fork(const void *child)
+{
+    struct rw_proc_key ck = {}, pk = {};
+    const void *task = (const void *)bpf_get_current_task();
+    proc_key_of(&ck, child);
+    proc_key_of(&pk, task);
+    struct rw_proc *np = zeroed_proc();
+    if (!np)
+        return;
+    struct rw_proc *pp = procs.lookup(&pk);
+    if (pp) {
+        __builtin_memcpy(np, pp, sizeof(*np));
+        np->flags &= ~RW_PROC_F_BACKFILLED;
+    } else {
+        count_lineage(RW_LIN_FORK_PARENT_MISSING);
+        bpf_probe_read_kernel_str(np->comm, sizeof(np->comm), (const char *)child + RW_OFF_TASK_COMM);
+    }
+    set_parent(np, child);
+    np->uid = (u32)bpf_get_current_uid_gid();
+    np->cgroup_id = bpf_get_current_cgroup_id();
+    np->exit_ns = 0;
+    procs.update(&ck, np);
+    count_lineage(RW_LIN_INSERTS);
+}
+
+/* After a successful exec: the process keeps its identity and takes the new image. */
+static __always_inline void lineage_exec(const struct rw_exec *e)
+{
+    struct rw_proc_key k = {};
+    const void *task = (const void *)bpf_get_current_task();
+    proc_key_of(&k, task);
+    struct rw_proc *p = procs.lookup(&k);
+    if (!p) {
+        count_lineage(RW_LIN_EXEC_MISSING);
+        p = zeroed_proc();
+        if (!p)
+            return;
+        set_parent(p, task);
+        count_lineage(RW_LIN_INSERTS);
+    }
+    __builtin_memcpy(p->comm, e->h.comm, sizeof(p->comm));
+    __builtin_memcpy(p->exe, e->filename, sizeof(p->exe));
+    __builtin_memcpy(p->args, e->args, sizeof(p->args));
+    p->args_len = e->args_len < RW_PROC_ARGS_LEN ? e->args_len : RW_PROC_ARGS_LEN;
+    p->flags = (e->flags & RW_EXEC_F_FILENAME_TRUNCATED) ? RW_PROC_F_EXE_TRUNCATED : 0;
+    p->exec_ns = e->h.ktime_ns;
+    p->uid = e->h.uid;
+    p->cgroup_id = e->h.cgroup_id;
+    procs.update(&k, p);
+}
+
+static __always_inline void lineage_exit(const void *task)
+{
+    struct rw_proc_key k = {};
+    proc_key_of(&k, task);
+    struct rw_proc *p = procs.lookup(&k);
+    if (!p) {
+        count_lineage(RW_LIN_EXIT_MISSING);
+        return;
+    }
+    /* Kept, not deleted: orphans still name this process as their parent. LRU
+     * eviction reclaims it; userspace counts utilisation. */
+    p->exit_ns = bpf_ktime_get_ns();
 }
 
 static __always_inline void read_argv(struct rw_exec *e, const char *const *argv)
@@ -202,7 +310,7 @@ static __always_inline int on_exec_enter(struct pt_regs *regs, u32 nr)
     read_argv(e, argv);
 
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    if (pending_exec.update(&tid, e) != 0) {
+    if (pending_exec.update(&tid, e) != 0 && !filtered()) {
         count_produced(RW_REC_EXEC);
         count_drop(RW_DROP_PENDING_FULL);
     }
@@ -214,8 +322,7 @@ RAW_TRACEPOINT_PROBE(sys_enter)
     u64 nr = ctx->args[1];
     if (nr != __NR_execve && nr != __NR_execveat)
         return 0;
-    if (filtered())
-        return 0;
+    /* Not filtered here: lineage needs every exec's image, traced or not. */
     return on_exec_enter((struct pt_regs *)ctx->args[0], (u32)nr);
 }
 
@@ -226,20 +333,26 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax);
     if (nr != __NR_execve && nr != __NR_execveat)
         return 0;
-    if (filtered())
-        return 0;
 
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct rw_exec *e = pending_exec.lookup(&tid);
     if (!e) {
-        count_produced(RW_REC_EXEC);
-        count_drop(RW_DROP_EXIT_NO_ENTER);
+        if (!filtered()) {
+            count_produced(RW_REC_EXEC);
+            count_drop(RW_DROP_EXIT_NO_ENTER);
+        }
         return 0;
     }
     /* Filled now, not at entry: after a successful exec the comm, credentials and
      * (for a non-leader thread) the pid are the new image's. */
     fill_header(&e->h, RW_REC_EXEC);
     e->ret = (s64)ctx->args[1];
+    if (e->ret == 0)
+        lineage_exec(e);
+    if (filtered()) {
+        pending_exec.delete(&tid);
+        return 0;
+    }
     if (e->flags & RW_EXEC_F_ARGV_TRUNCATED)
         count_drop(RW_DROP_ARGV_TRUNCATED);
     if (e->flags & RW_EXEC_F_ARG_READ_FAILED)
@@ -278,6 +391,7 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
     u32 ctgid = rd_u32(child, RW_OFF_TASK_TGID);
     if (cpid != ctgid)
         return 0; /* a thread, not a process */
+    lineage_fork(child);
     if (filtered())
         return 0;
 
@@ -318,6 +432,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
     /* signal->live was decremented before this tracepoint: 0 means the last thread. */
     if (rd_u32(rd_ptr(task, RW_OFF_TASK_SIGNAL), RW_OFF_SIGNAL_LIVE) != 0)
         return 0;
+    lineage_exit(task);
     if (filtered())
         return 0;
 

@@ -42,6 +42,28 @@ class SensorConfig:
 
 
 @dataclass
+class LineageConfig:
+    # bpffs directory where the lineage map is pinned, so a restart keeps it.
+    bpffs_dir: str = "/sys/fs/bpf/ringwatch"
+    # Lineage map size (processes, live and recently exited): about twice the live count.
+    max_entries: int = 65536
+    # Ancestors reported per event (proc.aname and friends), nearest first.
+    ancestors_depth: int = 10
+    # Warn when the lineage map is this full (percent of max_entries).
+    warn_utilisation_pct: int = 90
+
+    def validate(self, where: str, prefix: str) -> None:
+        if not self.bpffs_dir.startswith("/"):
+            raise ConfigError(f"{where}: {prefix}.bpffs_dir: must be an absolute path, got {self.bpffs_dir!r}")
+        if not 64 <= self.max_entries <= 1 << 24:
+            raise ConfigError(f"{where}: {prefix}.max_entries: must be 64..16777216, got {self.max_entries}")
+        if not 0 <= self.ancestors_depth <= 64:
+            raise ConfigError(f"{where}: {prefix}.ancestors_depth: must be 0..64, got {self.ancestors_depth}")
+        if not 1 <= self.warn_utilisation_pct <= 100:
+            raise ConfigError(f"{where}: {prefix}.warn_utilisation_pct: must be 1..100")
+
+
+@dataclass
 class ControlConfig:
     # Unix socket on which the running daemon answers `ringwatch stats` and `ringwatch maps`.
     socket: str = "/run/ringwatch/control.sock"
@@ -71,6 +93,7 @@ class DropAlertConfig:
 @dataclass
 class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
+    lineage: LineageConfig = field(default_factory=LineageConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     drop_alert: DropAlertConfig = field(default_factory=DropAlertConfig)
     source: str = "<defaults>"

@@ -11,12 +11,14 @@ from types import FrameType
 from typing import Any
 
 from monitor import config as configmod
-from monitor import log, stats
+from monitor import log, procfs, stats
 from monitor.config import Config, ConfigError
 from monitor.enrich import Enricher
+from monitor.lineage import Lineage
+from monitor.lineage_watch import LineageWatch
 from monitor.ops import Operations
 from monitor.records import Record
-from monitor.sensor import PAGE_SIZE, Sensor, ringbuf_pages
+from monitor.sensor import NS_PER_TICK, PAGE_SIZE, Sensor, ringbuf_pages
 from monitor.sinks.base import Sink
 
 
@@ -37,7 +39,8 @@ class Monitor:
         self.opts = opts
         self.log = log.get("ringwatch")
         self.enricher = Enricher()
-        self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log)
+        self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log, lineage=cfg.lineage)
+        self.lineage_watch: LineageWatch | None = None
         self._stop = False
         self._reload = False
         self._started = time.monotonic()
@@ -72,6 +75,8 @@ class Monitor:
             alerts_by_rule=self.alert_counts,
         )
         snap["service"] = self.ops.stats()
+        if self.lineage_watch is not None:
+            snap["lineage"] = self.lineage_watch.stats(self.sensor.lineage_counters())
         return snap
 
     def _do_reload(self) -> None:
@@ -92,6 +97,19 @@ class Monitor:
         self.ops.reloaded(new, f"reloaded {new.source}")
         self.log.info("reloaded", config=new.source)
 
+    def _start_lineage(self) -> None:
+        """After attach, so no process is missed between the /proc scan and tracing."""
+        assert self.sensor.procs is not None
+        lineage = Lineage(self.sensor.procs, self.cfg.lineage.ancestors_depth,
+                          cache_entries=self.cfg.lineage.max_entries, ns_per_tick=NS_PER_TICK,
+                          boot_id=Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        added, refreshed = lineage.backfill(procfs.scan())
+        self.enricher.lineage = lineage
+        self.lineage_watch = LineageWatch(lineage, self.sensor.procs, self.cfg.lineage.warn_utilisation_pct,
+                                          self.log)
+        self.log.info("lineage_backfilled", added=added, refreshed=refreshed,
+                      entries=self.lineage_watch.entries)
+
     def _on_record(self, rec: Record) -> None:
         ev = self.enricher.event(rec)
         for sink in self.opts.event_sinks:
@@ -109,6 +127,7 @@ class Monitor:
             signal.signal(s, self._on_signal)
         t0 = time.monotonic()
         self.sensor.start()
+        self._start_lineage()
         self.ops.started(f"monitoring; config {self.cfg.source}")
         self.log.info("ready", startup_s=round(time.monotonic() - t0, 3), config=self.cfg.source)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
@@ -123,6 +142,8 @@ class Monitor:
                     self._reload = False
                     self._do_reload()
                 self.ops.tick()
+                if self.lineage_watch is not None:
+                    self.lineage_watch.tick(self.sensor.counters().lost())
             self.ops.stopping()
             self.sensor.drain()
         finally:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from monitor.lineage import Lineage, ProcInfo
 from monitor.records import ExecRecord, ExitRecord, ForkRecord, Header, Record
 
 Event = dict[str, Any]
@@ -32,11 +33,35 @@ def rfc3339_ns(ts_ns: int) -> str:
 
 
 class Enricher:
-    """Stateless apart from the clock offset measured at construction."""
+    """Adds wall time and, with a Lineage, the process's image and ancestry."""
 
-    def __init__(self) -> None:
+    def __init__(self, lineage: Lineage | None = None) -> None:
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; the offset turns it into wall time.
         self.mono_to_wall_ns = time.time_ns() - time.monotonic_ns()
+        self.lineage = lineage
+
+    def _add_lineage(self, ev: Event, info: ProcInfo | None, is_exec: bool) -> None:
+        lin = self.lineage
+        if lin is None or info is None:
+            return
+        ev["proc.exec_id"] = lin.exec_id(info)
+        if not is_exec:
+            # The record itself carries no image: the lineage entry has the last exec's.
+            args = info.argv[1:]
+            ev.setdefault("proc.exe", info.exe)
+            ev.setdefault("proc.argv", info.argv)
+            ev.setdefault("proc.args", " ".join(args))
+            ev.setdefault("proc.cmdline", " ".join([info.comm, *args]))
+        ancestors = lin.ancestors(info)
+        if ancestors:
+            parent = ancestors[0]
+            ev["proc.pname"] = parent.comm
+            ev["proc.pexe"] = parent.exe
+            ev["proc.pcmdline"] = parent.cmdline()
+            ev["proc.pexec_id"] = lin.exec_id(parent)
+        ev["proc.aname"] = [a.comm for a in ancestors]
+        ev["proc.apid"] = [a.tgid for a in ancestors]
+        ev["proc.aexe"] = [a.exe for a in ancestors]
 
     def _common(self, h: Header, evt_type: str) -> Event:
         wall = h.ktime_ns + self.mono_to_wall_ns
@@ -58,6 +83,12 @@ class Enricher:
         }
 
     def event(self, rec: Record) -> Event:
+        info = self.lineage.observe(rec) if self.lineage is not None else None
+        ev = self._event(rec)
+        self._add_lineage(ev, info, isinstance(rec, ExecRecord))
+        return ev
+
+    def _event(self, rec: Record) -> Event:
         if isinstance(rec, ExecRecord):
             ev = self._common(rec.h, rec.syscall)
             args = rec.argv[1:]

@@ -16,6 +16,9 @@ ARGS_LEN = 1024
 ARG_LEN = 256
 ARGS_BUF = ARGS_LEN + ARG_LEN
 MAX_ARGS = 32
+PROC_ARGS_LEN = 128
+PROC_F_BACKFILLED = 1 << 0
+PROC_F_EXE_TRUNCATED = 1 << 1
 
 
 class RecordType(enum.IntEnum):
@@ -38,6 +41,13 @@ class DropReason(enum.IntEnum):
 RECORD_LOST = frozenset(
     {DropReason.RINGBUF_FULL, DropReason.PENDING_FULL, DropReason.EXIT_NO_ENTER}
 )
+
+class LineageStat(enum.IntEnum):
+    FORK_PARENT_MISSING = 0
+    EXEC_MISSING = 1
+    EXIT_MISSING = 2
+    INSERTS = 3
+
 
 EXEC_F_ARGV_TRUNCATED = 1 << 0
 EXEC_F_FILENAME_FAILED = 1 << 1
@@ -94,8 +104,34 @@ class CExit(ct.Structure):
     ]
 
 
+class CProcKey(ct.Structure):
+    _fields_ = [
+        ("tgid", ct.c_uint32),
+        ("_pad", ct.c_uint32),
+        ("start_ticks", ct.c_uint64),
+    ]
+
+
+class CProc(ct.Structure):
+    _fields_ = [
+        ("ppid", ct.c_uint32),
+        ("uid", ct.c_uint32),
+        ("pstart_ticks", ct.c_uint64),
+        ("exec_ns", ct.c_uint64),
+        ("exit_ns", ct.c_uint64),
+        ("cgroup_id", ct.c_uint64),
+        ("flags", ct.c_uint32),
+        ("args_len", ct.c_uint32),
+        ("comm", ct.c_char * COMM_LEN),
+        ("exe", ct.c_char * PATH_LEN),
+        ("args", ct.c_char * PROC_ARGS_LEN),
+    ]
+
+
 # C struct name -> mirror, for the layout test.
 MIRRORS: dict[str, type[ct.Structure]] = {
+    "rw_proc_key": CProcKey,
+    "rw_proc": CProc,
     "rw_header": CHeader,
     "rw_exec": CExec,
     "rw_fork": CFork,

@@ -16,14 +16,17 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
+from monitor import lineage_map, offsets
 from monitor import log as logmod
-from monitor import offsets
-from monitor.config import SensorConfig
+from monitor.bpffs import PinnedMap
+from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
-from monitor.records import RECORD_LOST, DecodeError, DropReason, Record, RecordType, decode
+from monitor.records import RECORD_LOST, DecodeError, DropReason, LineageStat, Record, RecordType, decode
 
 BPF_DIR = Path(os.environ.get("RINGWATCH_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# /proc/PID/stat counts process start in USER_HZ ticks; lineage keys use the same unit.
+NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
 class SensorError(UserError):
@@ -73,8 +76,12 @@ class Sensor:
         on_record: Callable[[Record], None],
         self_tgid: int | None = None,
         log: FilteringBoundLogger | None = None,
+        lineage: LineageConfig | None = None,
     ) -> None:
         self.cfg = cfg
+        self.lineage_cfg = lineage or LineageConfig()
+        # The pinned lineage map, opened after the programs load (None before).
+        self.procs: PinnedMap | None = None
         self._on_record = on_record
         self._self_tgid = os.getpid() if self_tgid is None else self_tgid
         self._log = log or logmod.get("sensor")
@@ -94,6 +101,9 @@ class Sensor:
             f"-DRW_SELF_TGID={self._self_tgid}",
             f"-DRW_PENDING_MAX={self.cfg.pending_exec_max}",
             f"-DRW_CGROUP_FILTER_N={len(self.cfg.cgroups)}",
+            f"-DRW_PROCS_MAX={self.lineage_cfg.max_entries}",
+            f'-DRW_PROCS_PIN="{Path(self.lineage_cfg.bpffs_dir) / lineage_map.PROCS_PIN_NAME}"',
+            f"-DRW_NS_PER_TICK={NS_PER_TICK}",
             *offs.cflags(),
         ]
 
@@ -103,6 +113,10 @@ class Sensor:
 
         src = (BPF_DIR / "sensor.bpf.c").read_text()
         try:
+            migration = lineage_map.prepare(Path(self.lineage_cfg.bpffs_dir), self.lineage_cfg.max_entries)
+        except OSError as exc:
+            raise SensorError(f"lineage.bpffs_dir {self.lineage_cfg.bpffs_dir}: {exc.strerror}") from exc
+        try:
             self._bpf = BPF(text=src, cflags=self.cflags())
         except Exception as exc:  # bcc raises bare Exception for compile/load failures
             raise SensorError(f"cannot load BPF programs from {BPF_DIR}: {exc}") from exc
@@ -111,11 +125,25 @@ class Sensor:
                 self._bpf["cgroup_filter"][i] = path
             except Exception as exc:
                 raise SensorError(f"sensor.cgroups[{i}]: cannot use cgroup {path}: {exc}") from exc
+        self._open_lineage(migration)
         self._bpf["events"].open_ring_buffer(self._callback)
         self._log.info(
             "sensor_attached",
             ringbuf_bytes=ringbuf_pages(self.cfg.ringbuf_bytes) * PAGE_SIZE,
             offsets=self.offsets_source,
+        )
+
+    def _open_lineage(self, migration: lineage_map.Migration) -> None:
+        if migration.reason:
+            restored, lost = lineage_map.restore(migration)
+            self._log.warning(
+                "lineage_map_migrated", pin=str(migration.pin), change=migration.reason,
+                restored=restored, lost_to_size=lost, discarded=migration.discarded,
+            )
+        self.procs = PinnedMap(migration.pin)
+        self._log.info(
+            "lineage_map", pin=str(migration.pin), reopened=migration.existed and not migration.reason,
+            max_entries=self.procs.info.max_entries,
         )
 
     def _callback(self, _ctx: Any, data: int, size: int) -> int:
@@ -150,7 +178,14 @@ class Sensor:
             decode_errors=self.decode_errors,
         )
 
+    def lineage_counters(self) -> dict[str, int]:
+        sums = self._percpu_sums("lineage_stats", max(LineageStat) + 1)
+        return {s.name.lower(): sums[s] for s in LineageStat}
+
     def close(self) -> None:
+        if self.procs is not None:
+            self.procs.close()
+            self.procs = None
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None

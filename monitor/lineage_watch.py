@@ -1,0 +1,68 @@
+"""Keeps lineage honest while running: the cache after losses, the map's fill level.
+
+LRU eviction is silent in the kernel. Eviction only starts once the map is full, and
+ringwatch never deletes entries, so the fill level says how close eviction is; it is
+counted exactly (batched reads) every `interval_s`, and a warning is logged at the
+configured percentage.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from structlog.typing import FilteringBoundLogger
+
+from monitor.bpffs import PinnedMap
+from monitor.lineage import Lineage
+
+
+class LineageWatch:
+    def __init__(self, lineage: Lineage, procs: PinnedMap, warn_pct: int, log: FilteringBoundLogger,
+                 interval_s: float = 10.0) -> None:
+        self.lineage = lineage
+        self.procs = procs
+        self.warn_pct = warn_pct
+        self.log = log
+        self.interval_s = interval_s
+        self.entries = procs.count()
+        self._last_count = time.monotonic()
+        self._last_lost = 0
+        self._warned = False
+
+    @property
+    def utilisation_pct(self) -> float:
+        return 100.0 * self.entries / self.procs.info.max_entries
+
+    def tick(self, lost_records: int) -> None:
+        if lost_records > self._last_lost:
+            # A lost fork or exec record leaves the cache behind the kernel map.
+            self._last_lost = lost_records
+            self.lineage.invalidate()
+        now = time.monotonic()
+        if now - self._last_count < self.interval_s:
+            return
+        self._last_count = now
+        self.entries = self.procs.count()
+        full = self.utilisation_pct >= self.warn_pct
+        if full and not self._warned:
+            self.log.warning(
+                "lineage_map_nearly_full", entries=self.entries, max_entries=self.procs.info.max_entries,
+                utilisation_pct=round(self.utilisation_pct, 1),
+                hint="raise lineage.max_entries; eviction loses ancestry of long-lived processes",
+            )
+        self._warned = full
+
+    def stats(self, kernel_counters: dict[str, int]) -> dict[str, Any]:
+        st = self.lineage.stats
+        return {
+            "entries": self.entries,
+            "max_entries": self.procs.info.max_entries,
+            "utilisation_pct": round(self.utilisation_pct, 2),
+            "pin": str(self.procs.path),
+            "cache_entries": self.lineage.cached(),
+            "lookups": {"cache_hits": st.cache_hits, "kernel_hits": st.kernel_hits, "missed": st.misses},
+            "backfilled": st.backfilled,
+            "cache_invalidations": st.cache_invalidations,
+            "kernel": kernel_counters,
+        }

@@ -1,0 +1,145 @@
+"""Lineage on the real kernel: ancestry chains, orphans, restarts and resizes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kernel_util import proc_status
+from tests.monitor_proc import RunningMonitor
+
+pytestmark = pytest.mark.kernel
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+@pytest.fixture
+def bpffs_dir() -> Iterator[Path]:
+    """A pin directory of the test's own, so tests never share lineage with a real instance."""
+    path = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _cfg(bpffs_dir: Path, max_entries: int = 4096) -> dict[str, Any]:
+    return {"lineage": {"bpffs_dir": str(bpffs_dir), "max_entries": max_entries}}
+
+
+def _exec_of(mon: RunningMonitor, word: str) -> dict[str, Any]:
+    return mon.wait_for(lambda e: e["evt.type"] == "execve" and word in e.get("proc.argv", []))
+
+
+def test_chain_bash_sh_python_sleep(tmp_path: Path, bpffs_dir: Path) -> None:
+    # sleep accepts only numbers: a unique one marks this run.
+    word = f"0.000{uuid.uuid4().int % 10**12:012d}"
+    inner = f'import subprocess; subprocess.run(["/bin/sleep", "0.1", "{word}"])'
+    # Trailing `; true` keeps bash and sh from exec'ing their last command in place.
+    script = f"sh -c '{sys.executable} -c \\'{inner}\\'; true'; true"
+    (tmp_path / "chain.sh").write_text(script.replace("\\'", "'\"'\"'"))
+    with RunningMonitor(tmp_path / "mon", _cfg(bpffs_dir)) as mon:
+        top = subprocess.Popen(["/bin/bash", str(tmp_path / "chain.sh")])
+        top.wait()
+        ev = _exec_of(mon, word)
+        assert mon.stop() == 0
+    names = ev["proc.aname"]
+    exes = ev["proc.aexe"]
+    pids = ev["proc.apid"]
+    assert names[:3] == ["python3", "sh", "bash"] or names[:3] == ["python", "sh", "bash"], names
+    assert exes[0] == sys.executable
+    assert exes[1] in ("/bin/sh", "/usr/bin/sh")
+    assert exes[2] == "/bin/bash"
+    assert pids[2] == top.pid
+    assert pids[3] == os.getpid()
+    assert ev["proc.ppid"] == pids[0]
+    assert ev["proc.pname"] == names[0]
+    assert ev["proc.pexe"] == sys.executable
+    assert ev["proc.pcmdline"].startswith("python") and "subprocess.run" in ev["proc.pcmdline"]
+    # exec ids are unique and the parent's is the one the parent event had.
+    assert ev["proc.exec_id"] != ev["proc.pexec_id"]
+
+
+def _start_orphan(tmp_path: Path) -> tuple[int, int, Path]:
+    fifo = tmp_path / "ctl.fifo"
+    os.mkfifo(fifo)
+    out = subprocess.run([sys.executable, str(SCRIPTS / "orphan.py"), str(fifo)], capture_output=True,
+                         text=True, check=True, timeout=30).stdout
+    middle, grandchild = (int(x) for x in out.split())
+    return middle, grandchild, fifo
+
+
+def _poke(fifo: Path, word: str) -> None:
+    with open(fifo, "w") as fh:
+        fh.write(word)
+
+
+def test_orphan_keeps_its_real_parent_across_restart_and_resize(tmp_path: Path, bpffs_dir: Path) -> None:
+    first = RunningMonitor(tmp_path / "a", _cfg(bpffs_dir, 4096)).start()
+    middle, grandchild, fifo = _start_orphan(tmp_path)
+    try:
+        # /proc has forgotten the middle process; the orphan is reparented.
+        deadline = time.monotonic() + 5
+        while int(proc_status(grandchild)["PPid"]) == middle and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert int(proc_status(grandchild)["PPid"]) != middle
+
+        def check(mon: RunningMonitor, label: str) -> dict[str, Any]:
+            word = f"rw-{label}-{uuid.uuid4().hex[:8]}"
+            _poke(fifo, word)
+            ev = _exec_of(mon, word)
+            assert ev["proc.ppid"] == grandchild
+            # grandchild -> middle (exited) -> orphan.py's top (exited) -> this test
+            assert ev["proc.apid"][:2] == [grandchild, middle], (label, ev["proc.apid"])
+            assert ev["proc.apid"][3] == os.getpid(), (label, ev["proc.apid"])
+            assert ev["proc.aexe"][1] == sys.executable, label
+            return ev
+
+        check(first, "live")
+        assert first.stop() == 0
+
+        # Restart: a new process, an empty cache; the pinned map still knows the middle.
+        second = RunningMonitor(tmp_path / "b", _cfg(bpffs_dir, 4096)).start()
+        assert second.wait_log("lineage_map")["reopened"] is True
+        check(second, "restart")
+        assert second.stop() == 0
+
+        # Resize: the entries are carried into a map of the new size.
+        third = RunningMonitor(tmp_path / "c", _cfg(bpffs_dir, 8192)).start()
+        mig = third.wait_log("lineage_map_migrated")
+        assert mig["change"] == "max_entries 4096 -> 8192"
+        assert mig["restored"] > 0 and mig["lost_to_size"] == 0
+        assert third.wait_log("lineage_map")["max_entries"] == 8192
+        check(third, "resized")
+        assert third.stop() == 0
+    finally:
+        _poke(fifo, "exit")
+
+
+def test_backfill_names_processes_started_before_ringwatch(tmp_path: Path, bpffs_dir: Path) -> None:
+    """A fresh map: processes that already existed are known from /proc at start."""
+    word = f"rw-{uuid.uuid4().hex[:10]}"
+    fifo = tmp_path / "ctl.fifo"
+    os.mkfifo(fifo)
+    loop = f"import subprocess\nwhile True:\n  w=open('{fifo}').read().strip()\n" \
+           f"  if w=='exit': break\n  subprocess.run(['/bin/true', w])\n"
+    pre = subprocess.Popen([sys.executable, "-c", loop, "pre-existing-marker"])
+    try:
+        with RunningMonitor(tmp_path / "mon", _cfg(bpffs_dir)) as mon:
+            assert mon.wait_log("lineage_backfilled")["added"] > 10
+            _poke(fifo, word)
+            ev = _exec_of(mon, word)
+            assert mon.stop() == 0
+        assert ev["proc.apid"][0] == pre.pid
+        assert ev["proc.pexe"] == os.path.realpath(sys.executable)
+        assert "pre-existing-marker" in ev["proc.pcmdline"]
+        assert ev["proc.apid"][1] == os.getpid()
+    finally:
+        _poke(fifo, "exit")
+        pre.wait()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from monitor import config, log, opscli
 from monitor.errors import UserError
@@ -21,14 +22,85 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"control.socket={args.control_socket}")
     cfg = config.load(args.config, overrides)
     stdout = StreamSink("stdout")
-    sinks: list[Sink] = [stdout]
+    # Alerts always go to stdout; events only when asked (they are many).
+    sinks: list[Sink] = [stdout] if args.events else []
     if args.record:
         sinks.append(JsonlFileSink(args.record, name="record"))
     opts = RunOptions(
         duration=args.duration, event_sinks=sinks, alert_sinks=[stdout],
-        config_path=args.config, overrides=overrides,
+        config_path=args.config, overrides=overrides, rule_sources=_rule_sources(args),
     )
     return Monitor(cfg, opts).run()
+
+
+def _rule_sources(args: argparse.Namespace) -> Any:
+    from monitor.rules import RuleSources
+
+    return RuleSources.of(args.rules or [], defaults=not args.no_default_rules)
+
+
+def _add_rules_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--rules", action="append", type=Path, metavar="PATH",
+        help="rules file or directory, loaded after the defaults and /etc/ringwatch/rules.d (repeatable)",
+    )
+    parser.add_argument("--no-default-rules", action="store_true",
+                        help="skip the packaged default ruleset")
+
+
+def _cmd_rules_validate(args: argparse.Namespace) -> int:
+    from monitor.rules import RuleSources, check
+
+    ruleset, problems = check(RuleSources.of(args.paths, defaults=not args.no_default_rules))
+    if ruleset is None:
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        print(f"ringwatch: {len(problems)} error(s) in rules", file=sys.stderr)
+        return 1
+    print(f"ok: {len(ruleset.rules)} rules from {len(ruleset.files)} file(s)")
+    return 0
+
+
+def _cmd_rules_list(args: argparse.Namespace) -> int:
+    import json
+
+    from monitor.rules import load
+
+    ruleset = load(_rule_sources(args))
+    rows: list[dict[str, Any]] = [
+        {"name": r.name, "priority": r.priority, "enabled": r.enabled, "action": r.action,
+         "tags": list(r.tags), "event_types": None if r.event_types is None else sorted(r.event_types),
+         "file": r.file, "line": r.line}
+        for r in ruleset.rules
+    ]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return 0
+    print(f"{'NAME':40} {'PRIORITY':13} {'ENABLED':7} {'ACTION':6} {'EVENT TYPES':20} TAGS")
+    for row in rows:
+        types = "*" if row["event_types"] is None else ",".join(row["event_types"])
+        print(f"{row['name']:40} {row['priority']:13} {'yes' if row['enabled'] else 'no':7} "
+              f"{row['action']:6} {types:20} {','.join(row['tags'])}")
+    return 0
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from monitor.replay import replay_file
+    from monitor.rules import load
+    from monitor.sinks.stream import StreamSink
+
+    ruleset = load(_rule_sources(args))
+    out = StreamSink("stdout")
+
+    def malformed(lineno: int, reason: str) -> None:
+        print(f"{args.events}:{lineno}: skipped malformed event: {reason}", file=sys.stderr)
+
+    st = replay_file(args.events, ruleset, out.emit, malformed)
+    out.flush(0)
+    print(f"replayed {st.events} events from {st.lines} lines: {st.alerts} alerts, "
+          f"{st.malformed} malformed lines skipped", file=sys.stderr)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,7 +118,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key, e.g. --set sensor.ringbuf_bytes=65536 (repeatable)",
     )
     run.add_argument("--control-socket", help="unix socket for `ringwatch stats` (control.socket)")
+    run.add_argument("--events", action="store_true", help="also write every event to stdout")
+    _add_rules_args(run)
     run.set_defaults(func=_cmd_run)
+
+    rules = sub.add_parser("rules", help="check and list rules").add_subparsers(
+        dest="rules_cmd", required=True)
+    validate = rules.add_parser("validate", help="load rules with PATHs; list every error")
+    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    validate.add_argument("--no-default-rules", action="store_true",
+                          help="skip the packaged default ruleset")
+    validate.set_defaults(func=_cmd_rules_validate)
+    listing = rules.add_parser("list", help="loaded rules: name, priority, enabled, event types, tags")
+    _add_rules_args(listing)
+    listing.add_argument("--json", action="store_true", help="one JSON object per rule")
+    listing.set_defaults(func=_cmd_rules_list)
+
+    replay = sub.add_parser("replay", help="evaluate recorded events (JSON lines) against the rules")
+    replay.add_argument("events", type=Path, metavar="EVENTS.jsonl")
+    _add_rules_args(replay)
+    replay.set_defaults(func=_cmd_replay)
     opscli.add_subcommands(sub)
     return p
 

@@ -18,6 +18,9 @@ from monitor.lineage import Lineage
 from monitor.lineage_watch import LineageWatch
 from monitor.ops import Operations
 from monitor.records import Record
+from monitor.rules import RuleSet, RuleSources
+from monitor.rules import check as check_rules
+from monitor.rules import load as load_rules
 from monitor.sensor import NS_PER_TICK, PAGE_SIZE, Sensor, ringbuf_pages
 from monitor.sinks.base import Sink
 
@@ -31,6 +34,8 @@ class RunOptions:
     # What SIGHUP re-reads: the same file and --set overrides as at start.
     config_path: Path | None = None
     overrides: list[str] = field(default_factory=list)
+    # Rules files; SIGHUP re-reads the same sources.
+    rule_sources: RuleSources = field(default_factory=RuleSources)
 
 
 class Monitor:
@@ -39,6 +44,9 @@ class Monitor:
         self.opts = opts
         self.log = log.get("ringwatch")
         self.enricher = Enricher()
+        # Loaded before the sensor starts: bad rules stop `run` with every error listed.
+        self.rules: RuleSet = load_rules(opts.rule_sources)
+        self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files)
         self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log, lineage=cfg.lineage)
         self.lineage_watch: LineageWatch | None = None
         self._stop = False
@@ -75,6 +83,7 @@ class Monitor:
             alerts_by_rule=self.alert_counts,
         )
         snap["service"] = self.ops.stats()
+        snap["rules"] = self.rules.stats()
         if self.lineage_watch is not None:
             snap["lineage"] = self.lineage_watch.stats(self.sensor.lineage_counters())
         return snap
@@ -82,6 +91,7 @@ class Monitor:
     def _do_reload(self) -> None:
         """SIGHUP: re-read the config (rules reload sits next to this); keep running on error."""
         self.ops.reloading()
+        self._reload_rules()
         try:
             new = configmod.load(self.opts.config_path, self.opts.overrides)
         except ConfigError as exc:
@@ -96,6 +106,15 @@ class Monitor:
         self.cfg = new
         self.ops.reloaded(new, f"reloaded {new.source}")
         self.log.info("reloaded", config=new.source)
+
+    def _reload_rules(self) -> None:
+        ruleset, problems = check_rules(self.opts.rule_sources)
+        if ruleset is None:
+            self.log.error("rules_reload_failed", errors=[str(p) for p in problems],
+                           kept_rules=len(self.rules.rules))
+            return
+        self.rules = ruleset
+        self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
 
     def _start_lineage(self) -> None:
         """After attach, so no process is missed between the /proc scan and tracing."""
@@ -114,6 +133,8 @@ class Monitor:
         ev = self.enricher.event(rec)
         for sink in self.opts.event_sinks:
             sink.emit(ev)
+        for alert in self.rules.alerts(ev):
+            self.emit_alert(alert.to_dict())
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.log.info("signal", signal=signal.Signals(signum).name)

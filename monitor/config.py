@@ -17,10 +17,11 @@ from typing import Any
 
 import yaml
 
+from monitor import paths
 from monitor.errors import UserError
 
 DEFAULT_CONFIG_PATH = Path("/etc/ringwatch/config.yaml")
-PACKAGE_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+PACKAGE_RULES_DIR = paths.data_dir("rules", "RINGWATCH_RULES_DIR")
 
 
 class ConfigError(UserError):

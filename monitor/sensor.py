@@ -16,14 +16,14 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from monitor import lineage_map, offsets
+from monitor import lineage_map, offsets, paths
 from monitor import log as logmod
 from monitor.bpffs import PinnedMap
 from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
 from monitor.records import RECORD_LOST, DecodeError, DropReason, LineageStat, Record, RecordType, decode
 
-BPF_DIR = Path(os.environ.get("RINGWATCH_BPF_DIR", Path(__file__).resolve().parent.parent / "bpf"))
+BPF_DIR = paths.data_dir("bpf", "RINGWATCH_BPF_DIR")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # /proc/PID/stat counts process start in USER_HZ ticks; lineage keys use the same unit.
 NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")

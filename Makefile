@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run setup test test-setup lint bench clean
+.PHONY: run setup test test-setup lint bench clean install uninstall
 
 run: setup
 	$(VENV)/bin/ringwatch run $(ARGS)
@@ -21,6 +21,15 @@ test: test-setup
 # `make bench ARGS=--quick` for a short run. Table on stdout, JSON in bench/results/.
 bench: test-setup
 	$(PY) -m bench $(ARGS)
+
+# The systemd service: a venv in /opt/ringwatch, the unit, /etc/ringwatch/config.yaml (kept
+# if present) and rules.d/. PREFIX, SYSCONFDIR, UNITDIR, BINDIR, DESTDIR pass through
+# (scripts/install.sh). `make uninstall PURGE=1` also removes config and state.
+install: setup
+	@bash scripts/install.sh
+
+uninstall:
+	@bash scripts/uninstall.sh
 
 lint: test-setup
 	$(VENV)/bin/ruff check monitor tests

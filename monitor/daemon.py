@@ -54,7 +54,8 @@ class Monitor:
         self._started = time.monotonic()
         self.alert_counts: Counter[str] = Counter()
         self.ops = Operations(
-            cfg, stats=self.stats, losses=self._losses, alert=self.emit_alert, warn=self.log.warning
+            cfg, stats=self.stats, losses=self._losses, alert=self.emit_alert, warn=self.log.warning,
+            pin_dir=cfg.lineage.bpffs_dir,
         )
 
     def _all_sinks(self) -> list[Sink]:

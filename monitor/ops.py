@@ -20,9 +20,6 @@ from monitor.dropwatch import DropWatch
 from monitor.notify import Notifier
 from monitor.stats import LossCounts
 
-# Where pinned ringwatch maps live unless the config names another bpffs directory.
-DEFAULT_PIN_DIR = "/sys/fs/bpf/ringwatch"
-
 
 class Operations:
     def __init__(
@@ -32,7 +29,7 @@ class Operations:
         stats: Callable[[], dict[str, Any]],
         losses: Callable[[], LossCounts],
         alert: Callable[[dict[str, Any]], None],
-        pin_dir: str = DEFAULT_PIN_DIR,
+        pin_dir: str,
         notifier: Notifier | None = None,
         warn: Callable[..., Any] | None = None,
     ) -> None:

@@ -25,6 +25,7 @@ class RecordType(enum.IntEnum):
     EXEC = 1
     FORK = 2
     EXIT = 3
+    DENY = 16  # enforcement (bpf/lsm.bpf.c)
 
 
 class DropReason(enum.IntEnum):
@@ -128,6 +129,34 @@ class CProc(ct.Structure):
     ]
 
 
+DENY_ANCESTORS = 4
+DENY_F_AUDIT = 1 << 0
+DENY_F_PATH_TRUNCATED = 1 << 1
+
+
+class DenyHook(enum.IntEnum):
+    EXEC = 1  # bprm_check_security
+    OPEN = 2  # file_open
+    CONNECT = 3  # socket_connect
+
+
+class CDeny(ct.Structure):
+    _fields_ = [
+        ("h", CHeader),
+        ("hook", ct.c_uint32),
+        ("rule_id", ct.c_uint32),
+        ("ret", ct.c_int32),
+        ("flags", ct.c_uint32),
+        ("family", ct.c_uint16),
+        ("port", ct.c_uint16),
+        ("_pad1", ct.c_uint32),
+        ("addr", ct.c_uint8 * 16),
+        ("anc_pid", ct.c_uint32 * DENY_ANCESTORS),
+        ("anc_comm", (ct.c_char * COMM_LEN) * DENY_ANCESTORS),
+        ("path", ct.c_char * PATH_LEN),
+    ]
+
+
 # C struct name -> mirror, for the layout test.
 MIRRORS: dict[str, type[ct.Structure]] = {
     "rw_proc_key": CProcKey,
@@ -136,6 +165,7 @@ MIRRORS: dict[str, type[ct.Structure]] = {
     "rw_exec": CExec,
     "rw_fork": CFork,
     "rw_exit": CExit,
+    "rw_deny": CDeny,
 }
 
 
@@ -184,7 +214,23 @@ class ExitRecord:
     signal: int
 
 
-Record = ExecRecord | ForkRecord | ExitRecord
+@dataclass(slots=True)
+class DenyRecord:
+    """An LSM decision that matched a deny rule: denied, or (audit) only reported."""
+
+    h: Header
+    hook: DenyHook
+    rule_id: int
+    ret: int
+    audit: bool
+    path: str
+    family: int
+    port: int
+    addr: bytes  # 4 bytes for AF_INET, 16 for AF_INET6, empty for file hooks
+    ancestors: list[tuple[int, str]]  # (tgid, comm), parent first; stops at pid 0
+
+
+Record = ExecRecord | ForkRecord | ExitRecord | DenyRecord
 
 _SYSCALL_NAMES = {59: "execve", 322: "execveat"}
 
@@ -205,7 +251,7 @@ class DecodeError(ValueError):
 
 
 _SIZES = {RecordType.EXEC: ct.sizeof(CExec), RecordType.FORK: ct.sizeof(CFork),
-          RecordType.EXIT: ct.sizeof(CExit)}
+          RecordType.EXIT: ct.sizeof(CExit), RecordType.DENY: ct.sizeof(CDeny)}
 
 
 _ARGS_OFFSET = CExec.args.offset
@@ -232,8 +278,23 @@ def decode(data: int, size: int) -> Record:
             bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
             bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),
         )
+    if kind is RecordType.DENY:
+        return _decode_deny(ct.cast(data, ct.POINTER(CDeny)).contents)
     if kind is RecordType.FORK:
         f = ct.cast(data, ct.POINTER(CFork)).contents
         return ForkRecord(_header(f.h), f.parent_pid, f.parent_tgid, f.parent_start_ns)
     x = ct.cast(data, ct.POINTER(CExit)).contents
     return ExitRecord(_header(x.h), (x.exit_status >> 8) & 0xFF, x.exit_status & 0x7F)
+
+
+def _decode_deny(d: CDeny) -> DenyRecord:
+    ancestors = []
+    for pid, comm in zip(d.anc_pid, d.anc_comm, strict=True):
+        if not pid:
+            break
+        ancestors.append((int(pid), _text(comm.value)))
+    addr_len = {2: 4, 10: 16}.get(d.family, 0) if d.hook == DenyHook.CONNECT else 0
+    return DenyRecord(
+        _header(d.h), DenyHook(d.hook), d.rule_id, d.ret, bool(d.flags & DENY_F_AUDIT),
+        _text(d.path), d.family, d.port, bytes(d.addr)[:addr_len], ancestors,
+    )

@@ -1,0 +1,114 @@
+"""Runs any sink behind a bounded queue on its own thread.
+
+The ring-buffer consumer must never wait on an output: a full disk, a stalled journald or
+a blocked stdout pipe would otherwise stop event intake and overflow the kernel's ring
+buffer. emit() only enqueues; when the queue is full the record is dropped and counted.
+reopen() is carried out by the worker, between two writes, so it never races one.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from monitor import log
+from monitor.sinks.base import Sink
+
+
+class AsyncSink:
+    def __init__(self, inner: Sink, queue_size: int = 10_000, idle_flush_s: float = 0.2) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.log = log.get("ringwatch.sink").bind(sink=inner.name)
+        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
+        self._idle_flush_s = idle_flush_s
+        self._lock = threading.Lock()
+        self._done_cv = threading.Condition(self._lock)
+        self._accepted = 0
+        self._handled = 0
+        self._dropped = 0
+        self._errors = 0
+        self._reopen = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"sink-{inner.name}", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: dict[str, Any]) -> None:
+        try:
+            self._queue.put_nowait(record)
+        except queue.Full:
+            with self._lock:
+                self._dropped += 1
+            return
+        with self._lock:
+            self._accepted += 1
+
+    def flush(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until the worker has passed on everything queued."""
+        if timeout <= 0:
+            return  # the worker flushes the inner sink by itself when idle
+        deadline = time.monotonic() + timeout
+        with self._done_cv:
+            while self._handled < self._accepted and self._thread.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self._done_cv.wait(remaining)
+
+    def reopen(self) -> None:
+        self._reopen.set()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self.flush(timeout)
+        self._stop.set()
+        self._thread.join(timeout + 1)
+        if self._thread.is_alive():
+            self.log.warning("sink worker did not stop", queued=self._queue.qsize())
+            return
+        self.inner.close()
+
+    def stats(self) -> dict[str, int]:
+        inner = self.inner.stats()
+        with self._lock:
+            return {
+                **inner,
+                "errors": inner.get("errors", 0) + self._errors,
+                "dropped": inner.get("dropped", 0) + self._dropped,
+                "queue_dropped": self._dropped,
+                "queued": max(0, self._accepted - self._handled) + inner.get("queued", 0),
+            }
+
+    def _run(self) -> None:
+        dirty = False
+        while True:
+            if self._reopen.is_set():
+                self._reopen.clear()
+                self._call(self.inner.reopen)
+            try:
+                record = self._queue.get(timeout=self._idle_flush_s)
+            except queue.Empty:
+                if dirty:
+                    self._call(self.inner.flush, 0)
+                    dirty = False
+                if self._stop.is_set() and not self._reopen.is_set():
+                    return
+                continue
+            self._call(self.inner.emit, record)
+            dirty = True
+            if self._queue.empty():
+                self._call(self.inner.flush, 0)
+                dirty = False
+            with self._done_cv:
+                self._handled += 1
+                self._done_cv.notify_all()
+
+    def _call(self, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:  # a broken sink must not kill its worker
+            with self._lock:
+                self._errors += 1
+            self.log.error("sink failed", error=repr(exc))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import footprint, overhead, replay, report, throughput
-from bench.context import PRESETS, Context
+from bench.context import PRESETS, Context, Settings, remove_pins
 from bench.errors import BenchError
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -73,24 +73,34 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_start": _loadavg(),
     }}
     with tempfile.TemporaryDirectory(prefix="ringwatch-bench-") as tmp:
-        ctx = Context.create(settings, Path(tmp), args.open_path, args.watched_path)
-        mode = "exec"
-        if "footprint" in sections or "throughput" in sections:
-            results["footprint"] = footprint.run(ctx, _log)
-            # Opens are the interesting events once ringwatch records them; execs until then.
-            mode = "open" if results["footprint"]["open_events_seen"] else "exec"
-            if "footprint" not in sections:
-                del results["footprint"]
-        if "overhead" in sections:
-            results["overhead"] = overhead.run(ctx, _log)
-        if "throughput" in sections:
-            results["throughput"] = throughput.run(ctx, mode, _log)
-        if "replay" in sections:
-            results["replay"] = replay.run(ctx.python)
+        try:
+            _run_sections(results, sections, settings, Path(tmp), args)
+        finally:
+            remove_pins()
     results["meta"]["loadavg_end"] = _loadavg()
     results["meta"]["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results["targets"] = report.targets_json(results)
     return results
+
+
+def _run_sections(
+    results: dict[str, Any], sections: list[str], settings: Settings, workdir: Path,
+    args: argparse.Namespace,
+) -> None:
+    ctx = Context.create(settings, workdir, args.open_path, args.watched_path)
+    mode = "exec"
+    if "footprint" in sections or "throughput" in sections:
+        results["footprint"] = footprint.run(ctx, _log)
+        # Opens are the interesting events once ringwatch records them; execs until then.
+        mode = "open" if results["footprint"]["open_events_seen"] else "exec"
+        if "footprint" not in sections:
+            del results["footprint"]
+    if "overhead" in sections:
+        results["overhead"] = overhead.run(ctx, _log)
+    if "throughput" in sections:
+        results["throughput"] = throughput.run(ctx, mode, _log)
+    if "replay" in sections:
+        results["replay"] = replay.run(ctx.python)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from bench import workloads
 
@@ -36,6 +42,29 @@ PRESETS = {
 }
 
 
+def bench_pin_dir() -> Path:
+    return Path(f"/sys/fs/bpf/ringwatch-bench-{os.getpid()}")
+
+
+def ringwatch_config(workdir: Path) -> dict[str, Any]:
+    """Defaults, except for what a ringwatch running beside this one (a service, another
+    engineer's tests) would share: the pinned lineage maps and the control socket."""
+    from monitor.config import Config
+
+    sections = {f.name for f in dataclasses.fields(Config)}
+    cfg: dict[str, Any] = {}
+    if "lineage" in sections:
+        cfg["lineage"] = {"bpffs_dir": str(bench_pin_dir())}
+    if "control" in sections:
+        cfg["control"] = {"socket": str(workdir / "control.sock")}
+    return cfg
+
+
+def remove_pins() -> None:
+    """Unpin the lineage maps the benchmark's ringwatch left, freeing their memory."""
+    shutil.rmtree(bench_pin_dir(), ignore_errors=True)
+
+
 @dataclass(frozen=True)
 class Context:
     settings: Settings
@@ -54,8 +83,8 @@ class Context:
         workdir.mkdir(parents=True, exist_ok=True)
         build_dir = Path(__file__).resolve().parent / "build"
         config = workdir / "ringwatch.yaml"
-        # An explicit empty config: a host's /etc/ringwatch/config.yaml must not change the result.
-        config.write_text("{}\n")
+        # An explicit config: a host's /etc/ringwatch/config.yaml must not change the result.
+        config.write_text(yaml.safe_dump(ringwatch_config(workdir)))
         target = workdir / "open-target"
         target.write_text("ringwatch bench\n")
         return cls(

@@ -176,6 +176,13 @@ def test_count_events_matches_field_and_type_exactly() -> None:
     lines = [line(42, "openat"), line(42, "openat"), line(420, "openat"), line(42, "exit"),
              line(7, "openat"), line(42, "openat")[:-1]]  # last: cut mid-write, not counted
     assert ringwatch.count_events(lines, "proc.pid", 42, frozenset({"openat"})) == 2
+    # The same through the unparsed fast path (ringwatch's compact writer) and the parsed one.
+    compact = [(json.dumps(json.loads(x), separators=(",", ":")) + "\n").encode() for x in lines[:5]]
+    assert ringwatch.count_events(compact, "proc.pid", 42, frozenset({"openat"})) == 2
+    tricky = [b'{"evt.type":"openat2","proc.pid":42}\n', b'{"evt.type":"openat","proc.pid":421}\n',
+              b'{"evt.type":"openat","proc.ppid":42,"proc.pid":1}\n',
+              b'{"proc.pid":42,"evt.type":"openat"}\n']
+    assert ringwatch.count_events(tricky, "proc.pid", 42, frozenset({"openat"})) == 1
 
 
 def test_replay_rate_parsing() -> None:

@@ -123,10 +123,11 @@ class Monitor:
         lineage = Lineage(self.sensor.procs, self.cfg.lineage.ancestors_depth,
                           cache_entries=self.cfg.lineage.max_entries, ns_per_tick=NS_PER_TICK,
                           boot_id=Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        before = self.sensor.procs.count()
         added, refreshed = lineage.backfill(procfs.scan())
         self.enricher.lineage = lineage
         self.lineage_watch = LineageWatch(lineage, self.sensor.procs, self.cfg.lineage.warn_utilisation_pct,
-                                          self.log)
+                                          self.log, base_entries=before + added)
         self.log.info("lineage_backfilled", added=added, refreshed=refreshed,
                       entries=self.lineage_watch.entries)
 
@@ -165,7 +166,8 @@ class Monitor:
                     self._do_reload()
                 self.ops.tick()
                 if self.lineage_watch is not None:
-                    self.lineage_watch.tick(self.sensor.counters().lost())
+                    self.lineage_watch.tick(self.sensor.counters().lost(),
+                                            self.sensor.lineage_counters()["inserts"])
             self.ops.stopping()
             self.sensor.drain()
         finally:

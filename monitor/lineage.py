@@ -74,7 +74,9 @@ def _text(raw: bytes) -> str:
 def decode_proc(key: bytes, value: bytes) -> ProcInfo:
     k = CProcKey.from_buffer_copy(key)
     v = CProc.from_buffer_copy(value)
-    args = bytes(v.args)[: v.args_len]
+    # Not v.args: ctypes cuts a char array at its first NUL, and argv is NUL-separated.
+    start = CProc.args.offset
+    args = value[start : start + min(v.args_len, PROC_ARGS_LEN)]
     argv = [_text(a) for a in args.split(b"\0")] if args else []
     if argv and args.endswith(b"\0"):
         argv.pop()
@@ -206,16 +208,20 @@ class Lineage:
                                    s.argv, backfilled=True))
                 continue
             raw = self.kernel.lookup(key)
+            ppid, pstart = s.ppid, s.pstart_ticks
             if raw is None:
                 if self.kernel.update(key, encode_snapshot(s), BPF_NOEXIST):
                     added += 1
-                continue
-            known = decode_proc(key, raw)
-            fresh = decode_proc(key, encode_snapshot(s))
-            if (known.comm, known.argv) != (fresh.comm, fresh.argv) and s.argv:
-                parentage = ProcSnapshot(s.tgid, s.start_ticks, known.ppid, known.pstart_ticks, s.uid,
-                                         s.comm, s.exe, s.argv)
-                self.kernel.update(key, encode_snapshot(parentage))
-                refreshed += 1
+            else:
+                known = decode_proc(key, raw)
+                ppid, pstart = known.ppid, known.pstart_ticks
+                fresh = decode_proc(key, encode_snapshot(s))
+                if (known.comm, known.argv) != (fresh.comm, fresh.argv) and s.argv:
+                    self.kernel.update(key, encode_snapshot(
+                        ProcSnapshot(s.tgid, s.start_ticks, ppid, pstart, s.uid, s.comm, s.exe, s.argv)))
+                    refreshed += 1
+            # The kernel map holds only the start of argv; the cache gets all of it.
+            self._put(ProcInfo(s.tgid, s.start_ticks, ppid, pstart, s.uid, s.comm, s.exe, s.argv,
+                               backfilled=True))
         self.stats.backfilled += added + refreshed
         return added, refreshed

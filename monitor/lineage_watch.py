@@ -1,9 +1,10 @@
 """Keeps lineage honest while running: the cache after losses, the map's fill level.
 
-LRU eviction is silent in the kernel. Eviction only starts once the map is full, and
-ringwatch never deletes entries, so the fill level says how close eviction is; it is
-counted exactly (batched reads) every `interval_s`, and a warning is logged at the
-configured percentage.
+LRU eviction is silent in the kernel, and it starts before the map is 100% full (the
+LRU keeps per-CPU free lists). ringwatch never deletes entries, so what was evicted is
+exact: entries at start, plus what the kernel and backfill inserted since, minus the
+entries now (counted with batched reads every `interval_s`). A warning is logged when
+eviction has begun or the fill level reaches the configured percentage.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from monitor.lineage import Lineage
 
 class LineageWatch:
     def __init__(self, lineage: Lineage, procs: PinnedMap, warn_pct: int, log: FilteringBoundLogger,
-                 interval_s: float = 10.0) -> None:
+                 base_entries: int, interval_s: float = 10.0) -> None:
         self.lineage = lineage
         self.procs = procs
         self.warn_pct = warn_pct
         self.log = log
         self.interval_s = interval_s
+        # Entries there would be now if nothing had been evicted, before kernel inserts.
+        self.base_entries = base_entries
         self.entries = procs.count()
-        self._last_count = time.monotonic()
+        self.evicted = 0
+        self._last_count = float("-inf")  # check at the first tick
         self._last_lost = 0
         self._warned = False
 
@@ -34,7 +38,7 @@ class LineageWatch:
     def utilisation_pct(self) -> float:
         return 100.0 * self.entries / self.procs.info.max_entries
 
-    def tick(self, lost_records: int) -> None:
+    def tick(self, lost_records: int, kernel_inserts: int) -> None:
         if lost_records > self._last_lost:
             # A lost fork or exec record leaves the cache behind the kernel map.
             self._last_lost = lost_records
@@ -44,11 +48,12 @@ class LineageWatch:
             return
         self._last_count = now
         self.entries = self.procs.count()
-        full = self.utilisation_pct >= self.warn_pct
+        self.evicted = max(0, self.base_entries + kernel_inserts - self.entries)
+        full = self.evicted > 0 or self.utilisation_pct >= self.warn_pct
         if full and not self._warned:
             self.log.warning(
                 "lineage_map_nearly_full", entries=self.entries, max_entries=self.procs.info.max_entries,
-                utilisation_pct=round(self.utilisation_pct, 1),
+                utilisation_pct=round(self.utilisation_pct, 1), evicted=self.evicted,
                 hint="raise lineage.max_entries; eviction loses ancestry of long-lived processes",
             )
         self._warned = full
@@ -59,6 +64,7 @@ class LineageWatch:
             "entries": self.entries,
             "max_entries": self.procs.info.max_entries,
             "utilisation_pct": round(self.utilisation_pct, 2),
+            "evicted": self.evicted,
             "pin": str(self.procs.path),
             "cache_entries": self.lineage.cached(),
             "lookups": {"cache_hits": st.cache_hits, "kernel_hits": st.kernel_hits, "missed": st.misses},

@@ -143,3 +143,12 @@ def test_backfill_names_processes_started_before_ringwatch(tmp_path: Path, bpffs
     finally:
         _poke(fifo, "exit")
         pre.wait()
+
+
+def test_a_nearly_full_map_is_reported(tmp_path: Path, bpffs_dir: Path) -> None:
+    """LRU eviction is silent in the kernel; ringwatch warns before it starts."""
+    with RunningMonitor(tmp_path / "mon", _cfg(bpffs_dir, max_entries=64)) as mon:
+        warn = mon.wait_log("lineage_map_nearly_full")
+        assert warn["max_entries"] == 64
+        assert warn["evicted"] > 0 or warn["entries"] >= 0.9 * 64
+        assert mon.stop() == 0

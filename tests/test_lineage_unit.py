@@ -1,0 +1,73 @@
+"""Lineage identity logic without a kernel: pid reuse, misses, records feeding the cache."""
+
+from __future__ import annotations
+
+from monitor.lineage import Lineage, decode_proc, encode_key, encode_snapshot
+from monitor.procfs import ProcSnapshot
+from monitor.records import ExecRecord, ForkRecord, Header, RecordType
+
+TICK = 10_000_000
+
+
+def _snap(tgid: int, start: int, ppid: int, pstart: int, comm: str) -> ProcSnapshot:
+    return ProcSnapshot(tgid, start, ppid, pstart, 0, comm, f"/bin/{comm}", [comm, "--flag"])
+
+
+def _header(kind: RecordType, tgid: int, start_ticks: int, ppid: int, comm: str) -> Header:
+    return Header(kind, 0, 0, tgid, tgid, ppid, 0, 0, 1, start_ticks * TICK, comm)
+
+
+def test_reused_pid_never_inherits_ancestry() -> None:
+    lin = Lineage(None, depth=10, cache_entries=100, ns_per_tick=TICK)
+    lin.backfill([
+        _snap(1, 1, 0, 0, "init"),
+        _snap(50, 40, 1, 1, "sshd"),
+        _snap(60, 45, 1, 1, "nginx"),
+        _snap(100, 5, 50, 40, "bash"),      # the first process with pid 100: under sshd
+        _snap(100, 900, 60, 45, "worker"),  # pid 100 reused much later: under nginx
+        _snap(200, 6, 100, 5, "vim"),       # child of the first
+        _snap(300, 901, 100, 900, "sh"),    # child of the second
+        _snap(400, 950, 100, 700, "cat"),   # child of a third pid-100 nobody saw
+    ])
+    first_child = lin.get((200, 6))
+    second_child = lin.get((300, 901))
+    unknown_child = lin.get((400, 950))
+    assert first_child and second_child and unknown_child
+    assert [a.comm for a in lin.ancestors(first_child)] == ["bash", "sshd", "init"]
+    assert [a.comm for a in lin.ancestors(second_child)] == ["worker", "nginx", "init"]
+    # Neither pid-100 process may stand in for the one that was never seen.
+    assert lin.ancestors(unknown_child) == []
+    assert lin.stats.misses == 1
+
+
+def test_records_feed_identity_through_fork_and_exec() -> None:
+    lin = Lineage(None, depth=10, cache_entries=100, ns_per_tick=TICK)
+    lin.backfill([_snap(1, 1, 0, 0, "init"), _snap(10, 2, 1, 1, "bash")])
+    fork = ForkRecord(_header(RecordType.FORK, 11, 3, 10, "bash"), 10, 10, 2 * TICK)
+    child = lin.observe(fork)
+    assert child is not None and (child.ppid, child.pstart_ticks) == (10, 2)
+    assert child.exe == "/bin/bash"  # the image is inherited until exec
+    ex = ExecRecord(_header(RecordType.EXEC, 11, 3, 10, "sleep"), 0, "execve", "/bin/sleep",
+                    ["sleep", "5"], -100, 0, False, False, False, False)
+    info = lin.observe(ex)
+    assert info is not None and info.exe == "/bin/sleep" and info.cmdline() == "sleep 5"
+    assert [a.comm for a in lin.ancestors(info)] == ["bash", "init"]
+    # A failed exec leaves the image alone.
+    bad = ExecRecord(_header(RecordType.EXEC, 11, 3, 10, "sleep"), -2, "execve", "/nope",
+                     ["/nope"], -100, 0, False, False, False, False)
+    assert lin.observe(bad) is info and info.exe == "/bin/sleep"
+
+
+def test_depth_bounds_the_ancestor_list() -> None:
+    lin = Lineage(None, depth=3, cache_entries=100, ns_per_tick=TICK)
+    lin.backfill([_snap(i, i, i - 1, i - 1, f"p{i}") for i in range(1, 10)])
+    leaf = lin.get((9, 9))
+    assert leaf is not None
+    assert [a.tgid for a in lin.ancestors(leaf)] == [8, 7, 6]
+
+
+def test_kernel_value_encoding_round_trips() -> None:
+    s = ProcSnapshot(42, 7, 1, 1, 1000, "comm-x", "/usr/bin/x", ["x", "-a", "b c"])
+    info = decode_proc(encode_key(42, 7), encode_snapshot(s))
+    assert (info.tgid, info.start_ticks, info.ppid, info.pstart_ticks, info.uid) == (42, 7, 1, 1, 1000)
+    assert (info.comm, info.exe, info.argv, info.backfilled) == ("comm-x", "/usr/bin/x", ["x", "-a", "b c"], True)

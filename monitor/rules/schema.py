@@ -8,6 +8,7 @@ compiled here; that needs every list and macro, so it happens after all files lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -174,7 +175,10 @@ def _map_value_node(node: yaml.Node, key: str) -> yaml.Node | None:
     return None
 
 
-def _exceptions(item: RawItem) -> list[ExceptionDef]:
+def _exceptions(item: RawItem, known: Sequence[ExceptionDef] = ()) -> list[ExceptionDef]:
+    """The item's exceptions; `known` are the rule's existing ones, whose fields an
+    appended exception of the same name may leave out (Falco: values only)."""
+    earlier = {e.name: e for e in known}
     raw = item.values["exceptions"]
     if raw is None:
         return []
@@ -197,6 +201,10 @@ def _exceptions(item: RawItem) -> list[ExceptionDef]:
             raise _Bad(eloc, f"{where}.name: expected a non-empty string")
         where = f"exception '{name}'"
         fields_v = exc.get("fields")
+        comps_v = exc.get("comps")
+        if fields_v is None and name in earlier:
+            fields_v = earlier[name].fields[0] if earlier[name].single else earlier[name].fields
+            comps_v = earlier[name].comps[0] if earlier[name].single else earlier[name].comps
         single = isinstance(fields_v, str)
         fields_node = _map_value_node(enode, "fields")
         floc = node_loc(item.file, fields_node) if fields_node is not None else eloc
@@ -206,7 +214,6 @@ def _exceptions(item: RawItem) -> list[ExceptionDef]:
             fields = list(fields_v)
         else:
             raise _Bad(floc, f"{where}: fields: expected a field name or a non-empty list of field names")
-        comps_v = exc.get("comps")
         comps_node = _map_value_node(enode, "comps")
         cloc = node_loc(item.file, comps_node) if comps_node is not None else eloc
         if comps_v is None:
@@ -233,6 +240,9 @@ def _exceptions(item: RawItem) -> list[ExceptionDef]:
             raise _Bad(vloc, f"{where}: values: expected a list")
         rows: list[list[Any]] = []
         row_locs = _seq_locs(item.file, values_node, vloc, len(values_v))
+        if single and comps[0] == "in" and values_v:
+            # `fields: proc.name, comps: in, values: [a, b]` is one test: proc.name in [a, b].
+            values_v, row_locs = [values_v], [vloc]
         for j, row in enumerate(values_v):
             if single:
                 row = [row]
@@ -354,7 +364,7 @@ def _override_rule(rule: RuleDef, item: RawItem, spec: dict[str, str]) -> RuleDe
         elif key == "tags":
             rule.tags = rule.tags + [t for t in _str_list(item, "tags") if t not in rule.tags]
         elif key == "exceptions":
-            rule.exceptions = _merge_exceptions(rule.exceptions, _exceptions(item))
+            rule.exceptions = _merge_exceptions(rule.exceptions, _exceptions(item, rule.exceptions))
     return rule
 
 

@@ -19,6 +19,14 @@ ITEM_KINDS = ("rule", "list", "macro")
 IGNORED_ITEMS = ("required_engine_version", "required_plugin_versions")
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads a bare `=` as the string "=" (Falco writes `comps: [=, in]`;
+    YAML 1.1 makes `=` a "value" tag that PyYAML cannot construct)."""
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+
+
 def node_loc(file: str, node: yaml.Node) -> Loc:
     return Loc(file, node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -93,7 +101,7 @@ def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
 
 
 def parse_text(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         try:
             root = loader.get_single_node()
@@ -117,7 +125,7 @@ def parse_text(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
 
 
 def _item(
-    loader: yaml.SafeLoader, node: yaml.Node, file: str, text: str
+    loader: _Loader, node: yaml.Node, file: str, text: str
 ) -> tuple[RawItem | None, Problem | None]:
     loc = node_loc(file, node)
     if not isinstance(node, yaml.MappingNode):

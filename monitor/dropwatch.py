@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from monitor.rules.alert import Alert
 from monitor.stats import LossCounts
 
 RULE = "ringwatch: events dropped"
@@ -69,6 +70,7 @@ class DropWatch:
 
 
 def build_alert(kernel: dict[str, int], user: dict[str, int], window_s: float) -> dict[str, Any]:
+    """An alert in the same shape as rule matches, so every output and consumer takes it."""
     n_kernel = sum(kernel.values())
     n_user = sum(user.values())
     parts = [f"{k}={v}" for k, v in sorted(kernel.items())] + [
@@ -79,19 +81,21 @@ def build_alert(kernel: dict[str, int], user: dict[str, int], window_s: float) -
         "n_drops_kernel": n_kernel,
         "n_drops_userspace": n_user,
         "window_s": round(window_s, 3),
-        "hostname": socket.gethostname(),
     }
     fields.update({f"kernel.{k}": v for k, v in kernel.items()})
     fields.update({f"userspace.{k}": v for k, v in user.items()})
-    return {
-        "time": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
-        "rule": RULE,
-        "priority": PRIORITY,
-        "source": "ringwatch",
-        "tags": ["ringwatch", "internal", "drops"],
-        "output": (
+    alert = Alert(
+        rule=RULE,
+        priority=PRIORITY,
+        tags=["ringwatch", "internal", "drops"],
+        action="alert",
+        output=(
             f"ringwatch: {n_kernel + n_user} records dropped in the last {window_s:.1f}s "
             f"({', '.join(parts)}); events were not seen by the rules"
         ),
-        "output_fields": fields,
-    }
+        output_fields=fields,
+        event={},
+        host=socket.gethostname(),
+        time=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+    )
+    return alert.to_dict()

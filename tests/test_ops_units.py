@@ -202,6 +202,9 @@ def test_drop_alert_carries_counts_since_the_last_one_and_is_rate_limited() -> N
     assert first is not None
     assert first["rule"] == RULE == "ringwatch: events dropped"
     assert first["priority"] == PRIORITY == "CRITICAL"
+    # The shape of rule alerts, so outputs and consumers need no special case.
+    assert first["action"] == "alert" and first["host"] == socket.gethostname()
+    assert first["time"].endswith("Z") and first["event"] == {}
     f = first["output_fields"]
     assert (f["n_drops"], f["n_drops_kernel"], f["n_drops_userspace"]) == (6, 5, 1)
     assert f["kernel.ringbuf_full"] == 5 and f["userspace.decode_errors"] == 1

@@ -27,11 +27,13 @@ def alert(i: int, run: str = "r") -> dict[str, Any]:
             "proc.pid": 1000 + i, "n": i}
 
 
-def sink_for(bootstrap: str, spool: Path, topic: str = "alerts", **kw: Any) -> KafkaSink:
-    producer = {
+def sink_for(bootstrap: str, spool: Path, topic: str = "alerts",
+             producer_extra: dict[str, Any] | None = None, **kw: Any) -> KafkaSink:
+    producer: dict[str, Any] = {
         "bootstrap_servers": bootstrap, "acks": "all", "request_timeout_ms": 1500,
         "delivery_timeout_ms": 3000, "max_block_ms": 1500, "bootstrap_timeout_ms": 1500,
         "reconnect_backoff_max_ms": 300, "retry_backoff_ms": 50, "linger_ms": 5,
+        **(producer_extra or {}),
     }
     opts = KafkaSinkOptions(topic=topic, producer=producer, spool_path=spool, key=HOST,
                             ack_timeout_s=4.0, backoff_max_s=0.5, **kw)
@@ -232,3 +234,20 @@ def test_hung_broker_never_blocks_emit(blackhole: int, tmp_path: Path) -> None:
     st = sink.stats()
     accepted = n - st["queue_dropped"]
     assert st["spooled"] == accepted and st["queued"] == 0, st
+
+
+def test_record_the_broker_never_takes_is_counted_not_retried(tansu: TansuBroker,
+                                                              tmp_path: Path) -> None:
+    sink = sink_for(tansu.bootstrap, tmp_path / "spool.db",
+                    producer_extra={"max_request_size": 20_000})
+    for i in range(20):
+        rec = alert(i)
+        if i == 7:
+            rec["proc.args"] = "A" * 50_000  # larger than any request may be
+        sink.emit(rec)
+    wait_until(lambda: sink.stats()["written"] >= 19, 20, "the other records")
+    st = sink.stats()
+    sink.close()
+    assert st["written"] == 19 and st["errors"] == 1 and st["spooled"] == 0, st
+    msgs = one_partition(read_topic(tansu.bootstrap, "alerts", 19))
+    assert ids_in_order(msgs) == [f"r-{i:06d}" for i in range(20) if i != 7]

@@ -82,7 +82,8 @@ class KafkaSink:
         self._accepted = 0  # put on the queue
         self._settled = 0  # acknowledged, spooled or refused by the spool
         self._written = 0
-        self._errors = 0
+        self._errors = 0  # records lost to a permanent error (the broker refuses them)
+        self._send_failures = 0  # rounds that failed and went to the spool: nothing lost
         self._queue_dropped = 0
         self._spool_dropped = 0
         self._spooled_total = 0
@@ -126,11 +127,12 @@ class KafkaSink:
             return {
                 "written": self._written,
                 "errors": self._errors,
+                "send_failures": self._send_failures,
                 "dropped": self._queue_dropped + self._spool_dropped,
                 "queue_dropped": self._queue_dropped,
                 "spool_dropped": self._spool_dropped,
                 "spool_dropped_total": sp.dropped,
-                "queued": self._accepted - self._settled,
+                "queued": max(0, self._accepted - self._settled),
                 "spooled": sp.depth,
                 "spooled_bytes": sp.bytes,
                 "spooled_total": self._spooled_total,
@@ -147,7 +149,8 @@ class KafkaSink:
                 try:
                     self._step()
                 except Exception as exc:  # keep the thread alive: a dead sender loses data
-                    self._count_error()
+                    with self._lock:
+                        self._send_failures += 1
                     self.log.error("kafka sender error", error=repr(exc))
                     self._enter_degraded()
             self._finish()
@@ -221,14 +224,21 @@ class KafkaSink:
             self._settled_cv.notify_all()
 
     def _deliver(self, batch: list[SpoolRecord], deadline: float) -> None:
-        ok = self._send_round(batch, deadline)
+        ok, poisoned = self._send_round(batch, deadline)
         with self._settled_cv:
             self._written += ok
             self._settled += ok
             self._settled_cv.notify_all()
-        if ok < len(batch):
-            self._to_spool(batch[ok:])
-            self._enter_degraded()
+        rest = batch[ok:]
+        if poisoned:
+            self._reject(rest[0], settle=True)
+            rest = rest[1:]
+        if rest:
+            self._to_spool(rest)
+            if poisoned:
+                self._degraded = True  # not an outage: go on at once, through the spool
+            else:
+                self._enter_degraded()
 
     def _drain_spool_round(self) -> None:
         batch = self._spool.peek(self.opts.round_records)
@@ -240,16 +250,28 @@ class KafkaSink:
         deadline = time.monotonic() + self.opts.ack_timeout_s
         if self._closing.is_set():
             deadline = min(deadline, self._close_deadline)
-        ok = self._send_round(batch, deadline)
-        if ok:
-            self._spool.delete_through(batch[ok - 1].seq)
-            with self._lock:
-                self._written += ok
-        if ok < len(batch):
+        ok, poisoned = self._send_round(batch, deadline)
+        done = ok + (1 if poisoned else 0)
+        if poisoned:
+            self._reject(batch[ok], settle=False)  # it was settled when it was spooled
+        if done:
+            self._spool.delete_through(batch[done - 1].seq)
+        with self._lock:
+            self._written += ok
+        if done < len(batch) and not poisoned:
             self._enter_degraded()
         else:
             self._backoff = self.opts.backoff_min_s
             self._next_attempt = 0.0
+
+    def _reject(self, r: SpoolRecord, settle: bool) -> None:
+        """A record the broker will never take (too large, invalid): lost, and counted."""
+        self.log.error("kafka rejected record: dropped", id=r.rid, bytes=len(r.value))
+        with self._settled_cv:
+            self._errors += 1
+            if settle:
+                self._settled += 1
+                self._settled_cv.notify_all()
 
     def _enter_degraded(self) -> None:
         if not self._degraded:
@@ -260,10 +282,6 @@ class KafkaSink:
         # A fresh producer after a failure: the broker may have restarted without our
         # producer id, and stale batches in the old one would only come back as duplicates.
         self._close_producer()
-
-    def _count_error(self) -> None:
-        with self._lock:
-            self._errors += 1
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
@@ -280,43 +298,61 @@ class KafkaSink:
             except Exception as exc:
                 self.log.debug("producer close failed", error=repr(exc))
 
-    def _send_round(self, batch: list[SpoolRecord], deadline: float) -> int:
-        """Send `batch`; return how many leading records were acknowledged."""
+    def _send_round(self, batch: list[SpoolRecord], deadline: float) -> tuple[int, bool]:
+        """Send `batch`. Returns how many leading records were acknowledged, and whether
+        the next one was refused for itself (so retrying it would never succeed)."""
         try:
             producer = self._ensure_producer()
         except Exception as exc:
-            self._count_error()
-            self.log.warning("kafka producer unavailable", error=repr(exc))
-            return 0
+            self._failed_round("kafka producer unavailable", exc)
+            return 0, False
         headers = [(ID_HEADER, b""), (STREAM_HEADER, self.opts.stream.encode()),
                    *self.opts.extra_headers]
         futures = []
+        send_error: Exception | None = None
         for r in batch:
             headers[0] = (ID_HEADER, r.rid.encode())
             try:
                 futures.append(producer.send(r.topic, value=r.value, key=r.key,
                                              headers=list(headers)))
             except Exception as exc:  # metadata timeout, buffer full, record too large
-                self._count_error()
-                self.log.warning("kafka send failed", error=repr(exc))
+                send_error = exc
                 break
         waited_from = time.monotonic()
         for i, fut in enumerate(futures):
             while not fut.is_done:
                 now = time.monotonic()
-                if now >= deadline:
-                    self._count_error()
-                    return i
+                closing_over = self._closing.is_set() and now >= self._close_deadline
+                if now >= deadline or closing_over:
+                    self._failed_round("kafka acknowledgement timed out", None)
+                    return i, False
                 if now - waited_from > self.opts.spill_after_s:
                     self._spill_queue()
                 # A timeout of this wait, or the failure checked below.
                 with contextlib.suppress(Exception):
                     fut.get(timeout=min(0.2, deadline - now))
-                if self._closing.is_set() and time.monotonic() >= self._close_deadline:
-                    self._count_error()
-                    return i
             if fut.failed():
-                self._count_error()
-                self.log.warning("kafka delivery failed", error=repr(fut.exception))
-                return i
-        return len(futures)
+                if _is_poison(fut.exception):
+                    return i, True
+                self._failed_round("kafka delivery failed", fut.exception)
+                return i, False
+        if send_error is not None:
+            if _is_poison(send_error):
+                return len(futures), True
+            self._failed_round("kafka send failed", send_error)
+        return len(futures), False
+
+    def _failed_round(self, what: str, exc: BaseException | None) -> None:
+        with self._lock:
+            self._send_failures += 1
+        self.log.warning(what, error=repr(exc) if exc else None)
+
+
+def _is_poison(exc: BaseException | None) -> bool:
+    """Errors about the record itself, not the broker: retrying cannot help."""
+    import kafka.errors as ke
+
+    names = ("MessageSizeTooLargeError", "RecordTooLargeError", "InvalidRecordError",
+             "CorruptRecordError", "CorruptRecordException", "RecordListTooLargeError")
+    kinds = tuple(k for k in (getattr(ke, n, None) for n in names) if isinstance(k, type))
+    return exc is not None and isinstance(exc, kinds)

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from structlog.typing import FilteringBoundLogger
 
@@ -67,6 +67,17 @@ class Counters:
         return sum(self.drops.get(r.name.lower(), 0) for r in RECORD_LOST)
 
 
+class Extension(Protocol):
+    """Kernel programs compiled into the sensor's BPF object (enforcement, bpf/lsm.bpf.c)."""
+
+    def source(self) -> str: ...
+
+    def loaded(self, bpf: Any) -> None: ...
+
+    def refused(self, exc: Exception) -> None:
+        """The combined object failed to load; raise to stop, return to run without it."""
+
+
 class Sensor:
     """One bcc program: compiled and attached in start(), detached in close()."""
 
@@ -77,8 +88,10 @@ class Sensor:
         self_tgid: int | None = None,
         log: FilteringBoundLogger | None = None,
         lineage: LineageConfig | None = None,
+        extension: Extension | None = None,
     ) -> None:
         self.cfg = cfg
+        self.extension = extension
         self.lineage_cfg = lineage or LineageConfig()
         # The pinned lineage map, opened after the programs load (None before).
         self.procs: PinnedMap | None = None
@@ -116,10 +129,20 @@ class Sensor:
             migration = lineage_map.prepare(Path(self.lineage_cfg.bpffs_dir), self.lineage_cfg.max_entries)
         except OSError as exc:
             raise SensorError(f"lineage.bpffs_dir {self.lineage_cfg.bpffs_dir}: {exc.strerror}") from exc
-        try:
-            self._bpf = BPF(text=src, cflags=self.cflags())
-        except Exception as exc:  # bcc raises bare Exception for compile/load failures
-            raise SensorError(f"cannot load BPF programs from {BPF_DIR}: {exc}") from exc
+        if self.extension is not None:
+            # One compile for both. bcc attaches LSM programs while constructing, so a
+            # kernel that refuses them fails here; then the sensor is compiled alone.
+            try:
+                self._bpf = BPF(text=src + "\n" + self.extension.source(), cflags=self.cflags())
+            except Exception as exc:
+                self.extension.refused(exc)
+            else:
+                self.extension.loaded(self._bpf)
+        if self._bpf is None:
+            try:
+                self._bpf = BPF(text=src, cflags=self.cflags())
+            except Exception as exc:  # bcc raises bare Exception for compile/load failures
+                raise SensorError(f"cannot load BPF programs from {BPF_DIR}: {exc}") from exc
         for i, path in enumerate(self.cfg.cgroups):
             try:
                 self._bpf["cgroup_filter"][i] = path

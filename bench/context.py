@@ -72,7 +72,8 @@ class Context:
     python: str
     loop_bin: Path
     gen_bin: Path
-    config: Path  # ringwatch config: empty, so defaults and the default rules apply
+    config: Path  # ringwatch config: defaults (and the default rules) but private paths
+    control_socket: Path  # where that ringwatch answers `ringwatch stats`
     open_path: str  # overhead: a file no rule cares about
     interesting_open_path: str  # throughput: a file the default rules watch
     exec_path: str
@@ -94,6 +95,7 @@ class Context:
             loop_bin=workloads.build("rw-bench-loop", build_dir),
             gen_bin=workloads.build("rw-bench-gen", build_dir),
             config=config,
+            control_socket=workdir / "control.sock",
             open_path=open_path or str(target),
             interesting_open_path=interesting_open_path,
             exec_path="/bin/true",

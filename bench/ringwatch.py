@@ -84,6 +84,40 @@ def losses(stopped: Mapping[str, Any]) -> dict[str, int]:
     return out
 
 
+def stats(socket: Path) -> dict[str, Any] | None:
+    """`ringwatch stats` from a running instance, or None if it has no control socket."""
+    try:
+        from monitor import control
+    except ImportError:
+        return None
+    try:
+        snap = control.request(socket, "stats", timeout=5.0)
+    except Exception:  # ControlError; an older daemon without the socket is not an error
+        return None
+    return snap if isinstance(snap, dict) else None
+
+
+def stats_losses(snap: Mapping[str, Any]) -> dict[str, int]:
+    """Whole records lost, from a `ringwatch stats` snapshot, keyed like losses()."""
+    drops = snap.get("drops", {})
+    out: dict[str, int] = {}
+    for where in ("kernel", "userspace"):
+        section = drops.get(where, {}) if isinstance(drops, dict) else {}
+        for k, v in (section.items() if isinstance(section, dict) else ()):
+            if isinstance(v, int):
+                out[f"kernel.{k}" if where == "kernel" else str(k)] = v
+    return out
+
+
+def merge_losses(*counts: Mapping[str, int]) -> dict[str, int]:
+    """Per key, the largest of several readings of the same cumulative counters."""
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = max(out.get(k, 0), v)
+    return out
+
+
 def delivered_total(stopped: Mapping[str, Any]) -> int:
     return sum(_int_dict(stopped.get("delivered", {}), "delivered").values())
 

@@ -8,6 +8,7 @@ its counters cover the trial alone.
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -23,6 +24,26 @@ KEPT_UP = 0.95
 START_RATE = {"open": 20_000.0, "exec": 500.0}
 
 
+def catch_up(ctx: Context, timeout: float) -> tuple[float | None, dict[str, Any] | None]:
+    """Seconds until ringwatch has consumed every record produced by the time the
+    generator ended (from `ringwatch stats`), and the last snapshot; (None, None) if the
+    daemon has no control socket. Gives up at `timeout`, returning the time waited."""
+    t0 = time.monotonic()
+    snap = ringwatch.stats(ctx.control_socket)
+    if snap is None:
+        return None, None
+    # Records the kernel dropped were produced but will never be consumed.
+    kernel_lost = sum(v for k, v in ringwatch.stats_losses(snap).items() if k.startswith("kernel."))
+    target = sum(snap.get("produced", {}).values()) - kernel_lost
+    while True:
+        if sum(snap.get("events", {}).values()) >= target:
+            return time.monotonic() - t0, snap
+        if time.monotonic() - t0 > timeout:
+            return time.monotonic() - t0, snap
+        time.sleep(0.05)
+        snap = ringwatch.stats(ctx.control_socket) or snap
+
+
 def trial(ctx: Context, mode: str, rate: float, n: int) -> tuple[Trial, dict[str, Any]]:
     workdir = ctx.workdir / f"throughput-{n}"
     record = workdir / "events.jsonl"
@@ -33,6 +54,7 @@ def trial(ctx: Context, mode: str, rate: float, n: int) -> tuple[Trial, dict[str
         before = procfs.sample(mon.pid)
         gen = workloads.finish_gen(workloads.start_gen(ctx.gen_bin, mode, rate, ctx.settings.window_s, path))
         after = procfs.sample(mon.pid)
+        lag, snap = catch_up(ctx, ctx.settings.lag_limit_s * 2)
         rc = mon.stop()
     finally:
         mon.kill()
@@ -44,15 +66,17 @@ def trial(ctx: Context, mode: str, rate: float, n: int) -> tuple[Trial, dict[str
     else:
         seen = ringwatch.count_events_in(record, "proc.ppid", gen.pid, EXEC_TYPES)
     record.unlink(missing_ok=True)
-    lost = ringwatch.losses(stopped)
+    lost = ringwatch.merge_losses(ringwatch.losses(stopped), ringwatch.stats_losses(snap) if snap else {})
+    # Without a control socket, the time SIGTERM took (drain + detach) stands in for the lag.
+    drain_s = lag if lag is not None else mon.stop_s
     elapsed = gen.elapsed_ns / 1e9
     reasons = []
     if sum(lost.values()):
         reasons.append("lost " + ", ".join(f"{k}={v}" for k, v in lost.items() if v))
     if seen < gen.ops:
         reasons.append(f"missing {gen.ops - seen} of {gen.ops} events")
-    if mon.stop_s > ctx.settings.lag_limit_s:
-        reasons.append(f"took {mon.stop_s:.1f}s to drain")
+    if drain_s > ctx.settings.lag_limit_s:
+        reasons.append(f"took {drain_s:.1f}s to drain")
     t = Trial(
         target=rate,
         achieved=seen / elapsed,
@@ -66,6 +90,8 @@ def trial(ctx: Context, mode: str, rate: float, n: int) -> tuple[Trial, dict[str
         "events_seen": seen,
         "all_records_delivered": ringwatch.delivered_total(stopped),
         "losses": lost,
+        "drain_s": drain_s,
+        "drain_from": "stats" if lag is not None else "stop",
         "stop_s": mon.stop_s,
         "cpu_fraction": (after.cpu_s - before.cpu_s) / elapsed,
         "rss_bytes": after.rss_bytes,

@@ -75,4 +75,6 @@ def test_smoke_run_writes_complete_results(root: None, tmp_path: Path) -> None:
     first = tp["trials"][0]
     assert first["events_seen"] > 0, first
     assert first["passed"], first
+    # The drain was measured from `ringwatch stats`, not guessed from the stop time.
+    assert first["drain_from"] == "stats", first
     assert len(r["targets"]) == 7

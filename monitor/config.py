@@ -19,6 +19,7 @@ import yaml
 
 from monitor import paths
 from monitor.errors import UserError
+from monitor.sinks.settings import OutputsConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/ringwatch/config.yaml")
 PACKAGE_RULES_DIR = paths.data_dir("rules", "RINGWATCH_RULES_DIR")
@@ -111,6 +112,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     drop_alert: DropAlertConfig = field(default_factory=DropAlertConfig)
     enforcement: EnforcementConfig = field(default_factory=EnforcementConfig)
+    outputs: OutputsConfig = field(default_factory=OutputsConfig)
     source: str = "<defaults>"
 
 

@@ -29,6 +29,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     opts = RunOptions(
         duration=args.duration, event_sinks=sinks, alert_sinks=[stdout],
         config_path=args.config, overrides=overrides, rule_sources=_rule_sources(args),
+        require_enforcement=args.require_enforcement,
     )
     return Monitor(cfg, opts).run()
 
@@ -119,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--control-socket", help="unix socket for `ringwatch stats` (control.socket)")
     run.add_argument("--events", action="store_true", help="also write every event to stdout")
+    run.add_argument("--require-enforcement", action="store_true",
+                     help="refuse to start (exit 2) unless deny rules can be enforced (BPF LSM)")
     _add_rules_args(run)
     run.set_defaults(func=_cmd_run)
 

@@ -13,11 +13,14 @@ from typing import Any
 from monitor import config as configmod
 from monitor import log, procfs, stats
 from monitor.config import Config, ConfigError
+from monitor.enforce.enforcer import EnforcementUnavailable, Enforcer
+from monitor.enforce.rules import deny_specs
 from monitor.enrich import Enricher
+from monitor.errors import UserError
 from monitor.lineage import Lineage
 from monitor.lineage_watch import LineageWatch
 from monitor.ops import Operations
-from monitor.records import Record
+from monitor.records import DenyRecord, Record
 from monitor.rules import RuleSet, RuleSources
 from monitor.rules import check as check_rules
 from monitor.rules import load as load_rules
@@ -36,6 +39,8 @@ class RunOptions:
     overrides: list[str] = field(default_factory=list)
     # Rules files; SIGHUP re-reads the same sources.
     rule_sources: RuleSources = field(default_factory=RuleSources)
+    # Refuse to start when deny rules cannot be enforced (no BPF LSM, or disabled).
+    require_enforcement: bool = False
 
 
 class Monitor:
@@ -47,7 +52,9 @@ class Monitor:
         # Loaded before the sensor starts: bad rules stop `run` with every error listed.
         self.rules: RuleSet = load_rules(opts.rule_sources)
         self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files)
-        self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log, lineage=cfg.lineage)
+        self.enforcer = self._make_enforcer(cfg, opts)
+        self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log, lineage=cfg.lineage,
+                             extension=self.enforcer)
         self.lineage_watch: LineageWatch | None = None
         self._stop = False
         self._reload = False
@@ -85,6 +92,8 @@ class Monitor:
         )
         snap["service"] = self.ops.stats()
         snap["rules"] = self.rules.stats()
+        if self.enforcer is not None:
+            snap["enforcement"] = self.enforcer.stats()
         if self.lineage_watch is not None:
             snap["lineage"] = self.lineage_watch.stats(self.sensor.lineage_counters())
         return snap
@@ -108,12 +117,30 @@ class Monitor:
         self.ops.reloaded(new, f"reloaded {new.source}")
         self.log.info("reloaded", config=new.source)
 
+    def _make_enforcer(self, cfg: Config, opts: RunOptions) -> Enforcer | None:
+        if not cfg.enforcement.enabled:
+            if opts.require_enforcement:
+                raise EnforcementUnavailable("enforcement required but enforcement.enabled is false")
+            return None
+        enforcer = Enforcer(require=opts.require_enforcement, warn=self.log.warning, info=self.log.info)
+        # Untranslatable deny rules stop start-up here, before anything is attached.
+        enforcer.apply(*deny_specs(self.rules, cfg.enforcement.mode))
+        return enforcer
+
     def _reload_rules(self) -> None:
         ruleset, problems = check_rules(self.opts.rule_sources)
         if ruleset is None:
             self.log.error("rules_reload_failed", errors=[str(p) for p in problems],
                            kept_rules=len(self.rules.rules))
             return
+        if self.enforcer is not None:
+            try:
+                plan = self.enforcer.apply(*deny_specs(ruleset, self.cfg.enforcement.mode))
+            except UserError as exc:
+                self.log.error("rules_reload_failed", errors=str(exc).splitlines(),
+                               kept_rules=len(self.rules.rules))
+                return
+            self.log.info("enforcement_reloaded", **plan.summary())
         self.rules = ruleset
         self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
 
@@ -133,10 +160,16 @@ class Monitor:
 
     def _on_record(self, rec: Record) -> None:
         ev = self.enricher.event(rec)
+        if isinstance(rec, DenyRecord) and self.enforcer is not None:
+            ev["enforce.rule"] = self.enforcer.rule_name(rec.rule_id)
         for sink in self.opts.event_sinks:
             sink.emit(ev)
+        if isinstance(rec, DenyRecord) and self.enforcer is not None:
+            self.emit_alert(self.enforcer.alert(rec, ev))
         for alert in self.rules.alerts(ev):
-            self.emit_alert(alert.to_dict())
+            # Deny/audit rules are decided and reported by the kernel (the record above).
+            if alert.action not in ("deny", "audit"):
+                self.emit_alert(alert.to_dict())
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.log.info("signal", signal=signal.Signals(signum).name)

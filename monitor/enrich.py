@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
+from monitor.enforce.event import deny_fields
 from monitor.lineage import Lineage, ProcInfo
-from monitor.records import ExecRecord, ExitRecord, ForkRecord, Header, Record
+from monitor.records import DenyRecord, ExecRecord, ExitRecord, ForkRecord, Header, Record
 
 Event = dict[str, Any]
 
@@ -106,6 +108,10 @@ class Enricher:
         if isinstance(rec, ForkRecord):
             ev = self._common(rec.h, "fork")
             ev["proc.child_pid"] = rec.h.tgid
+            return ev
+        if isinstance(rec, DenyRecord):
+            ev = self._common(rec.h, DENY_EVENT_TYPE)
+            ev.update(deny_fields(rec))
             return ev
         assert isinstance(rec, ExitRecord)
         ev = self._common(rec.h, "exit")

@@ -52,6 +52,16 @@ _FIELDS = [
     Field("user.name", str, "user name for user.uid, empty if unknown"),
     Field("group.gid", int, "real group id"),
     Field("cgroup.id", int, "cgroup v2 id"),
+    # Enforcement (deny/audit rules, bpf/lsm.bpf.c): conditions of deny rules and the
+    # fields of evt.type "enforce" events.
+    Field("fd.name", str, "file path (open; the executable for exec denials); ip:port for connect"),
+    Field("fd.sip", str, "destination (server) IP address of a connect"),
+    Field("fd.snet", str, "destination network, CIDR (deny rules: fd.snet in [\"10.0.0.0/8\"])"),
+    Field("fd.sport", int, "destination (server) port of a connect"),
+    Field("enforce.action", str, "deny (the kernel refused the operation) or audit (reported only)"),
+    Field("enforce.op", str, "operation an enforce event is about: exec, open or connect"),
+    Field("enforce.rule", str, "name of the deny/audit rule that matched"),
+    Field("enforce.rule_id", int, "kernel id of that rule (changes across reloads)"),
 ]
 
 FIELDS: dict[str, Field] = {f.name: f for f in _FIELDS}

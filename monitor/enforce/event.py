@@ -1,0 +1,36 @@
+"""The event fields of an enforcement record (evt.type "enforce")."""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+from typing import Any
+
+from monitor.records import DenyHook, DenyRecord
+
+EVENT_TYPE = "enforce"
+_OPS = {DenyHook.EXEC: "exec", DenyHook.OPEN: "open", DenyHook.CONNECT: "connect"}
+
+
+def deny_fields(rec: DenyRecord) -> dict[str, Any]:
+    """Fields beyond the common ones; the rule's name is added by the Enforcer."""
+    ev: dict[str, Any] = {
+        "enforce.action": "audit" if rec.audit else "deny",
+        "enforce.op": _OPS[rec.hook],
+        "enforce.rule_id": rec.rule_id,
+        "evt.res": rec.ret,
+        "evt.failed": rec.ret < 0,
+        "evt.errno": errno.errorcode.get(-rec.ret, str(-rec.ret)) if rec.ret < 0 else "",
+        # The kernel's view of the ancestry at the moment of the decision; the lineage
+        # cache, when it knows the process, replaces these with fuller entries.
+        "proc.apid": [pid for pid, _ in rec.ancestors],
+        "proc.aname": [comm for _, comm in rec.ancestors],
+    }
+    if rec.hook is DenyHook.CONNECT:
+        ip = ipaddress.ip_address(rec.addr) if rec.addr else None
+        ev["fd.sip"] = str(ip) if ip else ""
+        ev["fd.sport"] = rec.port
+        ev["fd.name"] = f"[{ip}]:{rec.port}" if ip and ip.version == 6 else f"{ip}:{rec.port}"
+    else:
+        ev["fd.name"] = rec.path
+    return ev

@@ -13,25 +13,25 @@ from monitor.errors import UserError
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from monitor.daemon import Monitor, RunOptions
-    from monitor.sinks.base import Sink
-    from monitor.sinks.file import JsonlFileSink
-    from monitor.sinks.stream import StreamSink
+    from monitor.sinks import factory
 
     overrides = list(args.set or [])
     if args.control_socket:
         overrides.append(f"control.socket={args.control_socket}")
     cfg = config.load(args.config, overrides)
-    stdout = StreamSink("stdout")
-    # Alerts always go to stdout; events only when asked (they are many).
-    sinks: list[Sink] = [stdout] if args.events else []
-    if args.record:
-        sinks.append(JsonlFileSink(args.record, name="record"))
+    # Alerts to stdout by default; events only when asked (they are many). config `outputs`.
+    outputs = factory.build(cfg.outputs, factory.Wants(events_stdout=args.events, record=args.record))
     opts = RunOptions(
-        duration=args.duration, event_sinks=sinks, alert_sinks=[stdout],
+        duration=args.duration, event_sinks=outputs.events, alert_sinks=outputs.alerts,
         config_path=args.config, overrides=overrides, rule_sources=_rule_sources(args),
         require_enforcement=args.require_enforcement,
     )
-    return Monitor(cfg, opts).run()
+    try:
+        monitor = Monitor(cfg, opts)
+    except BaseException:
+        outputs.close()  # their threads, and what Kafka holds goes to its spool
+        raise
+    return monitor.run()
 
 
 def _rule_sources(args: argparse.Namespace) -> Any:

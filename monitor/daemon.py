@@ -111,6 +111,9 @@ class Monitor:
         if new.sensor != self.sensor.cfg:
             # Kernel programs are compiled with these; changing them means a restart.
             self.log.warning("reload_needs_restart", section="sensor")
+        if new.outputs != self.cfg.outputs:
+            # Outputs hold queues, spools and connections; they are built once, at start.
+            self.log.warning("reload_needs_restart", section="outputs")
         for sink in self._all_sinks():
             sink.reopen()
         self.cfg = new

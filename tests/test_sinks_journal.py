@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from monitor.rules.alert import Alert
 from monitor.sinks.journal import JournalSink, encode, journal_priority, stdout_is_journal
 from tests.journald import PrivateJournald, journald
 
@@ -14,10 +15,15 @@ __all__ = ["journald"]  # the fixture, imported for pytest
 
 
 def alert(i: int, priority: str, rule: str = "Shell in container") -> dict[str, Any]:
-    return {"id": f"al-{i}", "time": "2026-11-21T16:00:00.000000000Z", "host": "h1",
-            "rule": rule, "priority": priority, "tags": ["shell", "mitre_execution"],
-            "output": f"Shell spawned\n(user=root pid={4000 + i})", "proc.pid": 4000 + i,
-            "proc.name": "bash", "proc.argv": ["bash", "-i"], "evt.failed": False}
+    """An alert as the rules engine makes it: its event nested under "event"."""
+    event = {"evt.type": "execve", "evt.failed": False, "proc.pid": 4000 + i,
+             "proc.name": "bash", "proc.exe": "/bin/bash", "proc.argv": ["bash", "-i"],
+             "user.name": "root"}
+    a = Alert.build(rule=rule, priority=priority, tags=["shell", "mitre_execution"],
+                    action="alert", output=f"Shell spawned\n(user=root pid={4000 + i})",
+                    output_fields={"proc.pid": 4000 + i}, event=event, host="h1")
+    a.id = f"al-{i}"
+    return a.to_dict()
 
 
 def test_priority_fields_and_json_read_back(journald: PrivateJournald) -> None:
@@ -41,6 +47,7 @@ def test_priority_fields_and_json_read_back(journald: PrivateJournald) -> None:
         assert e["RINGWATCH_EVT_FAILED"] == "false"
         # The summary is one readable line; the newline in the output went away.
         assert e["MESSAGE"] == f"{p} Rule {p.lower()}: Shell spawned (user=root pid={4000 + i})"
+        assert e["RINGWATCH_PROC_EXE"] == "/bin/bash" and e["RINGWATCH_HOST"] == "h1"
         assert json.loads(e["RINGWATCH_JSON"]) == alert(i, p, rule=f"Rule {p.lower()}")
 
     warn_up = journald.read("SYSLOG_IDENTIFIER=ringwatch", priority="warning")
@@ -53,12 +60,12 @@ def test_priority_fields_and_json_read_back(journald: PrivateJournald) -> None:
 def test_record_larger_than_a_datagram_goes_by_memfd(journald: PrivateJournald) -> None:
     sink = JournalSink(journald.socket_path)
     big = alert(99, "WARNING")
-    big["proc.args"] = "A" * 400_000  # over the socket's datagram limit
+    big["event"]["proc.args"] = "A" * 400_000  # over the socket's datagram limit
     sink.emit(big)
     assert sink.stats() == {"written": 1, "errors": 0, "large": 1}
     found = journald.wait_for(1, "RINGWATCH_ALERT_ID=al-99")
     assert len(found) == 1
-    assert json.loads(found[0]["RINGWATCH_JSON"])["proc.args"] == "A" * 400_000
+    assert json.loads(found[0]["RINGWATCH_JSON"])["event"]["proc.args"] == "A" * 400_000
     sink.close()
 
 
@@ -84,3 +91,12 @@ def test_stdout_is_journal_matches_device_and_inode(tmp_path: Path) -> None:
         assert not stdout_is_journal({"JOURNAL_STREAM": f"{st.st_dev}:{st.st_ino + 1}"},
                                      fh.fileno())
         assert not stdout_is_journal({}, fh.fileno())
+
+
+def test_flat_record_fields_and_pid(journald: PrivateJournald) -> None:
+    sink = JournalSink(journald.socket_path, identifier="ringwatch-test")
+    sink.emit({"id": "flat-1", "rule": "Flat", "priority": "NOTICE", "output": "o",
+               "proc.pid": 77})
+    (e,) = journald.wait_for(1, "SYSLOG_IDENTIFIER=ringwatch-test")
+    assert (e["RINGWATCH_PID"], e["PRIORITY"], e["MESSAGE"]) == ("77", "5", "NOTICE Flat: o")
+    sink.close()

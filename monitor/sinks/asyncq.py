@@ -19,8 +19,10 @@ from monitor.sinks.base import Sink
 
 
 class AsyncSink:
-    def __init__(self, inner: Sink, queue_size: int = 10_000, idle_flush_s: float = 0.2) -> None:
+    def __init__(self, inner: Sink, queue_size: int = 10_000, idle_flush_s: float = 0.2,
+                 close_timeout_s: float = 5.0) -> None:
         self.inner = inner
+        self.close_timeout_s = close_timeout_s
         self.name = inner.name
         self.log = log.get("ringwatch.sink").bind(sink=inner.name)
         self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=queue_size)
@@ -61,7 +63,8 @@ class AsyncSink:
     def reopen(self) -> None:
         self._reopen.set()
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float | None = None) -> None:
+        timeout = self.close_timeout_s if timeout is None else timeout
         self.flush(timeout)
         self._stop.set()
         self._thread.join(timeout + 1)

@@ -55,31 +55,48 @@ def summary(record: dict[str, Any]) -> str:
     if "rule" in record:
         out = record.get("output") or ""
         return one_line(f"{record.get('priority', '')} {record['rule']}: {out}".strip())
+    # A plain event (events to the journal are not offered by config, but be readable).
     pid = record.get("proc.pid", "?")
     return one_line(f"{record.get('evt.type', 'event')} {record.get('proc.name', '')}[{pid}] "
                     f"{record.get('proc.cmdline', '')}")
 
 
+def _pid(record: dict[str, Any]) -> object:
+    for holder, key in ((record, "proc.pid"), (record.get("event"), "proc.pid"),
+                        (record.get("process"), "pid")):
+        if isinstance(holder, dict) and holder.get(key) is not None:
+            return holder[key]
+    return None
+
+
 def journal_fields(record: dict[str, Any], identifier: str) -> list[tuple[str, str]]:
-    fields = [
-        ("MESSAGE", summary(record)),
-        ("PRIORITY", str(journal_priority(record.get("priority")))),
-        ("SYSLOG_IDENTIFIER", identifier),
-    ]
+    fields: dict[str, str] = {
+        "MESSAGE": summary(record),
+        "PRIORITY": str(journal_priority(record.get("priority"))),
+        "SYSLOG_IDENTIFIER": identifier,
+    }
     if "id" in record:
-        fields.append(("RINGWATCH_ALERT_ID", str(record["id"])))
-    if "proc.pid" in record:
-        fields.append(("RINGWATCH_PID", str(record["proc.pid"])))
+        fields["RINGWATCH_ALERT_ID"] = str(record["id"])
+    pid = _pid(record)
+    if pid is not None:
+        fields["RINGWATCH_PID"] = str(pid)
     tags = record.get("tags")
     if isinstance(tags, list):
-        fields.append(("RINGWATCH_TAGS", ",".join(str(t) for t in tags)))
-    for key, value in record.items():
-        if isinstance(value, bool):
-            fields.append((field_name(key), "true" if value else "false"))
-        elif isinstance(value, str | int | float):
-            fields.append((field_name(key), str(value)))
-    fields.append(("RINGWATCH_JSON", dumps(record)))
-    return fields
+        fields["RINGWATCH_TAGS"] = ",".join(str(t) for t in tags)
+    # The alert's own scalars (rule, priority, host, ...), then the event's Falco-style
+    # fields (an alert nests its event), so `journalctl RINGWATCH_PROC_EXE=/bin/sh` works.
+    event = record.get("event")
+    for source in (record, event if isinstance(event, dict) else {}):
+        for key, value in source.items():
+            name = field_name(key)
+            if name in fields:
+                continue
+            if isinstance(value, bool):
+                fields[name] = "true" if value else "false"
+            elif isinstance(value, str | int | float):
+                fields[name] = str(value)
+    fields["RINGWATCH_JSON"] = dumps(record)
+    return list(fields.items())
 
 
 def encode(fields: list[tuple[str, str]]) -> bytes:

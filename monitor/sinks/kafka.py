@@ -52,6 +52,7 @@ class KafkaSinkOptions:
     spill_after_s: float = 1.0
     backoff_min_s: float = 0.2
     backoff_max_s: float = 30.0
+    close_timeout_s: float = 5.0
     extra_headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -115,8 +116,9 @@ class KafkaSink:
     def reopen(self) -> None:
         pass
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float | None = None) -> None:
         """Send what can be sent within `timeout`, spool the rest, stop the thread."""
+        timeout = self.opts.close_timeout_s if timeout is None else timeout
         self._close_deadline = time.monotonic() + timeout
         self._closing.set()
         self._thread.join(timeout + self.opts.ack_timeout_s + 5)

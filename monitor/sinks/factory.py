@@ -1,0 +1,128 @@
+"""Builds the alert and event sinks from the `outputs` config and the command line.
+
+Every output that can block (stdout pipe, file, journal socket) runs behind an AsyncSink;
+Kafka has its own queue and spool. One stdout sink serves both streams, so their lines
+never interleave mid-line.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from monitor import log
+from monitor.sinks.asyncq import AsyncSink
+from monitor.sinks.base import Sink
+from monitor.sinks.file import JsonlFileSink
+from monitor.sinks.journal import JournalSink, stdout_is_journal
+from monitor.sinks.kafka import KafkaSink, KafkaSinkOptions
+from monitor.sinks.settings import FileOutput, OutputsConfig
+from monitor.sinks.stream import StreamSink
+
+
+@dataclass
+class Outputs:
+    alerts: list[Sink] = field(default_factory=list)
+    events: list[Sink] = field(default_factory=list)
+
+    def all(self) -> list[Sink]:
+        seen: dict[int, Sink] = {}
+        for s in [*self.alerts, *self.events]:
+            seen.setdefault(id(s), s)
+        return list(seen.values())
+
+    def close(self) -> None:
+        for s in self.all():
+            s.close()
+
+
+@dataclass(frozen=True)
+class Wants:
+    """What the command line adds on top of the config."""
+
+    events_stdout: bool = False  # run --events
+    record: Path | None = None  # run --record PATH
+
+
+def use_journal(mode: str, socket_path: Path, environ: Mapping[str, str]) -> bool:
+    if mode == "never":
+        return False
+    if mode == "always":
+        return True
+    # auto: systemd sets JOURNAL_STREAM for services whose output goes to the journal.
+    return bool(environ.get("JOURNAL_STREAM")) and socket_path.exists()
+
+
+def build(cfg: OutputsConfig, wants: Wants = Wants(),
+          environ: Mapping[str, str] | None = None) -> Outputs:
+    env = dict(os.environ if environ is None else environ)
+    lg = log.get("ringwatch.outputs")
+    out = Outputs()
+    try:
+        _build_into(out, cfg, wants, env)
+    except BaseException:
+        out.close()  # stop the threads of what was built before the failure
+        raise
+    lg.info("outputs", alerts=[s.name for s in out.alerts], events=[s.name for s in out.events])
+    return out
+
+
+def _build_into(out: Outputs, cfg: OutputsConfig, wants: Wants, env: dict[str, str]) -> None:
+    stdout: Sink | None = None
+
+    def shared_stdout() -> Sink:
+        nonlocal stdout
+        if stdout is None:
+            stdout = _async(StreamSink("stdout"), cfg)
+        return stdout
+
+    journal_socket = Path(cfg.journal_socket)
+    journal = use_journal(cfg.alerts.journal, journal_socket, env)
+    if journal:
+        out.alerts.append(_async(JournalSink(journal_socket), cfg))
+    # Under systemd with the journal on, stdout is the journal as well: do not log twice.
+    if cfg.alerts.stdout and not (journal and stdout_is_journal(env)):
+        out.alerts.append(shared_stdout())
+    if cfg.alerts.file is not None:
+        out.alerts.append(_file(cfg.alerts.file, "alerts-file", cfg))
+    if cfg.alerts.kafka_topic:
+        out.alerts.append(_kafka(cfg, cfg.alerts.kafka_topic, "alerts"))
+
+    if cfg.events.stdout or wants.events_stdout:
+        out.events.append(shared_stdout())
+    if cfg.events.file is not None:
+        out.events.append(_file(cfg.events.file, "events-file", cfg))
+    if wants.record is not None:
+        out.events.append(_async(JsonlFileSink(wants.record, name="record"), cfg))
+    if cfg.events.kafka_topic:
+        out.events.append(_kafka(cfg, cfg.events.kafka_topic, "events"))
+
+
+def _async(inner: Sink, cfg: OutputsConfig) -> Sink:
+    return AsyncSink(inner, queue_size=cfg.queue_size, close_timeout_s=cfg.shutdown_timeout_s)
+
+
+def _file(fo: FileOutput, name: str, cfg: OutputsConfig) -> Sink:
+    return _async(JsonlFileSink(Path(fo.path), name=name, fsync=fo.fsync), cfg)
+
+
+def _kafka(cfg: OutputsConfig, topic: str, stream: str) -> Sink:
+    k = cfg.kafka
+    opts = KafkaSinkOptions(
+        topic=topic,
+        producer=k.producer_kwargs(),
+        spool_path=Path(cfg.spool.dir) / f"{stream}.db",
+        key=k.key or socket.gethostname(),
+        stream=stream,
+        spool_max_records=cfg.spool.max_records,
+        spool_max_bytes=cfg.spool.max_bytes,
+        queue_size=cfg.queue_size,
+        # kafka-python fails a record after delivery_timeout_ms; a little longer here
+        # so its own error, not this timer, decides.
+        ack_timeout_s=k.delivery_timeout_ms / 1000 + 2,
+        close_timeout_s=cfg.shutdown_timeout_s,
+    )
+    return KafkaSink(opts, name=f"kafka-{stream}")

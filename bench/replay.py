@@ -47,4 +47,11 @@ def run(python: str, timeout: float = 900) -> dict[str, Any]:
     if res.returncode != 0 or rate is None:
         return {"status": "error", "returncode": res.returncode,
                 "note": (res.stderr or res.stdout).strip()[-1500:]}
-    return {"status": "ok", "events_per_s": rate, "output": res.stdout.strip()[-1500:]}
+    out: dict[str, Any] = {"status": "ok", "events_per_s": rate, "output": res.stdout.strip()[-1500:]}
+    try:
+        last = json.loads(res.stdout.strip().splitlines()[-1])
+    except (json.JSONDecodeError, IndexError):
+        last = None
+    if isinstance(last, dict):
+        out["details"] = last
+    return out

@@ -101,7 +101,9 @@ def render(results: dict[str, Any]) -> str:
     if rp:
         lines.append("")
         if rp["status"] == "ok":
-            lines.append(f"Offline replay: {_fmt(rp['events_per_s'])} events/s")
+            extra = rp.get("details", {}).get("eval_only_events_per_s")
+            lines.append(f"Offline replay: {_fmt(rp['events_per_s'])} events/s end to end"
+                         + (f", {_fmt(extra)} events/s rule evaluation alone" if extra else ""))
         else:
             lines.append(f"Offline replay: {rp['status']}: {rp.get('note', '')[:300]}")
     fp = results.get("footprint")

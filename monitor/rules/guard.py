@@ -14,6 +14,7 @@ from typing import Any
 
 import rule_engine
 from rule_engine import ast
+from rule_engine.types import coerce_value
 
 NULL_ERRORS: tuple[type[Exception], ...] = (
     rule_engine.errors.EvaluationError, TypeError, LookupError, AttributeError,
@@ -86,4 +87,105 @@ def guard(node: Any) -> Any:
     if isinstance(node, ast.UnaryExpression) and node.type == "not":
         node.right = _predicate(node.right)
         return node
+    return node
+
+
+class FieldValue(ast.ExpressionBase):  # type: ignore[misc]
+    """An event field read straight from the flat event.
+
+    rule-engine's SymbolExpression re-derives and checks the value's type on every
+    read (a third of evaluation time). The catalog already fixes each field's type,
+    so only the conversion rule-engine's operators need is done: numbers to Decimal,
+    lists to tuples.
+    """
+
+    __slots__ = ("convert", "key", "result_type")
+
+    def __init__(self, context: Any, key: str, convert: Any, result_type: Any) -> None:
+        self.context = context  # type: ignore[misc]  # a slot of the base class
+        self.key = key
+        self.convert = convert
+        self.result_type = result_type
+
+    def evaluate(self, thing: Any) -> Any:
+        value = thing.get(self.key)
+        if value is None or self.convert is None:
+            return value
+        return self.convert(value)
+
+
+def _to_number(value: Any) -> Any:
+    # bool is an int: leave it a bool, as rule-engine's own coercion does.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    return coerce_value(value, verify_type=False)
+
+
+def _to_tuple(value: Any) -> Any:
+    return coerce_value(value, verify_type=False)
+
+
+def _converter(tp: type) -> Any:
+    if tp in (int, float):
+        return _to_number
+    if tp in (list, tuple):
+        return _to_tuple
+    return None  # str and bool values are used as they are
+
+
+def _attr_names(node: Any) -> list[str]:
+    names: list[str] = []
+    for cls in type(node).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    names.extend(getattr(node, "__dict__", {}))
+    return [n for n in dict.fromkeys(names) if n not in ("context", "__dict__", "__weakref__")]
+
+
+class Contains(ast.ExpressionBase):  # type: ignore[misc]
+    """`member in container` without rule-engine's per-evaluation typing of the container
+    (which walks every member); a null container or a non-string probe of a string is
+    simply false."""
+
+    __slots__ = ("container", "member")
+    result_type = rule_engine.DataType.BOOLEAN
+
+    def __init__(self, context: Any, member: Any, container: Any) -> None:
+        self.context = context  # type: ignore[misc]  # a slot of the base class
+        self.member = member
+        self.container = container
+
+    def evaluate(self, thing: Any) -> bool:
+        container = self.container.evaluate(thing)
+        if container is None:
+            return False
+        member = self.member.evaluate(thing)
+        if isinstance(container, str) and not isinstance(member, str):
+            return False
+        try:
+            return member in container
+        except TypeError:
+            return False
+
+
+def read_fields_directly(node: Any, to_field: dict[str, str], types: dict[str, type]) -> Any:
+    """node with catalog-field symbols read by FieldValue and `in` tests done by
+    FrozenIn (literal containers) or Contains, everywhere beneath it."""
+    if isinstance(node, ast.SymbolExpression):
+        if node.scope is None and node.name in to_field:
+            field = to_field[node.name]
+            return FieldValue(node.context, field, _converter(types[field]), node.result_type)
+        return node
+    if isinstance(node, ast.ContainsExpression):
+        member = read_fields_directly(node.member, to_field, types)
+        values = _literal_members(node.container)
+        if values is not None:
+            return FrozenIn(node.context, member, values)
+        return Contains(node.context, member, read_fields_directly(node.container, to_field, types))
+    for name in _attr_names(node):
+        child = getattr(node, name, None)
+        if isinstance(child, (ast.ExpressionBase, ast.Statement)):
+            setattr(node, name, read_fields_directly(child, to_field, types))
+        elif isinstance(child, tuple) and any(isinstance(c, ast.ExpressionBase) for c in child):
+            setattr(node, name, tuple(read_fields_directly(c, to_field, types) for c in child))
     return node

@@ -11,7 +11,7 @@ import rule_engine
 
 from monitor.rules.alert import Alert
 from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError
-from monitor.rules.guard import guard
+from monitor.rules.guard import guard, read_fields_directly
 from monitor.rules.index import event_types
 from monitor.rules.names import FieldNames
 from monitor.rules.output import OutputTemplate, TemplateError
@@ -206,6 +206,7 @@ class _Compiler:
             return None
         evaluating = rule_engine.Rule(engine, self.context)
         guard(evaluating.statement)
+        read_fields_directly(evaluating.statement, self.names.to_field, self.names.types)
         return CompiledRule(
             name=rdef.name, desc=rdef.desc, priority=rdef.priority, tags=tuple(rdef.tags),
             enabled=rdef.enabled, action=rdef.action, condition=falco.strip(),

@@ -24,7 +24,12 @@ class _Loader(yaml.SafeLoader):
     YAML 1.1 makes `=` a "value" tag that PyYAML cannot construct)."""
 
 
-_Loader.add_constructor("tag:yaml.org,2002:value", lambda loader, node: loader.construct_scalar(node))
+def _value_as_string(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    assert isinstance(node, yaml.ScalarNode)
+    return str(loader.construct_scalar(node))
+
+
+_Loader.add_constructor("tag:yaml.org,2002:value", _value_as_string)
 
 
 def node_loc(file: str, node: yaml.Node) -> Loc:

@@ -82,11 +82,12 @@ say "installed $UNITDIR/ringwatch.service"
 
 mkdir -p "$DESTDIR$SYSCONFDIR/rules.d"
 chmod 0755 "$DESTDIR$SYSCONFDIR" "$DESTDIR$SYSCONFDIR/rules.d"
+# Mode 0600: the config may hold Kafka credentials.
 if [ -e "$DESTDIR$SYSCONFDIR/config.yaml" ]; then
-    install -m 0644 "$here/packaging/config.yaml" "$DESTDIR$SYSCONFDIR/config.yaml.dist"
+    install -m 0600 "$here/packaging/config.yaml" "$DESTDIR$SYSCONFDIR/config.yaml.dist"
     say "kept existing $SYSCONFDIR/config.yaml; the shipped one is config.yaml.dist, to compare"
 else
-    install -m 0644 "$here/packaging/config.yaml" "$DESTDIR$SYSCONFDIR/config.yaml"
+    install -m 0600 "$here/packaging/config.yaml" "$DESTDIR$SYSCONFDIR/config.yaml"
     say "installed $SYSCONFDIR/config.yaml"
 fi
 

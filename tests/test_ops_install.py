@@ -69,6 +69,7 @@ def test_install_run_and_uninstall(tmp_path: Path) -> None:
 
     # The shipped config is installed, and it loads with the installed program.
     assert (etc / "config.yaml").read_text() == (REPO / "packaging" / "config.yaml").read_text()
+    assert (etc / "config.yaml").stat().st_mode & 0o777 == 0o600  # may hold Kafka credentials
     assert (etc / "rules.d").is_dir()
     check = subprocess.run(
         [str(prefix / "bin" / "python"), "-c",

@@ -86,6 +86,14 @@ def _cmd_rules_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_rules_fields(_args: argparse.Namespace) -> int:
+    from monitor.fields import describe
+
+    for f in describe():
+        print(f"{f['name']:22} {f['type']:5} {f['desc']}")
+    return 0
+
+
 def _cmd_replay(args: argparse.Namespace) -> int:
     from monitor.replay import replay_file
     from monitor.rules import load
@@ -136,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_rules_args(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per rule")
     listing.set_defaults(func=_cmd_rules_list)
+    fields = rules.add_parser("fields", help="the field names conditions and outputs may use")
+    fields.set_defaults(func=_cmd_rules_fields)
 
     replay = sub.add_parser("replay", help="evaluate recorded events (JSON lines) against the rules")
     replay.add_argument("events", type=Path, metavar="EVENTS.jsonl")

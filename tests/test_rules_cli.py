@@ -121,3 +121,12 @@ def test_rules_list(tmp_path: Path) -> None:
         "TAGS",
     ]
     assert len(table.stdout.splitlines()) == 5
+
+
+def test_rules_fields_prints_the_catalog() -> None:
+    from monitor.fields import FIELDS
+
+    res = ringwatch("rules", "fields")
+    assert res.returncode == 0, res.stderr
+    names = [line.split()[0] for line in res.stdout.splitlines()]
+    assert names == list(FIELDS)

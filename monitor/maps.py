@@ -10,6 +10,7 @@ walked with BPF_MAP_GET_NEXT_KEY.
 from __future__ import annotations
 
 import ctypes as ct
+import functools
 import json
 import os
 import shutil
@@ -147,9 +148,15 @@ class _AttrNextKey(ct.Structure):
     ]
 
 
+@functools.cache
+def _libc() -> ct.CDLL:
+    lib = ct.CDLL(None, use_errno=True)
+    lib.syscall.restype = ct.c_long
+    return lib
+
+
 def _bpf(cmd: int, attr: ct.Structure) -> int:
-    libc = ct.CDLL(None, use_errno=True)
-    rc: int = libc.syscall(_SYS_BPF, cmd, ct.byref(attr), ct.sizeof(attr))
+    rc = int(_libc().syscall(_SYS_BPF, cmd, ct.byref(attr), ct.sizeof(attr)))
     if rc < 0:
         err = ct.get_errno()
         raise OSError(err, os.strerror(err))

@@ -7,6 +7,7 @@ its own and the harness's Python never shares a core schedule with it by acciden
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -120,8 +121,6 @@ class RunningMonitor:
 
 
 def syscount_spec() -> MonitorSpec:
-    import shutil
-
     tool = shutil.which("syscount-bpfcc") or shutil.which("syscount-bpfcc", path="/usr/sbin:/sbin")
     if tool is None:
         raise BenchError(

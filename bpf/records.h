@@ -32,6 +32,7 @@ enum rw_record_type {
     RW_REC_EXEC = 1,
     RW_REC_FORK = 2,
     RW_REC_EXIT = 3,
+    RW_REC_SYSCALL = 4,
     /* 4..15: syscall records (sensor). 16..23: enforcement (LSM) records. */
     RW_REC_DENY = 16,
     RW_REC_TYPE_MAX = 32,
@@ -46,7 +47,10 @@ enum rw_drop_reason {
     RW_DROP_FILENAME_FAILED = 4,   /* record delivered, filename unreadable */
     RW_DROP_ARG_READ_FAILED = 5,   /* record delivered, an argv entry unreadable */
     RW_DROP_FILENAME_TRUNCATED = 6,/* record delivered, filename cut at RW_PATH_LEN */
-    RW_DROP_REASON_MAX = 7,
+    RW_DROP_PATH_FAILED = 7,       /* syscall record delivered, a path unreadable */
+    RW_DROP_PATH_TRUNCATED = 8,    /* syscall record delivered, a path cut at RW_PATH_LEN */
+    RW_DROP_ADDR_FAILED = 9,       /* syscall record delivered, sockaddr unreadable */
+    RW_DROP_REASON_MAX = 10,
 };
 
 /* Flags on an exec record. */
@@ -129,6 +133,34 @@ struct rw_fork {
     __u32 parent_pid;      /* thread that forked */
     __u32 parent_tgid;
     __u64 parent_start_ns;
+};
+
+/* Flags on a syscall record. */
+#define RW_SC_F_PATH_FAILED (1u << 0)     /* path unreadable */
+#define RW_SC_F_PATH_TRUNCATED (1u << 1)  /* path cut at RW_PATH_LEN */
+#define RW_SC_F_PATH2_FAILED (1u << 2)
+#define RW_SC_F_PATH2_TRUNCATED (1u << 3)
+#define RW_SC_F_ADDR_FAILED (1u << 4)     /* sockaddr unreadable */
+#define RW_SC_F_SOCKET (1u << 5)          /* dup source is a socket: family/addr/port are its peer */
+#define RW_AUX_LEN 32
+
+/* Any other syscall, recorded at sys_exit with its arguments (read from the saved
+ * registers) and return value. Which arguments are paths or addresses depends on nr;
+ * monitor/syscalls.py decodes them. For openat2, args[2] and args[3] hold
+ * open_how.flags and open_how.mode, as openat has them. */
+struct rw_syscall {
+    struct rw_header h;
+    __s64 ret;
+    __u64 args[6];
+    __u32 nr;
+    __u32 flags;           /* RW_SC_F_* */
+    __u16 family;          /* AF_* of a connect address or a dup'ed socket */
+    __u16 port;            /* host byte order */
+    __u32 _pad1;
+    __u8 addr[16];         /* IPv4 in the first 4 bytes, or IPv6 */
+    char aux[RW_AUX_LEN];  /* mount: filesystem type */
+    char path[RW_PATH_LEN];
+    char path2[RW_PATH_LEN];
 };
 
 /* Last thread of a process exited. */

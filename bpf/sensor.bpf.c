@@ -23,12 +23,33 @@
 #include <linux/binfmts.h>
 #endif
 
-#ifndef __NR_execve
-#define __NR_execve 59
-#endif
-#ifndef __NR_execveat
-#define __NR_execveat 322
-#endif
+/* x86_64 syscall numbers: the ABI, fixed; monitor/syscalls.py has the same table. */
+#define RW_NR_open 2
+#define RW_NR_dup2 33
+#define RW_NR_socket 41
+#define RW_NR_connect 42
+#define RW_NR_execve 59
+#define RW_NR_rename 82
+#define RW_NR_rmdir 84
+#define RW_NR_link 86
+#define RW_NR_unlink 87
+#define RW_NR_symlink 88
+#define RW_NR_chmod 90
+#define RW_NR_mount 165
+#define RW_NR_openat 257
+#define RW_NR_unlinkat 263
+#define RW_NR_renameat 264
+#define RW_NR_linkat 265
+#define RW_NR_symlinkat 266
+#define RW_NR_fchmodat 268
+#define RW_NR_dup3 292
+#define RW_NR_renameat2 316
+#define RW_NR_memfd_create 319
+#define RW_NR_execveat 322
+#define RW_NR_openat2 437
+#define RW_NR_MAX 512
+#define RW_S_IFMT 0170000
+#define RW_S_IFSOCK 0140000
 
 BPF_RINGBUF_OUTPUT(events, RW_RINGBUF_PAGES);
 /* Every record the kernel tried to deliver, by record type, and every loss by reason:
@@ -46,6 +67,9 @@ BPF_CGROUP_ARRAY(cgroup_filter, RW_CGROUP_FILTER_N);
  * filtered or not, and whether or not its records reach userspace. */
 BPF_TABLE_PINNED("lru_hash", struct rw_proc_key, struct rw_proc, procs, RW_PROCS_MAX, RW_PROCS_PIN);
 BPF_PERCPU_ARRAY(proc_scratch, struct rw_proc, 1);
+/* In-kernel filter: 1 for each syscall some loaded rule can use, refilled on reload.
+ * A syscall nobody asked for costs one array lookup at sys_exit and no record. */
+BPF_ARRAY(syscall_wanted, u8, RW_NR_MAX);
 BPF_PERCPU_ARRAY(lineage_stats, u64, RW_LIN_STAT_MAX);
 
 static __always_inline void count_drop(u32 reason)
@@ -285,7 +309,7 @@ static __always_inline int on_exec_enter(struct pt_regs *regs, u32 nr)
     e->syscall_nr = nr;
     e->flags = 0;
     e->ret = 0;
-    if (nr == __NR_execveat) {
+    if (nr == RW_NR_execveat) {
         e->dirfd = (s32)a0;
         e->at_flags = (u32)a4;
         filename = (const char *)a1;
@@ -317,10 +341,182 @@ static __always_inline int on_exec_enter(struct pt_regs *regs, u32 nr)
     return 0;
 }
 
+static __always_inline void read_user_path(char *dst, const char *src, u32 *flags, u32 failed,
+                                           u32 truncated)
+{
+    long n = bpf_probe_read_user_str(dst, RW_PATH_LEN, src);
+    if (n <= 0) {
+        dst[0] = 0;
+        *flags |= failed;
+        count_drop(RW_DROP_PATH_FAILED);
+    } else if (n == RW_PATH_LEN) {
+        char next = 0;
+        bpf_probe_read_user(&next, 1, src + RW_PATH_LEN - 1);
+        if (next) {
+            *flags |= truncated;
+            count_drop(RW_DROP_PATH_TRUNCATED);
+        }
+    }
+}
+
+/* current->files->fdt->fd[fd], or 0. */
+static __always_inline const void *fd_file(u64 fd)
+{
+    const void *task = (const void *)bpf_get_current_task();
+    const void *fdt = rd_ptr(rd_ptr(task, RW_OFF_TASK_FILES), RW_OFF_FILES_FDT);
+    if (!fdt || fd >= rd_u32(fdt, RW_OFF_FDTABLE_MAX_FDS))
+        return 0;
+    const void *fds = rd_ptr(fdt, RW_OFF_FDTABLE_FD);
+    return rd_ptr(fds, (u32)fd * sizeof(void *));
+}
+
+static __always_inline int is_socket(const void *file)
+{
+    u16 mode = 0;
+    bpf_probe_read_kernel(&mode, sizeof(mode), (const char *)rd_ptr(file, RW_OFF_FILE_F_INODE) + RW_OFF_INODE_I_MODE);
+    return (mode & RW_S_IFMT) == RW_S_IFSOCK;
+}
+
+/* Where a socket leads: its family and peer address. */
+static __always_inline void socket_peer(struct rw_syscall *r, const void *file)
+{
+    const void *sk = rd_ptr(rd_ptr(file, RW_OFF_FILE_PRIVATE_DATA), RW_OFF_SOCKET_SK);
+    u16 family = 0, port = 0;
+    bpf_probe_read_kernel(&family, sizeof(family), (const char *)sk + RW_OFF_SOCK_FAMILY);
+    bpf_probe_read_kernel(&port, sizeof(port), (const char *)sk + RW_OFF_SOCK_DPORT);
+    r->family = family;
+    r->port = __builtin_bswap16(port);
+    if (family == 2 /* AF_INET */)
+        bpf_probe_read_kernel(r->addr, 4, (const char *)sk + RW_OFF_SOCK_DADDR);
+    else if (family == 10 /* AF_INET6 */)
+        bpf_probe_read_kernel(r->addr, 16, (const char *)sk + RW_OFF_SOCK_V6_DADDR);
+    r->flags |= RW_SC_F_SOCKET;
+}
+
+static __always_inline void read_sockaddr(struct rw_syscall *r, const void *uaddr, u64 len)
+{
+    u16 family = 0;
+    if (len < 2 || bpf_probe_read_user(&family, sizeof(family), uaddr) != 0) {
+        r->flags |= RW_SC_F_ADDR_FAILED;
+        count_drop(RW_DROP_ADDR_FAILED);
+        return;
+    }
+    r->family = family;
+    u16 port = 0;
+    if (family == 2 /* AF_INET: family, port, addr */) {
+        bpf_probe_read_user(&port, 2, (const char *)uaddr + 2);
+        bpf_probe_read_user(r->addr, 4, (const char *)uaddr + 4);
+    } else if (family == 10 /* AF_INET6: family, port, flowinfo, addr */) {
+        bpf_probe_read_user(&port, 2, (const char *)uaddr + 2);
+        bpf_probe_read_user(r->addr, 16, (const char *)uaddr + 8);
+    } else if (family == 1 /* AF_UNIX: family, sun_path */) {
+        bpf_probe_read_user_str(r->path, 108, (const char *)uaddr + 2);
+    }
+    r->port = __builtin_bswap16(port);
+}
+
+static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret)
+{
+    u64 a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0;
+    /* The syscall entry saved its argument registers in pt_regs; they are still there. */
+    bpf_probe_read_kernel(&a0, sizeof(a0), &regs->di);
+    bpf_probe_read_kernel(&a1, sizeof(a1), &regs->si);
+    bpf_probe_read_kernel(&a2, sizeof(a2), &regs->dx);
+    bpf_probe_read_kernel(&a3, sizeof(a3), &regs->r10);
+    bpf_probe_read_kernel(&a4, sizeof(a4), &regs->r8);
+    bpf_probe_read_kernel(&a5, sizeof(a5), &regs->r9);
+
+    const void *dup_file = 0;
+    if (nr == RW_NR_dup2 || nr == RW_NR_dup3) {
+        /* Only what a reverse shell does: a socket onto stdin, stdout or stderr. */
+        if (ret < 0 || a1 > 2)
+            return 0;
+        dup_file = fd_file(a0);
+        if (!dup_file || !is_socket(dup_file))
+            return 0;
+    }
+
+    count_produced(RW_REC_SYSCALL);
+    struct rw_syscall *r = events.ringbuf_reserve(sizeof(struct rw_syscall));
+    if (!r) {
+        count_drop(RW_DROP_RINGBUF_FULL);
+        return 0;
+    }
+    fill_header(&r->h, RW_REC_SYSCALL);
+    r->ret = ret;
+    r->nr = nr;
+    r->flags = 0;
+    r->family = 0;
+    r->port = 0;
+    r->_pad1 = 0;
+    __builtin_memset(r->addr, 0, sizeof(r->addr));
+    r->aux[0] = 0;
+    r->path[0] = 0;
+    r->path2[0] = 0;
+    r->args[0] = a0;
+    r->args[1] = a1;
+    r->args[2] = a2;
+    r->args[3] = a3;
+    r->args[4] = a4;
+    r->args[5] = a5;
+
+    const char *p1 = 0, *p2 = 0;
+    switch (nr) {
+    case RW_NR_open:
+    case RW_NR_unlink:
+    case RW_NR_rmdir:
+    case RW_NR_chmod:
+    case RW_NR_memfd_create:
+        p1 = (const char *)a0;
+        break;
+    case RW_NR_openat:
+    case RW_NR_openat2:
+    case RW_NR_unlinkat:
+    case RW_NR_fchmodat:
+        p1 = (const char *)a1;
+        break;
+    case RW_NR_rename:
+    case RW_NR_link:
+    case RW_NR_symlink:
+    case RW_NR_mount:
+        p1 = (const char *)a0;
+        p2 = (const char *)a1;
+        break;
+    case RW_NR_renameat:
+    case RW_NR_renameat2:
+    case RW_NR_linkat:
+        p1 = (const char *)a1;
+        p2 = (const char *)a3;
+        break;
+    case RW_NR_symlinkat:
+        p1 = (const char *)a0;
+        p2 = (const char *)a2;
+        break;
+    }
+    if (nr == RW_NR_openat2) {
+        u64 how[2] = {};
+        bpf_probe_read_user(how, sizeof(how), (const void *)a2);
+        r->args[2] = how[0];
+        r->args[3] = how[1];
+    }
+    if (nr == RW_NR_mount && a2)
+        bpf_probe_read_user_str(r->aux, sizeof(r->aux), (const char *)a2);
+    if (p1)
+        read_user_path(r->path, p1, &r->flags, RW_SC_F_PATH_FAILED, RW_SC_F_PATH_TRUNCATED);
+    if (p2)
+        read_user_path(r->path2, p2, &r->flags, RW_SC_F_PATH2_FAILED, RW_SC_F_PATH2_TRUNCATED);
+    if (nr == RW_NR_connect)
+        read_sockaddr(r, (const void *)a1, a2);
+    if (dup_file)
+        socket_peer(r, dup_file);
+    events.ringbuf_submit(r, 0);
+    return 0;
+}
+
 RAW_TRACEPOINT_PROBE(sys_enter)
 {
     u64 nr = ctx->args[1];
-    if (nr != __NR_execve && nr != __NR_execveat)
+    if (nr != RW_NR_execve && nr != RW_NR_execveat)
         return 0;
     /* Not filtered here: lineage needs every exec's image, traced or not. */
     return on_exec_enter((struct pt_regs *)ctx->args[0], (u32)nr);
@@ -331,8 +527,15 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     struct pt_regs *regs = (struct pt_regs *)ctx->args[0];
     long nr = 0;
     bpf_probe_read_kernel(&nr, sizeof(nr), &regs->orig_ax);
-    if (nr != __NR_execve && nr != __NR_execveat)
-        return 0;
+    if (nr != RW_NR_execve && nr != RW_NR_execveat) {
+        if (nr < 0 || nr >= RW_NR_MAX)
+            return 0;
+        u32 idx = (u32)nr;
+        u8 *wanted = syscall_wanted.lookup(&idx);
+        if (!wanted || !*wanted || filtered())
+            return 0;
+        return on_syscall_exit(regs, idx, (s64)ctx->args[1]);
+    }
 
     u32 tid = (u32)bpf_get_current_pid_tgid();
     struct rw_exec *e = pending_exec.lookup(&tid);

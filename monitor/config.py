@@ -20,6 +20,7 @@ import yaml
 from monitor import paths
 from monitor.errors import UserError
 from monitor.sinks.settings import OutputsConfig
+from monitor.syscalls import ALL_EVENT_TYPES
 
 DEFAULT_CONFIG_PATH = Path("/etc/ringwatch/config.yaml")
 PACKAGE_RULES_DIR = paths.data_dir("rules", "RINGWATCH_RULES_DIR")
@@ -41,6 +42,9 @@ class SensorConfig:
     poll_timeout_ms: int = 100
     # Kernel BTF giving struct offsets; if unreadable, offsets come from headers (warned).
     btf_path: str = "/sys/kernel/btf/vmlinux"
+    # Event types recorded even if no rule needs them (e.g. for --record); "all" = every
+    # supported syscall. Otherwise the kernel drops syscalls no loaded rule can match.
+    extra_event_types: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -56,7 +60,7 @@ class LineageConfig:
 
     def validate(self, where: str, prefix: str) -> None:
         if not self.bpffs_dir.startswith("/"):
-            raise ConfigError(f"{where}: {prefix}.bpffs_dir: must be an absolute path, got {self.bpffs_dir!r}")
+            raise ConfigError(f"{where}: {prefix}.bpffs_dir: must be absolute, got {self.bpffs_dir!r}")
         if not 64 <= self.max_entries <= 1 << 24:
             raise ConfigError(f"{where}: {prefix}.max_entries: must be 64..16777216, got {self.max_entries}")
         if not 0 <= self.ancestors_depth <= 64:
@@ -186,6 +190,12 @@ def _check(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: sensor.ringbuf_bytes: must be at least 4096, got {s.ringbuf_bytes}")
     if s.pending_exec_max < 1:
         raise ConfigError(f"{where}: sensor.pending_exec_max: must be positive")
+    for i, t in enumerate(s.extra_event_types):
+        if t != "all" and t not in ALL_EVENT_TYPES:
+            raise ConfigError(
+                f"{where}: sensor.extra_event_types[{i}]: unknown event type {t!r} "
+                f"(known: all, {', '.join(sorted(ALL_EVENT_TYPES))})"
+            )
     if len(s.cgroups) > 8:
         raise ConfigError(f"{where}: sensor.cgroups: at most 8 cgroups, got {len(s.cgroups)}")
 

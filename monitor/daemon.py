@@ -26,6 +26,7 @@ from monitor.rules import check as check_rules
 from monitor.rules import load as load_rules
 from monitor.sensor import NS_PER_TICK, PAGE_SIZE, Sensor, ringbuf_pages
 from monitor.sinks.base import Sink
+from monitor.syscalls import wanted_numbers
 
 
 @dataclass
@@ -145,7 +146,17 @@ class Monitor:
                 return
             self.log.info("enforcement_reloaded", **plan.summary())
         self.rules = ruleset
+        self._apply_syscall_filter()
         self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
+
+    def _apply_syscall_filter(self) -> None:
+        """Only syscalls some loaded rule (or sensor.extra_event_types) can use reach userspace."""
+        types = self.rules.event_types()
+        extra = self.cfg.sensor.extra_event_types
+        if types is None or "all" in extra:
+            self.sensor.set_wanted_syscalls(wanted_numbers(None))
+        else:
+            self.sensor.set_wanted_syscalls(wanted_numbers(set(types) | set(extra)))
 
     def _start_lineage(self) -> None:
         """After attach, so no process is missed between the /proc scan and tracing."""
@@ -187,6 +198,7 @@ class Monitor:
         t0 = time.monotonic()
         self.sensor.start()
         self._start_lineage()
+        self._apply_syscall_filter()
         self.ops.started(f"monitoring; config {self.cfg.source}")
         self.log.info("ready", startup_s=round(time.monotonic() - t0, 3), config=self.cfg.source)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration

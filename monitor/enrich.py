@@ -16,7 +16,8 @@ from typing import Any
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
 from monitor.enforce.event import deny_fields
 from monitor.lineage import Lineage, ProcInfo
-from monitor.records import DenyRecord, ExecRecord, ExitRecord, ForkRecord, Header, Record
+from monitor.records import DenyRecord, ExecRecord, ExitRecord, ForkRecord, Header, Record, SyscallRecord
+from monitor.syscalls import PathResolver, decode_fields
 
 Event = dict[str, Any]
 
@@ -34,6 +35,14 @@ def rfc3339_ns(ts_ns: int) -> str:
     return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ns:09d}Z"
 
 
+def _result(ret: int) -> Event:
+    return {
+        "evt.res": ret,
+        "evt.failed": ret < 0,
+        "evt.errno": errno.errorcode.get(-ret, str(-ret)) if ret < 0 else "",
+    }
+
+
 class Enricher:
     """Adds wall time and, with a Lineage, the process's image and ancestry."""
 
@@ -41,6 +50,7 @@ class Enricher:
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; the offset turns it into wall time.
         self.mono_to_wall_ns = time.time_ns() - time.monotonic_ns()
         self.lineage = lineage
+        self.paths = PathResolver()
 
     def _add_lineage(self, ev: Event, info: ProcInfo | None, is_exec: bool) -> None:
         lin = self.lineage
@@ -91,13 +101,17 @@ class Enricher:
         return ev
 
     def _event(self, rec: Record) -> Event:
+        if isinstance(rec, SyscallRecord):
+            name, fields = decode_fields(rec, self.paths)
+            ev = self._common(rec.h, name)
+            ev.update(_result(rec.ret))
+            ev.update(fields)
+            return ev
         if isinstance(rec, ExecRecord):
             ev = self._common(rec.h, rec.syscall)
             args = rec.argv[1:]
+            ev.update(_result(rec.ret))
             ev.update({
-                "evt.res": rec.ret,
-                "evt.failed": rec.ret < 0,
-                "evt.errno": errno.errorcode.get(-rec.ret, str(-rec.ret)) if rec.ret < 0 else "",
                 "proc.exe": rec.filename,
                 "proc.argv": rec.argv,
                 "proc.args": " ".join(args),

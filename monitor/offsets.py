@@ -37,6 +37,19 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "BINPRM_FILENAME": ("linux_binprm", "filename"),
     # bpf/lsm.bpf.c (enforcement): the file being executed.
     "BINPRM_FILE": ("linux_binprm", "file"),
+    # dup2/dup3 onto stdio: is the source a socket, and where does it lead?
+    "TASK_FILES": ("task_struct", "files"),
+    "FILES_FDT": ("files_struct", "fdt"),
+    "FDTABLE_FD": ("fdtable", "fd"),
+    "FDTABLE_MAX_FDS": ("fdtable", "max_fds"),
+    "FILE_F_INODE": ("file", "f_inode"),
+    "FILE_PRIVATE_DATA": ("file", "private_data"),
+    "INODE_I_MODE": ("inode", "i_mode"),
+    "SOCKET_SK": ("socket", "sk"),
+    "SOCK_FAMILY": ("sock", "__sk_common.skc_family"),
+    "SOCK_DADDR": ("sock", "__sk_common.skc_daddr"),
+    "SOCK_DPORT": ("sock", "__sk_common.skc_dport"),
+    "SOCK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
 }
 
 

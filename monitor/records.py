@@ -16,6 +16,13 @@ ARGS_LEN = 1024
 ARG_LEN = 256
 ARGS_BUF = ARGS_LEN + ARG_LEN
 MAX_ARGS = 32
+AUX_LEN = 32
+SC_F_PATH_FAILED = 1 << 0
+SC_F_PATH_TRUNCATED = 1 << 1
+SC_F_PATH2_FAILED = 1 << 2
+SC_F_PATH2_TRUNCATED = 1 << 3
+SC_F_ADDR_FAILED = 1 << 4
+SC_F_SOCKET = 1 << 5
 PROC_ARGS_LEN = 128
 PROC_F_BACKFILLED = 1 << 0
 PROC_F_EXE_TRUNCATED = 1 << 1
@@ -25,6 +32,7 @@ class RecordType(enum.IntEnum):
     EXEC = 1
     FORK = 2
     EXIT = 3
+    SYSCALL = 4
     DENY = 16  # enforcement (bpf/lsm.bpf.c)
 
 
@@ -36,6 +44,9 @@ class DropReason(enum.IntEnum):
     FILENAME_FAILED = 4
     ARG_READ_FAILED = 5
     FILENAME_TRUNCATED = 6
+    PATH_FAILED = 7
+    PATH_TRUNCATED = 8
+    ADDR_FAILED = 9
 
 
 # Reasons that lose the whole record; the others lose part of one.
@@ -105,6 +116,23 @@ class CExit(ct.Structure):
     ]
 
 
+class CSyscall(ct.Structure):
+    _fields_ = [
+        ("h", CHeader),
+        ("ret", ct.c_int64),
+        ("args", ct.c_uint64 * 6),
+        ("nr", ct.c_uint32),
+        ("flags", ct.c_uint32),
+        ("family", ct.c_uint16),
+        ("port", ct.c_uint16),
+        ("_pad1", ct.c_uint32),
+        ("addr", ct.c_uint8 * 16),
+        ("aux", ct.c_char * AUX_LEN),
+        ("path", ct.c_char * PATH_LEN),
+        ("path2", ct.c_char * PATH_LEN),
+    ]
+
+
 class CProcKey(ct.Structure):
     _fields_ = [
         ("tgid", ct.c_uint32),
@@ -159,6 +187,7 @@ class CDeny(ct.Structure):
 
 # C struct name -> mirror, for the layout test.
 MIRRORS: dict[str, type[ct.Structure]] = {
+    "rw_syscall": CSyscall,
     "rw_proc_key": CProcKey,
     "rw_proc": CProc,
     "rw_header": CHeader,
@@ -230,7 +259,22 @@ class DenyRecord:
     ancestors: list[tuple[int, str]]  # (tgid, comm), parent first; stops at pid 0
 
 
-Record = ExecRecord | ForkRecord | ExitRecord | DenyRecord
+@dataclass(slots=True)
+class SyscallRecord:
+    h: Header
+    nr: int
+    ret: int
+    args: tuple[int, ...]
+    flags: int
+    family: int
+    port: int
+    addr: bytes
+    aux: str
+    path: str
+    path2: str
+
+
+Record = ExecRecord | ForkRecord | ExitRecord | DenyRecord | SyscallRecord
 
 _SYSCALL_NAMES = {59: "execve", 322: "execveat"}
 
@@ -251,7 +295,8 @@ class DecodeError(ValueError):
 
 
 _SIZES = {RecordType.EXEC: ct.sizeof(CExec), RecordType.FORK: ct.sizeof(CFork),
-          RecordType.EXIT: ct.sizeof(CExit), RecordType.DENY: ct.sizeof(CDeny)}
+          RecordType.EXIT: ct.sizeof(CExit), RecordType.DENY: ct.sizeof(CDeny),
+          RecordType.SYSCALL: ct.sizeof(CSyscall)}
 
 
 _ARGS_OFFSET = CExec.args.offset
@@ -277,6 +322,12 @@ def decode(data: int, size: int) -> Record:
             _text(e.filename), argv, e.dirfd, e.at_flags,
             bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
             bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),
+        )
+    if kind is RecordType.SYSCALL:
+        r = ct.cast(data, ct.POINTER(CSyscall)).contents
+        return SyscallRecord(
+            _header(r.h), r.nr, r.ret, tuple(r.args), r.flags, r.family, r.port, bytes(r.addr),
+            _text(r.aux), _text(r.path), _text(r.path2),
         )
     if kind is RecordType.DENY:
         return _decode_deny(ct.cast(data, ct.POINTER(CDeny)).contents)

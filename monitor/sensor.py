@@ -22,11 +22,13 @@ from monitor.bpffs import PinnedMap
 from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
 from monitor.records import RECORD_LOST, DecodeError, DropReason, LineageStat, Record, RecordType, decode
+from monitor.syscalls import NAMES
 
 BPF_DIR = paths.data_dir("bpf", "RINGWATCH_BPF_DIR")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # /proc/PID/stat counts process start in USER_HZ ticks; lineage keys use the same unit.
 NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+SYSCALL_NR_MAX = 512  # RW_NR_MAX in bpf/sensor.bpf.c
 
 
 class SensorError(UserError):
@@ -95,6 +97,7 @@ class Sensor:
         self.lineage_cfg = lineage or LineageConfig()
         # The pinned lineage map, opened after the programs load (None before).
         self.procs: PinnedMap | None = None
+        self._wanted = [False] * SYSCALL_NR_MAX
         self._on_record = on_record
         self._self_tgid = os.getpid() if self_tgid is None else self_tgid
         self._log = log or logmod.get("sensor")
@@ -200,6 +203,16 @@ class Sensor:
             delivered={t.name.lower(): self.delivered[t] for t in RecordType},
             decode_errors=self.decode_errors,
         )
+
+    def set_wanted_syscalls(self, numbers: set[int]) -> None:
+        """The in-kernel filter: only these syscalls (besides exec) produce records."""
+        table = self._bpf["syscall_wanted"]
+        for nr in range(len(self._wanted)):
+            want = nr in numbers
+            if want != self._wanted[nr]:
+                table[ct.c_int(nr)] = ct.c_uint8(1 if want else 0)
+                self._wanted[nr] = want
+        self._log.info("syscall_filter", syscalls=sorted(NAMES.get(n, str(n)) for n in numbers))
 
     def lineage_counters(self) -> dict[str, int]:
         sums = self._percpu_sums("lineage_stats", max(LineageStat) + 1)

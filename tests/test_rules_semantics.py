@@ -116,6 +116,15 @@ def test_missing_field_comparisons_are_false_and_never_raise(tmp_path: Path) -> 
         rs = load_text(tmp_path, RULE.format(cond=cond))
         assert names(rs, ev) == [], cond
         assert rs.rules[0].stats.errors == 0, cond
+    # Negated comparisons are comparisons too: false on a missing field.
+    for cond in ('proc.pname != "sshd"', 'proc.pname !~ "^ss"', 'proc.pname !~~ "sh"', "user.uid != 0"):
+        rs = load_text(tmp_path, RULE.format(cond=cond))
+        assert names(rs, ev) == [], cond
+        assert names(rs, exec_event(proc__pname="cron", user__uid=5)) == ["r"], cond
+    # Testing for a missing field: compare with null.
+    assert fires(tmp_path, "proc.pname == null", ev)
+    assert not fires(tmp_path, "proc.pname != null", ev)
+    assert fires(tmp_path, "proc.pname != null", exec_event(proc__pname="x"))
     # Under `not`, the false comparison is negated (as in Falco).
     assert fires(tmp_path, "not (user.uid < 1000)", ev)
     # An index past the end of a present list is missing too.
@@ -330,6 +339,7 @@ DIFFERENTIAL = [
     'evt.type == "execve" and proc.name in ["bash", "sh"]',
     "user.uid > 0 and user.uid < 1000",
     'not ("-c" in proc.argv) or proc.args =~~ "-e"',
+    'proc.name != "bash" and proc.exe !~ "^/tmp/" and user.uid != 33 and proc.args !~~ "c"',
     '[a for a in proc.aname if a in ["nginx", "sshd"]] and proc.apid[0] == 50',
     '"ngin" in proc.pname or proc.exe startswith "/tmp/"',
     "proc.argv_truncated == false and evt.failed == true",

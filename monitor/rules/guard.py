@@ -168,14 +168,75 @@ class Contains(ast.ExpressionBase):  # type: ignore[misc]
             return False
 
 
+class NotEqual(ast.ExpressionBase):  # type: ignore[misc]
+    """`a != b` that is false when either side is null, as every other comparison is
+    (rule-engine says null != "x" is true). `x != null` is left to rule-engine."""
+
+    __slots__ = ("left", "right")
+    result_type = rule_engine.DataType.BOOLEAN
+
+    def __init__(self, context: Any, left: Any, right: Any) -> None:
+        self.context = context  # type: ignore[misc]  # a slot of the base class
+        self.left = left
+        self.right = right
+
+    def evaluate(self, thing: Any) -> bool:
+        left = self.left.evaluate(thing)
+        if left is None:
+            return False
+        right = self.right.evaluate(thing)
+        if right is None:
+            return False
+        return type(left) is not type(right) or bool(left != right)
+
+
+class NotMatching(ast.ExpressionBase):  # type: ignore[misc]
+    """`a !~ "re"` / `a !~~ "re"`, false when a is null (rule-engine says true)."""
+
+    __slots__ = ("left", "pattern", "search")
+    result_type = rule_engine.DataType.BOOLEAN
+
+    def __init__(self, context: Any, left: Any, pattern: Any, search: bool) -> None:
+        self.context = context  # type: ignore[misc]  # a slot of the base class
+        self.left = left
+        self.pattern = pattern
+        self.search = search
+
+    def evaluate(self, thing: Any) -> bool:
+        left = self.left.evaluate(thing)
+        if not isinstance(left, str):
+            return False
+        found = self.pattern.search(left) if self.search else self.pattern.match(left)
+        return found is None
+
+
+def _null_false_negation(node: Any) -> tuple[str, Any, Any] | None:
+    """Which null-true negated comparison node is, if any: ("ne"|"fzm"|"fzs", left, right)."""
+    if (type(node) is ast.ComparisonExpression and node.type == "ne"
+            and not isinstance(node.left, ast.NullExpression)
+            and not isinstance(node.right, ast.NullExpression)):
+        return "ne", node.left, node.right
+    if (isinstance(node, ast.FuzzyComparisonExpression) and node.type in ("ne_fzm", "ne_fzs")
+            and isinstance(node.right, ast.StringExpression)):
+        return node.type[3:], node.left, node._right
+    return None
+
+
 def read_fields_directly(node: Any, to_field: dict[str, str], types: dict[str, type]) -> Any:
-    """node with catalog-field symbols read by FieldValue and `in` tests done by
-    FrozenIn (literal containers) or Contains, everywhere beneath it."""
+    """node with catalog-field symbols read by FieldValue, `in` tests done by FrozenIn
+    (literal containers) or Contains, and `!=`/`!~` false on null, everywhere beneath it."""
     if isinstance(node, ast.SymbolExpression):
         if node.scope is None and node.name in to_field:
             field = to_field[node.name]
             return FieldValue(node.context, field, _converter(types[field]), node.result_type)
         return node
+    negation = _null_false_negation(node)
+    if negation is not None:
+        kind, left, right = negation
+        left = read_fields_directly(left, to_field, types)
+        if kind == "ne":
+            return NotEqual(node.context, left, read_fields_directly(right, to_field, types))
+        return NotMatching(node.context, left, right, search=kind == "fzs")
     if isinstance(node, ast.ContainsExpression):
         member = read_fields_directly(node.member, to_field, types)
         values = _literal_members(node.container)

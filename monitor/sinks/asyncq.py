@@ -87,9 +87,7 @@ class AsyncSink:
     def _run(self) -> None:
         dirty = False
         while True:
-            if self._reopen.is_set():
-                self._reopen.clear()
-                self._call(self.inner.reopen)
+            self._maybe_reopen()
             try:
                 record = self._queue.get(timeout=self._idle_flush_s)
             except queue.Empty:
@@ -99,6 +97,8 @@ class AsyncSink:
                 if self._stop.is_set() and not self._reopen.is_set():
                     return
                 continue
+            # Again after the wait: a record emitted after reopen() goes to the new file.
+            self._maybe_reopen()
             self._call(self.inner.emit, record)
             dirty = True
             if self._queue.empty():
@@ -107,6 +107,11 @@ class AsyncSink:
             with self._done_cv:
                 self._handled += 1
                 self._done_cv.notify_all()
+
+    def _maybe_reopen(self) -> None:
+        if self._reopen.is_set():
+            self._reopen.clear()
+            self._call(self.inner.reopen)
 
     def _call(self, fn: Callable[..., None], *args: Any) -> None:
         try:

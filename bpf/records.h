@@ -58,6 +58,7 @@ enum rw_drop_reason {
 #define RW_EXEC_F_FILENAME_FAILED (1u << 1)
 #define RW_EXEC_F_ARG_READ_FAILED (1u << 2)
 #define RW_EXEC_F_FILENAME_TRUNCATED (1u << 3)
+#define RW_EXEC_F_EXE_MEMFD (1u << 4)     /* the executed file is a memfd (fileless) */
 
 /* Process lineage, kept by the kernel programs in an LRU hash pinned on bpffs so that it
  * outlives the monitor. Keyed by identity, not pid: a pid can be reused, (tgid, start)

@@ -571,17 +571,27 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     return 0;
 }
 
-/* A non-leader thread that execs takes over the leader's pid (de_thread): move its
- * in-flight record so sys_exit, which runs under the new pid, finds it. */
+/* Between sys_enter and sys_exit of a successful exec: the new image is known here.
+ * A non-leader thread that execs takes over the leader's pid (de_thread): its in-flight
+ * record moves so sys_exit, which runs under the new pid, finds it. */
 RAW_TRACEPOINT_PROBE(sched_process_exec)
 {
     u32 old_pid = (u32)ctx->args[1];
     u32 tid = (u32)bpf_get_current_pid_tgid();
-    if (old_pid == tid)
-        return 0;
     struct rw_exec *e = pending_exec.lookup(&old_pid);
     if (!e)
         return 0;
+    /* Fileless execution: the image came from a memfd, whose dentry is "memfd:NAME". */
+    const void *bprm = (const void *)ctx->args[2];
+    const void *dentry = rd_ptr(rd_ptr(bprm, RW_OFF_BINPRM_FILE), RW_OFF_FILE_F_PATH + RW_OFF_PATH_DENTRY);
+    char name[6] = {};
+    bpf_probe_read_kernel(name, sizeof(name), rd_ptr(dentry, RW_OFF_DENTRY_D_NAME + RW_OFF_QSTR_NAME));
+    if (name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
+        name[5] == ':')
+        e->flags |= RW_EXEC_F_EXE_MEMFD;
+    if (old_pid == tid)
+        return 0;
+    /* A non-leader thread that exec'd has taken over the leader's pid (de_thread). */
     pending_exec.update(&tid, e);
     pending_exec.delete(&old_pid);
     return 0;

@@ -117,6 +117,8 @@ class Enricher:
                 "proc.args": " ".join(args),
                 "proc.cmdline": " ".join([rec.h.comm, *args]),
                 "proc.argv_truncated": rec.argv_truncated,
+                "proc.is_exe_from_memfd": rec.exe_from_memfd,
+                "evt.arg.dirfd": rec.dirfd,
             })
             return ev
         if isinstance(rec, ForkRecord):

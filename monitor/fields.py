@@ -35,6 +35,7 @@ _FIELDS = [
     Field("proc.argv", list, "argument vector"),
     Field("proc.cmdline", str, "proc.name and proc.args, like Falco"),
     Field("proc.argv_truncated", bool, "argv was cut at the kernel's bound"),
+    Field("proc.is_exe_from_memfd", bool, "the executed file is a memfd (fileless execution)"),
     Field("proc.start_ns", int, "process start, boot-based ns"),
     Field("proc.exit_code", int, "exit code (exit events)"),
     Field("proc.exit_signal", int, "terminating signal, 0 if none (exit events)"),

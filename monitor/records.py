@@ -65,6 +65,7 @@ EXEC_F_ARGV_TRUNCATED = 1 << 0
 EXEC_F_FILENAME_FAILED = 1 << 1
 EXEC_F_ARG_READ_FAILED = 1 << 2
 EXEC_F_FILENAME_TRUNCATED = 1 << 3
+EXEC_F_EXE_MEMFD = 1 << 4
 
 
 class CHeader(ct.Structure):
@@ -226,6 +227,7 @@ class ExecRecord:
     filename_failed: bool
     arg_read_failed: bool
     filename_truncated: bool
+    exe_from_memfd: bool = False
 
 
 @dataclass(slots=True)
@@ -322,6 +324,7 @@ def decode(data: int, size: int) -> Record:
             _text(e.filename), argv, e.dirfd, e.at_flags,
             bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
             bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),
+            bool(e.flags & EXEC_F_EXE_MEMFD),
         )
     if kind is RecordType.SYSCALL:
         r = ct.cast(data, ct.POINTER(CSyscall)).contents

@@ -375,3 +375,19 @@ def test_fast_evaluation_agrees_with_rule_engine(tmp_path: Path, cond: str) -> N
                     assert rule.matches(ev) == expected, ev
                     seen.add(expected)
     assert seen == {True, False}, "the events must exercise both outcomes"
+
+
+def test_wrongly_typed_values_never_raise() -> None:
+    """Replayed files are input: any value in any field must not break evaluation or alerts."""
+    from monitor.fields import FIELDS
+
+    rs = load(RuleSources(paths=(), defaults=True, system_dir=None))
+    bad_values: list[object] = ["x", 5, None, [1, "a"], {"a": 1}, True, 1.5]
+    base = exec_event(proc__name="nc", proc__argv=["nc", "-e", "/bin/sh"], proc__pname="nginx")
+    assert [r.name for r in rs.matching(base)] == ["Netcat remote code execution"]
+    for field in FIELDS:
+        for value in bad_values:
+            ev = dict(base, **{field: value})
+            for alert in rs.alerts(ev):
+                alert.to_dict()
+    assert all(s["errors"] == 0 for s in rs.stats().values())

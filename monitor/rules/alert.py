@@ -25,9 +25,14 @@ def process_of(event: dict[str, Any]) -> dict[str, Any]:
     return {key: event.get(name) for key, name in _PROCESS_FIELDS.items()}
 
 
+def _as_list(value: Any) -> list[Any]:
+    # Replayed events are input: a non-list here means no lineage, not a crash.
+    return list(value) if isinstance(value, list | tuple) else []
+
+
 def ancestors_of(event: dict[str, Any]) -> list[Ancestor]:
     """Nearest first, from proc.apid/aname/aexe; the parent alone when only p* fields exist."""
-    pids, names, exes = (event.get(k) or [] for k in ("proc.apid", "proc.aname", "proc.aexe"))
+    pids, names, exes = (_as_list(event.get(k)) for k in ("proc.apid", "proc.aname", "proc.aexe"))
     if pids or names or exes:
         return [Ancestor(p, n, e) for p, n, e in zip_longest(pids, names, exes)]
     if event.get("proc.ppid") is None and event.get("proc.pname") is None:

@@ -96,7 +96,9 @@ class RuleSet:
         return self.names.to_field[symbol]
 
     def candidates(self, event: Event) -> list[CompiledRule]:
-        return self._by_type.get(event.get("evt.type"), self._untyped)  # type: ignore[arg-type]
+        etype = event.get("evt.type")
+        # A replayed file may hold anything; an unhashable type must not crash the lookup.
+        return self._by_type.get(etype, self._untyped) if isinstance(etype, str) else self._untyped
 
     def matching(self, event: Event) -> list[CompiledRule]:
         hits: list[CompiledRule] = []

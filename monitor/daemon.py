@@ -109,16 +109,20 @@ class Monitor:
             self.log.error("reload_failed", error=str(exc))
             self.ops.reloaded(None, f"reload failed, previous config kept: {exc}")
             return
+        restart = []
         if new.sensor != self.sensor.cfg:
             # Kernel programs are compiled with these; changing them means a restart.
             self.log.warning("reload_needs_restart", section="sensor")
+            restart.append("sensor")
         if new.outputs != self.cfg.outputs:
             # Outputs hold queues, spools and connections; they are built once, at start.
             self.log.warning("reload_needs_restart", section="outputs")
+            restart.append("outputs")
         for sink in self._all_sinks():
             sink.reopen()
         self.cfg = new
-        self.ops.reloaded(new, f"reloaded {new.source}")
+        pending = f"; restart to apply {', '.join(restart)}" if restart else ""
+        self.ops.reloaded(new, f"reloaded {new.source}{pending}")
         self.log.info("reloaded", config=new.source)
 
     def _make_enforcer(self, cfg: Config, opts: RunOptions) -> Enforcer | None:

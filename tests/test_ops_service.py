@@ -137,6 +137,13 @@ def test_service_lifecycle(tmp_path: Path, notify: NotifyListener) -> None:
         assert back["READY"] == "1" and back["STATUS"].startswith("reloaded")
         svc = stats_json(flag_sock)["service"]
         assert svc["reloads"] == 1 and svc["drop_alert"]["min_interval_s"] == 5.0
+        # A kernel-side setting cannot change without a restart: the status says so.
+        mon.config_path.write_text(yaml.safe_dump({"drop_alert": {"min_interval_s": 5},
+                                                   "sensor": {"ringbuf_bytes": 65536}}))
+        mon.proc.send_signal(signal.SIGHUP)
+        assert notify.next()["RELOADING"] == "1"
+        assert notify.next()["STATUS"].endswith("; restart to apply sensor")
+        assert stats_json(flag_sock)["ringbuf"]["bytes"] == 8 * 1024 * 1024
         # A bad file on reload: the service stays up with the previous settings.
         mon.config_path.write_text("drop_alert:\n  min_interval_s: soon\n")
         mon.proc.send_signal(signal.SIGHUP)
@@ -145,7 +152,8 @@ def test_service_lifecycle(tmp_path: Path, notify: NotifyListener) -> None:
         assert back["READY"] == "1"
         assert "previous config kept" in back["STATUS"] and "drop_alert.min_interval_s" in back["STATUS"]
         svc = stats_json(flag_sock)["service"]
-        assert svc["reload_errors"] == 1 and svc["drop_alert"]["min_interval_s"] == 5.0
+        assert svc["reloads"] == 2 and svc["reload_errors"] == 1
+        assert svc["drop_alert"]["min_interval_s"] == 5.0
 
         assert mon.stop(signal.SIGTERM) == 0
         assert notify.next()["STOPPING"] == "1"

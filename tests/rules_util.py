@@ -8,6 +8,13 @@ from pathlib import Path
 from monitor.rules import RuleSet, RuleSources, check, load
 from monitor.rules.problems import Problem
 
+DEFAULT_RULES = Path(__file__).resolve().parent.parent / "rules" / "default.yaml"
+
+
+def default_rules() -> RuleSources:
+    """Only rules/default.yaml: what these tests pin down, whatever else rules/ gains."""
+    return sources(DEFAULT_RULES)
+
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
     path = tmp_path / name

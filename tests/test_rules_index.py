@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from monitor.rules import RuleSources, load
+from monitor.rules import load
 from monitor.rules.index import event_types
-from tests.rules_util import exec_event, load_text
+from tests.rules_util import default_rules, exec_event, load_text
 
 FIXTURE = Path(__file__).parent / "fixtures" / "exec_events.jsonl"
 
@@ -70,7 +70,7 @@ def test_event_types_for_the_kernel_filter(tmp_path: Path) -> None:
     typed = RULES.replace("condition: user.uid == 0", 'condition: evt.type == "open" and user.uid == 0')
     rs = load_text(tmp_path, typed)
     assert rs.event_types() == {"execve", "execveat", "exit", "fork", "open"}
-    assert load(RuleSources(paths=(), defaults=True, system_dir=None)).event_types() == {"execve", "execveat"}
+    assert load(default_rules()).event_types() == {"execve", "execveat"}
 
 
 def test_type_analysis_is_conservative(tmp_path: Path) -> None:
@@ -96,7 +96,7 @@ def test_type_analysis_is_conservative(tmp_path: Path) -> None:
 
 
 def test_index_gives_the_same_matches_as_evaluating_everything() -> None:
-    rs = load(RuleSources(paths=(), defaults=True, system_dir=None))
+    rs = load(default_rules())
     events = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
     extra = [dict(ev, **{"evt.type": t}) for ev in events for t in ("exit", "fork", "open")]
     for ev in events + extra:

@@ -8,7 +8,7 @@ import pytest
 
 from monitor.rules import RulesError, RuleSources, load
 from monitor.rules.condition import literal_prefix, quote, unquote
-from tests.rules_util import exec_event, load_text, sources, write
+from tests.rules_util import default_rules, exec_event, load_text, sources, write
 
 RULE = """
 - rule: r
@@ -381,7 +381,7 @@ def test_wrongly_typed_values_never_raise() -> None:
     """Replayed files are input: any value in any field must not break evaluation or alerts."""
     from monitor.fields import FIELDS
 
-    rs = load(RuleSources(paths=(), defaults=True, system_dir=None))
+    rs = load(default_rules())
     bad_values: list[object] = ["x", 5, None, [1, "a"], {"a": 1}, True, 1.5]
     base = exec_event(proc__name="nc", proc__argv=["nc", "-e", "/bin/sh"], proc__pname="nginx")
     assert [r.name for r in rs.matching(base)] == ["Netcat remote code execution"]
@@ -391,3 +391,14 @@ def test_wrongly_typed_values_never_raise() -> None:
             for alert in rs.alerts(ev):
                 alert.to_dict()
     assert all(s["errors"] == 0 for s in rs.stats().values())
+
+
+def test_packaged_rules_dir_is_loaded_first_by_default() -> None:
+    from monitor.config import PACKAGE_RULES_DIR
+    from tests.rules_util import DEFAULT_RULES
+
+    assert RuleSources().default_dir == PACKAGE_RULES_DIR
+    rs = load(RuleSources(system_dir=None))
+    assert str(DEFAULT_RULES) in rs.files
+    assert all(Path(f).parent == PACKAGE_RULES_DIR for f in rs.files)
+    assert "Netcat remote code execution" in [r.name for r in rs.rules]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,8 @@ from monitor.rules.ruleset import RuleSet, compile_definitions
 from monitor.rules.schema import Merger
 from monitor.rules.yamlsrc import parse_file
 
-SYSTEM_RULES_DIR = Path("/etc/ringwatch/rules.d")
+# RINGWATCH_RULES_D points elsewhere (tests, staged installs).
+SYSTEM_RULES_DIR = Path(os.environ.get("RINGWATCH_RULES_D", "/etc/ringwatch/rules.d"))
 RULE_SUFFIXES = (".yaml", ".yml")
 
 

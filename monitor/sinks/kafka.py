@@ -88,6 +88,8 @@ class KafkaSink:
         self._queue_dropped = 0
         self._spool_dropped = 0
         self._spooled_total = 0
+        self._unreported_drops = 0
+        self._next_drop_report = 0.0
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
@@ -217,8 +219,14 @@ class KafkaSink:
     def _to_spool(self, records: list[SpoolRecord]) -> None:
         refused = self._spool.append(records)
         if refused:
-            self.log.warning("spool full: records dropped", dropped=refused,
+            self._unreported_drops += refused
+        now = time.monotonic()
+        if self._unreported_drops and now >= self._next_drop_report:
+            # At most one warning per interval, with the count since the last one.
+            self.log.warning("spool full: records dropped", dropped=self._unreported_drops,
                              spool=str(self.opts.spool_path), depth=len(self._spool))
+            self._unreported_drops = 0
+            self._next_drop_report = now + 10.0
         with self._settled_cv:
             self._spool_dropped += refused
             self._spooled_total += len(records) - refused

@@ -140,7 +140,7 @@ class KafkaOutput:
         self._validate_sasl(where, prefix)
         named = {f for f in self.__dataclass_fields__ if f not in ("extra", "key")}
         for k in self.extra:
-            if k in named or k == "bootstrap_servers":
+            if k in named or k in ("bootstrap_servers", "bootstrap_timeout_ms"):
                 raise _error(where, f"{prefix}.extra.{k}", f"set it as {prefix}.{k} instead")
 
     def _validate_sasl(self, where: str, prefix: str) -> None:
@@ -167,6 +167,9 @@ class KafkaOutput:
             "request_timeout_ms": self.request_timeout_ms,
             "delivery_timeout_ms": self.delivery_timeout_ms,
             "max_block_ms": self.max_block_ms,
+            # Creating a producer waits for a broker this long at most: the sender thread
+            # moves the queue to the spool only between waits.
+            "bootstrap_timeout_ms": self.max_block_ms,
             "security_protocol": self.security_protocol,
             "ssl_check_hostname": self.ssl_check_hostname,
         }

@@ -125,3 +125,20 @@ def test_destdir_staging_names_final_paths(tmp_path: Path) -> None:
     assert helped.returncode == 0 and "maps" in helped.stdout
     assert not Path("/opt/ringwatch-staged").exists()
 
+
+
+def test_repo_unit_verifies_clean(tmp_path: Path) -> None:
+    # Without an install: the unit as shipped, its ExecStart pointed at a real executable.
+    ringwatch = tmp_path / "bin" / "ringwatch"
+    ringwatch.parent.mkdir()
+    ringwatch.write_text("#!/bin/sh\nexit 0\n")
+    ringwatch.chmod(0o755)
+    text = (REPO / "packaging" / "systemd" / "ringwatch.service").read_text()
+    assert "ExecStart=/opt/ringwatch/bin/ringwatch " in text
+    unit = tmp_path / "ringwatch.service"
+    unit.write_text(text.replace("/opt/ringwatch/bin/ringwatch", str(ringwatch)))
+    verified = _verify(unit)
+    assert verified.returncode == 0 and verified.stderr == "", verified.stderr
+    # And verify does catch a mistake, so a clean result means something.
+    unit.write_text(unit.read_text().replace("ProtectClock=yes", "ProtectClocks=yes"))
+    assert "Unknown key" in _verify(unit).stderr

@@ -68,7 +68,11 @@ def test_alerts_then_sighup_reload_good_then_bad(tmp_path: Path) -> None:
     rules = tmp_path / "rules.yaml"
     rules.write_text(rule("Rule A", comm_a))
 
-    mon = RunningMonitor(tmp_path / "mon", args=["--no-default-rules", "--rules", str(rules)])
+    mon = RunningMonitor(
+        tmp_path / "mon",
+        args=["--no-default-rules", "--rules", str(rules)],
+        env={"RINGWATCH_RULES_D": "/nonexistent/rules.d"},  # only this test's rules
+    )
     with mon:
         assert wait_logs(mon, "rules_loaded", 1)["rules"] == 1
         run_exe(exe_a)

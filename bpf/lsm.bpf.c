@@ -272,6 +272,9 @@ static __always_inline int check_file(u32 hook, const void *file, int check_exce
     return report(hook, id, audit, sc->key.path, 0, 0, 0, 0);
 }
 
+/* RW_LSM_MAPS_ONLY: the maps without the programs, so that the map code can be tested on
+ * a kernel that refuses BPF LSM (tests/test_enforce_maps.py). */
+#ifndef RW_LSM_MAPS_ONLY
 /* ctx[nargs] is what earlier BPF LSM programs on the hook decided: keep a denial. */
 LSM_PROBE(bprm_check_security, struct linux_binprm *bprm)
 {
@@ -352,3 +355,4 @@ LSM_PROBE(socket_connect, struct socket *sock, struct sockaddr *address, int add
         return 0;
     return report(RW_HOOK_CONNECT, id, audit, 0, family, port, addr, addr_len);
 }
+#endif /* RW_LSM_MAPS_ONLY */

@@ -22,9 +22,20 @@ _KEY_MAPS = (("exec_keys", "deny_exec"), ("open_keys", "deny_open"),
              ("v4_keys", "deny_v4"), ("v6_keys", "deny_v6"))
 
 
-def _fill_bytes(dst: Any, raw: bytes) -> None:
-    ct.memset(ct.addressof(dst), 0, ct.sizeof(dst))
-    ct.memmove(ct.addressof(dst), raw, len(raw))
+def _fill_bytes(obj: Any, name: str, raw: bytes) -> None:
+    """Zero-padded bytes into an array member (ctypes reads char arrays back as bytes,
+    so they are written through the struct's address)."""
+    member = getattr(type(obj), name)
+    if len(raw) > member.size:
+        raise ValueError(f"{len(raw)} bytes do not fit {name}[{member.size}]")
+    at = ct.addressof(obj) + member.offset
+    ct.memset(at, 0, member.size)
+    ct.memmove(at, raw, len(raw))
+
+
+def _raw_bytes(obj: Any, name: str) -> bytes:
+    member = getattr(type(obj), name)
+    return ct.string_at(ct.addressof(obj) + member.offset, member.size)
 
 
 class KernelMaps:
@@ -37,8 +48,7 @@ class KernelMaps:
     def _key(self, table: Any, key: Key) -> Any:
         k = table.Key()
         k.prefixlen = key[1]
-        field = "path" if hasattr(k, "path") else "addr"
-        _fill_bytes(getattr(k, field), key[0])
+        _fill_bytes(k, "path" if hasattr(k, "path") else "addr", key[0])
         return k
 
     def _slots(self, table: Any, ids: tuple[int, ...]) -> Any:
@@ -57,7 +67,7 @@ class KernelMaps:
     def _except_key(self, table: Any, rid: int, exe: bytes) -> Any:
         k = table.Key()
         k.rule_id = rid
-        _fill_bytes(k.path, exe)
+        _fill_bytes(k, "path", exe)
         return k
 
     def apply(self, plan: MapPlan) -> None:
@@ -99,14 +109,17 @@ class KernelMaps:
         for attr, name in _KEY_MAPS:
             keys: dict[Key, tuple[int, ...]] = {}
             for k, v in self._bpf[name].items():
-                raw = bytes(getattr(k, "path" if hasattr(k, "path") else "addr"))
-                keys[(raw[: -(-k.prefixlen // 8)], k.prefixlen)] = tuple(v.ids[: v.n])
+                if hasattr(k, "path"):  # bytes past the prefix are padding
+                    raw = _raw_bytes(k, "path")[: -(-k.prefixlen // 8)]
+                else:
+                    raw = _raw_bytes(k, "addr")
+                keys[(raw, k.prefixlen)] = tuple(v.ids[: v.n])
             setattr(out, attr, keys)
         for k, v in self._bpf["deny_rules"].items():
             out.rules[k.value] = RuleEntry(bool(v.audit), v.uid_op, v.uid, v.port, v.cgroup_id,
                                            bool(v.has_except))
         for k, _ in self._bpf["deny_except"].items():
-            out.excepts.add((k.rule_id, bytes(k.path).rstrip(b"\0")))
+            out.excepts.add((k.rule_id, _raw_bytes(k, "path").rstrip(b"\0")))
         return out
 
     def stats(self) -> dict[str, int]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import queue
+import sqlite3
 import threading
 import time
 import uuid
@@ -193,7 +194,17 @@ class KafkaSink:
                 items.append(self._queue.get_nowait())
         except queue.Empty:
             pass
-        return [self._encode(p) for p in items]
+        out = []
+        for p in items:
+            try:
+                out.append(self._encode(p))
+            except (TypeError, ValueError) as exc:  # not JSON-serialisable: lost, counted
+                self.log.error("kafka record not serialisable: dropped", error=repr(exc))
+                with self._settled_cv:
+                    self._errors += 1
+                    self._settled += 1
+                    self._settled_cv.notify_all()
+        return out
 
     def _encode(self, p: _Pending) -> SpoolRecord:
         rec = p.record
@@ -207,7 +218,8 @@ class KafkaSink:
     def _spill_queue(self) -> None:
         """Move everything waiting in memory to the spool (in order, one transaction)."""
         batch: list[SpoolRecord] = []
-        while True:
+        # Bounded: under a flood the queue refills as fast as it is read.
+        while len(batch) < self.opts.queue_size:
             more = self._take(0)
             if not more:
                 break
@@ -217,7 +229,12 @@ class KafkaSink:
             self._degraded = True
 
     def _to_spool(self, records: list[SpoolRecord]) -> None:
-        refused = self._spool.append(records)
+        try:
+            refused = self._spool.append(records)
+        except sqlite3.Error as exc:  # disk full, I/O error: the whole batch is lost
+            self.log.error("spool write failed: records dropped", error=repr(exc),
+                           dropped=len(records), spool=str(self.opts.spool_path))
+            refused = len(records)
         if refused:
             self._unreported_drops += refused
         now = time.monotonic()

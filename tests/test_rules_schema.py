@@ -237,3 +237,26 @@ def test_override_errors(tmp_path: Path) -> None:
         f"{tmp_path}/rules.yaml:15:11: rule 'r1': output: not listed in override "
         "(add `output: append` or `output: replace`)",
     ]
+
+
+@pytest.mark.parametrize(
+    "cond,col,message",
+    [
+        (
+            'proc.name = "bash"',
+            15,
+            "condition: syntax error (illegal character '=') near '= \"bash\"' (use == to compare)",
+        ),
+        (
+            'proc.name contains "x"',
+            15,
+            "Falco's 'contains' operator is not supported: write `\"text\" in field`",
+        ),
+        ("evt.type == execve", 17, "unknown name 'execve': a string value needs quotes: \"execve\""),
+        ("proc.name exists", 15, "Falco's 'exists' operator is not supported: write `field != null`"),
+    ],
+)
+def test_falco_habits_get_a_hint(tmp_path: Path, cond: str, col: int, message: str) -> None:
+    text = f"- rule: r\n  condition: |-\n    {cond}\n  output: o\n  priority: INFO\n"
+    msg = only(problems_of(tmp_path, text))
+    assert msg.startswith(f"{tmp_path}/rules.yaml:3:{col}: rule 'r': {message}")

@@ -26,6 +26,16 @@ from monitor.rules.schema import ExceptionDef, ListDef, MacroDef
 
 KEYWORDS = frozenset({"and", "or", "not", "in", "for", "if", "true", "false", "null", "inf", "nan"})
 FALCO_OPERATORS = frozenset({"startswith", "endswith"})
+# Falco operators that have no direct spelling here: say what to write instead.
+FALCO_HINTS = {
+    "contains": 'write `"text" in field` (substring, or list member) or `field =~~ "regex"`',
+    "icontains": 'write `field.as_lower =~~ "text"`',
+    "bcontains": 'write `"text" in field`',
+    "exists": "write `field != null`",
+    "glob": "write a regex match with `=~`",
+    "pmatch": 'write `field startswith "/dir/"` or `=~`',
+    "intersects": "write a comprehension: `[x for x in field if x in my_list]`",
+}
 
 _TOKEN = re.compile(
     r"""
@@ -217,7 +227,7 @@ class Expander:
                 emit(blank, blank, tok)
                 continue
             after_dot = prev is not None and prev.kind == "op" and prev.text in (".", "&.")
-            prev = tok
+            before, prev = prev, tok
             if tok.kind != "name" or after_dot or tok.text.startswith("$"):
                 emit(tok.text, tok.text, tok)
                 continue
@@ -261,6 +271,11 @@ class Expander:
                 lit = self.list_text(head)
                 emit(lit + rest, lit + rest, tok)
                 continue
+            if head in FALCO_HINTS:
+                raise ExpandError(tok.pos, f"Falco's {head!r} operator is not supported: {FALCO_HINTS[head]}")
+            # Operators lex one character at a time here: "==" ends in "=".
+            if before is not None and before.text in ("=", "(", ",", "["):
+                raise ExpandError(tok.pos, f"unknown name {head!r}: a string value needs quotes: \"{head}\"")
             known = [*self.names.to_ident, *self.macros, *self.lists]
             raise ExpandError(
                 tok.pos, f"unknown name {head!r}: not a field, macro or list{_suggest(head, known)}")

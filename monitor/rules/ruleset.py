@@ -158,7 +158,8 @@ class _Compiler:
                 near = " at the end of the condition"
                 loc = where.locate(len(where.value))
             message = str(exc.args[0]).split(" at: ")[0]
-            self.problems.append(Problem(loc, label, f"condition: {message}{near}"))
+            hint = " (use == to compare)" if "illegal character '='" in message else ""
+            self.problems.append(Problem(loc, label, f"condition: {message}{near}{hint}"))
         except rule_engine.errors.SymbolResolutionError as exc:
             name = self.names.to_field.get(exc.symbol_name, exc.symbol_name)
             self.problems.append(Problem(where.loc, label, f"condition: unknown name {name!r}"))

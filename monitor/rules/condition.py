@@ -274,7 +274,7 @@ class Expander:
             if head in FALCO_HINTS:
                 raise ExpandError(tok.pos, f"Falco's {head!r} operator is not supported: {FALCO_HINTS[head]}")
             # Operators lex one character at a time here: "==" ends in "=".
-            if before is not None and before.text in ("=", "(", ",", "["):
+            if before is not None and before.text in ("=", ",", "["):
                 raise ExpandError(tok.pos, f"unknown name {head!r}: a string value needs quotes: \"{head}\"")
             known = [*self.names.to_ident, *self.macros, *self.lists]
             raise ExpandError(

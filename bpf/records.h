@@ -143,7 +143,16 @@ struct rw_fork {
 #define RW_SC_F_PATH2_TRUNCATED (1u << 3)
 #define RW_SC_F_ADDR_FAILED (1u << 4)     /* sockaddr unreadable */
 #define RW_SC_F_SOCKET (1u << 5)          /* dup source is a socket: family/addr/port are its peer */
+#define RW_SC_F_BASE (1u << 6)            /* base holds the directory of a relative path */
+#define RW_SC_F_BASE_TRUNCATED (1u << 7)  /* too deep or too long: base is unusable */
 #define RW_AUX_LEN 32
+/* Directory a relative path is relative to, captured at the syscall: its components,
+ * leaf first, NUL-separated (userspace reverses them). One component is read with at
+ * most RW_BASE_COMP bytes; the buffer has that much slack past RW_BASE_LEN. */
+#define RW_BASE_LEN 256
+#define RW_BASE_COMP 64
+#define RW_BASE_BUF (RW_BASE_LEN + RW_BASE_COMP)
+#define RW_BASE_DEPTH 24
 
 /* Any other syscall, recorded at sys_exit with its arguments (read from the saved
  * registers) and return value. Which arguments are paths or addresses depends on nr;
@@ -162,6 +171,9 @@ struct rw_syscall {
     char aux[RW_AUX_LEN];  /* mount: filesystem type */
     char path[RW_PATH_LEN];
     char path2[RW_PATH_LEN];
+    __u32 base_len;        /* bytes of base used */
+    __u32 base_depth;      /* components in base */
+    char base[RW_BASE_BUF];
 };
 
 /* Last thread of a process exited. */

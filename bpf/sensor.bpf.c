@@ -20,6 +20,7 @@
 #include <linux/mm_types.h>
 #include <linux/fs.h>
 #include <linux/fs_struct.h>
+#include <linux/mount.h>
 #include <linux/binfmts.h>
 #endif
 
@@ -415,6 +416,54 @@ static __always_inline void read_sockaddr(struct rw_syscall *r, const void *uadd
     r->port = __builtin_bswap16(port);
 }
 
+/* The directory behind a struct path, leaf first, up to the global root: mount points
+ * are crossed, so a chroot or a bind mount cannot hide where a file really is. */
+static __always_inline void read_base(struct rw_syscall *r, const void *path)
+{
+    const void *dentry = rd_ptr(path, RW_OFF_PATH_DENTRY);
+    const void *vfsmnt = rd_ptr(path, RW_OFF_PATH_MNT);
+#ifdef RW_OFF_MOUNT_MNT
+    const void *mnt = (const char *)vfsmnt - RW_OFF_MOUNT_MNT;
+#endif
+    u32 off = 0, depth = 0;
+    int i;
+
+    #pragma unroll
+    for (i = 0; i < RW_BASE_DEPTH; i++) {
+        const void *parent = rd_ptr(dentry, RW_OFF_DENTRY_D_PARENT);
+        if (dentry == rd_ptr(vfsmnt, RW_OFF_VFSMOUNT_ROOT) || dentry == parent) {
+#ifdef RW_OFF_MOUNT_MNT
+            const void *mparent = rd_ptr(mnt, RW_OFF_MOUNT_PARENT);
+            if (mparent == mnt || !mparent)
+                goto done; /* the global root */
+            dentry = rd_ptr(mnt, RW_OFF_MOUNT_MOUNTPOINT);
+            mnt = mparent;
+            vfsmnt = (const char *)mnt + RW_OFF_MOUNT_MNT;
+            continue;
+#else
+            goto truncated; /* no struct mount without BTF: cannot cross */
+#endif
+        }
+        if (off >= RW_BASE_LEN)
+            goto truncated;
+        const char *name = rd_ptr(dentry, RW_OFF_DENTRY_D_NAME + RW_OFF_QSTR_NAME);
+        long n = bpf_probe_read_kernel_str(&r->base[off & (RW_BASE_LEN - 1)], RW_BASE_COMP, name);
+        if (n <= 0 || n == RW_BASE_COMP)
+            goto truncated;
+        off += n;
+        depth++;
+        dentry = parent;
+    }
+truncated:
+    r->flags |= RW_SC_F_BASE_TRUNCATED;
+    count_drop(RW_DROP_PATH_TRUNCATED);
+    return;
+done:
+    r->base_len = off;
+    r->base_depth = depth;
+    r->flags |= RW_SC_F_BASE;
+}
+
 static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret)
 {
     u64 a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0;
@@ -460,20 +509,30 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
     r->args[4] = a4;
     r->args[5] = a5;
 
+    r->base_len = 0;
+    r->base_depth = 0;
     const char *p1 = 0, *p2 = 0;
+    /* Which path names the object (fd.name), and the dirfd it is relative to. */
+    int base_for = 0;
+    s64 base_dirfd = -100; /* AT_FDCWD */
     switch (nr) {
+    case RW_NR_memfd_create:
+        p1 = (const char *)a0;
+        break;
     case RW_NR_open:
     case RW_NR_unlink:
     case RW_NR_rmdir:
     case RW_NR_chmod:
-    case RW_NR_memfd_create:
         p1 = (const char *)a0;
+        base_for = 1;
         break;
     case RW_NR_openat:
     case RW_NR_openat2:
     case RW_NR_unlinkat:
     case RW_NR_fchmodat:
         p1 = (const char *)a1;
+        base_for = 1;
+        base_dirfd = (s32)a0;
         break;
     case RW_NR_rename:
     case RW_NR_link:
@@ -481,16 +540,21 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
     case RW_NR_mount:
         p1 = (const char *)a0;
         p2 = (const char *)a1;
+        base_for = 2;
         break;
     case RW_NR_renameat:
     case RW_NR_renameat2:
     case RW_NR_linkat:
         p1 = (const char *)a1;
         p2 = (const char *)a3;
+        base_for = 2;
+        base_dirfd = (s32)a2;
         break;
     case RW_NR_symlinkat:
         p1 = (const char *)a0;
         p2 = (const char *)a2;
+        base_for = 2;
+        base_dirfd = (s32)a1;
         break;
     }
     if (nr == RW_NR_openat2) {
@@ -505,6 +569,21 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         read_user_path(r->path, p1, &r->flags, RW_SC_F_PATH_FAILED, RW_SC_F_PATH_TRUNCATED);
     if (p2)
         read_user_path(r->path2, p2, &r->flags, RW_SC_F_PATH2_FAILED, RW_SC_F_PATH2_TRUNCATED);
+    char first = base_for == 1 ? r->path[0] : (base_for == 2 ? r->path2[0] : '/');
+    if (first && first != '/') {
+        /* Relative: capture the base directory now; by the time userspace looks, the
+         * process may have changed directory or exited. */
+        const void *base = 0;
+        if (base_dirfd == -100) {
+            const void *fs = rd_ptr((const void *)bpf_get_current_task(), RW_OFF_TASK_FS);
+            base = fs ? (const char *)fs + RW_OFF_FS_PWD : 0;
+        } else {
+            const void *dir = fd_file((u64)base_dirfd);
+            base = dir ? (const char *)dir + RW_OFF_FILE_F_PATH : 0;
+        }
+        if (base)
+            read_base(r, base);
+    }
     if (nr == RW_NR_connect)
         read_sockaddr(r, (const void *)a1, a2);
     if (dup_file)

@@ -13,8 +13,11 @@ from monitor.errors import UserError
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from monitor.daemon import Monitor, RunOptions
+    from monitor.sensor import preflight
     from monitor.sinks import factory
 
+    # Privileges, bpffs and bcc first: one line and exit 2 before anything else is set up.
+    preflight()
     overrides = list(args.set or [])
     if args.control_socket:
         overrides.append(f"control.socket={args.control_socket}")

@@ -50,6 +50,12 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "SOCK_DADDR": ("sock", "__sk_common.skc_daddr"),
     "SOCK_DPORT": ("sock", "__sk_common.skc_dport"),
     "SOCK_V6_DADDR": ("sock", "__sk_common.skc_v6_daddr"),
+    # The base directory of a relative path, walked up to the root across mounts.
+    "FS_PWD": ("fs_struct", "pwd"),
+    "MOUNT_MNT": ("mount", "mnt"),
+    "MOUNT_PARENT": ("mount", "mnt_parent"),
+    "MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
+    "VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
 }
 
 
@@ -69,10 +75,15 @@ def from_btf(btf: BTF) -> Offsets:
     return Offsets("btf", {k: btf.offset_of(s, p) for k, (s, p) in KERNEL_FIELDS.items()})
 
 
+# struct mount is private to fs/ (fs/mount.h): headers cannot give its layout.
+_BTF_ONLY = frozenset({"MOUNT_MNT", "MOUNT_PARENT", "MOUNT_MOUNTPOINT"})
+
+
 def from_headers() -> Offsets:
     """offsetof() expressions, evaluated by the compiler against whatever headers it has."""
     values: dict[str, int | str] = {
         k: f"__builtin_offsetof(struct {s},{p})" for k, (s, p) in KERNEL_FIELDS.items()
+        if k not in _BTF_ONLY
     }
     return Offsets("headers", values)
 

@@ -23,6 +23,11 @@ SC_F_PATH2_FAILED = 1 << 2
 SC_F_PATH2_TRUNCATED = 1 << 3
 SC_F_ADDR_FAILED = 1 << 4
 SC_F_SOCKET = 1 << 5
+SC_F_BASE = 1 << 6
+SC_F_BASE_TRUNCATED = 1 << 7
+BASE_LEN = 256
+BASE_COMP = 64
+BASE_BUF = BASE_LEN + BASE_COMP
 PROC_ARGS_LEN = 128
 PROC_F_BACKFILLED = 1 << 0
 PROC_F_EXE_TRUNCATED = 1 << 1
@@ -131,6 +136,9 @@ class CSyscall(ct.Structure):
         ("aux", ct.c_char * AUX_LEN),
         ("path", ct.c_char * PATH_LEN),
         ("path2", ct.c_char * PATH_LEN),
+        ("base_len", ct.c_uint32),
+        ("base_depth", ct.c_uint32),
+        ("base", ct.c_char * BASE_BUF),
     ]
 
 
@@ -274,6 +282,8 @@ class SyscallRecord:
     aux: str
     path: str
     path2: str
+    # Directory the kernel saw a relative path relative to; None if not captured.
+    base: str | None = None
 
 
 Record = ExecRecord | ForkRecord | ExitRecord | DenyRecord | SyscallRecord
@@ -330,7 +340,7 @@ def decode(data: int, size: int) -> Record:
         r = ct.cast(data, ct.POINTER(CSyscall)).contents
         return SyscallRecord(
             _header(r.h), r.nr, r.ret, tuple(r.args), r.flags, r.family, r.port, bytes(r.addr),
-            _text(r.aux), _text(r.path), _text(r.path2),
+            _text(r.aux), _text(r.path), _text(r.path2), _base(data, r),
         )
     if kind is RecordType.DENY:
         return _decode_deny(ct.cast(data, ct.POINTER(CDeny)).contents)
@@ -339,6 +349,17 @@ def decode(data: int, size: int) -> Record:
         return ForkRecord(_header(f.h), f.parent_pid, f.parent_tgid, f.parent_start_ns)
     x = ct.cast(data, ct.POINTER(CExit)).contents
     return ExitRecord(_header(x.h), (x.exit_status >> 8) & 0xFF, x.exit_status & 0x7F)
+
+
+_BASE_OFFSET = CSyscall.base.offset
+
+
+def _base(data: int, r: CSyscall) -> str | None:
+    if not r.flags & SC_F_BASE:
+        return None
+    raw = ct.string_at(data + _BASE_OFFSET, min(r.base_len, BASE_BUF))
+    leaf_first = [_text(c) for c in raw.split(b"\0")[: r.base_depth]]
+    return "/" + "/".join(reversed(leaf_first))
 
 
 def _decode_deny(d: CDeny) -> DenyRecord:

@@ -111,13 +111,17 @@ class PathResolver:
             self.unresolved += 1
             return None
 
-    def resolve(self, tid: int, dirfd: int, path: str) -> tuple[str, bool]:
-        """(absolute normalised path, or the raw one if it cannot be known; was relative)."""
+    def resolve(self, tid: int, dirfd: int, path: str, kernel_base: str | None = None) -> tuple[str, bool]:
+        """(absolute normalised path, or the raw one if it cannot be known; was relative).
+
+        The kernel's base (captured during the syscall) is authoritative; /proc is only
+        asked for paths the kernel did not capture a base for, and may have moved on.
+        """
         if path.startswith("/"):
             return posixpath.normpath(path), False
         if not path:
             return path, False
-        base = self.base(tid, dirfd)
+        base = kernel_base if kernel_base is not None else self.base(tid, dirfd)
         return (posixpath.normpath(posixpath.join(base, path)) if base else path), True
 
 
@@ -136,7 +140,7 @@ Decoder = Callable[[SyscallRecord, dict[str, Any], PathResolver], None]
 def _open(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
     dirfd = AT_FDCWD if r.nr == SYSCALLS["open"] else _s32(r.args[0])
     flags, mode = (r.args[1], r.args[2]) if r.nr == SYSCALLS["open"] else (r.args[2], r.args[3])
-    name, rel = res.resolve(r.h.pid, dirfd, r.path)
+    name, rel = res.resolve(r.h.pid, dirfd, r.path, r.base)
     _path_fields(ev, name, r.path, rel)
     acc = flags & 3
     ev["evt.arg.flags"] = open_flags(flags)
@@ -151,7 +155,7 @@ def _at_path(dirfd_arg: int | None, path_attr: str) -> Decoder:
     def decode(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
         dirfd = AT_FDCWD if dirfd_arg is None else _s32(r.args[dirfd_arg])
         raw = getattr(r, path_attr)
-        name, rel = res.resolve(r.h.pid, dirfd, raw)
+        name, rel = res.resolve(r.h.pid, dirfd, raw, r.base)
         _path_fields(ev, name, raw, rel)
     return decode
 
@@ -173,7 +177,7 @@ def _two_paths(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
     at = r.nr in (SYSCALLS["renameat"], SYSCALLS["renameat2"], SYSCALLS["linkat"])
     old_dirfd, new_dirfd = (_s32(r.args[0]), _s32(r.args[2])) if at else (AT_FDCWD, AT_FDCWD)
     old, _ = res.resolve(r.h.pid, old_dirfd, r.path)
-    new, rel = res.resolve(r.h.pid, new_dirfd, r.path2)
+    new, rel = res.resolve(r.h.pid, new_dirfd, r.path2, r.base)
     _path_fields(ev, new, r.path2, rel)
     ev["evt.arg.oldpath"] = old
     ev["evt.arg.newpath"] = new
@@ -182,7 +186,7 @@ def _two_paths(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
 def _symlink(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
     """symlink(target, linkpath): the target is stored as given, never resolved."""
     dirfd = _s32(r.args[1]) if r.nr == SYSCALLS["symlinkat"] else AT_FDCWD
-    link, rel = res.resolve(r.h.pid, dirfd, r.path2)
+    link, rel = res.resolve(r.h.pid, dirfd, r.path2, r.base)
     _path_fields(ev, link, r.path2, rel)
     ev["evt.arg.target"] = r.path
     ev["evt.arg.linkpath"] = link
@@ -237,7 +241,7 @@ def _setid(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
 
 
 def _mount(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
-    target, rel = res.resolve(r.h.pid, AT_FDCWD, r.path2)
+    target, rel = res.resolve(r.h.pid, AT_FDCWD, r.path2, r.base)
     _path_fields(ev, target, r.path2, rel)
     ev["evt.arg.source"] = r.path
     ev["evt.arg.fstype"] = r.aux

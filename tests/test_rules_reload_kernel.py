@@ -111,3 +111,26 @@ def test_alerts_then_sighup_reload_good_then_bad(tmp_path: Path) -> None:
             time.sleep(0.05)
         assert [a["rule"] for a in read_jsonl(mon.stdout_path)] == ["Rule A", "Rule B", "Rule B"]
         assert mon.stop() == 0
+
+
+def test_events_flag_puts_events_beside_alerts_on_stdout(tmp_path: Path) -> None:
+    assert os.geteuid() == 0, "kernel tests need root"
+    comm = f"rwe{uuid.uuid4().hex[:6]}"
+    exe = tmp_path / comm
+    shutil.copy("/bin/true", exe)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(rule("Rule E", comm))
+    mon = RunningMonitor(
+        tmp_path / "mon",
+        args=["--events", "--no-default-rules", "--rules", str(rules)],
+        env={"RINGWATCH_RULES_D": "/nonexistent/rules.d"},
+    )
+    with mon:
+        run_exe(exe)
+        alert = alert_for(mon, "Rule E", exe)
+        event = mon.wait_for(
+            lambda e: "rule" not in e and e.get("evt.type") == "execve" and e.get("proc.exe") == str(exe),
+            path=mon.stdout_path,
+        )
+        assert alert["event"] == event
+        assert mon.stop() == 0

@@ -61,6 +61,15 @@ def _cmd_rules_validate(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"ringwatch: {len(problems)} error(s) in rules", file=sys.stderr)
         return 1
+    from monitor.enforce.rules import deny_specs
+    from monitor.enforce.translate import TranslateError
+
+    try:
+        deny_specs(ruleset, "enforce")  # deny/audit rules must be checkable in the kernel
+    except TranslateError as exc:
+        print(exc, file=sys.stderr)
+        print(f"ringwatch: {len(str(exc).splitlines())} error(s) in rules", file=sys.stderr)
+        return 1
     print(f"ok: {len(ruleset.rules)} rules from {len(ruleset.files)} file(s)")
     return 0
 

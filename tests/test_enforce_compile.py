@@ -145,3 +145,16 @@ def test_too_many_rules_on_one_key_is_an_error() -> None:
     many = [(i + 1, DenySpec(f"r{i}", Hook.EXEC, Mode.ENFORCE, paths=("/x",))) for i in range(9)]
     with pytest.raises(PlanError, match=r"exec deny map '/x': 9 deny rules apply .*at most 8"):
         build(many)
+
+
+def test_rules_validate_checks_deny_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(rule("b", 'evt.type == "execve" and proc.name == "a"'))
+    good = tmp_path / "good.yaml"
+    good.write_text(rule("g", 'evt.type == "execve" and proc.exe == "/a"'))
+    assert main(["rules", "validate", "--no-default-rules", str(good)]) == 0
+    assert main(["rules", "validate", "--no-default-rules", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:1: rule 'b': cannot be enforced in the kernel: field proc.name" in err

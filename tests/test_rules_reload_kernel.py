@@ -6,10 +6,12 @@ the previous rules keep alerting.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -110,6 +112,16 @@ def test_alerts_then_sighup_reload_good_then_bad(tmp_path: Path) -> None:
         while time.monotonic() < deadline and len(read_jsonl(mon.stdout_path)) < 3:
             time.sleep(0.05)
         assert [a["rule"] for a in read_jsonl(mon.stdout_path)] == ["Rule A", "Rule B", "Rule B"]
+        # `ringwatch stats` counts per rule (the reloaded set: Rule B matched twice, on execs only).
+        res = subprocess.run(
+            [sys.executable, "-m", "monitor", "stats", "--json", "--control-socket", str(mon.control_socket)],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        rule_b = json.loads(res.stdout)["rules"]["Rule B"]
+        assert rule_b["matched"] == 2 and rule_b["evaluated"] >= 3 and rule_b["errors"] == 0
         assert mon.stop() == 0
 
 

@@ -134,3 +134,15 @@ def test_rules_fields_prints_the_catalog() -> None:
     names = [line.split()[0] for line in res.stdout.splitlines()]
     assert names == [f["name"] for f in describe()]
     assert "proc.name" in names
+
+
+def test_run_refuses_bad_rules_before_touching_the_kernel(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- rule: a\n  condition: proc.nam == 1\n  output: o\n  priority: INFO\n")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("{}\n")
+    res = ringwatch("run", "--config", str(cfg), *ONLY_DEFAULT, "--rules", str(bad), "--duration", "1")
+    assert res.returncode == 2
+    assert "ringwatch: 1 error in rules:" in res.stderr
+    assert f"{bad}:2:14: rule 'a': unknown field 'proc.nam'" in res.stderr
+    assert res.stdout == ""

@@ -92,6 +92,10 @@ class Monitor:
             alerts_by_rule=self.alert_counts,
         )
         snap["service"] = self.ops.stats()
+        rb = snap["ringbuf"]
+        rb["fill_bytes"] = self.sensor.fill_bytes()
+        rb["fill_hwm_bytes"] = self.sensor.fill_hwm_bytes
+        rb["fill_hwm_pct"] = round(100.0 * self.sensor.fill_hwm_bytes / max(1, rb["bytes"]), 1)
         snap["rules"] = self.rules.stats()
         if self.enforcer is not None:
             snap["enforcement"] = self.enforcer.stats()
@@ -230,7 +234,8 @@ class Monitor:
                 sink.close()
             # What each output delivered, spooled or lost, once all were closed.
             self.log.info("outputs_closed", outputs=stats.sink_stats(self._all_sinks()))
-            self.log.info("stopped", **self._counter_fields(counters))
+            self.log.info("stopped", **self._counter_fields(counters),
+                          ringbuf_fill_hwm_bytes=self.sensor.fill_hwm_bytes)
         return 0
 
     @staticmethod

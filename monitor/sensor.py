@@ -105,6 +105,8 @@ class Sensor:
         self.delivered = [0] * (max(RecordType) + 1)
         self.decode_errors = 0
         self.offsets_source = ""
+        self.consumed_bytes = 0
+        self.fill_hwm_bytes = 0
 
     def cflags(self) -> list[str]:
         offs, warning = offsets.detect(Path(self.cfg.btf_path))
@@ -173,6 +175,7 @@ class Sensor:
         )
 
     def _callback(self, _ctx: Any, data: int, size: int) -> int:
+        self.consumed_bytes += (size + 8 + 7) & ~7  # as count_committed() in the kernel
         try:
             rec = decode(data, size)
         except (DecodeError, ValueError) as exc:
@@ -183,7 +186,15 @@ class Sensor:
         self._on_record(rec)
         return 0
 
+    def fill_bytes(self) -> int:
+        """Bytes in the ring buffer not yet consumed (per-CPU sums: a close estimate)."""
+        committed = sum(self._bpf["committed_bytes"][ct.c_int(0)])
+        return max(0, committed - self.consumed_bytes)
+
     def poll(self, timeout_ms: int | None = None) -> None:
+        # Just before a poll the backlog is at its largest since the last one: the
+        # sampled high-water mark. (bcc 0.26 cannot call bpf_ringbuf_query in the kernel.)
+        self.fill_hwm_bytes = max(self.fill_hwm_bytes, self.fill_bytes())
         self._bpf.ring_buffer_poll(self.cfg.poll_timeout_ms if timeout_ms is None else timeout_ms)
 
     def drain(self) -> None:

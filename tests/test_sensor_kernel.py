@@ -196,6 +196,8 @@ def test_overload_accounting_is_exact(tmp_path: Path) -> None:
     lost = drops["ringbuf_full"] + drops["pending_full"] + drops["exit_no_enter"]
     assert delivered["exec"] + delivered["exit"] + lost == n + 1
     assert drops["ringbuf_full"] > 0, "a 4 KiB ring buffer should have overflowed"
+    # The fill high-water mark saw the buffer (nearly) full, and never more than full.
+    assert 2048 < stopped["ringbuf_fill_hwm_bytes"] <= 4096
     assert delivered["exec"] > 0
     assert all(e["evt.errno"] == "ENOENT" for e in storm_execs)
 

@@ -5,8 +5,10 @@ ARGS ?=
 
 .PHONY: run setup test test-setup lint bench clean install uninstall
 
+# Alerts on stdout, and every program started (exec events) so you can watch it work.
+RUN_ARGS ?= --events execve,execveat
 run: setup
-	$(VENV)/bin/ringwatch run $(ARGS)
+	$(VENV)/bin/ringwatch run $(RUN_ARGS) $(ARGS)
 
 setup:
 	@bash scripts/setup.sh

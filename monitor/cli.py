@@ -23,7 +23,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"control.socket={args.control_socket}")
     cfg = config.load(args.config, overrides)
     # Alerts to stdout by default; events only when asked (they are many). config `outputs`.
-    outputs = factory.build(cfg.outputs, factory.Wants(events_stdout=args.events, record=args.record))
+    outputs = factory.build(cfg.outputs, factory.Wants(
+        events_stdout=args.events is not None, events_types=_event_types(args.events), record=args.record,
+    ))
     opts = RunOptions(
         duration=args.duration, event_sinks=outputs.events, alert_sinks=outputs.alerts,
         config_path=args.config, overrides=overrides, rule_sources=_rule_sources(args),
@@ -35,6 +37,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         outputs.close()  # their threads, and what Kafka holds goes to its spool
         raise
     return monitor.run()
+
+
+def _event_types(spec: str | None) -> frozenset[str] | None:
+    from monitor.syscalls import ALL_EVENT_TYPES
+
+    if spec is None or spec == "all":
+        return None
+    types = frozenset(t.strip() for t in spec.split(",") if t.strip())
+    unknown = sorted(types - ALL_EVENT_TYPES)
+    if unknown:
+        raise UserError(f"--events: unknown event type(s) {', '.join(unknown)} "
+                        f"(known: all, {', '.join(sorted(ALL_EVENT_TYPES))})")
+    return types
 
 
 def _rule_sources(args: argparse.Namespace) -> Any:
@@ -139,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key, e.g. --set sensor.ringbuf_bytes=65536 (repeatable)",
     )
     run.add_argument("--control-socket", help="unix socket for `ringwatch stats` (control.socket)")
-    run.add_argument("--events", action="store_true", help="also write every event to stdout")
+    run.add_argument("--events", nargs="?", const="all", metavar="TYPE,...",
+                     help="also write events to stdout: all, or only these types (e.g. execve,execveat)")
     run.add_argument("--require-enforcement", action="store_true",
                      help="refuse to start (exit 2) unless deny rules can be enforced (BPF LSM)")
     _add_rules_args(run)

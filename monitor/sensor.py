@@ -188,7 +188,7 @@ class Sensor:
 
     def fill_bytes(self) -> int:
         """Bytes in the ring buffer not yet consumed (per-CPU sums: a close estimate)."""
-        committed = sum(self._bpf["committed_bytes"][ct.c_int(0)])
+        committed = int(sum(self._bpf["committed_bytes"][ct.c_int(0)]))
         return max(0, committed - self.consumed_bytes)
 
     def poll(self, timeout_ms: int | None = None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -253,3 +254,21 @@ def test_bad_config_names_the_key(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert f"{cfg}: sensor.ringbuf_byte: unknown key" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_events_on_stdout_can_be_limited_to_types(tmp_path: Path) -> None:
+    """`make run` shows every exec (with its parent) beside the alerts, not every syscall."""
+    mon = RunningMonitor(tmp_path, {"sensor": {"extra_event_types": ["openat"]}},
+                         args=["--events", "execve,execveat"]).start()
+    mark = _marker()
+    subprocess.run(["/bin/true", mark], check=True)
+    open("/etc/hostname").close()
+    mon.wait_for(lambda e: mark in e.get("proc.argv", []), path=mon.stdout_path)
+    assert mon.stop() == 0
+    out = [json.loads(line) for line in mon.stdout_path.read_text().splitlines()]
+    events = [e for e in out if "evt.type" in e and "rule" not in e]
+    assert {e["evt.type"] for e in events} <= {"execve", "execveat"}
+    ev = next(e for e in events if mark in e.get("proc.argv", []))
+    assert ev["proc.ppid"] == os.getpid() and ev["proc.pname"]
+    # The record file still has everything, openat included.
+    assert any(e["evt.type"] == "openat" for e in mon.events())

@@ -21,6 +21,7 @@ from monitor.sinks.journal import JournalSink, stdout_is_journal
 from monitor.sinks.kafka import KafkaSink, KafkaSinkOptions
 from monitor.sinks.settings import FileOutput, OutputsConfig
 from monitor.sinks.stream import StreamSink
+from monitor.sinks.typefilter import TypeFilterSink
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Wants:
     """What the command line adds on top of the config."""
 
     events_stdout: bool = False  # run --events
+    events_types: frozenset[str] | None = None  # run --events TYPE,...: only these on stdout
     record: Path | None = None  # run --record PATH
 
 
@@ -92,7 +94,10 @@ def _build_into(out: Outputs, cfg: OutputsConfig, wants: Wants, env: dict[str, s
         out.alerts.append(_kafka(cfg, cfg.alerts.kafka_topic, "alerts"))
 
     if cfg.events.stdout or wants.events_stdout:
-        out.events.append(shared_stdout())
+        stdout_events: Sink = shared_stdout()
+        if wants.events_types and not cfg.events.stdout:
+            stdout_events = TypeFilterSink(stdout_events, wants.events_types)
+        out.events.append(stdout_events)
     if cfg.events.file is not None:
         out.events.append(_file(cfg.events.file, "events-file", cfg))
     if wants.record is not None:

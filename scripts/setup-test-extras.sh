@@ -99,4 +99,26 @@
     fi
 )
 
+# --- Default ruleset on the real kernel (tests/test_default_rules_kernel.py, issue 5) ------
+# The tests perform each attack for real: netcat-traditional for `nc -e`, an ssh client
+# for the non-standard-port rule, git (and gcc, above) for the noise-budget workload, and
+# setpriv (util-linux) for the system-user shell. python3-venv and python3-pip come from
+# setup.sh.
+(
+    set -euo pipefail
+    say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
+    want=(netcat-traditional openssh-client git util-linux)
+    missing=()
+    for p in "${want[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        say "installing ${missing[*]} for the default-ruleset tests"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+        say "default-ruleset test tools present (${want[*]})"
+    fi
+)
+
 exit 0

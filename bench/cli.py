@@ -51,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--open-path", help="file the overhead open loop opens (default: a file in the work dir)")
     p.add_argument("--watched-path", default="/etc/shadow",
                    help="file the throughput generator opens: one the default rules watch")
+    p.add_argument("--rules", action="append", type=Path, default=[], metavar="PATH",
+                   help="extra rules for the benchmark's ringwatch (ringwatch run --rules; repeatable)")
     return p
 
 
@@ -87,7 +89,11 @@ def _run_sections(
     results: dict[str, Any], sections: list[str], settings: Settings, workdir: Path,
     args: argparse.Namespace,
 ) -> None:
-    ctx = Context.create(settings, workdir, args.open_path, args.watched_path)
+    for r in args.rules:
+        if not r.exists():
+            raise BenchError(f"--rules: {r}: no such file or directory")
+    ctx = Context.create(settings, workdir, args.open_path, args.watched_path,
+                         tuple(r.resolve() for r in args.rules))
     mode = "exec"
     if "footprint" in sections or "throughput" in sections:
         results["footprint"] = footprint.run(ctx, _log)

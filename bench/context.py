@@ -30,15 +30,20 @@ class Settings:
     idle_s: float  # idle CPU window
     # Drain allowance after a throughput trial: more means the monitor fell behind.
     lag_limit_s: float
+    # First offered rate of the throughput search, events/s, by workload.
+    start_rate: dict[str, float]
 
 
 PRESETS = {
     "full": Settings(rounds=5, open_n=1_000_000, getppid_n=5_000_000, forkexec_n=5_000,
-                     window_s=10, max_doublings=8, bisect_steps=3, idle_s=10, lag_limit_s=2.0),
+                     window_s=10, max_doublings=8, bisect_steps=3, idle_s=10, lag_limit_s=2.0,
+                     start_rate={"open": 5_000, "exec": 250}),
     "quick": Settings(rounds=2, open_n=100_000, getppid_n=500_000, forkexec_n=300,
-                      window_s=3, max_doublings=4, bisect_steps=1, idle_s=3, lag_limit_s=2.0),
+                      window_s=3, max_doublings=4, bisect_steps=1, idle_s=3, lag_limit_s=2.0,
+                      start_rate={"open": 5_000, "exec": 250}),
     "smoke": Settings(rounds=1, open_n=2_000, getppid_n=10_000, forkexec_n=20,
-                      window_s=1, max_doublings=0, bisect_steps=0, idle_s=1, lag_limit_s=5.0),
+                      window_s=1, max_doublings=0, bisect_steps=0, idle_s=1, lag_limit_s=5.0,
+                      start_rate={"open": 1_000, "exec": 200}),
 }
 
 
@@ -77,10 +82,11 @@ class Context:
     open_path: str  # overhead: a file no rule cares about
     interesting_open_path: str  # throughput: a file the default rules watch
     exec_path: str
+    rules: tuple[Path, ...] = ()  # extra rules files, beside the defaults
 
     @classmethod
     def create(cls, settings: Settings, workdir: Path, open_path: str | None,
-               interesting_open_path: str) -> Context:
+               interesting_open_path: str, rules: tuple[Path, ...] = ()) -> Context:
         workdir.mkdir(parents=True, exist_ok=True)
         build_dir = Path(__file__).resolve().parent / "build"
         config = workdir / "ringwatch.yaml"
@@ -99,4 +105,5 @@ class Context:
             open_path=open_path or str(target),
             interesting_open_path=interesting_open_path,
             exec_path="/bin/true",
+            rules=rules,
         )

@@ -56,7 +56,7 @@ def run(ctx: Context, log: Any) -> dict[str, Any]:
     s = ctx.settings
     workdir = ctx.workdir / "footprint"
     record = workdir / "events.jsonl"
-    mon = RunningMonitor(ringwatch.spec(ctx.python, ctx.config, record), workdir)
+    mon = RunningMonitor(ringwatch.spec(ctx.python, ctx.config, record, ctx.rules), workdir)
     log("footprint: starting ringwatch")
     try:
         mon.start()

@@ -19,7 +19,7 @@ CONDITIONS = ("none", "ringwatch", "syscount", "floor")
 
 def _spec(ctx: Context, cond: str) -> MonitorSpec:
     if cond == "ringwatch":
-        return ringwatch.spec(ctx.python, ctx.config)
+        return ringwatch.spec(ctx.python, ctx.config, rules=ctx.rules)
     if cond == "syscount":
         return daemons.syscount_spec()
     if cond == "floor":

@@ -32,12 +32,16 @@ def _is_event(line: str, name: str) -> bool:
     return isinstance(entry, dict) and entry.get("event") == name
 
 
-def spec(python: str, config: Path, record: Path | None = None) -> MonitorSpec:
+def spec(
+    python: str, config: Path, record: Path | None = None, rules: tuple[Path, ...] = ()
+) -> MonitorSpec:
     """`ringwatch run` with JSON logs; events on stdout go to /dev/null (they are the
     default output a service sends to the journal, and the journal is not under test)."""
     argv = [python, "-m", "monitor", "--log-json", "run", "--config", str(config)]
     if record is not None:
         argv += ["--record", str(record)]
+    for r in rules:
+        argv += ["--rules", str(r)]
     return MonitorSpec(
         name="ringwatch",
         argv=argv,

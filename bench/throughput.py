@@ -21,7 +21,6 @@ from bench.search import RateSearch, Trial
 
 # The generator "kept up" if it offered at least this share of the target rate.
 KEPT_UP = 0.95
-START_RATE = {"open": 20_000.0, "exec": 500.0}
 
 
 def catch_up(ctx: Context, timeout: float) -> tuple[float | None, dict[str, Any] | None]:
@@ -47,7 +46,7 @@ def catch_up(ctx: Context, timeout: float) -> tuple[float | None, dict[str, Any]
 def trial(ctx: Context, mode: str, rate: float, n: int) -> tuple[Trial, dict[str, Any]]:
     workdir = ctx.workdir / f"throughput-{n}"
     record = workdir / "events.jsonl"
-    mon = RunningMonitor(ringwatch.spec(ctx.python, ctx.config, record), workdir)
+    mon = RunningMonitor(ringwatch.spec(ctx.python, ctx.config, record, ctx.rules), workdir)
     path = ctx.interesting_open_path if mode == "open" else ctx.exec_path
     try:
         mon.start()
@@ -102,7 +101,7 @@ def trial(ctx: Context, mode: str, rate: float, n: int) -> tuple[Trial, dict[str
 
 def run(ctx: Context, mode: str, log: Any) -> dict[str, Any]:
     s = ctx.settings
-    search = RateSearch(START_RATE[mode], s.max_doublings, s.bisect_steps)
+    search = RateSearch(s.start_rate[mode], s.max_doublings, s.bisect_steps)
     details: list[dict[str, Any]] = []
     while (rate := search.next_target()) is not None:
         log(f"throughput trial {len(details) + 1}: {mode} at {rate:,.0f} events/s for {s.window_s:g}s")

@@ -151,6 +151,9 @@ static __always_inline int current_exe(struct rw_lsm_scratch *sc)
     const void *exe = btf_ptr(mm, RW_OFF_MM_EXE_FILE);
     if (!exe)
         return -1;
+    /* deny_except is a hash over the whole buffer: bytes after the NUL must be zero, not
+     * left over from an earlier, longer path in this per-CPU scratch. */
+    __builtin_memset(sc->exe.path, 0, sizeof(sc->exe.path));
     long n = bpf_d_path((struct path *)((const char *)exe + RW_OFF_FILE_F_PATH),
                         sc->exe.path, sizeof(sc->exe.path));
     return n > 0 ? 0 : -1;

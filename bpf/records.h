@@ -194,7 +194,6 @@ enum rw_deny_hook {
 };
 
 #define RW_DENY_F_AUDIT (1u << 0)          /* audit mode: reported, not denied */
-#define RW_DENY_F_PATH_TRUNCATED (1u << 1) /* path did not fit RW_PATH_LEN */
 
 struct rw_deny {
     struct rw_header h;

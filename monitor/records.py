@@ -168,7 +168,6 @@ class CProc(ct.Structure):
 
 DENY_ANCESTORS = 4
 DENY_F_AUDIT = 1 << 0
-DENY_F_PATH_TRUNCATED = 1 << 1
 
 
 class DenyHook(enum.IntEnum):

@@ -23,6 +23,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO))
 
+from monitor.control import request  # noqa: E402
 from tests.monitor_proc import RunningMonitor, read_jsonl  # noqa: E402
 
 WORK = Path("/run/rwtest")  # tmpfs in the guest: the root is read-only 9p
@@ -178,6 +179,8 @@ def main(results_dir: Path) -> int:
         results["exec_ok_after_reload"] = exec_errno(BIN / "ok")
         results["alert_ok_after_reload"] = wait_alert(mon, "deny exec ok", f"{BIN}/ok")
         results["alerts"] = alerts(mon)
+        stats = request(mon.control_socket, "stats", timeout=60)
+        results["stats"] = stats
         results["stop_rc"] = mon.stop(timeout=120)
         results["logs"] = [e for e in mon.logs() if e.get("event", "").startswith(("enforce", "rules"))]
         server.close()

@@ -94,6 +94,7 @@ def render(results: dict[str, Any]) -> str:
             gen = ("" if t["generator_kept_up"]
                    else f" (generator reached only {_fmt(t['generator_ops_per_s'])}/s)")
             lines.append(f"  offered {_fmt(t['target']):>10}/s  seen {_fmt(t['achieved']):>10}/s  "
+                         f"all records {_fmt(t.get('all_records_per_s')):>10}/s  "
                          f"cpu {t['cpu_fraction'] * 100:5.1f}%  {status}{gen}")
         lines.append(f"  best with nothing lost: {_fmt(tp['best_events_per_s'])} events/s "
                      f"(search ended by the {tp['bound']})")

@@ -88,6 +88,9 @@ def trial(ctx: Context, mode: str, rate: float, n: int) -> tuple[Trial, dict[str
         "generator_ops_per_s": gen.ops_per_s,
         "events_seen": seen,
         "all_records_delivered": ringwatch.delivered_total(stopped),
+        # Everything ringwatch consumed over its whole run (start-up and drain included),
+        # per second of the window: the generator's events plus the host's own.
+        "all_records_per_s": ringwatch.delivered_total(stopped) / elapsed,
         "losses": lost,
         "drain_s": drain_s,
         "drain_from": "stats" if lag is not None else "stop",

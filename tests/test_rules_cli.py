@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 from tests.monitor_proc import REPO
-from tests.rules_util import DEFAULT_RULES
+from tests.rules_util import EXEC_RULES
 
 FIXTURE = REPO / "tests" / "fixtures" / "exec_events.jsonl"
 NOBODY = 65534
-ONLY_DEFAULT = ("--no-default-rules", "--rules", str(DEFAULT_RULES))
+EXEC_ONLY = ("--no-default-rules", "--rules", str(EXEC_RULES))
 
 
 def ringwatch(*args: str, user: int | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,7 +21,7 @@ def ringwatch(*args: str, user: int | None = None) -> subprocess.CompletedProces
     if user is not None:
         # Replay needs neither root nor a kernel: prove it by dropping to nobody.
         cmd = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *cmd]
-    # Hermetic: no /etc/ringwatch/rules.d, and only rules/default.yaml of the packaged rules.
+    # Hermetic: no /etc/ringwatch/rules.d; tests pass --no-default-rules and the exec ruleset.
     env = {**os.environ, "HOME": "/", "RINGWATCH_RULES_D": "/nonexistent/rules.d"}
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=120, check=False)
 
@@ -31,7 +31,7 @@ def alerts_of(stdout: str) -> list[dict[str, object]]:
 
 
 def test_replay_recorded_fixture_with_default_rules_as_nobody() -> None:
-    res = ringwatch("replay", str(FIXTURE), *ONLY_DEFAULT, user=NOBODY)
+    res = ringwatch("replay", str(FIXTURE), *EXEC_ONLY, user=NOBODY)
     assert res.returncode == 0, res.stderr
     alerts = alerts_of(res.stdout)
     by_rule = {a["rule"]: a for a in alerts}
@@ -58,7 +58,7 @@ def test_replay_skips_and_counts_malformed_lines(tmp_path: Path) -> None:
     lines = FIXTURE.read_text().splitlines()
     bad = tmp_path / "events.jsonl"
     bad.write_text("\n".join([lines[0], "{not json", "[1, 2]", *lines[1:], '{"evt.type": "exec']) + "\n")
-    res = ringwatch("replay", str(bad), *ONLY_DEFAULT)
+    res = ringwatch("replay", str(bad), *EXEC_ONLY)
     assert res.returncode == 0, res.stderr
     assert f"{bad}:2: skipped malformed event: not JSON" in res.stderr
     assert f"{bad}:3: skipped malformed event: expected a JSON object, got list" in res.stderr
@@ -87,7 +87,7 @@ def test_replay_with_extra_rules_and_without_defaults(tmp_path: Path) -> None:
 def test_validate_lists_every_error_and_fails(tmp_path: Path) -> None:
     good = tmp_path / "good.yaml"
     good.write_text("- rule: Netcat remote code execution\n  enabled: false\n")
-    res = ringwatch("rules", "validate", "--no-default-rules", str(DEFAULT_RULES), str(good))
+    res = ringwatch("rules", "validate", "--no-default-rules", str(EXEC_RULES), str(good))
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("ok: 4 rules from 2 file(s)")
     bad = tmp_path / "bad.yaml"
@@ -95,7 +95,7 @@ def test_validate_lists_every_error_and_fails(tmp_path: Path) -> None:
         "- rule: a\n  condition: proc.nam == 1\n  output: o\n  priority: INFO\n"
         "- rule: b\n  condition: evt.type == 'x'\n  output: o\n  priority: SEVERE\n"
     )
-    res = ringwatch("rules", "validate", "--no-default-rules", str(DEFAULT_RULES), str(good), str(bad))
+    res = ringwatch("rules", "validate", "--no-default-rules", str(EXEC_RULES), str(good), str(bad))
     assert res.returncode == 1
     assert f"{bad}:2:14: rule 'a': unknown field 'proc.nam'" in res.stderr
     assert f"{bad}:8:13: rule 'b': priority: 'SEVERE' is not one of" in res.stderr
@@ -105,14 +105,14 @@ def test_validate_lists_every_error_and_fails(tmp_path: Path) -> None:
 def test_rules_list(tmp_path: Path) -> None:
     off = tmp_path / "off.yaml"
     off.write_text("- rule: Netcat remote code execution\n  enabled: false\n")
-    res = ringwatch("rules", "list", "--json", *ONLY_DEFAULT, "--rules", str(off))
+    res = ringwatch("rules", "list", "--json", *EXEC_ONLY, "--rules", str(off))
     assert res.returncode == 0, res.stderr
     rows = {r["name"]: r for r in alerts_of(res.stdout)}
     assert rows["Netcat remote code execution"]["enabled"] is False
     assert rows["Netcat remote code execution"]["priority"] == "CRITICAL"
     assert rows["Shell spawned by a server process"]["event_types"] == ["execve", "execveat"]
     assert rows["Shell spawned by a server process"]["tags"] == ["process", "mitre_execution", "T1505.003"]
-    table = ringwatch("rules", "list", *ONLY_DEFAULT)
+    table = ringwatch("rules", "list", *EXEC_ONLY)
     assert table.returncode == 0
     assert table.stdout.splitlines()[0].split() == [
         "NAME",
@@ -141,7 +141,7 @@ def test_run_refuses_bad_rules_before_touching_the_kernel(tmp_path: Path) -> Non
     bad.write_text("- rule: a\n  condition: proc.nam == 1\n  output: o\n  priority: INFO\n")
     cfg = tmp_path / "config.yaml"
     cfg.write_text("{}\n")
-    res = ringwatch("run", "--config", str(cfg), *ONLY_DEFAULT, "--rules", str(bad), "--duration", "1")
+    res = ringwatch("run", "--config", str(cfg), *EXEC_ONLY, "--rules", str(bad), "--duration", "1")
     assert res.returncode == 2
     assert "ringwatch: 1 error in rules:" in res.stderr
     assert f"{bad}:2:14: rule 'a': unknown field 'proc.nam'" in res.stderr

@@ -159,10 +159,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=200_000, help="events to generate (default 200000)")
     p.add_argument("--file", type=Path, help="replay this recorded file instead of generating one")
     p.add_argument("--rules", action="append", type=Path, default=[], help="extra rules files")
+    p.add_argument("--no-default-rules", action="store_true", help="only the --rules files")
     p.add_argument("--json", type=Path, help="also write the result here")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds; the best is reported (default 3)")
     args = p.parse_args(argv)
-    sources = RuleSources(paths=tuple(args.rules), system_dir=None)
+    sources = RuleSources(paths=tuple(args.rules), defaults=not args.no_default_rules, system_dir=None)
     with tempfile.TemporaryDirectory(prefix="rw-replay-") as tmp:
         path = args.file
         if path is None:

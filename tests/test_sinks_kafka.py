@@ -84,7 +84,8 @@ def test_delivery_key_headers_and_order(tansu: TansuBroker, tmp_path: Path) -> N
         sink.emit(alert(i))
     event = {"evt.type": "execve", "proc.pid": 7}  # no id: the sink must give it one
     sink.emit(event)
-    sink.flush(20)
+    sink.flush(60)
+    wait_until(lambda: sink.stats()["written"] >= n + 1, 60, "every record acknowledged")
     st = sink.stats()
     sink.close()
     assert st["written"] == n + 1 and st["dropped"] == 0 and st["spooled"] == 0, st

@@ -10,7 +10,13 @@ class Sink(Protocol):
     """A destination for JSON-serialisable records (events or alerts).
 
     emit() must not block the ring-buffer consumer for long: a sink that talks to a
-    network does its I/O elsewhere and bounds (and counts) its backlog.
+    network does its I/O elsewhere and bounds (and counts) its backlog. Such a sink
+    serialises the record later, on its own thread: callers must not change a record
+    after emitting it.
+
+    stats() counters, all ints: written (delivered), errors (records lost to an error),
+    dropped (records thrown away, e.g. a full queue), queued (held in memory now), and
+    for sinks with a spool, spooled (held on disk now). Absent keys mean zero.
     """
 
     name: str

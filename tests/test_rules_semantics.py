@@ -8,7 +8,7 @@ import pytest
 
 from monitor.rules import RulesError, RuleSources, load
 from monitor.rules.condition import literal_prefix, quote, unquote
-from tests.rules_util import default_rules, exec_event, load_text, sources, write
+from tests.rules_util import default_rules, problems_of, exec_event, load_text, sources, write
 
 RULE = """
 - rule: r
@@ -402,3 +402,17 @@ def test_packaged_rules_dir_is_loaded_first_by_default() -> None:
     assert str(PACKAGE_RULES_DIR / "default.yaml") in rs.files
     assert all(Path(f).parent == PACKAGE_RULES_DIR for f in rs.files)
     assert rs.rules
+
+
+def test_startswith_a_list(tmp_path: Path) -> None:
+    lists = "- list: dirs\n  items: [/tmp/, /var/tmp/, /a.b/]\n"
+    cond = "proc.exe startswith dirs"
+    assert fires(tmp_path, cond, exec_event(proc__exe="/var/tmp/x"), lists)
+    assert fires(tmp_path, cond, exec_event(proc__exe="/a.b/x"), lists)
+    assert not fires(tmp_path, cond, exec_event(proc__exe="/aXb/x"), lists)
+    assert not fires(tmp_path, cond, exec_event(proc__exe="/usr/tmp/x"), lists)
+    assert fires(tmp_path, "proc.exe endswith dirs", exec_event(proc__exe="/x/tmp/"), lists)
+    rs = load_text(tmp_path, lists + RULE.format(cond=cond))
+    assert rs.rules[0].condition == 'proc.exe =~ "^(?:/tmp/|/var/tmp/|/a\\\\.b/)"'
+    bad = problems_of(tmp_path, "- list: nums\n  items: [1]\n" + RULE.format(cond="proc.exe startswith nums"))
+    assert [p.message for p in bad] == ["startswith nums: the list must hold strings, at least one"]

@@ -7,6 +7,7 @@ Steps, on tokens (string literals and comments are never touched):
 - `X startswith "p"` becomes `X =~ "^p"` (regex-escaped), `X endswith "s"` becomes
   `X =~ ".*s$"`: rule-engine's `=~` is an anchored match, so a prefix test is always an
   `=~` whose pattern starts with `^` and literal text (see `literal_prefix`);
+  `X startswith my_list` matches any item: `X =~ "^(?:a|b)"`, one compiled pattern;
 - any other bare name must be a comprehension variable or a rule-engine keyword.
 Every replacement is recorded so a rule-engine error offset maps back to the file.
 """
@@ -236,10 +237,18 @@ class Expander:
                 j = i
                 while j < len(tokens) and tokens[j].kind == "ws":
                     j += 1
-                if j >= len(tokens) or tokens[j].kind != "str":
-                    raise ExpandError(tok.pos, f"{name} needs a string literal on its right")
-                value = unquote(tokens[j].text)
-                pattern = "^" + re.escape(value) if name == "startswith" else ".*" + re.escape(value) + "$"
+                if j < len(tokens) and tokens[j].kind == "str":
+                    value = re.escape(unquote(tokens[j].text))
+                elif j < len(tokens) and tokens[j].kind == "name" and tokens[j].text in self.lists:
+                    # `x startswith my_list`: any of the list's items, as one compiled pattern.
+                    items = self.list_values(tokens[j].text)
+                    if not items or not all(isinstance(v, str) for v in items):
+                        raise ExpandError(tokens[j].pos, f"{name} {tokens[j].text}: the list must hold "
+                                                         "strings, at least one")
+                    value = "(?:" + "|".join(re.escape(v) for v in items) + ")"
+                else:
+                    raise ExpandError(tok.pos, f"{name} needs a string literal or a list name on its right")
+                pattern = "^" + value if name == "startswith" else ".*" + value + "$"
                 text_out = "=~ " + quote(pattern)
                 emit(text_out, text_out, tok, tokens[j].pos + len(tokens[j].text) - tok.pos)
                 prev = tokens[j]

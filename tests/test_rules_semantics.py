@@ -8,7 +8,7 @@ import pytest
 
 from monitor.rules import RulesError, RuleSources, load
 from monitor.rules.condition import literal_prefix, quote, unquote
-from tests.rules_util import default_rules, problems_of, exec_event, load_text, sources, write
+from tests.rules_util import default_rules, exec_event, load_text, problems_of, sources, write
 
 RULE = """
 - rule: r

@@ -104,6 +104,7 @@ BPF_PERCPU_ARRAY(enforce_stats, u64, RW_ENF_STAT_MAX);
 struct rw_lsm_scratch {
     struct rw_path_key key;
     struct rw_except_key exe;
+    char raw[RW_PATH_LEN];
 };
 BPF_PERCPU_ARRAY(lsm_scratch, struct rw_lsm_scratch, 1);
 
@@ -151,12 +152,15 @@ static __always_inline int current_exe(struct rw_lsm_scratch *sc)
     const void *exe = btf_ptr(mm, RW_OFF_MM_EXE_FILE);
     if (!exe)
         return -1;
-    /* deny_except is a hash over the whole buffer: bytes after the NUL must be zero, not
-     * left over from an earlier, longer path in this per-CPU scratch. */
-    __builtin_memset(sc->exe.path, 0, sizeof(sc->exe.path));
     long n = bpf_d_path((struct path *)((const char *)exe + RW_OFF_FILE_F_PATH),
-                        sc->exe.path, sizeof(sc->exe.path));
-    return n > 0 ? 0 : -1;
+                        sc->raw, sizeof(sc->raw));
+    if (n <= 0)
+        return -1;
+    /* deny_except is a hash over the whole key, but bpf_d_path leaves bytes of its work
+     * after the NUL: copy the string alone into a zeroed key. */
+    __builtin_memset(sc->exe.path, 0, sizeof(sc->exe.path));
+    bpf_probe_read_kernel_str(sc->exe.path, sizeof(sc->exe.path), sc->raw);
+    return 0;
 }
 
 /* Decide among the rules of one key: the first applicable enforcing rule wins, else the

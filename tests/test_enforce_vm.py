@@ -75,7 +75,7 @@ def test_exec_denial_alert_has_process_and_ancestry(guest: dict[str, Any]) -> No
 def test_open_denied_except_for_named_binary(guest: dict[str, Any]) -> None:
     assert guest["open_secret"] == errno.EPERM
     assert guest["cat_secret_rc"] != 0
-    assert guest["head_secret"] == "secret\n"
+    assert guest["head_secret"] == "secret\n", guest["stats"]["enforcement"]
     a = alert_checks(guest["alert_open"], "deny", guest)
     assert a["process"]["pid"] == guest["pid"]
     assert a["ancestors"][0]["pid"] == guest["ppid"]

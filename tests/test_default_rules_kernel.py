@@ -1,0 +1,608 @@
+"""The packaged default ruleset on the real kernel.
+
+One `ringwatch run` with only rules/default.yaml loaded. Each test performs an attack
+behaviour for real (as root; attempts that fail, like loading a garbage kernel module,
+still make the syscall) and a benign look-alike of it, then checks that the alert came,
+attributed to the process that did it and to its parent, and that the look-alike raised
+nothing. The look-alike runs first: records reach userspace in order, so once the attack's
+alert is out, the look-alike's events have been evaluated too. The last test runs a busy
+benign workload (gcc, git, pip into a fresh venv, python) and allows no alert from it but
+the one it causes on purpose at its end.
+
+The monitor traces one cgroup (sensor.cgroups) that holds this test process and so every
+process the tests start: the rules need every open on the host, and on a shared machine
+other people's storms would fill the ring buffer. The rules and their evaluation are the
+packaged ones, unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.kernel_util import cgroup2_root
+from tests.monitor_proc import REPO, RunningMonitor, read_jsonl
+
+pytestmark = pytest.mark.kernel
+
+Alert = dict[str, Any]
+ACTIONS = Path(__file__).resolve().parent / "default_rules_actions.py"
+DEFAULT_RULES = REPO / "rules" / "default.yaml"
+MY_COMM = Path("/proc/self/comm").read_text().strip()
+# The helper runs under the same interpreter path as pytest: same comm.
+HELPER_COMM = MY_COMM
+WWW_DATA = 33
+
+
+class AlertMonitor(RunningMonitor):
+    """`ringwatch run` that only writes alerts (stdout): recording every open on a busy
+    host to a file would cost more than the rules under test."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "monitor", "--log-json", "run", "--config", str(self.config_path)]
+
+
+def _own_cgroup2() -> Path:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        if line.startswith("0::"):
+            return cgroup2_root() / line[3:].lstrip("/")
+    raise AssertionError("not in a cgroup v2 hierarchy")
+
+
+@pytest.fixture(scope="module")
+def scope() -> Iterator[Path]:
+    """A cgroup holding this test process, hence everything the tests start.
+
+    The monitor traces only it (sensor.cgroups): on a shared machine, other people's
+    storms would otherwise fill the ring buffer (the rules need every open on the host)
+    and their processes add alerts. What is traced and how it is judged is unchanged.
+    """
+    home = _own_cgroup2()
+    cg = cgroup2_root() / f"ringwatch-test-default-rules-{os.getpid()}"
+    cg.mkdir()
+    try:
+        (cg / "cgroup.procs").write_text(str(os.getpid()))
+        yield cg
+    finally:
+        (home / "cgroup.procs").write_text(str(os.getpid()))
+        for pid in (cg / "cgroup.procs").read_text().split():  # stragglers, if any
+            with contextlib.suppress(OSError):
+                (home / "cgroup.procs").write_text(pid)
+        cg.rmdir()
+
+
+@pytest.fixture(scope="module")
+def mon(tmp_path_factory: pytest.TempPathFactory, scope: Path) -> Iterator[AlertMonitor]:
+    assert os.geteuid() == 0, "kernel tests need root"
+    work = tmp_path_factory.mktemp("default-rules")
+    rules_d = work / "rules.d"  # empty: a host's /etc/ringwatch/rules.d must not count
+    rules_d.mkdir()
+    pin = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
+    cfg = {
+        "sensor": {"cgroups": [str(scope)]},
+        "lineage": {"bpffs_dir": str(pin)},
+        "control": {"socket": str(work / "control.sock")},
+    }
+    m = AlertMonitor(work, cfg, env={"RINGWATCH_RULES_D": str(rules_d)})
+    try:
+        m.start(timeout=180)
+        loaded = m.wait_log("rules_loaded")
+        assert loaded["files"] == [str(DEFAULT_RULES)]
+        items = yaml.safe_load(DEFAULT_RULES.read_text())
+        assert loaded["rules"] == sum(1 for item in items if "rule" in item)
+        yield m
+        assert m.stop() == 0
+    finally:
+        m.__exit__(None, None, None)
+        shutil.rmtree(pin, ignore_errors=True)
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def alerts(mon: RunningMonitor) -> list[Alert]:
+    return read_jsonl(mon.stdout_path)
+
+
+def _brief(a: Alert) -> str:
+    return f"{a['rule']}: pid={a['process']['pid']} ppid={a['process']['ppid']} {a['output']}"
+
+
+def wait_alert(mon: RunningMonitor, rule: str, pred: Callable[[Alert], bool], what: str,
+               timeout: float = 60) -> Alert:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for a in alerts(mon):
+            if a["rule"] == rule and pred(a):
+                return a
+        assert mon.proc is not None and mon.proc.poll() is None, mon.stderr_path.read_text()[-3000:]
+        time.sleep(0.1)
+    seen = "\n".join(_brief(a) for a in alerts(mon)[-40:])
+    raise AssertionError(f"no {rule!r} alert for {what} within {timeout}s; last alerts:\n{seen}")
+
+
+def alert_for(mon: RunningMonitor, rule: str, pid: int, **event: Any) -> Alert:
+    """The rule's alert for process pid whose event has these field values."""
+    def pred(a: Alert) -> bool:
+        return a["process"]["pid"] == pid and all(a["event"].get(k) == v for k, v in event.items())
+    return wait_alert(mon, rule, pred, f"pid {pid} {event or ''}")
+
+
+def assert_attributed(a: Alert, pid: int, ppid: int, pname: str) -> None:
+    ev = a["event"]
+    assert a["process"]["pid"] == ev["proc.pid"] == pid, _brief(a)
+    assert a["process"]["ppid"] == ev["proc.ppid"] == ppid, _brief(a)
+    assert ev["proc.pname"] == pname, _brief(a)
+    assert ev["proc.apid"][0] == ppid, _brief(a)
+    assert f"pid={pid}" in a["output"] and f"parent={pname}" in a["output"], a["output"]
+
+
+def assert_no_alerts(mon: RunningMonitor, pids: list[int], why: str) -> None:
+    mine = [a for a in alerts(mon) if a["process"]["pid"] in pids]
+    assert not mine, f"{why}: unexpected alerts:\n" + "\n".join(_brief(a) for a in mine)
+
+
+def run(argv: list[str], **kw: Any) -> int:
+    """Run a program to completion (its exit status is not the point); its pid."""
+    kw.setdefault("stdout", subprocess.DEVNULL)
+    kw.setdefault("stderr", subprocess.DEVNULL)
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    p = subprocess.Popen(argv, **kw)
+    p.wait(timeout=60)
+    return p.pid
+
+
+def action(name: str, *args: str) -> dict[str, Any]:
+    """Run a tests/default_rules_actions.py action; its JSON report (pid, ppid, ...)."""
+    p = subprocess.Popen([sys.executable, str(ACTIONS), name, *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, f"{name} failed ({p.returncode}): {err}"
+    report: dict[str, Any] = json.loads(out)
+    report["proc_pid"] = p.pid
+    return report
+
+
+def me() -> tuple[int, str]:
+    return os.getpid(), MY_COMM
+
+
+class Listener:
+    """A TCP server on 127.0.0.1 that accepts and closes every connection."""
+
+    def __init__(self) -> None:
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    srv = Listener()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def private_dir() -> Iterator[Path]:
+    """Root-only scratch outside the world-writable directories (a program run from /tmp
+    is itself an alert)."""
+    path = Path(f"/run/ringwatch-test-{uuid.uuid4().hex[:8]}")
+    path.mkdir(mode=0o700)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# --- credential access -----------------------------------------------------------------
+
+
+def test_read_sensitive_file_untrusted(mon: AlertMonitor) -> None:
+    benign = run(["cat", "/etc/os-release"])
+    bad = run(["cat", "/etc/shadow"])
+    a = alert_for(mon, "Read sensitive file untrusted", bad, **{"fd.name": "/etc/shadow"})
+    assert_attributed(a, bad, *me())
+    assert a["event"]["proc.name"] == "cat" and a["event"]["evt.is_open_read"] is True
+    assert "file=/etc/shadow" in a["output"]
+    assert a["priority"] == "WARNING" and "mitre_credential_access" in a["tags"]
+    assert_no_alerts(mon, [benign], "cat /etc/os-release")
+
+
+def test_directory_traversal_monitored_file_read(mon: AlertMonitor, tmp_path: Path) -> None:
+    www = tmp_path / "www" / "html"
+    www.mkdir(parents=True)
+    (www / "index.html").write_text("hi")
+    traversal = f"{www}/" + "../" * 16 + "etc/passwd"
+    benign = action("open_read", "/etc/passwd", f"{www}/../html/index.html")
+    # A user typing ../ in a shell is not a web application's traversal bug.
+    typed = run(["/bin/sh", "-c", f"cat {traversal} >/dev/null; true"])
+    bad = action("open_read", traversal)
+    assert bad["results"] == [0]
+    a = alert_for(mon, "Directory traversal monitored file read", bad["pid"],
+                  **{"fd.name": "/etc/passwd", "fd.nameraw": traversal})
+    assert_attributed(a, bad["pid"], *me())
+    assert_no_alerts(mon, [benign["pid"]], "/etc/passwd without ../, and ../ outside /etc")
+    typed_cats = [x for x in alerts(mon) if x["event"].get("proc.ppid") == typed]
+    assert not typed_cats, [_brief(x) for x in typed_cats]
+
+
+def test_search_private_keys_or_passwords(mon: AlertMonitor, tmp_path: Path) -> None:
+    d = tmp_path / "home"
+    (d / ".ssh").mkdir(parents=True)
+    (d / ".ssh" / "id_rsa").write_text("-----BEGIN RSA PRIVATE KEY-----\nxx\n")
+    (d / "notes.txt").write_text("hello password=hunter2\n")
+    benign = [run(["find", str(d), "-name", "*.txt"]), run(["grep", "-r", "hello", str(d)]),
+              run(["grep", "-i", "password", str(d / "notes.txt")])]  # not a recursive hunt
+    by_find = run(["find", str(d), "-name", "id_rsa"])
+    by_header = run(["grep", "-rl", "BEGIN RSA PRIVATE", str(d)])
+    by_password = run(["grep", "-ri", "password", str(d)])
+    rule = "Search private keys or passwords"
+    for pid, name in ((by_find, "find"), (by_header, "grep"), (by_password, "grep")):
+        a = alert_for(mon, rule, pid, **{"proc.name": name})
+        assert_attributed(a, pid, *me())
+    assert_no_alerts(mon, benign, "find *.txt, grep -r hello, grep -i password FILE")
+
+
+def test_find_aws_credentials(mon: AlertMonitor, tmp_path: Path) -> None:
+    d = tmp_path / "home"
+    (d / ".aws").mkdir(parents=True)
+    (d / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = x\n")
+    (d / ".aws" / "config").write_text("[default]\nregion = eu-west-1\n")
+    benign = [run(["find", str(d), "-name", "config"]), run(["grep", "-r", "region", str(d)])]
+    by_find = run(["find", str(d), "-path", "*/.aws/credentials"])
+    by_grep = run(["grep", "-r", "aws_secret_access_key", str(d)])
+    for pid in (by_find, by_grep):
+        a = alert_for(mon, "Find AWS credentials", pid)
+        assert_attributed(a, pid, *me())
+    assert_no_alerts(mon, benign, "find -name config, grep -r region")
+
+
+def test_symlink_and_hardlink_over_sensitive_files(mon: AlertMonitor, tmp_path: Path) -> None:
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    benign = [run(["ln", "-s", "/etc/os-release", str(tmp_path / "l1")]),
+              run(["ln", str(plain), str(tmp_path / "l2")])]
+    sym = run(["ln", "-s", "/etc/shadow", str(tmp_path / "l3")])
+    hard_link = tmp_path / "l4"
+    try:
+        hard = run(["ln", "/etc/shadow", str(hard_link)])  # the attempt counts, EXDEV or not
+        a = alert_for(mon, "Create symlink over sensitive files", sym, **{"evt.arg.target": "/etc/shadow"})
+        assert_attributed(a, sym, *me())
+        assert a["event"]["evt.arg.linkpath"] == str(tmp_path / "l3")
+        a = alert_for(mon, "Create hardlink over sensitive files", hard, **{"evt.arg.oldpath": "/etc/shadow"})
+        assert_attributed(a, hard, *me())
+        assert a["event"]["evt.arg.newpath"] == str(hard_link)
+    finally:
+        hard_link.unlink(missing_ok=True)
+    assert_no_alerts(mon, benign, "links to /etc/os-release and a plain file")
+
+
+# --- execution -------------------------------------------------------------------------
+
+
+def test_shell_spawned_by_server_process(mon: AlertMonitor, private_dir: Path) -> None:
+    nginx = private_dir / "nginx"  # a "web server": bash under nginx's name
+    shutil.copy("/bin/bash", nginx)
+    benign = run(["/bin/sh", "-c", "exit 0"])  # a shell, but started by python
+    # The server runs a non-shell first, then a shell; `exit 0` keeps bash from exec'ing.
+    server = subprocess.Popen([str(nginx), "-c", "/bin/true; /bin/sh -c 'exit 0'; exit 0"])
+    assert server.wait(timeout=60) == 0
+    a = wait_alert(mon, "Shell spawned by a server process",
+                   lambda x: x["process"]["ppid"] == server.pid, f"a child of nginx pid {server.pid}")
+    assert a["event"]["proc.name"] == "sh" and a["event"]["proc.exe"] == "/bin/sh"
+    assert_attributed(a, a["process"]["pid"], server.pid, "nginx")
+    assert a["event"]["proc.apid"][1] == os.getpid()
+    assert "shell=sh" in a["output"] and "parent=nginx" in a["output"]
+    assert_no_alerts(mon, [benign], "sh started by python")
+    others = [x for x in alerts(mon) if x["process"]["ppid"] == server.pid and x["rule"] != a["rule"]]
+    assert not others, [_brief(x) for x in others]
+    assert [x["event"]["proc.name"] for x in alerts(mon) if x["process"]["ppid"] == server.pid] == ["sh"]
+
+
+def test_netcat_remote_code_execution(mon: AlertMonitor, listener: Listener) -> None:
+    port = str(listener.port)
+    benign = run(["nc.traditional", "-z", "-w", "5", "127.0.0.1", port])  # a port check
+    bad = run(["nc.traditional", "-w", "5", "-e", "/bin/true", "127.0.0.1", port])
+    a = alert_for(mon, "Netcat remote code execution", bad)
+    assert_attributed(a, bad, *me())
+    assert f"cmdline=nc.traditional -w 5 -e /bin/true 127.0.0.1 {port}" in a["output"]
+    assert a["priority"] == "CRITICAL"
+    # nc -e hands the connection to the program as its stdio: the reverse-shell plumbing.
+    r = alert_for(mon, "Redirect stdout/stdin to network connection", bad)
+    assert r["event"]["fd.rport"] == listener.port
+    assert_no_alerts(mon, [benign], "nc -z")
+
+
+def test_redirect_stdio_to_network_connection(mon: AlertMonitor, listener: Listener) -> None:
+    benign = action("dup_benign", str(listener.port))
+    bad = action("dup_socket_stdio", str(listener.port))
+    rule = "Redirect stdout/stdin to network connection"
+    pid = bad["pid"]
+    for evt_type, newfd in (("dup2", 0), ("dup3", 2)):
+        a = alert_for(mon, rule, pid, **{"evt.type": evt_type, "evt.arg.newfd": newfd})
+        assert_attributed(a, pid, *me())
+        ev = a["event"]
+        assert (ev["fd.type"], ev["fd.rip"], ev["fd.rport"]) == ("ipv4", "127.0.0.1", listener.port)
+        assert f"connection=127.0.0.1:{listener.port}" in a["output"]
+    assert_no_alerts(mon, [benign["pid"]], "TCP socket onto fd 5, unix socket and a file onto stdin")
+
+
+def test_execution_from_dev_shm_and_temporary_directory(mon: AlertMonitor, tmp_path: Path) -> None:
+    shm = Path(f"/dev/shm/rw-test-{uuid.uuid4().hex[:8]}")
+    dropped = tmp_path / "payload"
+    shutil.copy("/bin/true", dropped)
+    try:
+        shutil.copy("/bin/true", shm)
+        benign = [run(["/bin/true"]), run(["/usr/bin/true"])]
+        from_shm = run([str(shm)])
+        from_tmp = run([str(dropped)])
+        a = alert_for(mon, "Execution from /dev/shm", from_shm, **{"proc.exe": str(shm)})
+        assert_attributed(a, from_shm, *me())
+        a = alert_for(mon, "Execution from a temporary directory", from_tmp, **{"proc.exe": str(dropped)})
+        assert_attributed(a, from_tmp, *me())
+    finally:
+        shm.unlink(missing_ok=True)
+    # One alert each: /dev/shm is not also reported as a temporary directory.
+    assert [x["rule"] for x in alerts(mon) if x["process"]["pid"] == from_shm] == ["Execution from /dev/shm"]
+    assert_no_alerts(mon, benign, "/bin/true and /usr/bin/true")
+
+
+def test_fileless_execution_via_memfd(mon: AlertMonitor) -> None:
+    benign = action("memfd_benign")  # a memfd as scratch memory, and a normal exec
+    bad = action("memfd_exec")
+    a = alert_for(mon, "Fileless execution via memfd_create", bad["pid"])
+    assert a["event"]["proc.is_exe_from_memfd"] is True
+    assert a["event"]["evt.type"] == "execveat"
+    assert_attributed(a, bad["pid"], bad["ppid"], HELPER_COMM)
+    assert a["event"]["proc.apid"][1] == os.getpid()
+    assert_no_alerts(mon, [benign["pid"], benign["ppid"], bad["ppid"]], "memfd scratch, exec of /bin/true")
+
+
+def test_system_user_runs_interactive_shell(mon: AlertMonitor) -> None:
+    as_www = ["setpriv", f"--reuid={WWW_DATA}", f"--regid={WWW_DATA}", "--clear-groups"]
+    benign = [run([*as_www, "/bin/sh", "-c", "true"]),  # a command, not a session
+              run(["/bin/bash"])]  # root's shell
+    bad = run([*as_www, "/bin/bash"])  # setpriv execs bash in its place: same pid
+    a = alert_for(mon, "System user runs an interactive shell", bad)
+    assert_attributed(a, bad, *me())
+    assert a["event"]["user.uid"] == WWW_DATA and a["event"]["user.name"] == "www-data"
+    assert_no_alerts(mon, benign, "www-data running sh -c, root running bash")
+
+
+# --- defense evasion and impact -----------------------------------------------------------
+
+
+def test_clear_log_activities(mon: AlertMonitor) -> None:
+    log = Path(f"/var/log/rw-test-{uuid.uuid4().hex[:8]}.log")
+    with open(log, "x") as fh:  # O_CREAT|O_EXCL, no O_TRUNC
+        fh.write("line 1\n")
+    try:
+        benign = run(["/bin/sh", "-c", f"echo line 2 >> {log}"])
+        bad = run(["/bin/sh", "-c", f": > {log}"])
+        a = alert_for(mon, "Clear log activities", bad, **{"fd.name": str(log)})
+        assert_attributed(a, bad, *me())
+        assert "O_TRUNC" in a["event"]["evt.arg.flags"]
+        assert log.read_text() == ""
+    finally:
+        log.unlink(missing_ok=True)
+    assert_no_alerts(mon, [benign], "appending to a log")
+
+
+def test_remove_bulk_data_from_disk(mon: AlertMonitor, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).write_bytes(os.urandom(4096))
+    benign = run(["rm", "-f", str(tmp_path / "a")])
+    bad = run(["shred", "-u", "-n", "1", str(tmp_path / "b")])
+    a = alert_for(mon, "Remove bulk data from disk", bad)
+    assert_attributed(a, bad, *me())
+    assert not (tmp_path / "b").exists()
+    assert_no_alerts(mon, [benign], "rm of one file")
+
+
+def test_ptrace_attach_and_anti_debug(mon: AlertMonitor) -> None:
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        benign = action("ptrace_peek", str(target.pid))  # a read-only request, not attached
+        attach = action("ptrace_attach", str(target.pid))
+        assert attach["ret"] == 0, attach
+        traceme = action("ptrace_traceme")
+    finally:
+        target.kill()
+        target.wait()
+    a = alert_for(mon, "PTRACE attached to process", attach["pid"], **{"evt.arg.pid": target.pid})
+    assert_attributed(a, attach["pid"], *me())
+    assert a["event"]["evt.arg.request"] == "PTRACE_ATTACH"
+    a = alert_for(mon, "PTRACE anti-debug attempt", traceme["pid"])
+    assert_attributed(a, traceme["pid"], traceme["ppid"], HELPER_COMM)
+    assert a["event"]["evt.arg.request"] == "PTRACE_TRACEME"
+    assert_no_alerts(mon, [benign["pid"], traceme["ppid"]], "PTRACE_PEEKDATA")
+
+
+# --- persistence and privilege --------------------------------------------------------------
+
+
+def test_write_below_etc_and_to_sudoers(mon: AlertMonitor, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    etc_file = Path(f"/etc/rw-test-{tag}.conf")
+    sudoers_file = Path(f"/etc/sudoers.d/rw-test-{tag}")  # no dot: sudo would read it
+    moved = Path(f"/etc/sudoers.d/rw-test-{tag}-mv")
+    lookalike = tmp_path / "etc" / "sudoers.d"
+    lookalike.mkdir(parents=True)
+    staged = Path("/var/tmp") / f"rw-test-{tag}"
+    staged.write_text("# ringwatch test, harmless\n")
+    made_dir = not sudoers_file.parent.exists()  # no sudo installed: a real write needs it
+    if made_dir:
+        sudoers_file.parent.mkdir(mode=0o750)
+    try:
+        benign = [run(["cat", "/etc/os-release"]),
+                  run(["/bin/sh", "-c", f"echo '# x' > {lookalike}/rw; true"])]
+        etc_w = run(["/bin/sh", "-c", f"echo '# ringwatch test' > {etc_file}"])
+        sud_w = run(["/bin/sh", "-c", f"echo '# ringwatch test, harmless' > {sudoers_file}"])
+        sud_mv = run(["mv", str(staged), str(moved)])
+        a = alert_for(mon, "Write below etc", etc_w, **{"fd.name": str(etc_file)})
+        assert_attributed(a, etc_w, *me())
+        assert a["priority"] == "ERROR"
+        a = alert_for(mon, "Write to sudoers", sud_w, **{"fd.name": str(sudoers_file)})
+        assert_attributed(a, sud_w, *me())
+        assert a["priority"] == "CRITICAL" and a["event"]["evt.is_open_write"] is True
+        a = alert_for(mon, "Write to sudoers", sud_mv, **{"fd.name": str(moved)})
+        assert_attributed(a, sud_mv, *me())
+        assert a["event"]["evt.type"].startswith("rename")
+        assert a["event"]["evt.arg.oldpath"] == str(staged)
+    finally:
+        for p in (etc_file, sudoers_file, moved, staged):
+            p.unlink(missing_ok=True)
+        if made_dir:
+            sudoers_file.parent.rmdir()
+    # The sudoers writes are reported once, by the sudoers rule.
+    assert {x["rule"] for x in alerts(mon) if x["process"]["pid"] in (sud_w, sud_mv)} == {"Write to sudoers"}
+    assert_no_alerts(mon, benign, "reading /etc, writing a sudoers.d look-alike elsewhere")
+
+
+def test_kernel_module_injection(mon: AlertMonitor, tmp_path: Path) -> None:
+    garbage = tmp_path / "rootkit.ko"
+    garbage.write_bytes(b"\x7fELF" + os.urandom(4092))  # not a module: the load fails
+    benign = action("module_load", str(garbage), "systemd-udevd")  # the system's own loader
+    bad = action("module_load", str(garbage))
+    assert bad["finit"][0] == -1 and bad["init"][0] == -1, bad
+    for evt_type in ("finit_module", "init_module"):
+        a = alert_for(mon, "Linux kernel module injection", bad["pid"], **{"evt.type": evt_type})
+        assert_attributed(a, bad["pid"], *me())
+        assert a["event"]["evt.failed"] is True
+    assert_no_alerts(mon, [benign["pid"]], "a load by systemd-udevd")
+
+
+def test_bpf_program_loaded_by_unexpected_process(mon: AlertMonitor) -> None:
+    benign = action("bpf_benign")  # BPF_PROG_GET_NEXT_ID, as `bpftool prog list` does
+    bad = action("bpf_prog_load")
+    a = alert_for(mon, "BPF program loaded by an unexpected process", bad["pid"])
+    assert_attributed(a, bad["pid"], *me())
+    assert a["event"]["evt.arg.cmd"] == "BPF_PROG_LOAD"
+    assert_no_alerts(mon, [benign["pid"]], "BPF_PROG_GET_NEXT_ID")
+
+
+# --- network ------------------------------------------------------------------------------
+
+
+def test_packet_socket_created(mon: AlertMonitor) -> None:
+    benign = action("inet_socket")
+    bad = action("packet_socket")
+    a = alert_for(mon, "Packet socket created", bad["pid"])
+    assert_attributed(a, bad["pid"], *me())
+    assert (a["event"]["evt.arg.domain"], a["event"]["evt.arg.sotype"]) == ("AF_PACKET", "SOCK_RAW")
+    assert_no_alerts(mon, [benign["pid"]], "an AF_INET socket")
+
+
+def test_disallowed_ssh_connection_non_standard_port(mon: AlertMonitor, listener: Listener) -> None:
+    opts = ["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=10"]
+    benign = run(["ssh", *opts, "-p", "22", "rwtest@127.0.0.1", "true"])
+    bad = run(["ssh", *opts, "-p", str(listener.port), "rwtest@127.0.0.1", "true"])
+    a = alert_for(mon, "Disallowed SSH connection on a non-standard port", bad, **{"fd.rport": listener.port})
+    assert_attributed(a, bad, *me())
+    assert a["event"]["fd.name"] == f"127.0.0.1:{listener.port}"
+    assert_no_alerts(mon, [benign], "ssh -p 22")
+
+
+# --- noise budget ---------------------------------------------------------------------------
+
+WORKLOAD = r"""
+set -eu
+cd "$1"
+py="$2"
+gcc -O2 -Wall -o hello hello.c
+git init -q repo
+cd repo
+cp ../hello.c .
+git add hello.c
+git -c user.name=rw -c user.email=rw@example.invalid commit -q -m init
+git log --oneline >/dev/null
+git status --short >/dev/null
+cd ..
+"$py" -m pip wheel -q --no-deps --no-build-isolation --no-index -w dist ./tinypkg
+"$py" -m venv venv
+venv/bin/python -m pip install -q --no-index dist/tinypkg-0.1-py3-none-any.whl
+venv/bin/python -c 'import tinypkg; assert tinypkg.X == 1'
+"$py" -c '
+import hashlib, json, pathlib, re, sqlite3
+d = pathlib.Path("data"); d.mkdir()
+for i in range(200):
+    (d / f"{i}.json").write_text(json.dumps({"i": i, "h": hashlib.sha256(bytes(i)).hexdigest()}))
+db = sqlite3.connect("data.db")
+db.execute("create table t (k, v)")
+db.executemany("insert into t values (?, ?)", [(p.name, p.read_text()) for p in d.iterdir()])
+db.commit()
+assert sum(1 for p in d.iterdir() if re.match(r"\d+\.json$", p.name)) == 200
+'
+# The canary: the one alert this workload causes on purpose, after everything else.
+cat /etc/shadow >/dev/null
+"""
+
+
+def _records_lost(mon: RunningMonitor) -> int:
+    res = subprocess.run([sys.executable, "-m", "monitor", "stats", "--json",
+                          "--control-socket", str(mon.control_socket)],
+                         cwd=REPO, capture_output=True, text=True, timeout=60, check=True)
+    lost: int = json.loads(res.stdout)["drops"]["records_lost"]
+    return lost
+
+
+def test_noise_budget_busy_benign_workload(mon: AlertMonitor, tmp_path: Path) -> None:
+    work = tmp_path / "noise"
+    (work / "tinypkg" / "tinypkg").mkdir(parents=True)
+    (work / "tinypkg" / "tinypkg" / "__init__.py").write_text("X = 1\n")
+    (work / "tinypkg" / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n\n'
+        '[project]\nname = "tinypkg"\nversion = "0.1"\n')
+    (work / "hello.c").write_text('#include <stdio.h>\nint main(void) { puts("hello"); return 0; }\n')
+    script = tmp_path / "workload.sh"
+    script.write_text(WORKLOAD)
+    env = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_CACHE_DIR": "1",
+           "PIP_NO_INPUT": "1", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
+    lost_before = _records_lost(mon)
+    wl = subprocess.Popen(["/bin/bash", str(script), str(work), sys.executable], env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out, _ = wl.communicate(timeout=150)
+    assert wl.returncode == 0, out
+    assert (work / "hello").exists() and (work / "repo" / ".git").is_dir()
+    assert list((work / "venv").glob("lib/python3*/site-packages/tinypkg/__init__.py"))
+
+    def in_workload(a: Alert) -> bool:
+        return a["process"]["pid"] == wl.pid or wl.pid in (a["event"].get("proc.apid") or [])
+
+    canary = wait_alert(mon, "Read sensitive file untrusted",
+                        lambda a: in_workload(a) and a["event"]["proc.name"] == "cat",
+                        "the workload's canary cat /etc/shadow", timeout=120)
+    assert_attributed(canary, canary["process"]["pid"], wl.pid, "bash")
+    # Everything the workload did was evaluated before the canary (records arrive in order).
+    noise = [a for a in alerts(mon) if in_workload(a) and a["id"] != canary["id"]]
+    for a in noise:
+        print("NOISE:", _brief(a))
+    assert noise == [], "the benign workload raised alerts:\n" + "\n".join(_brief(a) for a in noise)
+    lost = _records_lost(mon) - lost_before
+    assert lost == 0, f"the kernel dropped {lost} records during the workload: the verdict would be void"

@@ -76,6 +76,8 @@ BPF_PERCPU_ARRAY(proc_scratch, struct rw_proc, 1);
 BPF_ARRAY(syscall_wanted, u8, RW_NR_MAX);
 BPF_PERCPU_ARRAY(lineage_stats, u64, RW_LIN_STAT_MAX);
 
+/* One counter helper per array: bcc rewrites map calls itself and refuses them inside
+ * macros or behind a table passed as an argument, so these cannot be shared. */
 static __always_inline void count_drop(u32 reason)
 {
     u64 *v = drops.lookup(&reason);

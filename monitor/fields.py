@@ -49,8 +49,8 @@ _FIELDS = [
           "whose aname[0] is the process itself)"),
     Field("proc.apid", list, "ancestor pids, nearest first"),
     Field("proc.aexe", list, "ancestor executable paths, nearest first"),
-    Field("fd.name", str, "file path (absolute and normalised when it can be known), socket peer "
-          "ip:port, unix socket path, or memfd:NAME"),
+    Field("fd.name", str, "file path (absolute and normalised when it can be known; the executable "
+          "for exec denials), socket peer ip:port, unix socket path, or memfd:NAME"),
     Field("fd.nameraw", str, "the path exactly as passed to the syscall"),
     Field("fd.relative", bool, "the syscall was given a relative path (joined with cwd or dirfd)"),
     Field("fd.name_truncated", bool, "the path was cut at 255 bytes by the kernel"),
@@ -90,10 +90,9 @@ _FIELDS = [
     Field("cgroup.id", int, "cgroup v2 id"),
     # Enforcement (deny/audit rules, bpf/lsm.bpf.c): conditions of deny rules and the
     # fields of evt.type "enforce" events.
-    Field("fd.name", str, "file path (open; the executable for exec denials); ip:port for connect"),
-    Field("fd.sip", str, "destination (server) IP address of a connect"),
+    Field("fd.sip", str, "destination (server) IP address of a connect (as fd.rip)"),
     Field("fd.snet", str, "destination network, CIDR (deny rules: fd.snet in [\"10.0.0.0/8\"])"),
-    Field("fd.sport", int, "destination (server) port of a connect"),
+    Field("fd.sport", int, "destination (server) port of a connect (as fd.rport)"),
     Field("enforce.action", str, "deny (the kernel refused the operation) or audit (reported only)"),
     Field("enforce.op", str, "operation an enforce event is about: exec, open or connect"),
     Field("enforce.rule", str, "name of the deny/audit rule that matched"),

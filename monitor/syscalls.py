@@ -195,6 +195,9 @@ def _symlink(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
 def _connect(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
     ev["evt.arg.fd"] = _s32(r.args[0])
     _socket_fields(r, ev)
+    if "fd.rip" in ev:
+        # Outbound: the server is the remote end (Falco rules use either name).
+        ev["fd.sip"], ev["fd.sport"] = ev["fd.rip"], ev["fd.rport"]
 
 
 def _socket_fields(r: SyscallRecord, ev: dict[str, Any]) -> None:

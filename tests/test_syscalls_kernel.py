@@ -104,6 +104,7 @@ def test_connect_ipv4_ipv6_unix(mon: RunningMonitor, tmp_path: Path) -> None:
             cli.connect((host, port))
             ev = _find(mon, lambda e, p=port: _mine(("connect",))(e) and e.get("fd.rport") == p)
             assert ev["fd.rip"] == host and ev["evt.res"] == 0
+            assert (ev["fd.sip"], ev["fd.sport"]) == (host, port)
             assert ev["fd.type"] == ("ipv4" if family == socket.AF_INET else "ipv6")
             assert ev["fd.name"] == (f"{host}:{port}" if family == socket.AF_INET else f"[{host}]:{port}")
     path = str(tmp_path / "u.sock")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import ctypes as ct
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from monitor.bpffs import BPF_NOEXIST, PinnedMap
-from monitor.procfs import ProcSnapshot
+from monitor.process import Key, ProcInfo
 from monitor.records import (
     PROC_ARGS_LEN,
     PROC_F_BACKFILLED,
@@ -26,35 +26,6 @@ from monitor.records import (
     ForkRecord,
     Record,
 )
-
-Key = tuple[int, int]  # (tgid, start_ticks)
-
-
-@dataclass(slots=True)
-class ProcInfo:
-    tgid: int
-    start_ticks: int
-    ppid: int
-    pstart_ticks: int
-    uid: int
-    comm: str
-    exe: str
-    argv: list[str]
-    exec_ns: int = 0
-    exit_ns: int = 0
-    cgroup_id: int = 0
-    backfilled: bool = False
-
-    @property
-    def key(self) -> Key:
-        return (self.tgid, self.start_ticks)
-
-    @property
-    def parent_key(self) -> Key:
-        return (self.ppid, self.pstart_ticks)
-
-    def cmdline(self) -> str:
-        return " ".join([self.comm, *self.argv[1:]])
 
 
 @dataclass
@@ -88,10 +59,11 @@ def encode_key(tgid: int, start_ticks: int) -> bytes:
     return bytes(CProcKey(tgid, 0, start_ticks))
 
 
-def encode_snapshot(s: ProcSnapshot) -> bytes:
+def encode_proc(s: ProcInfo) -> bytes:
     args = b"".join(a.encode("utf-8", "surrogateescape") + b"\0" for a in s.argv)[:PROC_ARGS_LEN]
-    v = CProc(ppid=s.ppid, uid=s.uid, pstart_ticks=s.pstart_ticks, flags=PROC_F_BACKFILLED,
-              args_len=len(args))
+    v = CProc(ppid=s.ppid, uid=s.uid, pstart_ticks=s.pstart_ticks,
+              flags=PROC_F_BACKFILLED if s.backfilled else 0, args_len=len(args), exec_ns=s.exec_ns,
+              exit_ns=s.exit_ns, cgroup_id=s.cgroup_id)
     v.comm = s.comm.encode("utf-8", "surrogateescape")[:15]
     v.exe = s.exe.encode("utf-8", "surrogateescape")[:255]
     ct.memmove(ct.addressof(v) + CProc.args.offset, args, len(args))
@@ -191,7 +163,7 @@ class Lineage:
             cur = parent
         return out
 
-    def backfill(self, snapshots: Iterable[ProcSnapshot]) -> tuple[int, int]:
+    def backfill(self, snapshots: Iterable[ProcInfo]) -> tuple[int, int]:
         """Processes that exist now: (added, refreshed) in the kernel map.
 
         For parentage the kernel's entry wins: /proc names init as the parent of a
@@ -204,24 +176,21 @@ class Lineage:
             if self.kernel is None:
                 if (s.tgid, s.start_ticks) not in self._cache:
                     added += 1
-                self._put(ProcInfo(s.tgid, s.start_ticks, s.ppid, s.pstart_ticks, s.uid, s.comm, s.exe,
-                                   s.argv, backfilled=True))
+                self._put(s)
                 continue
             raw = self.kernel.lookup(key)
             ppid, pstart = s.ppid, s.pstart_ticks
             if raw is None:
-                if self.kernel.update(key, encode_snapshot(s), BPF_NOEXIST):
+                if self.kernel.update(key, encode_proc(s), BPF_NOEXIST):
                     added += 1
             else:
                 known = decode_proc(key, raw)
                 ppid, pstart = known.ppid, known.pstart_ticks
-                fresh = decode_proc(key, encode_snapshot(s))
+                fresh = decode_proc(key, encode_proc(s))
                 if (known.comm, known.argv) != (fresh.comm, fresh.argv) and s.argv:
-                    self.kernel.update(key, encode_snapshot(
-                        ProcSnapshot(s.tgid, s.start_ticks, ppid, pstart, s.uid, s.comm, s.exe, s.argv)))
+                    self.kernel.update(key, encode_proc(replace(s, ppid=ppid, pstart_ticks=pstart)))
                     refreshed += 1
             # The kernel map holds only the start of argv; the cache gets all of it.
-            self._put(ProcInfo(s.tgid, s.start_ticks, ppid, pstart, s.uid, s.comm, s.exe, s.argv,
-                               backfilled=True))
+            self._put(replace(s, ppid=ppid, pstart_ticks=pstart))
         self.stats.backfilled += added + refreshed
         return added, refreshed

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-
-@dataclass(frozen=True, slots=True)
-class ProcSnapshot:
-    tgid: int
-    start_ticks: int
-    ppid: int
-    pstart_ticks: int
-    uid: int
-    comm: str
-    exe: str
-    argv: list[str]
+from monitor.process import ProcInfo
 
 
 def _stat(pid: int, root: Path) -> tuple[str, int, int] | None:
@@ -42,7 +31,7 @@ def _uid(pid: int, root: Path) -> int:
     return 0
 
 
-def scan(root: Path = Path("/proc")) -> Iterator[ProcSnapshot]:
+def scan(root: Path = Path("/proc")) -> Iterator[ProcInfo]:
     """Every process visible now; kernel threads (no exe, no cmdline) included."""
     stats: dict[int, tuple[str, int, int]] = {}
     for name in os.listdir(root):
@@ -62,4 +51,4 @@ def scan(root: Path = Path("/proc")) -> Iterator[ProcSnapshot]:
             raw = b""
         argv = [a.decode("utf-8", "surrogateescape") for a in raw.split(b"\0")[:-1]] if raw else []
         pstart = stats[ppid][2] if ppid in stats else 0
-        yield ProcSnapshot(pid, start, ppid, pstart, _uid(pid, root), comm, exe, argv)
+        yield ProcInfo(pid, start, ppid, pstart, _uid(pid, root), comm, exe, argv, backfilled=True)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from monitor.lineage import Lineage, decode_proc, encode_key, encode_snapshot
-from monitor.procfs import ProcSnapshot
+from monitor.lineage import Lineage, decode_proc, encode_key, encode_proc
+from monitor.process import ProcInfo
 from monitor.records import ExecRecord, ForkRecord, Header, RecordType
 
 TICK = 10_000_000
 
 
-def _snap(tgid: int, start: int, ppid: int, pstart: int, comm: str) -> ProcSnapshot:
-    return ProcSnapshot(tgid, start, ppid, pstart, 0, comm, f"/bin/{comm}", [comm, "--flag"])
+def _snap(tgid: int, start: int, ppid: int, pstart: int, comm: str) -> ProcInfo:
+    return ProcInfo(tgid, start, ppid, pstart, 0, comm, f"/bin/{comm}", [comm, "--flag"], backfilled=True)
 
 
 def _header(kind: RecordType, tgid: int, start_ticks: int, ppid: int, comm: str) -> Header:
@@ -67,8 +67,8 @@ def test_depth_bounds_the_ancestor_list() -> None:
 
 
 def test_kernel_value_encoding_round_trips() -> None:
-    s = ProcSnapshot(42, 7, 1, 1, 1000, "comm-x", "/usr/bin/x", ["x", "-a", "b c"])
-    info = decode_proc(encode_key(42, 7), encode_snapshot(s))
+    s = ProcInfo(42, 7, 1, 1, 1000, "comm-x", "/usr/bin/x", ["x", "-a", "b c"], backfilled=True)
+    info = decode_proc(encode_key(42, 7), encode_proc(s))
     assert (info.tgid, info.start_ticks, info.ppid, info.pstart_ticks, info.uid) == (42, 7, 1, 1, 1000)
     assert (info.comm, info.exe, info.backfilled) == ("comm-x", "/usr/bin/x", True)
     assert info.argv == ["x", "-a", "b c"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -30,6 +31,7 @@ class PrivateJournald:
         self.run_dir = Path(f"/run/systemd/journal.{self.namespace}")
         self.socket_path = self.run_dir / "socket"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._keepalive: socket.socket | None = None
 
     def start(self, timeout: float = 15) -> None:
         assert JOURNALD.exists(), f"{JOURNALD} missing: scripts/setup.sh --test installs systemd"
@@ -43,6 +45,12 @@ class PrivateJournald:
                 raise AssertionError(f"systemd-journald exited {self.proc.returncode}: {err}")
             assert time.monotonic() < deadline, "journald socket did not appear"
             time.sleep(0.05)
+        # A namespace journald exits after ~30 s without clients (measured); a test that
+        # compiles BPF first is idle that long. An open stdout stream keeps it running.
+        self._keepalive = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._keepalive.connect(str(self.run_dir / "stdout"))
+        # Stream header: identifier, unit, priority, level prefix, syslog, kmsg, console.
+        self._keepalive.sendall(b"ringwatch-test-keepalive\n\n6\n0\n0\n0\n0\n")
 
     def read(self, *matches: str, priority: str | None = None) -> list[dict[str, Any]]:
         argv = ["journalctl", f"--namespace={self.namespace}", "-o", "json", "--no-pager",
@@ -64,7 +72,12 @@ class PrivateJournald:
                 return found
             time.sleep(0.1)
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self) -> None:
+        if self._keepalive is not None:
+            self._keepalive.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:

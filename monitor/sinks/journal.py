@@ -18,9 +18,11 @@ import re
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
+from monitor import log
 from monitor.sinks.base import dumps
 
 DEFAULT_SOCKET = Path("/run/systemd/journal/socket")
@@ -123,6 +125,8 @@ class JournalSink:
         self._written = 0
         self._errors = 0
         self._large = 0
+        self._next_error_log = 0.0
+        self.log = log.get("ringwatch.journal")
 
     def emit(self, record: dict[str, Any]) -> None:
         data = encode(journal_fields(record, self.identifier))
@@ -134,9 +138,15 @@ class JournalSink:
                     raise
                 self._send_memfd(data)
                 self._large += 1
-        except OSError:
+        except OSError as exc:
             with self._lock:
                 self._errors += 1
+            now = time.monotonic()
+            if now >= self._next_error_log:
+                # At most one line per interval: the journal may be down for a while.
+                self._next_error_log = now + 10.0
+                self.log.warning("journal send failed", error=repr(exc),
+                                 socket=str(self.socket_path), errors=self._errors)
             return
         with self._lock:
             self._written += 1

@@ -103,6 +103,9 @@ class EnforcementConfig:
     enabled: bool = True
     # enforce: deny rules deny; audit: every deny rule only reports (per rule: action: audit).
     mode: str = "enforce"
+    # The LSM programs (a hook on every open) load only when deny/audit rules exist at
+    # start; true loads them anyway, so that a reload can add the first deny rule.
+    always_load: bool = False
 
     def validate(self, where: str, prefix: str) -> None:
         if self.mode not in ("enforce", "audit"):

@@ -54,8 +54,11 @@ class Monitor:
         self.rules: RuleSet = load_rules(opts.rule_sources)
         self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files)
         self.enforcer = self._make_enforcer(cfg, opts)
+        wanted = self.enforcer is not None and self.enforcer.wanted(cfg.enforcement.always_load)
         self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log, lineage=cfg.lineage,
-                             extension=self.enforcer)
+                             extension=self.enforcer if wanted else None)
+        if self.enforcer is not None and not wanted:
+            self.enforcer.skip()
         self.lineage_watch: LineageWatch | None = None
         self._stop = False
         self._reload = False

@@ -154,3 +154,22 @@ def test_untranslatable_deny_rule_stops_start(root: None, tmp_path: Path) -> Non
     assert "rule 'no evil exec': cannot be enforced in the kernel: field proc.name" in proc.stderr
     assert f"{rules}:1" in proc.stderr
 
+
+
+def test_no_deny_rules_no_lsm_and_reload_adding_one_is_refused(root: None, tmp_path: Path) -> None:
+    import signal
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(DENY_RULE.replace("action: deny", "action: alert"))
+    mon = RunningMonitor(tmp_path / "mon", {}, args=["--rules", str(rules), "--no-default-rules"])
+    with mon:
+        mon.wait_log("enforcement_not_loaded")
+        rules.write_text(DENY_RULE)
+        assert mon.proc is not None
+        mon.proc.send_signal(signal.SIGHUP)
+        failed = mon.wait_log("rules_reload_failed")
+        assert mon.stop() == 0
+    assert "restart ringwatch (or set enforcement.always_load: true)" in failed["errors"][0]
+    events = [e["event"] for e in mon.logs()]
+    assert "enforcement_unavailable" not in events  # nothing was tried, nothing to warn about
+    assert "rules_reloaded" not in events

@@ -31,6 +31,10 @@ class EnforcementUnavailable(UserError):
     """--require-enforcement on a kernel that will not load the LSM programs."""
 
 
+class NotLoaded(UserError):
+    """Deny rules added by a reload when the LSM programs were not loaded at start."""
+
+
 @dataclass(frozen=True, slots=True)
 class RuleMeta:
     """What an alert needs from the rule beyond its kernel checks."""
@@ -56,6 +60,7 @@ class Enforcer:
         self.host = host or socket.gethostname()
         self.source_path = source_path
         self.active = False
+        self.skipped = False
         self.unavailable_reason = ""
         self._maps: KernelMaps | None = None
         self._specs: list[tuple[int, DenySpec]] = []
@@ -85,6 +90,14 @@ class Enforcer:
         self._warn("enforcement_unavailable", detail=f"{reason}; running monitor-only: deny and "
                    "audit rules are neither enforced nor reported")
 
+    def wanted(self, always_load: bool) -> bool:
+        """Whether to load the programs: each hook costs every exec, open and connect."""
+        return bool(self._specs) or self.require or always_load
+
+    def skip(self) -> None:
+        self.skipped = True
+        self._info("enforcement_not_loaded", reason="no deny or audit rules at start")
+
     # --- rules --------------------------------------------------------------------------
     def apply(self, specs: list[DenySpec], meta: dict[str, RuleMeta] | None = None) -> MapPlan:
         """Put exactly these rules in force (before or after the programs load).
@@ -92,6 +105,9 @@ class Enforcer:
         An unchanged rule keeps its id and entries, so it stays in force throughout; a
         plan that does not fit the maps raises PlanError and leaves the maps as they were.
         """
+        if specs and self.skipped:
+            raise NotLoaded("deny/audit rules added, but the LSM programs load at start only when "
+                            "such rules exist: restart ringwatch (or set enforcement.always_load: true)")
         old = {spec: rid for rid, spec in self._specs}
         numbered: list[tuple[int, DenySpec]] = []
         next_id = self._next_id

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
+from monitor.spool import read_stats
 from tests.journald import PrivateJournald, journald
-from tests.kafka_broker import TansuBroker, read_topic, tansu
+from tests.kafka_broker import TansuBroker, free_port, read_topic, tansu
 from tests.monitor_proc import RunningMonitor, read_jsonl
 
 pytestmark = [pytest.mark.kernel, pytest.mark.kafka]
@@ -132,3 +133,59 @@ def test_all_outputs_with_rotation(tmp_path: Path, tansu: TansuBroker,
     assert sorted(event_key(json.loads(m.value)) for m in kafka_events) == sorted(
         event_key(e) for e in recorded)
     assert all(len(json.loads(m.value)["id"]) == 32 for m in kafka_events)
+
+
+def test_kafka_spool_carried_across_restart(tmp_path: Path, bpffs_dir: Path) -> None:
+    """Alerts raised while Kafka is down wait in the spool through a restart of ringwatch,
+    and reach the broker, first and in order, once it is up."""
+    marker = f"rwmark{uuid.uuid4().hex[:8]}"
+    exe = tmp_path / marker
+    shutil.copy("/bin/true", exe)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"- rule: Marker ran\n"
+        f'  condition: evt.type == "execve" and proc.name == "{marker}"\n'
+        f'  output: "marker ran (pid=%proc.pid)"\n'
+        "  priority: NOTICE\n"
+    )
+    port = free_port()  # nothing listens yet: the broker is down
+    cfg = {
+        "lineage": {"bpffs_dir": str(bpffs_dir), "max_entries": 4096},
+        "enforcement": {"enabled": False},
+        "outputs": {
+            "alerts": {"stdout": True, "journal": "never", "kafka_topic": "rw-alerts"},
+            "kafka": {"bootstrap_servers": [f"127.0.0.1:{port}"], "request_timeout_ms": 1000,
+                      "delivery_timeout_ms": 2000, "max_block_ms": 1000},
+            "spool": {"dir": str(tmp_path / "spool")},
+            "shutdown_timeout_s": 1.0,
+        },
+    }
+    args = ["--no-default-rules", "--rules", str(rules)]
+    is_marker = lambda a: a.get("rule") == "Marker ran"  # noqa: E731
+
+    def run_once(workdir: Path, execs: int) -> tuple[list[str], dict[str, Any]]:
+        mon = RunningMonitor(workdir, cfg, args=args)
+        try:
+            mon.start(timeout=180)
+            for _ in range(execs):
+                subprocess.run([str(exe)], check=True)
+            alerts = wait_lines(mon.stdout_path, is_marker, execs)
+            assert mon.stop() == 0
+            return [a["id"] for a in alerts], mon.wait_log("outputs_closed")["outputs"]
+        finally:
+            mon.__exit__()
+
+    first_ids, closed = run_once(tmp_path / "a", 3)
+    assert closed["kafka-alerts"]["spooled"] == 3 and closed["kafka-alerts"]["written"] == 0
+    assert read_stats(tmp_path / "spool" / "alerts.db").depth == 3
+
+    broker = TansuBroker(tmp_path, port=port)
+    broker.start()
+    try:
+        second_ids, closed = run_once(tmp_path / "b", 2)
+        st = closed["kafka-alerts"]
+        assert st["written"] == 5 and st["spooled"] == 0 and st["dropped"] == 0, st
+        msgs = read_topic(broker.bootstrap, "rw-alerts", 5)
+        assert [json.loads(m.value)["id"] for m in msgs] == first_ids + second_ids
+    finally:
+        broker.stop()

@@ -142,6 +142,17 @@ def test_bad_outputs_config_names_the_key(data: dict[str, Any], message: str) ->
     assert str(err.value).startswith("test.yaml: ")
 
 
+def test_compression_without_its_codec_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kafka.codec
+
+    monkeypatch.setattr(kafka.codec, "has_zstd", lambda: False)
+    with pytest.raises(config.ConfigError,
+                       match=r"outputs\.kafka\.compression_type: zstd needs its Python module"):
+        outputs_cfg({"kafka": {"compression_type": "zstd"}})
+    monkeypatch.setattr(kafka.codec, "has_zstd", lambda: True)
+    assert outputs_cfg({"kafka": {"compression_type": "zstd"}}).kafka.compression_type == "zstd"
+
+
 def rec(seq: int, size: int = 10) -> SpoolRecord:
     return SpoolRecord(seq, "t", b"k", b"v" * size, f"id-{seq}")
 

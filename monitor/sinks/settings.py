@@ -44,6 +44,13 @@ def _check_topic(topic: str | None, where: str, key: str) -> None:
         raise _error(where, key, f"not a valid Kafka topic name: {topic!r}")
 
 
+def _codec_available(name: str) -> bool:
+    import kafka.codec
+
+    check = getattr(kafka.codec, f"has_{name}", None)
+    return bool(check()) if check is not None else False
+
+
 @dataclass
 class FileOutput:
     path: str = ""
@@ -121,6 +128,11 @@ class KafkaOutput:
         if self.compression_type is not None and self.compression_type not in COMPRESSION:
             raise _error(where, f"{prefix}.compression_type",
                          f"must be one of {', '.join(COMPRESSION)}, got {self.compression_type!r}")
+        if self.compression_type is not None and not _codec_available(self.compression_type):
+            # Otherwise the producer fails on every send and everything piles up in the spool.
+            raise _error(where, f"{prefix}.compression_type",
+                         f"{self.compression_type} needs its Python module (python-{self.compression_type}"
+                         f" for kafka-python), which is not installed")
         for name in ("batch_size", "request_timeout_ms", "delivery_timeout_ms", "max_block_ms"):
             if getattr(self, name) <= 0:
                 raise _error(where, f"{prefix}.{name}", f"must be positive, got {getattr(self, name)}")

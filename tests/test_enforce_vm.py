@@ -60,6 +60,13 @@ def test_exec_deny_scoped_to_one_uid(guest: dict[str, Any]) -> None:
     assert a["event"]["user.uid"] == 4321
 
 
+def test_exec_deny_scoped_to_one_cgroup(guest: dict[str, Any]) -> None:
+    assert guest["exec_cg_outside"] == 0
+    assert guest["exec_cg_inside"] == errno.EPERM
+    a = alert_checks(guest["alert_cgroup"], "deny", guest)
+    assert a["event"]["cgroup.id"] == guest["cgroup_id"]
+
+
 def test_exec_denial_alert_has_process_and_ancestry(guest: dict[str, Any]) -> None:
     a = alert_checks(guest["alert_exec"], "deny", guest)
     assert a["rule"] == "deny exec evil"
@@ -98,8 +105,15 @@ def test_connect_to_denied_cidr_refused_other_allowed(guest: dict[str, Any]) -> 
     assert a["process"]["pid"] == guest["pid"]
 
 
+def test_connect_ipv6_cidr(guest: dict[str, Any]) -> None:
+    assert guest["connect6_denied"] == errno.EPERM
+    assert guest["connect6_other"] not in (0, errno.EPERM)  # unroutable, but not denied
+    a = alert_checks(guest["alert_connect6"], "deny", guest)
+    assert a["event"]["fd.sip"] == "fd00:66::1"
+
+
 def test_reload_lifts_a_denial_and_adds_one(guest: dict[str, Any]) -> None:
-    assert guest["reload_log"]["rules"] == 5
+    assert guest["reload_log"]["rules"] == 6
     assert guest["exec_evil_after_reload"] == 0
     assert guest["exec_ok_after_reload"] == errno.EPERM
     alert_checks(guest["alert_ok_after_reload"], "deny", guest)
@@ -117,8 +131,8 @@ def test_kernel_counters_and_no_lost_denials(guest: dict[str, Any]) -> None:
     enf = guest["stats"]["enforcement"]
     assert enf["active"] is True
     kernel = enf["kernel"]
-    # evil, scoped, python's open, cat's open, two connects, ok after reload.
-    assert kernel["denied"] == 7
+    # evil, scoped, cgroup, python's and cat's opens, three connects, ok after reload.
+    assert kernel["denied"] == 9
     assert kernel["audited"] == 1
     assert kernel["exe_failed"] == 0
-    assert guest["stats"]["produced"]["deny"] == guest["stats"]["events"]["deny"] == 8
+    assert guest["stats"]["produced"]["deny"] == guest["stats"]["events"]["deny"] == 10

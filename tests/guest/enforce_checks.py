@@ -31,10 +31,12 @@ BIN = WORK / "bin"
 SECRET = WORK / "secret"
 AUDITED = WORK / "audited"
 DENIED_NET = "127.66.0.0/16"
+DENIED_NET6 = "fd00:66::/32"
+CGROUP = Path("/sys/fs/cgroup/rwtest")
 UID_SCOPED = 4321
 
 
-def rules_yaml(with_evil: bool, with_ok: bool) -> str:
+def rules_yaml(with_evil: bool, with_ok: bool, cgroup_id: int) -> str:
     rules = []
     if with_evil:
         rules.append(("deny exec evil", "deny",
@@ -48,7 +50,10 @@ def rules_yaml(with_evil: bool, with_ok: bool) -> str:
          f'evt.type in ["open", "openat"] and fd.name startswith "{SECRET}/" '
          'and not proc.exe in ["/usr/bin/head"]'),
         ("audit open", "audit", f'evt.type == "openat" and fd.name == "{AUDITED}/data"'),
-        ("deny net", "deny", f'evt.type == "connect" and fd.snet in ["{DENIED_NET}"]'),
+        ("deny net", "deny",
+         f'evt.type == "connect" and fd.snet in ["{DENIED_NET}", "{DENIED_NET6}"]'),
+        ("deny exec in one cgroup", "deny",
+         f'evt.type == "execve" and proc.exe == "{BIN}/cg" and cgroup.id == {cgroup_id}'),
     ]
     out = []
     for name, action, cond in rules:
@@ -74,17 +79,23 @@ def prepare() -> None:
             break
     for d in (BIN / "scoped", SECRET, AUDITED):
         d.mkdir(parents=True, exist_ok=True)
-    for name in ("evil", "ok", "scoped/tool"):
+    CGROUP.mkdir(exist_ok=True)
+    for name in ("evil", "ok", "scoped/tool", "cg"):
         shutil.copy("/usr/bin/true", BIN / name)
         os.chmod(BIN / name, 0o755)
     (SECRET / "data").write_text("secret\n")
     (AUDITED / "data").write_text("audited\n")
 
 
-def exec_errno(path: Path, uid: int | None = None) -> int:
+def join_cgroup() -> None:
+    (CGROUP / "cgroup.procs").write_text(str(os.getpid()))
+
+
+def exec_errno(path: Path, uid: int | None = None, in_cgroup: bool = False) -> int:
     """0 if path ran, else the errno execve failed with."""
     try:
-        subprocess.run([str(path)], check=True, user=uid)
+        subprocess.run([str(path)], check=True, user=uid,
+                       preexec_fn=join_cgroup if in_cgroup else None)
         return 0
     except OSError as exc:
         return exc.errno or -1
@@ -133,7 +144,9 @@ def main(results_dir: Path) -> int:
         prepare()
         results["lsm"] = Path("/sys/kernel/security/lsm").read_text().strip()
         rules = WORK / "rules.yaml"
-        rules.write_text(rules_yaml(with_evil=True, with_ok=False))
+        cgroup_id = CGROUP.stat().st_ino  # a cgroup v2 id is its directory's inode number
+        results["cgroup_id"] = cgroup_id
+        rules.write_text(rules_yaml(with_evil=True, with_ok=False, cgroup_id=cgroup_id))
         server = socket.socket()
         server.bind(("127.0.0.1", 0))
         server.listen(16)
@@ -159,6 +172,11 @@ def main(results_dir: Path) -> int:
         results["connect_allowed"] = connect_errno("127.0.0.1", port)
         results["connect_denied"] = connect_errno("127.66.0.1", port)
         results["connect_denied_mapped"] = connect_errno("::ffff:127.66.0.1", port, socket.AF_INET6)
+        # No route to either: the LSM hook runs first, so only the denied one gets EPERM.
+        results["connect6_denied"] = connect_errno("fd00:66::1", port, socket.AF_INET6)
+        results["connect6_other"] = connect_errno("fd00:67::1", port, socket.AF_INET6)
+        results["exec_cg_outside"] = exec_errno(BIN / "cg")
+        results["exec_cg_inside"] = exec_errno(BIN / "cg", in_cgroup=True)
 
         wanted = {
             "alert_exec": ("deny exec evil", f"{BIN}/evil"),
@@ -166,12 +184,14 @@ def main(results_dir: Path) -> int:
             "alert_open": ("deny secret open", f"{SECRET}/data"),
             "alert_audit": ("audit open", f"{AUDITED}/data"),
             "alert_connect": ("deny net", f"127.66.0.1:{port}"),
+            "alert_connect6": ("deny net", f"[fd00:66::1]:{port}"),
+            "alert_cgroup": ("deny exec in one cgroup", f"{BIN}/cg"),
         }
         for key, (rule, name) in wanted.items():
             results[key] = wait_alert(mon, rule, name)
 
         # Reload: the evil rule goes, a rule for `ok` comes; no restart.
-        rules.write_text(rules_yaml(with_evil=False, with_ok=True))
+        rules.write_text(rules_yaml(with_evil=False, with_ok=True, cgroup_id=cgroup_id))
         assert mon.proc is not None
         mon.proc.send_signal(signal.SIGHUP)
         results["reload_log"] = mon.wait_log("enforcement_reloaded", timeout=120)

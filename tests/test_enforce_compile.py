@@ -62,6 +62,8 @@ def test_connect_networks_and_port(tmp_path: Path) -> None:
     assert s.port == 443
     (a,) = specs(tmp_path, rule("a", 'evt.type == "connect" and fd.sip == "192.0.2.7"'))
     assert a.networks == (ipaddress.ip_network("192.0.2.7/32"),)
+    (r,) = specs(tmp_path, rule("r", 'evt.type == "connect" and fd.rip in ["::1"] and fd.rport == 22'))
+    assert r.networks == (ipaddress.ip_network("::1/128"),) and r.port == 22
 
 
 def test_modes_rule_audit_and_global_audit(tmp_path: Path) -> None:

@@ -28,8 +28,8 @@ def deny_fields(rec: DenyRecord) -> dict[str, Any]:
     }
     if rec.hook is DenyHook.CONNECT:
         ip = ipaddress.ip_address(rec.addr) if rec.addr else None
-        ev["fd.sip"] = str(ip) if ip else ""
-        ev["fd.sport"] = rec.port
+        ev["fd.sip"] = ev["fd.rip"] = str(ip) if ip else ""
+        ev["fd.sport"] = ev["fd.rport"] = rec.port
         ev["fd.name"] = f"[{ip}]:{rec.port}" if ip and ip.version == 6 else f"{ip}:{rec.port}"
     else:
         ev["fd.name"] = rec.path

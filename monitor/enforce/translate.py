@@ -6,7 +6,8 @@ only as a conjunction of these (after `not` is pushed inward):
   open, connect -> connect); exactly one hook per rule;
 - the hook's target: `proc.exe` (exec) or `fd.name` (open) == / in / startswith (an `=~`
   whose pattern is a plain prefix); `fd.sip` (addresses) or `fd.snet` (CIDRs) == / in and
-  `fd.sport` == for connect; an `or` of such tests on one target is a union;
+  `fd.sport` == for connect (fd.rip / fd.rport, the connect events' names, alike); an
+  `or` of such tests on one target is a union;
 - scope: `user.uid` == / != a number; `cgroup.id` == a number;
 - exceptions (open only): `proc.exe` != / not in, i.e. processes running those binaries.
 Anything else is refused, naming the rule and the part the kernel cannot check: a deny
@@ -36,6 +37,9 @@ EVENT_HOOKS: dict[str, Hook] = {
     "connect": Hook.CONNECT,
 }
 TARGET_FIELD = {Hook.EXEC: "proc.exe", Hook.OPEN: "fd.name"}
+# The syscall events name a connect's destination fd.rip/fd.rport (Falco: remote); deny
+# rules may use those or the server-side names.
+ALIASES = {"fd.rip": "fd.sip", "fd.rport": "fd.sport"}
 
 
 class TranslateError(UserError):
@@ -81,7 +85,10 @@ class _Translator:
         return _Refused(why)
 
     def symbol(self, node: Any) -> str | None:
-        return self.field_of(node.name) if isinstance(node, ast.SymbolExpression) else None
+        if not isinstance(node, ast.SymbolExpression):
+            return None
+        name = self.field_of(node.name)
+        return ALIASES.get(name, name)
 
     def strings(self, node: Any, what: str) -> list[str]:
         if isinstance(node, ast.StringExpression):

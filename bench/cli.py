@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -14,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import footprint, overhead, replay, report, throughput
+from bench import cgroup, footprint, overhead, replay, report, throughput
 from bench.context import PRESETS, Context, Settings, remove_pins
 from bench.errors import BenchError
 
@@ -51,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--open-path", help="file the overhead open loop opens (default: a file in the work dir)")
     p.add_argument("--watched-path", default="/etc/shadow",
                    help="file the throughput generator opens: one the default rules watch")
+    p.add_argument("--cgroup", action="store_true",
+                   help="confine the benchmark to a cgroup and ringwatch's tracing to it "
+                        "(sensor.cgroups): for a machine busy with other work")
     p.add_argument("--rules", action="append", type=Path, default=[], metavar="PATH",
                    help="extra rules for the benchmark's ringwatch (ringwatch run --rules; repeatable)")
     return p
@@ -74,9 +78,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "kernel": platform.release(), "cpus": os.cpu_count(), "commit": _git_commit(),
         "loadavg_start": _loadavg(),
     }}
-    with tempfile.TemporaryDirectory(prefix="ringwatch-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="ringwatch-bench-") as tmp, contextlib.ExitStack() as stack:
+        cg = stack.enter_context(cgroup.confined()) if args.cgroup else None
+        results["meta"]["scope"] = f"cgroup {cg}" if cg else "host"
         try:
-            _run_sections(results, sections, settings, Path(tmp), args)
+            _run_sections(results, sections, settings, Path(tmp), args, cg)
         finally:
             remove_pins()
     results["meta"]["loadavg_end"] = _loadavg()
@@ -87,13 +93,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run_sections(
     results: dict[str, Any], sections: list[str], settings: Settings, workdir: Path,
-    args: argparse.Namespace,
+    args: argparse.Namespace, cg: Path | None,
 ) -> None:
     for r in args.rules:
         if not r.exists():
             raise BenchError(f"--rules: {r}: no such file or directory")
     ctx = Context.create(settings, workdir, args.open_path, args.watched_path,
-                         tuple(r.resolve() for r in args.rules))
+                         tuple(r.resolve() for r in args.rules), cg)
     mode = "exec"
     if "footprint" in sections or "throughput" in sections:
         results["footprint"] = footprint.run(ctx, _log)

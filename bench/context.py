@@ -51,9 +51,10 @@ def bench_pin_dir() -> Path:
     return Path(f"/sys/fs/bpf/ringwatch-bench-{os.getpid()}")
 
 
-def ringwatch_config(workdir: Path) -> dict[str, Any]:
+def ringwatch_config(workdir: Path, cgroup: Path | None = None) -> dict[str, Any]:
     """Defaults, except for what a ringwatch running beside this one (a service, another
-    engineer's tests) would share: the pinned lineage maps and the control socket."""
+    engineer's tests) would share: the pinned lineage maps and the control socket; and,
+    with `cgroup`, tracing confined to it."""
     from monitor.config import Config
 
     sections = {f.name for f in dataclasses.fields(Config)}
@@ -62,6 +63,8 @@ def ringwatch_config(workdir: Path) -> dict[str, Any]:
         cfg["lineage"] = {"bpffs_dir": str(bench_pin_dir())}
     if "control" in sections:
         cfg["control"] = {"socket": str(workdir / "control.sock")}
+    if cgroup is not None:
+        cfg["sensor"] = {"cgroups": [str(cgroup)]}
     return cfg
 
 
@@ -86,12 +89,13 @@ class Context:
 
     @classmethod
     def create(cls, settings: Settings, workdir: Path, open_path: str | None,
-               interesting_open_path: str, rules: tuple[Path, ...] = ()) -> Context:
+               interesting_open_path: str, rules: tuple[Path, ...] = (),
+               cgroup: Path | None = None) -> Context:
         workdir.mkdir(parents=True, exist_ok=True)
         build_dir = Path(__file__).resolve().parent / "build"
         config = workdir / "ringwatch.yaml"
         # An explicit config: a host's /etc/ringwatch/config.yaml must not change the result.
-        config.write_text(yaml.safe_dump(ringwatch_config(workdir)))
+        config.write_text(yaml.safe_dump(ringwatch_config(workdir, cgroup)))
         target = workdir / "open-target"
         target.write_text("ringwatch bench\n")
         return cls(

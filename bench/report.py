@@ -62,7 +62,8 @@ def _fmt(v: float | None, digits: int = 2) -> str:
 def render(results: dict[str, Any]) -> str:
     lines: list[str] = []
     meta = results["meta"]
-    lines.append(f"ringwatch bench ({meta['preset']}) on {meta['kernel']}, {meta['cpus']} CPUs, "
+    lines.append(f"ringwatch bench ({meta['preset']}, tracing {meta.get('scope', 'host')}) "
+                 f"on {meta['kernel']}, {meta['cpus']} CPUs, "
                  f"load average {meta['loadavg_start']} -> {meta['loadavg_end']}")
     ov = results.get("overhead")
     if ov:

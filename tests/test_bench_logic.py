@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import bpftool, procfs, replay, report, ringwatch, stats, workloads
+from bench import bpftool, cgroup, context, procfs, replay, report, ringwatch, stats, workloads
 from bench.errors import BenchError
 from bench.search import RateSearch, Trial
 
@@ -235,3 +236,23 @@ def test_render_marks_missed_targets() -> None:
     text = report.render({"meta": meta, "targets": report.targets_json(res)})
     assert "MISSED  getppid: ringwatch within 1.2x of the no-op floor: 1.30 vs 1.20" in text
     assert "met     idle CPU, % of a core" in text
+
+
+def test_cgroup_v2_mount_and_membership_parsing() -> None:
+    mounts = ("tmpfs /sys/fs/cgroup tmpfs rw 0 0\n"
+              "cgroup /sys/fs/cgroup/cpu cgroup rw,cpu 0 0\n"
+              "cgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n")
+    assert cgroup.cgroup2_root(mounts) == Path("/sys/fs/cgroup/unified")
+    with pytest.raises(BenchError, match="no cgroup2"):
+        cgroup.cgroup2_root("cgroup /sys/fs/cgroup/cpu cgroup rw 0 0\n")
+    assert cgroup.own_cgroup("4:memory:/x\n0::/user.slice/a\n") == "/user.slice/a"
+    with pytest.raises(BenchError, match="no cgroup v2"):
+        cgroup.own_cgroup("4:memory:/x\n")
+
+
+def test_ringwatch_config_keeps_instances_apart(tmp_path: Path) -> None:
+    cfg = context.ringwatch_config(tmp_path, Path("/sys/fs/cgroup/unified/b"))
+    assert cfg["control"]["socket"] == str(tmp_path / "control.sock")
+    assert cfg["lineage"]["bpffs_dir"] != "/sys/fs/bpf/ringwatch"
+    assert cfg["sensor"] == {"cgroups": ["/sys/fs/cgroup/unified/b"]}
+    assert "sensor" not in context.ringwatch_config(tmp_path)

@@ -44,7 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="preset", action="store_const", const="quick",
                    help="fewer iterations and rounds, for development")
-    g.add_argument("--preset", choices=sorted(PRESETS), default="full")
+    g.add_argument("--preset", choices=sorted(PRESETS))
+    # On the parser, not the option: --quick shares the destination and would reset it.
+    p.set_defaults(preset="full")
     p.add_argument("--only", default=",".join(SECTIONS),
                    help=f"comma-separated sections to run (default all: {','.join(SECTIONS)})")
     p.add_argument("--rounds", type=int, help="alternating rounds per condition (overrides the preset)")

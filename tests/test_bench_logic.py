@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bench import bpftool, cgroup, context, procfs, replay, report, ringwatch, stats, workloads
+from bench import bpftool, cgroup, cli, context, procfs, replay, report, ringwatch, stats, workloads
 from bench.errors import BenchError
 from bench.search import RateSearch, Trial
 
@@ -256,3 +256,11 @@ def test_ringwatch_config_keeps_instances_apart(tmp_path: Path) -> None:
     assert cfg["lineage"]["bpffs_dir"] != "/sys/fs/bpf/ringwatch"
     assert cfg["sensor"] == {"cgroups": ["/sys/fs/cgroup/unified/b"]}
     assert "sensor" not in context.ringwatch_config(tmp_path)
+
+
+def test_cli_presets() -> None:
+    parse = cli.build_parser().parse_args
+    assert parse([]).preset == "full"
+    assert parse(["--quick"]).preset == "quick"
+    assert parse(["--preset", "smoke"]).preset == "smoke"
+    assert context.PRESETS["full"].rounds >= 5

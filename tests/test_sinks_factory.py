@@ -12,6 +12,8 @@ import pytest
 
 from monitor import config
 from monitor.sinks import factory
+from monitor.sinks.asyncq import AsyncSink
+from monitor.sinks.file import JsonlFileSink
 from monitor.sinks.kafka import KafkaSink
 from monitor.spool import Spool, SpoolError, SpoolRecord, read_stats
 
@@ -78,6 +80,8 @@ def test_every_output_and_flag(tmp_path: Path) -> None:
         assert names(out.alerts) == ["stdout", "alerts-file", "kafka-alerts"]
         assert names(out.events) == ["stdout", "events-file", "record", "kafka-events"]
         assert out.alerts[0] is out.events[0], "one stdout sink serves both streams"
+        assert isinstance(out.alerts[0], AsyncSink) and isinstance(out.events[1], AsyncSink)
+        assert isinstance(out.events[2], JsonlFileSink), "--record is an exact capture"
         kafka = out.alerts[2]
         assert isinstance(kafka, KafkaSink)
         assert kafka.opts.key == "web-1" and kafka.opts.queue_size == 7

@@ -101,7 +101,10 @@ def _build_into(out: Outputs, cfg: OutputsConfig, wants: Wants, env: dict[str, s
     if cfg.events.file is not None:
         out.events.append(_file(cfg.events.file, "events-file", cfg))
     if wants.record is not None:
-        out.events.append(_async(JsonlFileSink(wants.record, name="record"), cfg))
+        # Synchronous on purpose: a capture for `replay` and for tests must hold exactly
+        # what the sensor delivered. A slow disk then backs up into the ring buffer, whose
+        # drops are counted, instead of into a queue. Production uses events.file.
+        out.events.append(JsonlFileSink(wants.record, name="record"))
     if cfg.events.kafka_topic:
         out.events.append(_kafka(cfg, cfg.events.kafka_topic, "events"))
 

@@ -228,6 +228,7 @@ class Monitor:
                     self.lineage_watch.tick(self.sensor.counters().lost(),
                                             self.sensor.lineage_counters()["inserts"])
             self.ops.stopping()
+            self.sensor.stop_tracing()
             self.sensor.drain()
         finally:
             counters = self.sensor.counters()

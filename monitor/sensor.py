@@ -29,6 +29,8 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # /proc/PID/stat counts process start in USER_HZ ticks; lineage keys use the same unit.
 NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 SYSCALL_NR_MAX = 512  # RW_NR_MAX in bpf/sensor.bpf.c
+# Records handled per poll before the main loop gets a turn.
+POLL_BUDGET = 8192
 
 
 class SensorError(UserError):
@@ -56,6 +58,25 @@ def preflight() -> None:
             f"bcc Python module not importable ({exc}); install Debian's python3-bpfcc "
             "and run ringwatch with /usr/bin/python3 or a venv made with --system-site-packages"
         ) from exc
+
+
+def _release_half_built(exc: BaseException) -> None:
+    """Close the maps and programs of a BPF object whose constructor raised.
+
+    bcc creates maps and loads programs before it attaches them; when attaching fails
+    (LSM on a kernel that refuses it) the exception leaves all of that open, a second
+    copy of every map in locked memory. The object is still reachable from the frames
+    of the traceback.
+    """
+    from bcc import BPF
+
+    tb = exc.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        if isinstance(obj, BPF):
+            obj.cleanup()
+            return
+        tb = tb.tb_next
 
 
 @dataclass
@@ -107,6 +128,7 @@ class Sensor:
         self.offsets_source = ""
         self.consumed_bytes = 0
         self.fill_hwm_bytes = 0
+        self._budget = POLL_BUDGET
 
     def cflags(self) -> list[str]:
         offs, warning = offsets.detect(Path(self.cfg.btf_path))
@@ -140,6 +162,7 @@ class Sensor:
             try:
                 self._bpf = BPF(text=src + "\n" + self.extension.source(), cflags=self.cflags())
             except Exception as exc:
+                _release_half_built(exc)
                 self.extension.refused(exc)
             else:
                 self.extension.loaded(self._bpf)
@@ -176,6 +199,7 @@ class Sensor:
 
     def _callback(self, _ctx: Any, data: int, size: int) -> int:
         self.consumed_bytes += (size + 8 + 7) & ~7  # as count_committed() in the kernel
+        self._budget -= 1
         try:
             rec = decode(data, size)
         except (DecodeError, ValueError) as exc:
@@ -184,7 +208,10 @@ class Sensor:
             return 0
         self.delivered[rec.h.type] += 1
         self._on_record(rec)
-        return 0
+        # libbpf keeps consuming while records keep coming: under a storm one poll would
+        # never return. A negative return ends the poll after this (consumed) record, so
+        # the main loop still handles signals, reloads, stats and flushes.
+        return -1 if self._budget <= 0 else 0
 
     def fill_bytes(self) -> int:
         """Bytes in the ring buffer not yet consumed (per-CPU sums: a close estimate)."""
@@ -195,19 +222,33 @@ class Sensor:
         # Just before a poll the backlog is at its largest since the last one: the
         # sampled high-water mark. (bcc 0.26 cannot call bpf_ringbuf_query in the kernel.)
         self.fill_hwm_bytes = max(self.fill_hwm_bytes, self.fill_bytes())
+        self._budget = POLL_BUDGET
         self._bpf.ring_buffer_poll(self.cfg.poll_timeout_ms if timeout_ms is None else timeout_ms)
 
     def drain(self) -> None:
         """Consume whatever is in the ring buffer now, without blocking."""
-        self._bpf.ring_buffer_consume()
+        while True:
+            before = self.consumed_bytes
+            self._budget = POLL_BUDGET
+            self._bpf.ring_buffer_consume()
+            if self.consumed_bytes == before:
+                return
 
     def _percpu_sums(self, name: str, n: int) -> list[int]:
         table = self._bpf[name]
         return [sum(table[ct.c_int(i)]) for i in range(n)]
 
+    def stop_tracing(self) -> None:
+        """Detach the tracepoints, keep the maps: the final counts then stand still."""
+        for tp in list(self._bpf.raw_tracepoint_fds):
+            self._bpf.detach_raw_tracepoint(tp)
+
     def counters(self) -> Counters:
-        produced = self._percpu_sums("produced", max(RecordType) + 1)
+        # Losses before productions: while tracing goes on, a record counted in one read
+        # and not the other can then only make delivered + lost fall short of produced
+        # (records still in flight), never exceed it.
         drops = self._percpu_sums("drops", max(DropReason) + 1)
+        produced = self._percpu_sums("produced", max(RecordType) + 1)
         return Counters(
             produced={t.name.lower(): produced[t] for t in RecordType},
             drops={r.name.lower(): drops[r] for r in DropReason},

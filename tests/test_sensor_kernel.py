@@ -272,3 +272,35 @@ def test_events_on_stdout_can_be_limited_to_types(tmp_path: Path) -> None:
     assert ev["proc.ppid"] == os.getpid() and ev["proc.pname"]
     # The record file still has everything, openat included.
     assert any(e["evt.type"] == "openat" for e in mon.events())
+
+
+OPEN_STORM = """
+import os, sys, time
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    for _ in range(1000):
+        os.close(os.open("/etc/hostname", os.O_RDONLY))
+"""
+
+
+def test_daemon_answers_during_a_sustained_storm(tmp_path: Path) -> None:
+    """A flood faster than the consumer must not starve the main loop (stats, signals)."""
+    cfg = {"sensor": {"extra_event_types": ["openat"], "ringbuf_bytes": 1 << 20}}
+    with RunningMonitor(tmp_path, cfg) as mon:
+        storms = [subprocess.Popen([sys.executable, "-c", OPEN_STORM, "12"]) for _ in range(2)]
+        try:
+            time.sleep(3)  # well into the storm
+            r = _run_cli(["stats", "--json", "--control-socket", str(mon.control_socket)])
+            assert r.returncode == 0, r.stderr
+            snap = json.loads(r.stdout)
+            assert snap["ringbuf"]["fill_hwm_bytes"] > 0
+        finally:
+            for s in storms:
+                s.kill()
+                s.wait()
+        assert mon.stop() == 0
+        stopped = mon.wait_log("stopped")
+    # Every record type shares the ring buffer and the loss counters: compare totals.
+    lost = sum(stopped["drops"][r] for r in ("ringbuf_full", "pending_full", "exit_no_enter"))
+    assert lost > 0
+    assert sum(stopped["delivered"].values()) + lost == sum(stopped["produced"].values())

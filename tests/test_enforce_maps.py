@@ -9,6 +9,7 @@ map writer fills, refills and empties the kernel maps, read back from the kernel
 from __future__ import annotations
 
 import ipaddress
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -118,6 +119,15 @@ def test_host_runs_monitor_only_with_one_warning(root: None, tmp_path: Path) -> 
     mon = RunningMonitor(tmp_path / "mon", {}, args=["--rules", str(rules), "--no-default-rules"])
     with mon:
         warning = mon.wait_log("enforcement_unavailable")
+        mon.wait_log("ready")
+        # The refused combined compile must not leave its maps behind beside the sensor's.
+        out = subprocess.run(
+            [sys.executable, "-m", "monitor", "maps", "--json", "--control-socket", str(mon.control_socket)],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout
+        names = [m["name"] for m in json.loads(out)["maps"]]
+        assert "events" in names
+        assert len(names) == len(set(names)), sorted(names)
         assert mon.stop() == 0
     logs = mon.logs()
     assert [e["event"] for e in logs].count("enforcement_unavailable") == 1

@@ -11,6 +11,7 @@ import pwd
 import time
 from datetime import UTC, datetime
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
@@ -29,6 +30,13 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return ""
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:12]
+    except OSError:
+        return "noboot"
 
 
 def rfc3339_ns(ts_ns: int) -> str:
@@ -52,6 +60,7 @@ class Enricher:
         self.mono_to_wall_ns = time.time_ns() - time.monotonic_ns()
         self.lineage = lineage
         self.paths = PathResolver()
+        self.boot_id = boot_id()
 
     def _add_lineage(self, ev: Event, info: ProcInfo | None, is_exec: bool) -> None:
         lin = self.lineage
@@ -79,6 +88,9 @@ class Enricher:
     def _common(self, h: Header, evt_type: str) -> Event:
         wall = h.ktime_ns + self.mono_to_wall_ns
         return {
+            # Unique on the host and the same in every sink: one CPU cannot record two
+            # events in the same nanosecond; the boot id separates boots.
+            "evt.id": f"{self.boot_id}-{h.cpu}-{h.ktime_ns}",
             "evt.type": evt_type,
             "evt.time": rfc3339_ns(wall),
             "evt.ts": wall,

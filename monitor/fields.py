@@ -18,6 +18,8 @@ class Field:
 
 
 _FIELDS = [
+    Field("evt.id", str, "unique id of the event on this host (boot, CPU, time): de-duplicates "
+          "at-least-once delivery"),
     Field("evt.type", str, "event type: execve, execveat, fork, exit, ..."),
     Field("evt.time", str, "wall-clock time, RFC 3339 UTC with nanoseconds"),
     Field("evt.ts", int, "wall-clock time in ns since the epoch"),

@@ -201,6 +201,9 @@ def test_overload_accounting_is_exact(tmp_path: Path) -> None:
     assert 2048 < stopped["ringbuf_fill_hwm_bytes"] <= 4096
     assert delivered["exec"] > 0
     assert all(e["evt.errno"] == "ENOENT" for e in storm_execs)
+    # Every event has an id of its own, even thousands a second from one process.
+    ids = [e["evt.id"] for e in events]
+    assert len(ids) == len(set(ids))
 
 
 def test_stop_on_sigint_flushes_last_events(tmp_path: Path) -> None:

@@ -208,9 +208,9 @@ class KafkaSink:
 
     def _encode(self, p: _Pending) -> SpoolRecord:
         rec = p.record
-        rid = rec.get("id")
+        # Alerts carry "id", events "evt.id": the same id in every sink, for de-duplication.
+        rid = rec.get("id") or rec.get("evt.id")
         if rid is None:
-            # Events have no id of their own; the one made here is in the JSON too.
             rid = uuid.uuid4().hex
             rec = {"id": rid, **rec}
         return SpoolRecord(p.seq, self.opts.topic, self._key, dumps(rec).encode(), str(rid))

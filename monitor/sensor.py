@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import ctypes as ct
 import os
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -58,6 +61,31 @@ def preflight() -> None:
             f"bcc Python module not importable ({exc}); install Debian's python3-bpfcc "
             "and run ringwatch with /usr/bin/python3 or a venv made with --system-site-packages"
         ) from exc
+
+
+class _Captured:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def read(self) -> str:
+        return self.text
+
+
+@contextmanager
+def _captured_stderr() -> Iterator[_Captured]:
+    """What C code (libbcc, clang) writes to fd 2 meanwhile, kept instead of printed."""
+    out = _Captured()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield out
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            out.text = tmp.read().decode(errors="replace")
 
 
 def _release_half_built(exc: BaseException) -> None:
@@ -160,9 +188,12 @@ class Sensor:
             # One compile for both. bcc attaches LSM programs while constructing, so a
             # kernel that refuses them fails here; then the sensor is compiled alone.
             try:
-                self._bpf = BPF(text=src + "\n" + self.extension.source(), cflags=self.cflags())
+                with _captured_stderr() as captured:
+                    self._bpf = BPF(text=src + "\n" + self.extension.source(), cflags=self.cflags())
             except Exception as exc:
                 _release_half_built(exc)
+                # libbcc wrote its own lines on fd 2; they belong in the log, not the terminal.
+                self._log.debug("extension_load_output", output=captured.read())
                 self.extension.refused(exc)
             else:
                 self.extension.loaded(self._bpf)

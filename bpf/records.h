@@ -89,6 +89,13 @@ struct rw_proc {
     char args[RW_PROC_ARGS_LEN];
 };
 
+/* Kernel path-prefix filter for open/openat/openat2 (LPM trie `open_prefixes`). */
+#define RW_OPEN_PREFIX_MAX 256
+struct rw_pfx_key {
+    __u32 prefixlen;       /* bits */
+    char path[RW_PATH_LEN];
+};
+
 /* Lineage bookkeeping counters (per-CPU array `lineage_stats`). */
 enum rw_lineage_stat {
     RW_LIN_FORK_PARENT_MISSING = 0, /* fork: the parent had no entry (evicted or unseen) */

@@ -74,6 +74,13 @@ BPF_PERCPU_ARRAY(proc_scratch, struct rw_proc, 1);
 /* In-kernel filter: 1 for each syscall some loaded rule can use, refilled on reload.
  * A syscall nobody asked for costs one array lookup at sys_exit and no record. */
 BPF_ARRAY(syscall_wanted, u8, RW_NR_MAX);
+/* Path filter for opens: when on, an open of a canonical absolute path makes a record
+ * only if a prefix in the trie matches it (monitor/pathfilter.py derives them from the
+ * rules). [0] of open_filter: 1 = on. filtered_opens counts what it kept out. */
+BPF_F_TABLE("lpm_trie", struct rw_pfx_key, u8, open_prefixes, RW_OPEN_PREFIX_MAX, BPF_F_NO_PREALLOC);
+BPF_ARRAY(open_filter, u32, 1);
+BPF_PERCPU_ARRAY(filtered_opens, u64, 1);
+BPF_PERCPU_ARRAY(pfx_scratch, struct rw_pfx_key, 1);
 BPF_PERCPU_ARRAY(lineage_stats, u64, RW_LIN_STAT_MAX);
 
 /* One counter helper per array: bcc rewrites map calls itself and refuses them inside
@@ -477,6 +484,40 @@ done:
     r->flags |= RW_SC_F_BASE;
 }
 
+/* Whether the text alone says where a path is: absolute, no "//", no "/." component
+ * start (so /./etc/x, /tmp/../etc/x and dotfiles are never judged by prefix). */
+static __always_inline int canonical_absolute(const char *p)
+{
+    if (p[0] != '/')
+        return 0;
+    #pragma clang loop unroll(disable)
+    for (u32 i = 0; i < RW_PATH_LEN - 1; i++) {
+        char c = p[i];
+        if (c == 0)
+            return 1;
+        if (c == '/' && (p[i + 1] == '/' || p[i + 1] == '.'))
+            return 0;
+    }
+    return 0; /* no NUL seen: truncated, not judged */
+}
+
+/* 1 if the open of this path must not make a record. The path is left in pk. */
+static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upath, long *n)
+{
+    *n = bpf_probe_read_user_str(pk->path, RW_PATH_LEN, upath);
+    u32 zero = 0;
+    u32 *on = open_filter.lookup(&zero);
+    if (!on || !*on || *n <= 1 || !canonical_absolute(pk->path))
+        return 0;
+    pk->prefixlen = (u32)(*n - 1) * 8;
+    if (open_prefixes.lookup(pk))
+        return 0;
+    u64 *f = filtered_opens.lookup(&zero);
+    if (f)
+        (*f)++;
+    return 1;
+}
+
 static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret)
 {
     u64 a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0;
@@ -487,6 +528,18 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
     bpf_probe_read_kernel(&a3, sizeof(a3), &regs->r10);
     bpf_probe_read_kernel(&a4, sizeof(a4), &regs->r8);
     bpf_probe_read_kernel(&a5, sizeof(a5), &regs->r9);
+
+    /* Opens are most syscalls on a host: the path filter runs before anything else. */
+    struct rw_pfx_key *pk = 0;
+    long open_n = 0;
+    if (nr == RW_NR_open || nr == RW_NR_openat || nr == RW_NR_openat2) {
+        u32 zero = 0;
+        pk = pfx_scratch.lookup(&zero);
+        if (!pk)
+            return 0;
+        if (open_filtered(pk, (const char *)(nr == RW_NR_open ? a0 : a1), &open_n))
+            return 0;
+    }
 
     const void *dup_file = 0;
     if (nr == RW_NR_dup2 || nr == RW_NR_dup3) {
@@ -579,8 +632,24 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
     }
     if (nr == RW_NR_mount && a2)
         bpf_probe_read_user_str(r->aux, sizeof(r->aux), (const char *)a2);
-    if (p1)
+    if (pk) {
+        /* Read once, for the filter; the record gets the same bytes. */
+        __builtin_memcpy(r->path, pk->path, RW_PATH_LEN);
+        if (open_n <= 0) {
+            r->path[0] = 0;
+            r->flags |= RW_SC_F_PATH_FAILED;
+            count_drop(RW_DROP_PATH_FAILED);
+        } else if (open_n == RW_PATH_LEN) {
+            char next = 0;
+            bpf_probe_read_user(&next, 1, p1 + RW_PATH_LEN - 1);
+            if (next) {
+                r->flags |= RW_SC_F_PATH_TRUNCATED;
+                count_drop(RW_DROP_PATH_TRUNCATED);
+            }
+        }
+    } else if (p1) {
         read_user_path(r->path, p1, &r->flags, RW_SC_F_PATH_FAILED, RW_SC_F_PATH_TRUNCATED);
+    }
     if (p2)
         read_user_path(r->path2, p2, &r->flags, RW_SC_F_PATH2_FAILED, RW_SC_F_PATH2_TRUNCATED);
     char first = base_for == 1 ? r->path[0] : (base_for == 2 ? r->path2[0] : '/');

@@ -20,6 +20,7 @@ from monitor.errors import UserError
 from monitor.lineage import Lineage
 from monitor.lineage_watch import LineageWatch
 from monitor.ops import Operations
+from monitor.pathfilter import OPEN_TYPES, open_path_prefixes
 from monitor.records import DenyRecord, Record
 from monitor.rules import RuleSet, RuleSources
 from monitor.rules import check as check_rules
@@ -99,6 +100,7 @@ class Monitor:
         rb["fill_bytes"] = self.sensor.fill_bytes()
         rb["fill_hwm_bytes"] = self.sensor.fill_hwm_bytes
         rb["fill_hwm_pct"] = round(100.0 * self.sensor.fill_hwm_bytes / max(1, rb["bytes"]), 1)
+        snap["kernel_filter"] = {"filtered_opens": self.sensor.filtered_opens()}
         snap["rules"] = self.rules.stats()
         if self.enforcer is not None:
             snap["enforcement"] = self.enforcer.stats()
@@ -168,6 +170,12 @@ class Monitor:
             self.sensor.set_wanted_syscalls(wanted_numbers(None))
         else:
             self.sensor.set_wanted_syscalls(wanted_numbers(set(types) | set(extra)))
+        # Opens asked for outright (recording) are kept whatever their path.
+        if "all" in extra or OPEN_TYPES & set(extra):
+            self.sensor.set_open_prefixes(None)
+        else:
+            self.sensor.set_open_prefixes(open_path_prefixes(
+                [r for r in self.rules.rules_with_action("alert")], self.rules.field_of))
 
     def _start_lineage(self) -> None:
         """After attach, so no process is missed between the /proc scan and tracing."""
@@ -232,6 +240,8 @@ class Monitor:
             self.sensor.drain()
         finally:
             counters = self.sensor.counters()
+            filtered = self.sensor.filtered_opens()
+            hwm = self.sensor.fill_hwm_bytes
             self.sensor.close()
             self.ops.close()
             for sink in self._all_sinks():
@@ -239,7 +249,7 @@ class Monitor:
             # What each output delivered, spooled or lost, once all were closed.
             self.log.info("outputs_closed", outputs=stats.sink_stats(self._all_sinks()))
             self.log.info("stopped", **self._counter_fields(counters),
-                          ringbuf_fill_hwm_bytes=self.sensor.fill_hwm_bytes)
+                          ringbuf_fill_hwm_bytes=hwm, filtered_opens=filtered)
         return 0
 
     @staticmethod

@@ -16,6 +16,7 @@ ARGS_LEN = 1024
 ARG_LEN = 256
 ARGS_BUF = ARGS_LEN + ARG_LEN
 MAX_ARGS = 32
+OPEN_PREFIX_MAX = 256
 AUX_LEN = 32
 SC_F_PATH_FAILED = 1 << 0
 SC_F_PATH_TRUNCATED = 1 << 1
@@ -142,6 +143,13 @@ class CSyscall(ct.Structure):
     ]
 
 
+class CPfxKey(ct.Structure):
+    _fields_ = [
+        ("prefixlen", ct.c_uint32),
+        ("path", ct.c_char * PATH_LEN),
+    ]
+
+
 class CProcKey(ct.Structure):
     _fields_ = [
         ("tgid", ct.c_uint32),
@@ -196,6 +204,7 @@ class CDeny(ct.Structure):
 # C struct name -> mirror, for the layout test.
 MIRRORS: dict[str, type[ct.Structure]] = {
     "rw_syscall": CSyscall,
+    "rw_pfx_key": CPfxKey,
     "rw_proc_key": CProcKey,
     "rw_proc": CProc,
     "rw_header": CHeader,

@@ -24,7 +24,16 @@ from monitor import log as logmod
 from monitor.bpffs import PinnedMap
 from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
-from monitor.records import RECORD_LOST, DecodeError, DropReason, LineageStat, Record, RecordType, decode
+from monitor.records import (
+    PATH_LEN,
+    RECORD_LOST,
+    DecodeError,
+    DropReason,
+    LineageStat,
+    Record,
+    RecordType,
+    decode,
+)
 from monitor.syscalls import NAMES
 
 BPF_DIR = paths.data_dir("bpf", "RINGWATCH_BPF_DIR")
@@ -296,6 +305,20 @@ class Sensor:
                 table[ct.c_int(nr)] = ct.c_uint8(1 if want else 0)
                 self._wanted[nr] = want
         self._log.info("syscall_filter", syscalls=sorted(NAMES.get(n, str(n)) for n in numbers))
+
+    def set_open_prefixes(self, prefixes: frozenset[str] | None) -> None:
+        """The kernel's open path filter: None records opens of every path."""
+        trie = self._bpf["open_prefixes"]
+        trie.clear()
+        for prefix in sorted(prefixes or ()):
+            raw = prefix.encode("utf-8", "surrogateescape")[: PATH_LEN - 1]
+            key = trie.Key(len(raw) * 8, raw)
+            trie[key] = ct.c_uint8(1)
+        self._bpf["open_filter"][ct.c_int(0)] = ct.c_uint32(0 if prefixes is None else 1)
+        self._log.info("open_path_filter", prefixes=None if prefixes is None else sorted(prefixes))
+
+    def filtered_opens(self) -> int:
+        return int(sum(self._bpf["filtered_opens"][ct.c_int(0)]))
 
     def lineage_counters(self) -> dict[str, int]:
         sums = self._percpu_sums("lineage_stats", max(LineageStat) + 1)

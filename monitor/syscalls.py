@@ -92,6 +92,13 @@ def _addr_text(family: int, addr: bytes) -> str:
     return ""
 
 
+def normpath(path: str) -> str:
+    """posixpath.normpath, and a leading "//" is "/" (POSIX leaves it alone; Linux does not
+    give it a meaning, and "//etc/shadow" must not slip past `startswith "/etc/"`)."""
+    norm = posixpath.normpath(path)
+    return "/" + norm.lstrip("/") if norm.startswith("//") else norm
+
+
 class PathResolver:
     """Joins relative paths with the process's working directory or dirfd.
 
@@ -118,11 +125,11 @@ class PathResolver:
         asked for paths the kernel did not capture a base for, and may have moved on.
         """
         if path.startswith("/"):
-            return posixpath.normpath(path), False
+            return normpath(path), False
         if not path:
             return path, False
         base = kernel_base if kernel_base is not None else self.base(tid, dirfd)
-        return (posixpath.normpath(posixpath.join(base, path)) if base else path), True
+        return (normpath(posixpath.join(base, path)) if base else path), True
 
 
 def _path_fields(ev: dict[str, Any], name: str, raw: str, relative: bool, kind: str = "file") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -251,3 +252,55 @@ def test_rules_decide_what_the_kernel_records(tmp_path: Path) -> None:
         shutil.rmtree(pin, ignore_errors=True)
     assert produced["exec-only"] == 0
     assert produced["with-openat"] >= 20000
+
+
+OPEN_RULES = """\
+- rule: etc reads
+  desc: d
+  condition: evt.type in ["open", "openat", "openat2"] and fd.name startswith "/etc/"
+  output: "read %fd.name"
+  priority: INFO
+"""
+
+
+def test_kernel_path_filter_keeps_only_what_rules_can_match(tmp_path: Path) -> None:
+    rules = tmp_path / "open.yaml"
+    rules.write_text(OPEN_RULES)
+    pin = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
+    cfg = {"lineage": {"bpffs_dir": str(pin)}, "control": {"socket": str(tmp_path / "c.sock")}}
+    mon = RunningMonitor(tmp_path / "mon", cfg, args=["--no-default-rules", "--rules", str(rules)])
+    mark = uuid.uuid4().hex[:8]
+    outside = tmp_path / f"outside-{mark}"
+    outside.write_text("x")
+    try:
+        with mon:
+            assert mon.wait_log("open_path_filter")["prefixes"] == ["/etc/"]
+            spellings = {
+                "kept": "/etc/hostname",
+                "double-slash": "//etc/hostname",           # normalises into /etc/
+                "dot-segment": f"/./{str(outside)[1:]}",  # cannot be judged from its text
+                "traversal": "/tmp/../etc/hostname",
+            }
+            for path in spellings.values():
+                os.close(os.open(path, os.O_RDONLY))
+            os.close(os.open(outside, os.O_RDONLY))  # canonical, outside /etc/: dropped in the kernel
+            old = os.getcwd()
+            os.chdir("/etc")
+            try:
+                os.close(os.open("hostname", os.O_RDONLY))  # relative: always passed
+            finally:
+                os.chdir(old)
+            for path in spellings.values():
+                _find(mon, lambda e, p=path: _mine(("openat", "open"))(e) and e.get("fd.nameraw") == p)
+            _find(mon, lambda e: _mine(("openat",))(e) and e.get("fd.nameraw") == "hostname")
+            assert mon.stop() == 0
+            stopped = mon.wait_log("stopped")
+        mine = [e for e in mon.events() if e["proc.pid"] == os.getpid() and e["evt.type"] == "openat"]
+        assert not [e for e in mine if e.get("fd.nameraw") == str(outside)]
+        assert stopped["filtered_opens"] > 0
+        # The alerts see /etc/hostname through every spelling that reaches /etc/.
+        alerts = [json.loads(line) for line in mon.stdout_path.read_text().splitlines()]
+        alerted = {a["event"]["fd.nameraw"] for a in alerts if a["event"]["proc.pid"] == os.getpid()}
+        assert {"/etc/hostname", "//etc/hostname", "/tmp/../etc/hostname", "hostname"} <= alerted
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)

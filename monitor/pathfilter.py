@@ -1,0 +1,150 @@
+"""Which file paths the loaded rules can need from open(): the kernel's prefix filter.
+
+Every open on the host is a syscall the rules may want; most are opens of libraries,
+caches and /proc that no rule looks at. When every rule that can see an open provably
+requires `fd.name` under some prefix (`startswith`, `==`, `in`, `fd.directory`), the
+kernel drops opens of canonical absolute paths outside those prefixes. The kernel
+always passes what it cannot judge from the text: relative paths, and paths with "//"
+or "/." in them (which normalise to something else, e.g. /./etc/shadow, or name a
+dotfile). So a condition on `"../" in fd.nameraw` needs nothing more from the filter.
+
+The analysis is conservative: anything it does not understand means "every path",
+and then there is no filter. The answer is a superset; rules still decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from rule_engine import ast
+
+from monitor.rules.condition import literal_prefix
+from monitor.rules.index import literal_strings
+
+OPEN_TYPES = frozenset({"open", "openat", "openat2"})
+
+# Fields only other event types carry: on an open event a comparison with one of them
+# is false (ringwatch's rules treat a missing field as null: every comparison fails).
+NOT_ON_OPEN = frozenset({
+    "evt.arg.oldpath", "evt.arg.newpath", "evt.arg.target", "evt.arg.linkpath",
+    "evt.arg.source", "evt.arg.fstype", "evt.arg.domain", "evt.arg.sotype", "evt.arg.proto",
+    "evt.arg.request", "evt.arg.pid", "evt.arg.uid", "evt.arg.gid", "evt.arg.cmd",
+    "evt.arg.name", "evt.arg.fd", "evt.arg.oldfd", "evt.arg.newfd", "fd.sockfamily", "fd.rip",
+    "fd.rport", "fd.sip", "fd.sport", "fd.snet", "proc.exit_code", "proc.exit_signal",
+    "proc.child_pid",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class PathNeed:
+    """A condition can only hold for an open of a canonical absolute path under these."""
+
+    prefixes: frozenset[str]
+
+
+NOTHING = PathNeed(frozenset())
+
+
+def _prefixes_of_pattern(pattern: str) -> frozenset[str] | None:
+    """`^/a/` -> {"/a/"}; `^(?:/a/|/b/)` (startswith a list) -> {"/a/", "/b/"}."""
+    one = literal_prefix(pattern)
+    if one is not None:
+        return frozenset({one})
+    if pattern.startswith("^(?:") and pattern.endswith(")"):
+        out = set()
+        for alt in pattern[4:-1].split("|"):
+            lit = literal_prefix("^" + alt)
+            if lit is None:
+                return None
+            out.add(lit)
+        return frozenset(out)
+    return None
+
+
+class _Analyser:
+    def __init__(self, field_of: Callable[[str], str]) -> None:
+        self.field_of = field_of
+
+    def _field(self, node: Any) -> str | None:
+        if isinstance(node, ast.SymbolExpression) and node.scope is None:
+            try:
+                return self.field_of(node.name)
+            except KeyError:
+                return None
+        return None
+
+    def need(self, node: Any) -> PathNeed | None:
+        if isinstance(node, ast.Statement):
+            return self.need(node.expression)
+        if isinstance(node, ast.LogicExpression):
+            left, right = self.need(node.left), self.need(node.right)
+            if node.type == "and":
+                # Each side alone is a necessary condition; the narrower one is kept.
+                if left is None or right is None:
+                    return right if left is None else left
+                return left if len(left.prefixes) <= len(right.prefixes) else right
+            if left is None or right is None:
+                return None
+            return PathNeed(left.prefixes | right.prefixes)
+        if isinstance(node, ast.BooleanExpression) and node.value is False:
+            return NOTHING
+        if isinstance(node, (ast.ComparisonExpression, ast.ContainsExpression)):
+            return self._comparison(node)
+        return None
+
+    def _comparison(self, node: Any) -> PathNeed | None:
+        sides = ([node.member, node.container] if isinstance(node, ast.ContainsExpression)
+                 else [node.left, node.right])
+        fields = [f for f in (self._field(s) for s in sides) if f is not None]
+        if any(f in NOT_ON_OPEN for f in fields):
+            return NOTHING
+        if isinstance(node, ast.ContainsExpression):
+            member, container = self._field(node.member), self._field(node.container)
+            if container == "fd.nameraw" and isinstance(node.member, ast.StringExpression) \
+                    and ".." in node.member.value:
+                return NOTHING  # only non-canonical or relative paths: always passed
+            values = literal_strings(node.container)
+            if values is not None and member == "fd.name":
+                return PathNeed(frozenset(values))
+            if values is not None and member == "fd.directory":
+                return PathNeed(frozenset(_dir_prefix(v) for v in values))
+            return None
+        left, right = self._field(node.left), self._field(node.right)
+        field, lit = (left, node.right) if left is not None else (right, node.left)
+        if not isinstance(lit, ast.StringExpression):
+            return None
+        if isinstance(node, ast.FuzzyComparisonExpression):
+            if node.type == "eq_fzm" and field == "fd.name":
+                found = _prefixes_of_pattern(lit.value)
+                return None if found is None else PathNeed(found)
+            return None
+        if type(node) is ast.ComparisonExpression and node.type == "eq":
+            if field == "fd.name":
+                return PathNeed(frozenset({lit.value}))
+            if field == "fd.directory":
+                return PathNeed(frozenset({_dir_prefix(lit.value)}))
+        return None
+
+
+def _dir_prefix(directory: str) -> str:
+    return directory.rstrip("/") + "/"
+
+
+def open_path_prefixes(rules: Iterable[Any], field_of: Callable[[str], str]) -> frozenset[str] | None:
+    """Prefixes the kernel may keep opens to, or None: every open is needed.
+
+    `rules` are the enabled rules evaluated in userspace (deny and audit rules are
+    decided by the kernel's LSM programs and need no records).
+    """
+    an = _Analyser(field_of)
+    out: set[str] = set()
+    for rule in rules:
+        if rule.event_types is not None and not (rule.event_types & OPEN_TYPES):
+            continue
+        need = an.need(rule.ast)
+        if need is None:
+            return None
+        out |= need.prefixes
+    return frozenset(out)

@@ -34,6 +34,14 @@ class MonitorSpec:
     keep_stdout: bool = True
 
 
+def _default_stop_signals() -> None:
+    """In the child: a shell starting the harness in the background (`make bench &`,
+    nohup) leaves SIGINT ignored, ignored signals survive exec, and syscount-bpfcc only
+    stops on SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 class RunningMonitor:
     def __init__(self, spec: MonitorSpec, workdir: Path) -> None:
         self.spec = spec
@@ -64,6 +72,7 @@ class RunningMonitor:
                 self.proc = subprocess.Popen(
                     self.spec.argv, cwd=REPO, env={**os.environ, **self.spec.env},
                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    preexec_fn=_default_stop_signals,
                 )
             except OSError as exc:
                 raise BenchError(f"cannot start {self.spec.name} ({self.spec.argv[0]}): {exc}") from exc

@@ -85,7 +85,9 @@ def run(ctx: Context, log: Any) -> dict[str, Any]:
                 before = procfs.sample(mon.pid) if mon else None
                 res = _loop(ctx, loop)
                 ns[loop][cond].append(res.ns_per_iter)
-                if mon and before:
+                # CPU time is counted in clock ticks: a loop shorter than ~25 ticks would
+                # give a share of a core that is mostly rounding.
+                if mon and before and res.elapsed_ns >= 25e9 / procfs.CLK_TCK:
                     after = procfs.sample(mon.pid)
                     mon_cpu[loop][cond].append((after.cpu_s - before.cpu_s) / (res.elapsed_ns / 1e9))
             if mon:
@@ -100,7 +102,7 @@ def run(ctx: Context, log: Any) -> dict[str, Any]:
                        "forkexec": ctx.settings.forkexec_n},
         "ns_per_iter": {loop: {c: asdict(s) for c, s in stats.summarize(ns[loop], "none").items()}
                         for loop in LOOPS},
-        "monitor_cpu_fraction": {loop: {c: stats.median(v) for c, v in per.items()}
+        "monitor_cpu_fraction": {loop: {c: stats.median(v) if v else None for c, v in per.items()}
                                  for loop, per in mon_cpu.items()},
         "ready_s": {c: stats.median(v) for c, v in ready_s.items()},
         "rss_bytes": {c: int(stats.median(v)) for c, v in rss.items()},

@@ -22,6 +22,9 @@
 #include <linux/fs_struct.h>
 #include <linux/mount.h>
 #include <linux/binfmts.h>
+#include <linux/fdtable.h>
+#include <linux/net.h>
+#include <net/sock.h>
 #endif
 
 /* x86_64 syscall numbers: the ABI, fixed; monitor/syscalls.py has the same table. */

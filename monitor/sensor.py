@@ -198,7 +198,8 @@ class Sensor:
             # kernel that refuses them fails here; then the sensor is compiled alone.
             try:
                 with _captured_stderr() as captured:
-                    self._bpf = BPF(text=src + "\n" + self.extension.source(), cflags=self.cflags())
+                    combined = src + "\n" + self.extension.source()
+                    self._bpf = BPF(text=combined.encode(), cflags=self.cflags())
             except Exception as exc:
                 _release_half_built(exc)
                 # libbcc wrote its own lines on fd 2; they belong in the log, not the terminal.
@@ -208,7 +209,7 @@ class Sensor:
                 self.extension.loaded(self._bpf)
         if self._bpf is None:
             try:
-                self._bpf = BPF(text=src, cflags=self.cflags())
+                self._bpf = BPF(text=src.encode(), cflags=self.cflags())
             except Exception as exc:  # bcc raises bare Exception for compile/load failures
                 raise SensorError(f"cannot load BPF programs from {BPF_DIR}: {exc}") from exc
         for i, path in enumerate(self.cfg.cgroups):

@@ -67,6 +67,11 @@ def _check_watched(ctx: Context, cond: str, mon: RunningMonitor, losses: dict[st
         raise BenchError("syscount-bpfcc's summary does not list getppid:\n" + mon.stdout()[-2000:])
 
 
+def _counts(snap: dict[str, Any]) -> tuple[int, int]:
+    """(records produced, whole records lost) so far, from a `ringwatch stats` snapshot."""
+    return sum(snap.get("produced", {}).values()), sum(ringwatch.stats_losses(snap).values())
+
+
 def run(ctx: Context, log: Any) -> dict[str, Any]:
     ns: dict[str, dict[str, list[float]]] = {loop: {c: [] for c in CONDITIONS} for loop in LOOPS}
     # Monitor CPU time during a loop, as a fraction of the loop's wall time: work the
@@ -75,6 +80,9 @@ def run(ctx: Context, log: Any) -> dict[str, Any]:
     ready_s: dict[str, list[float]] = {c: [] for c in CONDITIONS[1:]}
     rss: dict[str, list[int]] = {c: [] for c in CONDITIONS[1:]}
     losses: dict[str, int] = {}
+    # ringwatch's records produced and lost while each loop ran (kernel drops happen at
+    # submit time, so they are final when the loop ends), summed over rounds.
+    per_loop: dict[str, dict[str, int]] = {loop: {"produced": 0, "lost": 0} for loop in LOOPS}
     # Untimed warm-up: the first run after a build pays for page cache and dentries.
     for loop in LOOPS:
         _loop(ctx, loop)
@@ -83,7 +91,13 @@ def run(ctx: Context, log: Any) -> dict[str, Any]:
         with _monitor(ctx, cond, rnd) as mon:
             for loop in LOOPS:
                 before = procfs.sample(mon.pid) if mon else None
+                snap0 = ringwatch.stats(ctx.control_socket) if cond == "ringwatch" else None
                 res = _loop(ctx, loop)
+                snap1 = ringwatch.stats(ctx.control_socket) if snap0 else None
+                if snap0 and snap1:
+                    (p0, l0), (p1, l1) = _counts(snap0), _counts(snap1)
+                    per_loop[loop]["produced"] += p1 - p0
+                    per_loop[loop]["lost"] += l1 - l0
                 ns[loop][cond].append(res.ns_per_iter)
                 # CPU time is counted in clock ticks: a loop shorter than ~25 ticks would
                 # give a share of a core that is mostly rounding.
@@ -107,4 +121,5 @@ def run(ctx: Context, log: Any) -> dict[str, Any]:
         "ready_s": {c: stats.median(v) for c, v in ready_s.items()},
         "rss_bytes": {c: int(stats.median(v)) for c, v in rss.items()},
         "ringwatch_losses": losses,
+        "ringwatch_records_per_loop": per_loop,
     }

@@ -85,7 +85,11 @@ def render(results: dict[str, Any]) -> str:
         lines.append("start->ready s: " + ", ".join(f"{c} {_fmt(v)}" for c, v in ov["ready_s"].items())
                      + "; RSS MB: " + ", ".join(f"{c} {_fmt(v / MB, 0)}" for c, v in ov["rss_bytes"].items()))
         lost = {k: v for k, v in ov["ringwatch_losses"].items() if v}
-        lines.append(f"ringwatch records lost during the loops: {lost or 0}")
+        lines.append(f"ringwatch records lost during the rounds: {lost or 0}")
+        per_loop = ov.get("ringwatch_records_per_loop")
+        if per_loop:
+            lines.append("ringwatch records produced/lost while each loop ran (all rounds, whole host): "
+                         + ", ".join(f"{k} {v['produced']}/{v['lost']}" for k, v in per_loop.items()))
     tp = results.get("throughput")
     if tp:
         lines.append("")

@@ -63,6 +63,8 @@ def test_smoke_run_writes_complete_results(root: None, tmp_path: Path) -> None:
         assert all(c["median"] > 0 and c["ratio"] is not None for c in conds.values())
     assert set(ov["ready_s"]) == {"ringwatch", "syscount", "floor"}
     assert ov["ringwatch_losses"], "ringwatch's drop counters were not read"
+    # Read from `ringwatch stats` around each loop: the loop's own execs are among them.
+    assert ov["ringwatch_records_per_loop"]["forkexec"]["produced"] >= r["overhead"]["iterations"]["forkexec"]
 
     fp = r["footprint"]
     names = {m["name"] for m in fp["bpf"]["maps"]}

@@ -92,6 +92,8 @@ def trial(ctx: Context, mode: str, rate: float, n: int) -> tuple[Trial, dict[str
         # per second of the window: the generator's events plus the host's own.
         "all_records_per_s": ringwatch.delivered_total(stopped) / elapsed,
         "losses": lost,
+        # Alerts raised during the trial (every event an alert is the costly case).
+        "alerts": (snap or {}).get("alerts", {}).get("total"),
         "drain_s": drain_s,
         "drain_from": "stats" if lag is not None else "stop",
         "stop_s": mon.stop_s,

@@ -100,7 +100,7 @@ class RunningMonitor:
         return read_jsonl(self.record_path)
 
     def wait_for(
-        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 10, path: Path | None = None
+        self, pred: Callable[[dict[str, Any]], bool], timeout: float = 30, path: Path | None = None
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -42,7 +42,7 @@ def mon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMonitor]:
     shutil.rmtree(pin, ignore_errors=True)
 
 
-def _find(mon: RunningMonitor, pred: Callable[[Event], bool], timeout: float = 15) -> Event:
+def _find(mon: RunningMonitor, pred: Callable[[Event], bool], timeout: float = 45) -> Event:
     return mon.wait_for(pred, timeout=timeout)
 
 

@@ -230,7 +230,6 @@ static __always_inline int report(u32 hook, u32 rule_id, u32 audit, const char *
         count_drop(RW_DROP_RINGBUF_FULL);
         return ret;
     }
-    count_committed(sizeof(struct rw_deny));
     fill_header(&d->h, RW_REC_DENY);
     d->hook = hook;
     d->rule_id = rule_id;

@@ -60,9 +60,6 @@ BPF_RINGBUF_OUTPUT(events, RW_RINGBUF_PAGES);
  * userspace checks delivered + dropped == produced. */
 BPF_PERCPU_ARRAY(produced, u64, RW_REC_TYPE_MAX);
 BPF_PERCPU_ARRAY(drops, u64, RW_DROP_REASON_MAX);
-/* Bytes committed to the ring buffer (each record plus its 8-byte header, 8-aligned);
- * userspace counts what it consumed, and the difference is the fill level. */
-BPF_PERCPU_ARRAY(committed_bytes, u64, 1);
 /* Exec arguments are only readable before the new image replaces the old one, and the
  * result only after: the record waits here, keyed by thread id, between the two. */
 BPF_PERCPU_ARRAY(exec_scratch, struct rw_exec, 1);
@@ -93,14 +90,6 @@ static __always_inline void count_drop(u32 reason)
     u64 *v = drops.lookup(&reason);
     if (v)
         (*v)++;
-}
-
-static __always_inline void count_committed(u32 size)
-{
-    u32 zero = 0;
-    u64 *v = committed_bytes.lookup(&zero);
-    if (v)
-        *v += (size + 8 + 7) & ~7u;
 }
 
 static __always_inline void count_produced(u32 type)
@@ -575,7 +564,6 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         count_drop(RW_DROP_RINGBUF_FULL);
         return 0;
     }
-    count_committed(sizeof(struct rw_syscall));
     fill_header(&r->h, RW_REC_SYSCALL);
     r->ret = ret;
     r->nr = nr;
@@ -747,8 +735,6 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     count_produced(RW_REC_EXEC);
     if (events.ringbuf_output(e, sizeof(*e), 0) != 0)
         count_drop(RW_DROP_RINGBUF_FULL);
-    else
-        count_committed(sizeof(*e));
     pending_exec.delete(&tid);
     return 0;
 }
@@ -796,7 +782,6 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
         count_drop(RW_DROP_RINGBUF_FULL);
         return 0;
     }
-    count_committed(sizeof(struct rw_fork));
     const void *task = (const void *)bpf_get_current_task();
     u64 id = bpf_get_current_pid_tgid();
     u64 ug = bpf_get_current_uid_gid();
@@ -838,7 +823,6 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
         count_drop(RW_DROP_RINGBUF_FULL);
         return 0;
     }
-    count_committed(sizeof(struct rw_exit));
     fill_header(&x->h, RW_REC_EXIT);
     x->exit_status = rd_u32(task, RW_OFF_TASK_EXIT_CODE);
     x->_pad1 = 0;

@@ -8,6 +8,7 @@ to deliver is in `produced`; what reached userspace is in `delivered`.
 from __future__ import annotations
 
 import ctypes as ct
+import mmap
 import os
 import sys
 import tempfile
@@ -97,6 +98,28 @@ def _captured_stderr() -> Iterator[_Captured]:
             out.text = tmp.read().decode(errors="replace")
 
 
+class RingPositions:
+    """The ring buffer's consumer and producer positions, as libbpf itself reads them.
+
+    A BPF ring buffer map exposes its consumer position on the first mmapped page and
+    its producer position on the second; their difference is the exact backlog, read
+    without a syscall. (bcc 0.26 cannot call bpf_ringbuf_query in the kernel.)
+    """
+
+    def __init__(self, map_fd: int) -> None:
+        self._cons = mmap.mmap(map_fd, PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ, offset=0)
+        self._prod = mmap.mmap(map_fd, PAGE_SIZE, mmap.MAP_SHARED, mmap.PROT_READ, offset=PAGE_SIZE)
+
+    def fill(self) -> int:
+        prod = int.from_bytes(self._prod[:8], "little")
+        cons = int.from_bytes(self._cons[:8], "little")
+        return max(0, prod - cons)
+
+    def close(self) -> None:
+        self._cons.close()
+        self._prod.close()
+
+
 def _release_half_built(exc: BaseException) -> None:
     """Close the maps and programs of a BPF object whose constructor raised.
 
@@ -163,8 +186,8 @@ class Sensor:
         self.delivered = [0] * (max(RecordType) + 1)
         self.decode_errors = 0
         self.offsets_source = ""
-        self.consumed_bytes = 0
         self.fill_hwm_bytes = 0
+        self._positions: RingPositions | None = None
         self._budget = POLL_BUDGET
 
     def cflags(self) -> list[str]:
@@ -219,6 +242,7 @@ class Sensor:
                 raise SensorError(f"sensor.cgroups[{i}]: cannot use cgroup {path}: {exc}") from exc
         self._open_lineage(migration)
         self._bpf["events"].open_ring_buffer(self._callback)
+        self._positions = RingPositions(self._bpf["events"].map_fd)
         self._log.info(
             "sensor_attached",
             ringbuf_bytes=ringbuf_pages(self.cfg.ringbuf_bytes) * PAGE_SIZE,
@@ -239,7 +263,9 @@ class Sensor:
         )
 
     def _callback(self, _ctx: Any, data: int, size: int) -> int:
-        self.consumed_bytes += (size + 8 + 7) & ~7  # as count_committed() in the kernel
+        if self._budget == POLL_BUDGET:
+            # The first record of a poll: the backlog is at its largest since the last one.
+            self.fill_hwm_bytes = max(self.fill_hwm_bytes, self.fill_bytes())
         self._budget -= 1
         try:
             rec = decode(data, size)
@@ -255,24 +281,22 @@ class Sensor:
         return -1 if self._budget <= 0 else 0
 
     def fill_bytes(self) -> int:
-        """Bytes in the ring buffer not yet consumed (per-CPU sums: a close estimate)."""
-        committed = int(sum(self._bpf["committed_bytes"][ct.c_int(0)]))
-        return max(0, committed - self.consumed_bytes)
+        """Bytes in the ring buffer not yet consumed, read from its position pages."""
+        if self._positions is None:
+            return 0
+        return self._positions.fill()
 
     def poll(self, timeout_ms: int | None = None) -> None:
-        # Just before a poll the backlog is at its largest since the last one: the
-        # sampled high-water mark. (bcc 0.26 cannot call bpf_ringbuf_query in the kernel.)
-        self.fill_hwm_bytes = max(self.fill_hwm_bytes, self.fill_bytes())
         self._budget = POLL_BUDGET
         self._bpf.ring_buffer_poll(self.cfg.poll_timeout_ms if timeout_ms is None else timeout_ms)
 
     def drain(self) -> None:
         """Consume whatever is in the ring buffer now, without blocking."""
         while True:
-            before = self.consumed_bytes
+            before = sum(self.delivered) + self.decode_errors
             self._budget = POLL_BUDGET
             self._bpf.ring_buffer_consume()
-            if self.consumed_bytes == before:
+            if sum(self.delivered) + self.decode_errors == before:
                 return
 
     def _percpu_sums(self, name: str, n: int) -> list[int]:
@@ -326,6 +350,9 @@ class Sensor:
         return {s.name.lower(): sums[s] for s in LineageStat}
 
     def close(self) -> None:
+        if self._positions is not None:
+            self._positions.close()
+            self._positions = None
         if self.procs is not None:
             self.procs.close()
             self.procs = None

@@ -88,7 +88,7 @@ def render(results: dict[str, Any]) -> str:
         lines.append(f"ringwatch records lost during the rounds: {lost or 0}")
         per_loop = ov.get("ringwatch_records_per_loop")
         if per_loop:
-            lines.append("ringwatch records produced/lost while each loop ran (all rounds, whole host): "
+            lines.append("ringwatch records produced/lost while each loop ran (all rounds, all it traces): "
                          + ", ".join(f"{k} {v['produced']}/{v['lost']}" for k, v in per_loop.items()))
     tp = results.get("throughput")
     if tp:

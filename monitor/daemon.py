@@ -29,6 +29,9 @@ from monitor.sensor import NS_PER_TICK, PAGE_SIZE, Sensor, ringbuf_pages
 from monitor.sinks.base import Sink
 from monitor.syscalls import wanted_numbers
 
+# How often the main loop flushes outputs, answers the control socket, checks losses.
+HOUSEKEEPING_S = 0.1
+
 
 @dataclass
 class RunOptions:
@@ -162,6 +165,13 @@ class Monitor:
         self._apply_syscall_filter()
         self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
 
+    def _housekeeping(self) -> None:
+        for sink in self.opts.event_sinks:
+            sink.flush(0)
+        self.ops.tick()
+        if self.lineage_watch is not None:
+            self.lineage_watch.tick(self.sensor.counters().lost(), self.sensor.lineage_counters()["inserts"])
+
     def _apply_syscall_filter(self) -> None:
         """Only syscalls some loaded rule (or sensor.extra_event_types) can use reach userspace."""
         types = self.rules.event_types()
@@ -221,20 +231,21 @@ class Monitor:
         self.ops.started(f"monitoring; config {self.cfg.source}")
         self.log.info("ready", startup_s=round(time.monotonic() - t0, 3), config=self.cfg.source)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
+        next_housekeeping = 0.0
         try:
             while not self._stop:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 self.sensor.poll()
-                for sink in self.opts.event_sinks:
-                    sink.flush(0)
                 if self._reload:
                     self._reload = False
                     self._do_reload()
-                self.ops.tick()
-                if self.lineage_watch is not None:
-                    self.lineage_watch.tick(self.sensor.counters().lost(),
-                                            self.sensor.lineage_counters()["inserts"])
+                now = time.monotonic()
+                if now >= next_housekeeping:
+                    # At a steady rate a poll returns with a record or two: this work,
+                    # which reads kernel counters, must not run once per record.
+                    next_housekeeping = now + HOUSEKEEPING_S
+                    self._housekeeping()
             self.ops.stopping()
             self.sensor.stop_tracing()
             self.sensor.drain()

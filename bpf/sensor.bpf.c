@@ -49,6 +49,7 @@
 #define RW_NR_dup3 292
 #define RW_NR_renameat2 316
 #define RW_NR_memfd_create 319
+#define RW_NR_bpf 321
 #define RW_NR_execveat 322
 #define RW_NR_openat2 437
 #define RW_NR_MAX 512
@@ -79,6 +80,10 @@ BPF_ARRAY(syscall_wanted, u8, RW_NR_MAX);
  * rules). [0] of open_filter: 1 = on. filtered_opens counts what it kept out. */
 BPF_F_TABLE("lpm_trie", struct rw_pfx_key, u8, open_prefixes, RW_OPEN_PREFIX_MAX, BPF_F_NO_PREALLOC);
 BPF_ARRAY(open_filter, u32, 1);
+/* bpf() by command: [RW_BPF_CMD_MAX] of bpf_cmd_wanted is 1 when the filter is on; a
+ * command the rules name is 1 at its index. Commands past the table always pass. */
+#define RW_BPF_CMD_MAX 64
+BPF_ARRAY(bpf_cmd_wanted, u8, RW_BPF_CMD_MAX + 1);
 BPF_PERCPU_ARRAY(filtered_opens, u64, 1);
 BPF_PERCPU_ARRAY(pfx_scratch, struct rw_pfx_key, 1);
 BPF_PERCPU_ARRAY(lineage_stats, u64, RW_LIN_STAT_MAX);
@@ -545,6 +550,14 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         if (!pk)
             return 0;
         if (open_filtered(pk, (const char *)(nr == RW_NR_open ? a0 : a1), &open_n))
+            return 0;
+    }
+
+    if (nr == RW_NR_bpf && a0 < RW_BPF_CMD_MAX) {
+        u32 on_idx = RW_BPF_CMD_MAX, cmd = (u32)a0;
+        u8 *on = bpf_cmd_wanted.lookup(&on_idx);
+        u8 *want = bpf_cmd_wanted.lookup(&cmd);
+        if (on && *on && want && !*want)
             return 0;
     }
 

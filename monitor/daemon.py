@@ -20,7 +20,7 @@ from monitor.errors import UserError
 from monitor.lineage import Lineage
 from monitor.lineage_watch import LineageWatch
 from monitor.ops import Operations
-from monitor.pathfilter import OPEN_TYPES, open_path_prefixes
+from monitor.pathfilter import OPEN_TYPES, bpf_commands, open_path_prefixes
 from monitor.records import DenyRecord, Record
 from monitor.rules import RuleSet, RuleSources
 from monitor.rules import check as check_rules
@@ -186,6 +186,11 @@ class Monitor:
         else:
             self.sensor.set_open_prefixes(open_path_prefixes(
                 [r for r in self.rules.rules_with_action("alert")], self.rules.field_of))
+        if "all" in extra or "bpf" in extra:
+            self.sensor.set_bpf_commands(None)
+        else:
+            self.sensor.set_bpf_commands(bpf_commands(self.rules.rules_with_action("alert"),
+                                                      self.rules.field_of))
 
     def _start_lineage(self) -> None:
         """After attach, so no process is missed between the /proc scan and tracing."""

@@ -148,3 +148,56 @@ def open_path_prefixes(rules: Iterable[Any], field_of: Callable[[str], str]) -> 
             return None
         out |= need.prefixes
     return frozenset(out)
+
+
+class _ValueAnalyser:
+    """Which literal values of one field a condition needs: `f == "x"`, `f in [...]`."""
+
+    def __init__(self, field_of: Callable[[str], str], field: str) -> None:
+        self.field_of = field_of
+        self.field = field
+
+    def _is_field(self, node: Any) -> bool:
+        if not (isinstance(node, ast.SymbolExpression) and node.scope is None):
+            return False
+        try:
+            return self.field_of(node.name) == self.field
+        except KeyError:
+            return False
+
+    def need(self, node: Any) -> frozenset[str] | None:
+        if isinstance(node, ast.Statement):
+            return self.need(node.expression)
+        if isinstance(node, ast.LogicExpression):
+            left, right = self.need(node.left), self.need(node.right)
+            if node.type == "and":
+                if left is None or right is None:
+                    return right if left is None else left
+                return left & right
+            return None if left is None or right is None else left | right
+        if type(node) is ast.ComparisonExpression and node.type == "eq":
+            for sym, lit in ((node.left, node.right), (node.right, node.left)):
+                if self._is_field(sym) and isinstance(lit, ast.StringExpression):
+                    return frozenset({lit.value})
+        if isinstance(node, ast.ContainsExpression) and self._is_field(node.member):
+            values = literal_strings(node.container)
+            return None if values is None else frozenset(values)
+        return None
+
+
+def bpf_commands(rules: Iterable[Any], field_of: Callable[[str], str]) -> frozenset[str] | None:
+    """bpf() commands (BPF_PROG_LOAD, ...) some rule can match, or None: all of them.
+
+    Most bpf() calls on a host are map reads by monitoring agents (ringwatch's own
+    instances included): with the default rules only program loads are wanted.
+    """
+    an = _ValueAnalyser(field_of, "evt.arg.cmd")
+    out: set[str] = set()
+    for rule in rules:
+        if rule.event_types is not None and "bpf" not in rule.event_types:
+            continue
+        need = an.need(rule.ast)
+        if need is None:
+            return None
+        out |= need
+    return frozenset(out)

@@ -35,13 +35,14 @@ from monitor.records import (
     RecordType,
     decode,
 )
-from monitor.syscalls import NAMES
+from monitor.syscalls import BPF_CMDS, NAMES
 
 BPF_DIR = paths.data_dir("bpf", "RINGWATCH_BPF_DIR")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # /proc/PID/stat counts process start in USER_HZ ticks; lineage keys use the same unit.
 NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 SYSCALL_NR_MAX = 512  # RW_NR_MAX in bpf/sensor.bpf.c
+BPF_CMD_MAX = 64  # RW_BPF_CMD_MAX in bpf/sensor.bpf.c
 # Records handled per poll before the main loop gets a turn.
 POLL_BUDGET = 8192
 
@@ -341,6 +342,15 @@ class Sensor:
             trie[key] = ct.c_uint8(1)
         self._bpf["open_filter"][ct.c_int(0)] = ct.c_uint32(0 if prefixes is None else 1)
         self._log.info("open_path_filter", prefixes=None if prefixes is None else sorted(prefixes))
+
+    def set_bpf_commands(self, commands: frozenset[str] | None) -> None:
+        """The kernel's bpf() command filter: None records every command."""
+        table = self._bpf["bpf_cmd_wanted"]
+        wanted = {BPF_CMDS.index(c) for c in commands or () if c in BPF_CMDS}
+        for i in range(BPF_CMD_MAX):
+            table[ct.c_int(i)] = ct.c_uint8(1 if i in wanted else 0)
+        table[ct.c_int(BPF_CMD_MAX)] = ct.c_uint8(0 if commands is None else 1)
+        self._log.info("bpf_command_filter", commands=None if commands is None else sorted(commands))
 
     def filtered_opens(self) -> int:
         return int(sum(self._bpf["filtered_opens"][ct.c_int(0)]))

@@ -50,7 +50,7 @@ _PTRACE = {
     0x4201: "PTRACE_GETEVENTMSG", 0x4206: "PTRACE_SEIZE", 0x4207: "PTRACE_INTERRUPT",
     0x4208: "PTRACE_LISTEN",
 }
-_BPF_CMDS = [
+BPF_CMDS = [
     "BPF_MAP_CREATE", "BPF_MAP_LOOKUP_ELEM", "BPF_MAP_UPDATE_ELEM", "BPF_MAP_DELETE_ELEM",
     "BPF_MAP_GET_NEXT_KEY", "BPF_PROG_LOAD", "BPF_OBJ_PIN", "BPF_OBJ_GET", "BPF_PROG_ATTACH",
     "BPF_PROG_DETACH", "BPF_PROG_TEST_RUN", "BPF_PROG_GET_NEXT_ID", "BPF_MAP_GET_NEXT_ID",
@@ -269,7 +269,7 @@ def _module(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
 
 def _bpf(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:
     cmd = r.args[0]
-    ev["evt.arg.cmd"] = _BPF_CMDS[cmd] if cmd < len(_BPF_CMDS) else str(cmd)
+    ev["evt.arg.cmd"] = BPF_CMDS[cmd] if cmd < len(BPF_CMDS) else str(cmd)
 
 
 def _memfd(r: SyscallRecord, ev: dict[str, Any], res: PathResolver) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from monitor.pathfilter import open_path_prefixes
+from monitor.pathfilter import bpf_commands, open_path_prefixes
 from monitor.rules import RuleSources, load
 
 
@@ -80,3 +80,26 @@ def test_the_default_ruleset_keeps_only_a_few_prefixes(tmp_path: Path) -> None:
     got = open_path_prefixes(rs.rules_with_action("alert"), rs.field_of)
     assert got is not None and "/etc/" in got and "/var/log/" in got
     assert len(got) <= 8
+
+
+def _bpf_cmds(tmp_path: Path, *conditions: str) -> frozenset[str] | None:
+    text = "".join(
+        f"- rule: r{i}\n  desc: d\n  condition: >\n    {c}\n  output: o\n  priority: INFO\n"
+        for i, c in enumerate(conditions)
+    )
+    f = tmp_path / "b.yaml"
+    f.write_text(text)
+    rs = load(RuleSources(paths=(f,), defaults=False, system_dir=None))
+    return bpf_commands(rs.rules_with_action("alert"), rs.field_of)
+
+
+def test_bpf_commands_from_rules(tmp_path: Path) -> None:
+    assert _bpf_cmds(tmp_path, 'evt.type == "bpf" and evt.arg.cmd == "BPF_PROG_LOAD"') == {"BPF_PROG_LOAD"}
+    assert _bpf_cmds(tmp_path, 'evt.type == "bpf" and evt.arg.cmd in ["BPF_PROG_LOAD", "BPF_OBJ_PIN"]',
+                     'evt.type == "execve"') == {"BPF_PROG_LOAD", "BPF_OBJ_PIN"}
+    assert _bpf_cmds(tmp_path, 'evt.type == "bpf" and proc.name == "x"') is None
+    assert _bpf_cmds(tmp_path, 'evt.type == "bpf" and (evt.arg.cmd == "BPF_PROG_LOAD" or '
+                               'proc.name == "x")') is None
+    assert _bpf_cmds(tmp_path, 'evt.type == "execve"') == frozenset()
+    rs = load(RuleSources(system_dir=None))
+    assert bpf_commands(rs.rules_with_action("alert"), rs.field_of) == {"BPF_PROG_LOAD"}

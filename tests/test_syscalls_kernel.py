@@ -304,3 +304,35 @@ def test_kernel_path_filter_keeps_only_what_rules_can_match(tmp_path: Path) -> N
         assert {"/etc/hostname", "//etc/hostname", "/tmp/../etc/hostname", "hostname"} <= alerted
     finally:
         shutil.rmtree(pin, ignore_errors=True)
+
+
+BPF_RULES = """\
+- rule: program loads
+  desc: d
+  condition: evt.type == "bpf" and evt.arg.cmd == "BPF_PROG_LOAD"
+  output: "load by %proc.name"
+  priority: INFO
+"""
+
+
+def test_kernel_keeps_only_the_bpf_commands_rules_name(tmp_path: Path) -> None:
+    rules = tmp_path / "bpf.yaml"
+    rules.write_text(BPF_RULES)
+    pin = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
+    cfg = {"lineage": {"bpffs_dir": str(pin)}, "control": {"socket": str(tmp_path / "c.sock")}}
+    mon = RunningMonitor(tmp_path / "mon", cfg, args=["--no-default-rules", "--rules", str(rules)])
+    try:
+        with mon:
+            assert mon.wait_log("bpf_command_filter")["commands"] == ["BPF_PROG_LOAD"]
+            lister = subprocess.run(["bpftool", "prog", "list"], check=True, capture_output=True)
+            del lister
+            attr = (ctypes.c_uint8 * 128)()  # an empty BPF_PROG_LOAD: rejected, but made
+            assert libc.syscall(321, 5, ctypes.byref(attr), 128) < 0
+            ev = _find(mon, lambda e: _mine(("bpf",))(e) and e.get("evt.arg.cmd") == "BPF_PROG_LOAD")
+            assert ev["evt.failed"] is True
+            assert mon.stop() == 0
+        cmds = {e.get("evt.arg.cmd") for e in mon.events() if e["evt.type"] == "bpf"}
+        # bpftool's id walks and info reads never left the kernel.
+        assert cmds == {"BPF_PROG_LOAD"}
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)

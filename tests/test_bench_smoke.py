@@ -76,7 +76,9 @@ def test_smoke_run_writes_complete_results(root: None, tmp_path: Path) -> None:
     assert tp["trials"], "no throughput trial ran"
     first = tp["trials"][0]
     assert first["events_seen"] > 0, first
-    assert first["passed"], first
+    # Whether a trial passes depends on the machine's speed and load: the harness must
+    # judge it (a verdict and its reasons), the test must not.
+    assert isinstance(first["passed"], bool) and "achieved" in first, first
     # The drain was measured from `ringwatch stats`, not guessed from the stop time.
     assert first["drain_from"] == "stats", first
     assert len(r["targets"]) == 7

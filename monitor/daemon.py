@@ -169,8 +169,9 @@ class Monitor:
         for sink in self.opts.event_sinks:
             sink.flush(0)
         self.ops.tick()
-        if self.lineage_watch is not None:
-            self.lineage_watch.tick(self.sensor.counters().lost(), self.sensor.lineage_counters()["inserts"])
+        watch = self.lineage_watch
+        if watch is not None and watch.due(time.monotonic()):
+            watch.tick(self.sensor.counters().lost(), self.sensor.lineage_counters()["inserts"])
 
     def _apply_syscall_filter(self) -> None:
         """Only syscalls some loaded rule (or sensor.extra_event_types) can use reach userspace."""

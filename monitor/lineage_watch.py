@@ -17,6 +17,10 @@ from structlog.typing import FilteringBoundLogger
 from monitor.bpffs import PinnedMap
 from monitor.lineage import Lineage
 
+# How often losses are checked (to invalidate the cache): lost records are rare, and a
+# second of possibly stale ancestry after one is acceptable.
+TICK_S = 1.0
+
 
 class LineageWatch:
     def __init__(self, lineage: Lineage, procs: PinnedMap, warn_pct: int, log: FilteringBoundLogger,
@@ -32,13 +36,20 @@ class LineageWatch:
         self.evicted = 0
         self._last_count = float("-inf")  # check at the first tick
         self._last_lost = 0
+        self._last_tick = float("-inf")
         self._warned = False
 
     @property
     def utilisation_pct(self) -> float:
         return 100.0 * self.entries / self.procs.info.max_entries
 
+    def due(self, now: float) -> bool:
+        """Whether tick() has anything to do: reading the kernel counters it needs is the
+        costly part of an idle daemon's loop, so the caller asks first."""
+        return now - self._last_tick >= TICK_S
+
     def tick(self, lost_records: int, kernel_inserts: int) -> None:
+        self._last_tick = time.monotonic()
         if lost_records > self._last_lost:
             # A lost fork or exec record leaves the cache behind the kernel map.
             self._last_lost = lost_records

@@ -47,6 +47,16 @@ class PathNeed:
 NOTHING = PathNeed(frozenset())
 
 
+def _field_name(field_of: Callable[[str], str], node: Any) -> str | None:
+    """The Falco field a plain symbol stands for, else None."""
+    if isinstance(node, ast.SymbolExpression) and node.scope is None:
+        try:
+            return field_of(node.name)
+        except KeyError:
+            return None
+    return None
+
+
 def _prefixes_of_pattern(pattern: str) -> frozenset[str] | None:
     """`^/a/` -> {"/a/"}; `^(?:/a/|/b/)` (startswith a list) -> {"/a/", "/b/"}."""
     one = literal_prefix(pattern)
@@ -68,12 +78,7 @@ class _Analyser:
         self.field_of = field_of
 
     def _field(self, node: Any) -> str | None:
-        if isinstance(node, ast.SymbolExpression) and node.scope is None:
-            try:
-                return self.field_of(node.name)
-            except KeyError:
-                return None
-        return None
+        return _field_name(self.field_of, node)
 
     def need(self, node: Any) -> PathNeed | None:
         if isinstance(node, ast.Statement):
@@ -158,12 +163,7 @@ class _ValueAnalyser:
         self.field = field
 
     def _is_field(self, node: Any) -> bool:
-        if not (isinstance(node, ast.SymbolExpression) and node.scope is None):
-            return False
-        try:
-            return self.field_of(node.name) == self.field
-        except KeyError:
-            return False
+        return _field_name(self.field_of, node) == self.field
 
     def need(self, node: Any) -> frozenset[str] | None:
         if isinstance(node, ast.Statement):

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from monitor.pathfilter import bpf_commands, open_path_prefixes
 from monitor.rules import RuleSources, load
 
 
-def _prefixes(tmp_path: Path, *conditions: str, defaults: bool = False) -> frozenset[str] | None:
+def _ruleset(tmp_path: Path, *conditions: str) -> Any:
     text = "".join(
         f"- rule: r{i}\n  desc: d\n  condition: >\n    {c}\n  output: o\n  priority: INFO\n"
         for i, c in enumerate(conditions)
     )
     f = tmp_path / "r.yaml"
     f.write_text(text)
-    rs = load(RuleSources(paths=(f,), defaults=defaults, system_dir=None))
+    return load(RuleSources(paths=(f,), defaults=False, system_dir=None))
+
+
+def _prefixes(tmp_path: Path, *conditions: str) -> frozenset[str] | None:
+    rs = _ruleset(tmp_path, *conditions)
     return open_path_prefixes(rs.rules_with_action("alert"), rs.field_of)
 
 
@@ -83,13 +88,7 @@ def test_the_default_ruleset_keeps_only_a_few_prefixes(tmp_path: Path) -> None:
 
 
 def _bpf_cmds(tmp_path: Path, *conditions: str) -> frozenset[str] | None:
-    text = "".join(
-        f"- rule: r{i}\n  desc: d\n  condition: >\n    {c}\n  output: o\n  priority: INFO\n"
-        for i, c in enumerate(conditions)
-    )
-    f = tmp_path / "b.yaml"
-    f.write_text(text)
-    rs = load(RuleSources(paths=(f,), defaults=False, system_dir=None))
+    rs = _ruleset(tmp_path, *conditions)
     return bpf_commands(rs.rules_with_action("alert"), rs.field_of)
 
 

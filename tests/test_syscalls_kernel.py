@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -254,6 +255,19 @@ def test_rules_decide_what_the_kernel_records(tmp_path: Path) -> None:
     assert produced["with-openat"] >= 20000
 
 
+@contextmanager
+def _monitor_with_rules(tmp_path: Path, rules_text: str) -> Iterator[RunningMonitor]:
+    """A monitor (not started) with only these rules, a pin dir and socket of its own."""
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(rules_text)
+    pin = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
+    cfg = {"lineage": {"bpffs_dir": str(pin)}, "control": {"socket": str(tmp_path / "c.sock")}}
+    try:
+        yield RunningMonitor(tmp_path / "mon", cfg, args=["--no-default-rules", "--rules", str(rules)])
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+
+
 OPEN_RULES = """\
 - rule: etc reads
   desc: d
@@ -264,15 +278,10 @@ OPEN_RULES = """\
 
 
 def test_kernel_path_filter_keeps_only_what_rules_can_match(tmp_path: Path) -> None:
-    rules = tmp_path / "open.yaml"
-    rules.write_text(OPEN_RULES)
-    pin = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
-    cfg = {"lineage": {"bpffs_dir": str(pin)}, "control": {"socket": str(tmp_path / "c.sock")}}
-    mon = RunningMonitor(tmp_path / "mon", cfg, args=["--no-default-rules", "--rules", str(rules)])
     mark = uuid.uuid4().hex[:8]
     outside = tmp_path / f"outside-{mark}"
     outside.write_text("x")
-    try:
+    with _monitor_with_rules(tmp_path, OPEN_RULES) as mon:
         with mon:
             assert mon.wait_log("open_path_filter")["prefixes"] == ["/etc/"]
             spellings = {
@@ -302,8 +311,6 @@ def test_kernel_path_filter_keeps_only_what_rules_can_match(tmp_path: Path) -> N
         alerts = [json.loads(line) for line in mon.stdout_path.read_text().splitlines()]
         alerted = {a["event"]["fd.nameraw"] for a in alerts if a["event"]["proc.pid"] == os.getpid()}
         assert {"/etc/hostname", "//etc/hostname", "/tmp/../etc/hostname", "hostname"} <= alerted
-    finally:
-        shutil.rmtree(pin, ignore_errors=True)
 
 
 BPF_RULES = """\
@@ -316,12 +323,7 @@ BPF_RULES = """\
 
 
 def test_kernel_keeps_only_the_bpf_commands_rules_name(tmp_path: Path) -> None:
-    rules = tmp_path / "bpf.yaml"
-    rules.write_text(BPF_RULES)
-    pin = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
-    cfg = {"lineage": {"bpffs_dir": str(pin)}, "control": {"socket": str(tmp_path / "c.sock")}}
-    mon = RunningMonitor(tmp_path / "mon", cfg, args=["--no-default-rules", "--rules", str(rules)])
-    try:
+    with _monitor_with_rules(tmp_path, BPF_RULES) as mon:
         with mon:
             assert mon.wait_log("bpf_command_filter")["commands"] == ["BPF_PROG_LOAD"]
             lister = subprocess.run(["bpftool", "prog", "list"], check=True, capture_output=True)
@@ -334,5 +336,3 @@ def test_kernel_keeps_only_the_bpf_commands_rules_name(tmp_path: Path) -> None:
         cmds = {e.get("evt.arg.cmd") for e in mon.events() if e["evt.type"] == "bpf"}
         # bpftool's id walks and info reads never left the kernel.
         assert cmds == {"BPF_PROG_LOAD"}
-    finally:
-        shutil.rmtree(pin, ignore_errors=True)

@@ -15,7 +15,6 @@ and then there is no filter. The answer is a superset; rules still decide.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from rule_engine import ast
@@ -37,14 +36,10 @@ NOT_ON_OPEN = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True)
-class PathNeed:
-    """A condition can only hold for an open of a canonical absolute path under these."""
-
-    prefixes: frozenset[str]
-
-
-NOTHING = PathNeed(frozenset())
+# What a condition needs from one field: None, anything; else it can only hold when
+# the field matches one of these (paths: starts with one; values: equals one).
+Need = frozenset[str] | None
+NOTHING: frozenset[str] = frozenset()
 
 
 def _field_name(field_of: Callable[[str], str], node: Any) -> str | None:
@@ -73,33 +68,58 @@ def _prefixes_of_pattern(pattern: str) -> frozenset[str] | None:
     return None
 
 
-class _Analyser:
+def _need(node: Any, leaf: Callable[[Any], Need],
+          narrow: Callable[[frozenset[str], frozenset[str]], frozenset[str]]) -> Need:
+    """Walks `and`/`or` down to the comparisons `leaf` understands.
+
+    `or` unites; `and` keeps what `narrow` makes of both sides (each side alone is a
+    necessary condition). Anything else is up to `leaf`; None means "any".
+    """
+    if isinstance(node, ast.Statement):
+        return _need(node.expression, leaf, narrow)
+    if isinstance(node, ast.LogicExpression):
+        left, right = _need(node.left, leaf, narrow), _need(node.right, leaf, narrow)
+        if node.type == "and":
+            if left is None or right is None:
+                return right if left is None else left
+            return narrow(left, right)
+        return None if left is None or right is None else left | right
+    return leaf(node)
+
+
+def _union_over(rules: Iterable[Any], types: frozenset[str], leaf: Callable[[Any], Need],
+                narrow: Callable[[frozenset[str], frozenset[str]], frozenset[str]]) -> Need:
+    """What the rules that can see one of `types` need together, or None: anything."""
+    out: set[str] = set()
+    for rule in rules:
+        if rule.event_types is not None and not (rule.event_types & types):
+            continue
+        need = _need(rule.ast, leaf, narrow)
+        if need is None:
+            return None
+        out |= need
+    return frozenset(out)
+
+
+def _fewer(a: frozenset[str], b: frozenset[str]) -> frozenset[str]:
+    # Prefix sets do not intersect as sets; either side is sound, the smaller is tighter.
+    return a if len(a) <= len(b) else b
+
+
+class _PathLeaf:
+    """Prefixes of fd.name a comparison requires of an open."""
+
     def __init__(self, field_of: Callable[[str], str]) -> None:
         self.field_of = field_of
 
     def _field(self, node: Any) -> str | None:
         return _field_name(self.field_of, node)
 
-    def need(self, node: Any) -> PathNeed | None:
-        if isinstance(node, ast.Statement):
-            return self.need(node.expression)
-        if isinstance(node, ast.LogicExpression):
-            left, right = self.need(node.left), self.need(node.right)
-            if node.type == "and":
-                # Each side alone is a necessary condition; the narrower one is kept.
-                if left is None or right is None:
-                    return right if left is None else left
-                return left if len(left.prefixes) <= len(right.prefixes) else right
-            if left is None or right is None:
-                return None
-            return PathNeed(left.prefixes | right.prefixes)
+    def __call__(self, node: Any) -> Need:
         if isinstance(node, ast.BooleanExpression) and node.value is False:
             return NOTHING
-        if isinstance(node, (ast.ComparisonExpression, ast.ContainsExpression)):
-            return self._comparison(node)
-        return None
-
-    def _comparison(self, node: Any) -> PathNeed | None:
+        if not isinstance(node, (ast.ComparisonExpression, ast.ContainsExpression)):
+            return None
         sides = ([node.member, node.container] if isinstance(node, ast.ContainsExpression)
                  else [node.left, node.right])
         fields = [f for f in (self._field(s) for s in sides) if f is not None]
@@ -112,9 +132,9 @@ class _Analyser:
                 return NOTHING  # only non-canonical or relative paths: always passed
             values = literal_strings(node.container)
             if values is not None and member == "fd.name":
-                return PathNeed(frozenset(values))
+                return frozenset(values)
             if values is not None and member == "fd.directory":
-                return PathNeed(frozenset(_dir_prefix(v) for v in values))
+                return frozenset(_dir_prefix(v) for v in values)
             return None
         left, right = self._field(node.left), self._field(node.right)
         field, lit = (left, node.right) if left is not None else (right, node.left)
@@ -122,14 +142,13 @@ class _Analyser:
             return None
         if isinstance(node, ast.FuzzyComparisonExpression):
             if node.type == "eq_fzm" and field == "fd.name":
-                found = _prefixes_of_pattern(lit.value)
-                return None if found is None else PathNeed(found)
+                return _prefixes_of_pattern(lit.value)
             return None
         if type(node) is ast.ComparisonExpression and node.type == "eq":
             if field == "fd.name":
-                return PathNeed(frozenset({lit.value}))
+                return frozenset({lit.value})
             if field == "fd.directory":
-                return PathNeed(frozenset({_dir_prefix(lit.value)}))
+                return frozenset({_dir_prefix(lit.value)})
         return None
 
 
@@ -143,20 +162,11 @@ def open_path_prefixes(rules: Iterable[Any], field_of: Callable[[str], str]) -> 
     `rules` are the enabled rules evaluated in userspace (deny and audit rules are
     decided by the kernel's LSM programs and need no records).
     """
-    an = _Analyser(field_of)
-    out: set[str] = set()
-    for rule in rules:
-        if rule.event_types is not None and not (rule.event_types & OPEN_TYPES):
-            continue
-        need = an.need(rule.ast)
-        if need is None:
-            return None
-        out |= need.prefixes
-    return frozenset(out)
+    return _union_over(rules, OPEN_TYPES, _PathLeaf(field_of), _fewer)
 
 
-class _ValueAnalyser:
-    """Which literal values of one field a condition needs: `f == "x"`, `f in [...]`."""
+class _ValueLeaf:
+    """Which literal values of one field a comparison needs: `f == "x"`, `f in [...]`."""
 
     def __init__(self, field_of: Callable[[str], str], field: str) -> None:
         self.field_of = field_of
@@ -165,16 +175,7 @@ class _ValueAnalyser:
     def _is_field(self, node: Any) -> bool:
         return _field_name(self.field_of, node) == self.field
 
-    def need(self, node: Any) -> frozenset[str] | None:
-        if isinstance(node, ast.Statement):
-            return self.need(node.expression)
-        if isinstance(node, ast.LogicExpression):
-            left, right = self.need(node.left), self.need(node.right)
-            if node.type == "and":
-                if left is None or right is None:
-                    return right if left is None else left
-                return left & right
-            return None if left is None or right is None else left | right
+    def __call__(self, node: Any) -> Need:
         if type(node) is ast.ComparisonExpression and node.type == "eq":
             for sym, lit in ((node.left, node.right), (node.right, node.left)):
                 if self._is_field(sym) and isinstance(lit, ast.StringExpression):
@@ -191,13 +192,5 @@ def bpf_commands(rules: Iterable[Any], field_of: Callable[[str], str]) -> frozen
     Most bpf() calls on a host are map reads by monitoring agents (ringwatch's own
     instances included): with the default rules only program loads are wanted.
     """
-    an = _ValueAnalyser(field_of, "evt.arg.cmd")
-    out: set[str] = set()
-    for rule in rules:
-        if rule.event_types is not None and "bpf" not in rule.event_types:
-            continue
-        need = an.need(rule.ast)
-        if need is None:
-            return None
-        out |= need
-    return frozenset(out)
+    return _union_over(rules, frozenset({"bpf"}), _ValueLeaf(field_of, "evt.arg.cmd"),
+                       frozenset.intersection)

@@ -181,17 +181,15 @@ class Monitor:
             self.sensor.set_wanted_syscalls(wanted_numbers(None))
         else:
             self.sensor.set_wanted_syscalls(wanted_numbers(set(types) | set(extra)))
-        # Opens asked for outright (recording) are kept whatever their path.
-        if "all" in extra or OPEN_TYPES & set(extra):
-            self.sensor.set_open_prefixes(None)
-        else:
-            self.sensor.set_open_prefixes(open_path_prefixes(
-                [r for r in self.rules.rules_with_action("alert")], self.rules.field_of))
-        if "all" in extra or "bpf" in extra:
-            self.sensor.set_bpf_commands(None)
-        else:
-            self.sensor.set_bpf_commands(bpf_commands(self.rules.rules_with_action("alert"),
-                                                      self.rules.field_of))
+        # Deny/audit rules are decided in the kernel; only alert rules need records. Types
+        # asked for outright (recording) are kept whatever their path or command.
+        alerting = self.rules.rules_with_action("alert")
+        everything = "all" in extra
+        self.sensor.set_open_prefixes(
+            None if everything or OPEN_TYPES & set(extra)
+            else open_path_prefixes(alerting, self.rules.field_of))
+        self.sensor.set_bpf_commands(
+            None if everything or "bpf" in extra else bpf_commands(alerting, self.rules.field_of))
 
     def _start_lineage(self) -> None:
         """After attach, so no process is missed between the /proc scan and tracing."""

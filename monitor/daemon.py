@@ -25,7 +25,7 @@ from monitor.records import DenyRecord, Record
 from monitor.rules import RuleSet, RuleSources
 from monitor.rules import check as check_rules
 from monitor.rules import load as load_rules
-from monitor.sensor import NS_PER_TICK, PAGE_SIZE, Sensor, ringbuf_pages
+from monitor.sensor import NS_PER_TICK, Sensor
 from monitor.sinks.base import Sink
 from monitor.syscalls import wanted_numbers
 
@@ -94,7 +94,7 @@ class Monitor:
             self.sensor.counters(),
             started_monotonic=self._started,
             config_source=self.cfg.source,
-            ringbuf_bytes=ringbuf_pages(self.sensor.cfg.ringbuf_bytes) * PAGE_SIZE,
+            ringbuf_bytes=self.sensor.ringbuf_bytes,
             outputs=stats.sink_stats(self._all_sinks()),
             alerts_by_rule=self.alert_counts,
         )

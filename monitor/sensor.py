@@ -191,6 +191,11 @@ class Sensor:
         self._positions: RingPositions | None = None
         self._budget = POLL_BUDGET
 
+    @property
+    def ringbuf_bytes(self) -> int:
+        """The ring buffer's real size: the configured one rounded up to 2^n pages."""
+        return ringbuf_pages(self.cfg.ringbuf_bytes) * PAGE_SIZE
+
     def cflags(self) -> list[str]:
         offs, warning = offsets.detect(Path(self.cfg.btf_path))
         if warning:
@@ -246,7 +251,7 @@ class Sensor:
         self._positions = RingPositions(self._bpf["events"].map_fd)
         self._log.info(
             "sensor_attached",
-            ringbuf_bytes=ringbuf_pages(self.cfg.ringbuf_bytes) * PAGE_SIZE,
+            ringbuf_bytes=self.ringbuf_bytes,
             offsets=self.offsets_source,
         )
 

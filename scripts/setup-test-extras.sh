@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Test-only fixtures that are not Debian packages: placeholder, filled by later issues.
+# What `make test` needs beyond scripts/setup.sh: test tools, the LSM guest, the Kafka
+# broker. Idempotent; every step says what it did or that nothing was needed.
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 # --- LSM enforcement VM (tests/vm.py, issue 7) -------------------------------------------
 # BPF LSM cannot load on the host kernel, so enforcement tests boot Debian's 6.1 kernel
 # under qemu with virtme-ng. Needs: a guest kernel whose version matches the installed
@@ -77,13 +80,7 @@
 (
     set -euo pipefail
     say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
-    if ! command -v gcc >/dev/null || ! dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q "ok installed"; then
-        say "installing gcc and libc6-dev for the benchmark workloads"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null
-    else
-        say "gcc present"
-    fi
+    install_debs "the benchmark workloads' compiler" gcc libc6-dev
     if ! mountpoint -q /sys/kernel/tracing; then
         mount -t tracefs tracefs /sys/kernel/tracing
         say "mounted tracefs on /sys/kernel/tracing"
@@ -107,18 +104,7 @@
 (
     set -euo pipefail
     say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
-    want=(netcat-traditional openssh-client git util-linux)
-    missing=()
-    for p in "${want[@]}"; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-    done
-    if [ "${#missing[@]}" -gt 0 ]; then
-        say "installing ${missing[*]} for the default-ruleset tests"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    else
-        say "default-ruleset test tools present (${want[*]})"
-    fi
+    install_debs "default-ruleset test tools" netcat-traditional openssh-client git util-linux
 )
 
 exit 0

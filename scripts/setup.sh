@@ -10,6 +10,8 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 say() { printf 'setup: %s\n' "$*" >&2; }
+# shellcheck source=scripts/lib.sh
+. "$here/scripts/lib.sh"
 
 if [ "$(id -u)" -ne 0 ]; then
     say "must run as root (BPF programs and apt need it)"; exit 2
@@ -21,17 +23,7 @@ if [ "$want_test" = 1 ]; then
     # bpfcc-tools: syscount-bpfcc for the benchmark comparison.
     apt_pkgs+=(qemu-system-x86 bpfcc-tools systemd)
 fi
-missing=()
-for p in "${apt_pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ "${#missing[@]}" -gt 0 ]; then
-    say "installing Debian packages: ${missing[*]}"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-else
-    say "Debian packages present"
-fi
+install_debs "Debian packages" "${apt_pkgs[@]}"
 
 # bcc compiles against /lib/modules/$(uname -r)/build. Debian splits headers into an arch
 # directory (build) and a common one (source); point both at the newest packaged set when

@@ -1,11 +1,34 @@
 from __future__ import annotations
 
 import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def root() -> None:
     """Kernel tests run for real: not being root is a failure, not a skip."""
     assert os.geteuid() == 0, "kernel tests need root (CI runs as root)"
+
+
+@pytest.fixture
+def repo_reachable_by_others() -> Iterator[None]:
+    """Tests that run ringwatch as an unprivileged user need to reach the checkout and
+    its venv; a clone inside a 0700 directory (mktemp -d) hides them. Grant search (not
+    read) on such ancestors for the test, and take it back after."""
+    changed: list[tuple[Path, int]] = []
+    for d in [REPO, *REPO.parents]:
+        mode = d.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(d, mode | stat.S_IXOTH)
+            changed.append((d, mode))
+    try:
+        yield
+    finally:
+        for d, mode in reversed(changed):
+            os.chmod(d, stat.S_IMODE(mode))

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.monitor_proc import REPO
 from tests.rules_util import EXEC_RULES
 
@@ -30,6 +32,7 @@ def alerts_of(stdout: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
+@pytest.mark.usefixtures("repo_reachable_by_others")
 def test_replay_recorded_fixture_with_default_rules_as_nobody() -> None:
     res = ringwatch("replay", str(FIXTURE), *EXEC_ONLY, user=NOBODY)
     assert res.returncode == 0, res.stderr

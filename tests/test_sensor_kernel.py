@@ -234,6 +234,7 @@ def _run_cli(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.usefixtures("repo_reachable_by_others")
 def test_not_root_is_one_line_and_exit_2() -> None:
     r = _run_cli(["run", "--duration", "1"], user=NOBODY, group=NOBODY)
     assert r.returncode == 2

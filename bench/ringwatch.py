@@ -18,7 +18,7 @@ _LOST_FALLBACK = frozenset({"ringbuf_full", "pending_full", "exit_no_enter"})
 
 def lost_reasons() -> frozenset[str]:
     try:
-        from monitor.records import RECORD_LOST  # type: ignore[attr-defined,unused-ignore]
+        from monitor.kernel.records import RECORD_LOST  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return _LOST_FALLBACK
     return frozenset(r.name.lower() for r in RECORD_LOST)
@@ -91,7 +91,7 @@ def losses(stopped: Mapping[str, Any]) -> dict[str, int]:
 def stats(socket: Path) -> dict[str, Any] | None:
     """`ringwatch stats` from a running instance, or None if it has no control socket."""
     try:
-        from monitor import control
+        from monitor.service import control
     except ImportError:
         return None
     try:

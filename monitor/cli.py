@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from monitor import config, log, opscli
+from monitor import config, log
 from monitor.errors import UserError
+from monitor.service import opscli
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from monitor.daemon import Monitor, RunOptions
-    from monitor.sensor import preflight
+    from monitor.kernel.sensor import preflight
     from monitor.sinks import factory
 
     # Privileges, bpffs and bcc first: one line and exit 2 before anything else is set up.
@@ -40,7 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _event_types(spec: str | None) -> frozenset[str] | None:
-    from monitor.syscalls import ALL_EVENT_TYPES
+    from monitor.events.decode import ALL_EVENT_TYPES
 
     if spec is None or spec == "all":
         return None
@@ -114,7 +115,7 @@ def _cmd_rules_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules_fields(_args: argparse.Namespace) -> int:
-    from monitor.fields import describe
+    from monitor.events.fields import describe
 
     for f in describe():
         print(f"{f['name']:22} {f['type']:5} {f['desc']}")

@@ -19,8 +19,8 @@ import yaml
 
 from monitor import paths
 from monitor.errors import UserError
+from monitor.events.decode import ALL_EVENT_TYPES
 from monitor.sinks.settings import OutputsConfig
-from monitor.syscalls import ALL_EVENT_TYPES
 
 DEFAULT_CONFIG_PATH = Path("/etc/ringwatch/config.yaml")
 PACKAGE_RULES_DIR = paths.data_dir("rules", "RINGWATCH_RULES_DIR")

@@ -11,23 +11,25 @@ from types import FrameType
 from typing import Any
 
 from monitor import config as configmod
-from monitor import log, procfs, stats
+from monitor import log
 from monitor.config import Config, ConfigError
 from monitor.enforce.enforcer import EnforcementUnavailable, Enforcer
 from monitor.enforce.rules import deny_specs
-from monitor.enrich import Enricher
 from monitor.errors import UserError
-from monitor.lineage import Lineage
-from monitor.lineage_watch import LineageWatch
-from monitor.ops import Operations
-from monitor.pathfilter import OPEN_TYPES, bpf_commands, open_path_prefixes
-from monitor.records import DenyRecord, Record
+from monitor.events.decode import wanted_numbers
+from monitor.events.enrich import Enricher
+from monitor.kernel.filters import OPEN_TYPES, bpf_commands, open_path_prefixes
+from monitor.kernel.records import DenyRecord, Record
+from monitor.kernel.sensor import NS_PER_TICK, Sensor
+from monitor.lineage import procfs
+from monitor.lineage.cache import Lineage
+from monitor.lineage.watch import LineageWatch
 from monitor.rules import RuleSet, RuleSources
 from monitor.rules import check as check_rules
 from monitor.rules import load as load_rules
-from monitor.sensor import NS_PER_TICK, Sensor
+from monitor.service import stats
+from monitor.service.ops import Operations
 from monitor.sinks.base import Sink
-from monitor.syscalls import wanted_numbers
 
 # How often the main loop flushes outputs, answers the control socket, checks losses.
 HOUSEKEEPING_S = 0.1

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from monitor import offsets
-from monitor.btf import BTF, VMLINUX_BTF, BTFError
+from monitor.kernel import offsets
+from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
 
 
 @pytest.fixture(scope="module")

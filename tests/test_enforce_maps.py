@@ -21,7 +21,7 @@ from monitor.config import LineageConfig, SensorConfig
 from monitor.enforce.enforcer import LSM_SOURCE, Enforcer
 from monitor.enforce.plan import path_key
 from monitor.enforce.spec import DenySpec, Hook, Mode, UidOp
-from monitor.sensor import Sensor
+from monitor.kernel.sensor import Sensor
 from tests.monitor_proc import REPO, RunningMonitor
 
 pytestmark = pytest.mark.kernel

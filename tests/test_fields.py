@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from monitor import fields
-from monitor.enrich import Enricher
-from monitor.records import (
+from monitor.events import fields
+from monitor.events.decode import SYSCALLS
+from monitor.events.enrich import Enricher
+from monitor.kernel.records import (
     SC_F_BASE,
     SC_F_SOCKET,
     ExecRecord,
@@ -16,7 +17,6 @@ from monitor.records import (
     RecordType,
     SyscallRecord,
 )
-from monitor.syscalls import SYSCALLS
 
 
 def _h(kind: RecordType) -> Header:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor import records
+from monitor.kernel import records
 
 BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 

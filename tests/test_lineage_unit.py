@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from monitor.lineage import Lineage, decode_proc, encode_key, encode_proc
-from monitor.process import ProcInfo
-from monitor.records import ExecRecord, ForkRecord, Header, RecordType
+from monitor.kernel.records import ExecRecord, ForkRecord, Header, RecordType
+from monitor.lineage.cache import Lineage, decode_proc, encode_key, encode_proc
+from monitor.lineage.process import ProcInfo
 
 TICK = 10_000_000
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from monitor.dropwatch import RULE
+from monitor.service.dropwatch import RULE
 from tests.kernel_util import scratch_cgroup
 from tests.monitor_proc import REPO, RunningMonitor, read_jsonl
 

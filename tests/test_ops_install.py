@@ -51,7 +51,7 @@ def test_install_run_and_uninstall(tmp_path: Path) -> None:
     assert "stats" in helped.stdout and "maps" in helped.stdout and "run" in helped.stdout
     where = subprocess.run(
         [str(prefix / "bin" / "python"), "-c",
-         "import monitor, monitor.sensor as s, monitor.config as c;"
+         "import monitor, monitor.kernel.sensor as s, monitor.config as c;"
          "print(monitor.__file__); print(s.BPF_DIR); print(c.PACKAGE_RULES_DIR)"],
         capture_output=True, text=True, cwd="/", timeout=60, check=True,
     ).stdout.split()

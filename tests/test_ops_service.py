@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitor import maps
+from monitor.service import maps
 from tests.monitor_proc import REPO, RunningMonitor
 
 pytestmark = pytest.mark.kernel

@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from monitor import config, maps, stats
-from monitor.control import ControlError, ControlServer, request
-from monitor.dropwatch import PRIORITY, RULE, DropWatch
-from monitor.notify import Notifier
-from monitor.ops import Operations
-from monitor.stats import LossCounts
+from monitor import config
+from monitor.service import maps, stats
+from monitor.service.control import ControlError, ControlServer, request
+from monitor.service.dropwatch import PRIORITY, RULE, DropWatch
+from monitor.service.notify import Notifier
+from monitor.service.ops import Operations
+from monitor.service.stats import LossCounts
 
 # ---------------------------------------------------------------- notify
 

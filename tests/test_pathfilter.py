@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from monitor.pathfilter import bpf_commands, open_path_prefixes
+from monitor.kernel.filters import bpf_commands, open_path_prefixes
 from monitor.rules import RuleSources, load
 
 

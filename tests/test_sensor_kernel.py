@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.records import CExec
+from monitor.kernel.records import CExec
 from tests.kernel_util import proc_starttime_ticks, proc_status, scratch_cgroup
 from tests.monitor_proc import REPO, RunningMonitor
 

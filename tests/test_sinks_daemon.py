@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from monitor.spool import read_stats
+from monitor.sinks.spool import read_stats
 from tests.journald import PrivateJournald, journald
 from tests.kafka_broker import TansuBroker, free_port, read_topic, tansu
 from tests.monitor_proc import RunningMonitor, read_jsonl

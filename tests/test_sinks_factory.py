@@ -15,7 +15,7 @@ from monitor.sinks import factory
 from monitor.sinks.asyncq import AsyncSink
 from monitor.sinks.file import JsonlFileSink
 from monitor.sinks.kafka import KafkaSink
-from monitor.spool import Spool, SpoolError, SpoolRecord, read_stats
+from monitor.sinks.spool import Spool, SpoolError, SpoolRecord, read_stats
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from monitor.enforce.kmaps import KernelMaps
 from monitor.enforce.plan import MapPlan, build
 from monitor.enforce.spec import DenySpec
 from monitor.errors import UserError
-from monitor.records import DenyRecord
+from monitor.kernel.records import DenyRecord
 from monitor.rules.alert import Alert
 
 LSM_SOURCE = Path(__file__).resolve().parent.parent.parent / "bpf" / "lsm.bpf.c"

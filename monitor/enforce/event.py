@@ -6,7 +6,7 @@ import errno
 import ipaddress
 from typing import Any
 
-from monitor.records import DenyHook, DenyRecord
+from monitor.kernel.records import DenyHook, DenyRecord
 
 EVENT_TYPE = "enforce"
 _OPS = {DenyHook.EXEC: "exec", DenyHook.OPEN: "open", DenyHook.CONNECT: "connect"}

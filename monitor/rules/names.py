@@ -14,7 +14,7 @@ from typing import Any
 
 import rule_engine
 
-from monitor import fields as catalog
+from monitor.events import fields as catalog
 
 _NON_IDENT = re.compile(r"[^A-Za-z0-9_]")
 

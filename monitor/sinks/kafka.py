@@ -27,7 +27,7 @@ from typing import Any
 
 from monitor import log
 from monitor.sinks.base import dumps
-from monitor.spool import Spool, SpoolRecord
+from monitor.sinks.spool import Spool, SpoolRecord
 
 ID_HEADER = "ringwatch.id"
 STREAM_HEADER = "ringwatch.stream"

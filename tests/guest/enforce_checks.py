@@ -23,7 +23,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(REPO))
 
-from monitor.control import request  # noqa: E402
+from monitor.service.control import request  # noqa: E402
 from tests.monitor_proc import RunningMonitor, read_jsonl  # noqa: E402
 
 WORK = Path("/run/rwtest")  # tmpfs in the guest: the root is read-only 9p

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from monitor import config, control, maps, stats
+from monitor import config
+from monitor.service import control, maps, stats
 
 
 def _socket(args: argparse.Namespace) -> Path:

@@ -20,12 +20,14 @@ from typing import Any, Protocol
 
 from structlog.typing import FilteringBoundLogger
 
-from monitor import lineage_map, offsets, paths
 from monitor import log as logmod
-from monitor.bpffs import PinnedMap
+from monitor import paths
 from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
-from monitor.records import (
+from monitor.events.decode import BPF_CMDS, NAMES
+from monitor.kernel import lineage_map, offsets
+from monitor.kernel.bpffs import PinnedMap
+from monitor.kernel.records import (
     PATH_LEN,
     RECORD_LOST,
     DecodeError,
@@ -35,7 +37,6 @@ from monitor.records import (
     RecordType,
     decode,
 )
-from monitor.syscalls import BPF_CMDS, NAMES
 
 BPF_DIR = paths.data_dir("bpf", "RINGWATCH_BPF_DIR")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")

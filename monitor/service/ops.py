@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import Config
-from monitor.control import ControlError, ControlServer
-from monitor.dropwatch import DropWatch
-from monitor.notify import Notifier
-from monitor.stats import LossCounts
+from monitor.service.control import ControlError, ControlServer
+from monitor.service.dropwatch import DropWatch
+from monitor.service.notify import Notifier
+from monitor.service.stats import LossCounts
 
 
 class Operations:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.rules.alert import Alert
-from monitor.stats import LossCounts
+from monitor.service.stats import LossCounts
 
 RULE = "ringwatch: events dropped"
 PRIORITY = "CRITICAL"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.btf import BTF, VMLINUX_BTF, BTFError
+from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
 
 # macro suffix -> (struct, member path)
 KERNEL_FIELDS: dict[str, tuple[str, str]] = {

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from monitor.records import RECORD_LOST, DropReason
+from monitor.kernel.records import RECORD_LOST, DropReason
 
 # Sink stats keys that mean a record was thrown away rather than delivered.
 SINK_LOSS_KEYS = ("dropped", "errors")

@@ -14,9 +14,8 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from monitor.bpffs import BPF_NOEXIST, PinnedMap
-from monitor.process import Key, ProcInfo
-from monitor.records import (
+from monitor.kernel.bpffs import BPF_NOEXIST, PinnedMap
+from monitor.kernel.records import (
     PROC_ARGS_LEN,
     PROC_F_BACKFILLED,
     CProc,
@@ -26,6 +25,7 @@ from monitor.records import (
     ForkRecord,
     Record,
 )
+from monitor.lineage.process import Key, ProcInfo
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from monitor.bpffs import PinnedMap
-from monitor.lineage import Lineage
+from monitor.kernel.bpffs import PinnedMap
+from monitor.lineage.cache import Lineage
 
 # How often losses are checked (to invalidate the cache): lost records are rare, and a
 # second of possibly stale ancestry after one is acceptable.

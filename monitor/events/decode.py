@@ -13,7 +13,7 @@ import posixpath
 from collections.abc import Callable
 from typing import Any
 
-from monitor.records import SC_F_PATH_TRUNCATED, SC_F_SOCKET, SyscallRecord
+from monitor.kernel.records import SC_F_PATH_TRUNCATED, SC_F_SOCKET, SyscallRecord
 
 # name -> x86_64 syscall number; exec is handled separately (two-phase, argv).
 SYSCALLS: dict[str, int] = {

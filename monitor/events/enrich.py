@@ -16,10 +16,18 @@ from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
 from monitor.enforce.event import deny_fields
-from monitor.lineage import Lineage
-from monitor.process import ProcInfo
-from monitor.records import DenyRecord, ExecRecord, ExitRecord, ForkRecord, Header, Record, SyscallRecord
-from monitor.syscalls import PathResolver, decode_fields
+from monitor.events.decode import PathResolver, decode_fields
+from monitor.kernel.records import (
+    DenyRecord,
+    ExecRecord,
+    ExitRecord,
+    ForkRecord,
+    Header,
+    Record,
+    SyscallRecord,
+)
+from monitor.lineage.cache import Lineage
+from monitor.lineage.process import ProcInfo
 
 Event = dict[str, Any]
 

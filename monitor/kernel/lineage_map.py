@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monitor.bpffs import BPF_NOEXIST, BPFSyscallError, PinnedMap
-from monitor.records import CProc, CProcKey
+from monitor.kernel.bpffs import BPF_NOEXIST, BPFSyscallError, PinnedMap
+from monitor.kernel.records import CProc, CProcKey
 
 PROCS_PIN_NAME = "procs"
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from monitor.process import ProcInfo
+from monitor.lineage.process import ProcInfo
 
 
 def _stat(pid: int, root: Path) -> tuple[str, int, int] | None:

@@ -1,0 +1,1 @@
+"""Events: the catalogue of event types, decoding records into fields, enrichment."""

@@ -1,0 +1,1 @@
+"""Running as a service: readiness, control socket, stats, `ringwatch maps`, the drop alert."""

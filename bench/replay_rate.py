@@ -25,6 +25,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, installed or not
 
+from monitor import paths  # noqa: E402
 from monitor.replay import replay_lines  # noqa: E402
 from monitor.rules import RuleSources, load  # noqa: E402
 from monitor.sinks.stream import StreamSink  # noqa: E402
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", type=Path, help="also write the result here")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds; the best is reported (default 3)")
     args = p.parse_args(argv)
-    sources = RuleSources(paths=tuple(args.rules), defaults=not args.no_default_rules, system_dir=None)
+    sources = RuleSources(paths=tuple(args.rules), defaults=not args.no_default_rules,
+                          default_dir=paths.rules_dir())
     with tempfile.TemporaryDirectory(prefix="rw-replay-") as tmp:
         path = args.file
         if path is None:

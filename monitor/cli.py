@@ -54,9 +54,8 @@ def _event_types(spec: str | None) -> frozenset[str] | None:
 
 
 def _rule_sources(args: argparse.Namespace) -> Any:
-    from monitor.rules import RuleSources
 
-    return RuleSources.of(args.rules or [], defaults=not args.no_default_rules)
+    return config.rule_sources(args.rules or [], defaults=not args.no_default_rules)
 
 
 def _add_rules_args(parser: argparse.ArgumentParser) -> None:
@@ -69,9 +68,9 @@ def _add_rules_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_rules_validate(args: argparse.Namespace) -> int:
-    from monitor.rules import RuleSources, check
+    from monitor.rules import check
 
-    ruleset, problems = check(RuleSources.of(args.paths, defaults=not args.no_default_rules))
+    ruleset, problems = check(config.rule_sources(args.paths, defaults=not args.no_default_rules))
     if ruleset is None:
         for problem in problems:
             print(problem, file=sys.stderr)

@@ -8,9 +8,10 @@ and the file it came from. Defaults here are what a config file may leave out.
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,16 +19,20 @@ from typing import Any
 import yaml
 
 from monitor import paths
-from monitor.errors import UserError
+from monitor.errors import ConfigError
 from monitor.events.decode import ALL_EVENT_TYPES
+from monitor.rules.loader import RuleSources
 from monitor.sinks.settings import OutputsConfig
 
 DEFAULT_CONFIG_PATH = Path("/etc/ringwatch/config.yaml")
-PACKAGE_RULES_DIR = paths.data_dir("rules", "RINGWATCH_RULES_DIR")
+# RINGWATCH_RULES_D points elsewhere (tests, staged installs).
+SYSTEM_RULES_DIR = Path(os.environ.get("RINGWATCH_RULES_D", "/etc/ringwatch/rules.d"))
 
 
-class ConfigError(UserError):
-    pass
+def rule_sources(rule_paths: Iterable[Path] = (), defaults: bool = True) -> RuleSources:
+    """ringwatch's rules, in load order: the packaged ruleset, rules.d, then `rule_paths`."""
+    return RuleSources(paths=tuple(rule_paths), defaults=defaults, default_dir=paths.rules_dir(),
+                       system_dir=SYSTEM_RULES_DIR)
 
 
 @dataclass

@@ -12,10 +12,10 @@ from typing import Any
 
 from monitor import config as configmod
 from monitor import log
-from monitor.config import Config, ConfigError
+from monitor.config import Config
 from monitor.enforce.enforcer import EnforcementUnavailable, Enforcer
 from monitor.enforce.rules import deny_specs
-from monitor.errors import UserError
+from monitor.errors import ConfigError, UserError
 from monitor.events.decode import wanted_numbers
 from monitor.events.enrich import Enricher
 from monitor.kernel.filters import OPEN_TYPES, bpf_commands, open_path_prefixes
@@ -45,7 +45,7 @@ class RunOptions:
     config_path: Path | None = None
     overrides: list[str] = field(default_factory=list)
     # Rules files; SIGHUP re-reads the same sources.
-    rule_sources: RuleSources = field(default_factory=RuleSources)
+    rule_sources: RuleSources = field(default_factory=configmod.rule_sources)
     # Refuse to start when deny rules cannot be enforced (no BPF LSM, or disabled).
     require_enforcement: bool = False
 

@@ -5,3 +5,7 @@ class UserError(Exception):
     """Something the operator can fix: bad config, missing privilege, missing bpffs."""
 
     exit_code = 2
+
+
+class ConfigError(UserError):
+    """A config file or --set override that is not valid, with its file and dotted key."""

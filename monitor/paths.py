@@ -1,8 +1,8 @@
 """Where ringwatch's data (kernel sources in bpf/, default rules in rules/) lives.
 
-A source checkout or editable install keeps them next to the package; `make install`
-(a non-editable install into a venv) ships them under <venv>/share/ringwatch/, where
-sys.prefix finds them whatever the venv's location.
+The one way every caller finds them. A source checkout or editable install keeps them next
+to the package; `make install` (a non-editable install into a venv) ships them under
+<venv>/share/ringwatch/, where sys.prefix finds them whatever the venv's location.
 """
 
 from __future__ import annotations
@@ -21,3 +21,13 @@ def data_dir(name: str, env_var: str) -> Path:
     if source.is_dir():
         return source
     return Path(sys.prefix) / "share" / "ringwatch" / name
+
+
+def bpf_dir() -> Path:
+    """The kernel programs (sensor.bpf.c, lsm.bpf.c, records.h)."""
+    return data_dir("bpf", "RINGWATCH_BPF_DIR")
+
+
+def rules_dir() -> Path:
+    """The packaged default ruleset."""
+    return data_dir("rules", "RINGWATCH_RULES_DIR")

@@ -51,13 +51,16 @@ def test_install_run_and_uninstall(tmp_path: Path) -> None:
     assert "stats" in helped.stdout and "maps" in helped.stdout and "run" in helped.stdout
     where = subprocess.run(
         [str(prefix / "bin" / "python"), "-c",
-         "import monitor, monitor.kernel.sensor as s, monitor.config as c;"
-         "print(monitor.__file__); print(s.BPF_DIR); print(c.PACKAGE_RULES_DIR)"],
+         "import monitor, monitor.kernel.sensor as s, monitor.enforce.enforcer as e, monitor.paths as p;"
+         "print(monitor.__file__); print(s.BPF_DIR); print(p.rules_dir()); print(e.LSM_SOURCE)"],
         capture_output=True, text=True, cwd="/", timeout=60, check=True,
     ).stdout.split()
     assert where[0].startswith(str(prefix / "lib")), "installed non-editable, into the venv"
     assert where[1] == str(prefix / "share" / "ringwatch" / "bpf")
     assert where[2] == str(prefix / "share" / "ringwatch" / "rules")
+    # Enforcement finds its LSM programs the same way (it once looked beside the source tree).
+    assert where[3] == str(prefix / "share" / "ringwatch" / "bpf" / "lsm.bpf.c")
+    assert Path(where[3]).is_file()
     assert (Path(where[1]) / "sensor.bpf.c").read_text() == (REPO / "bpf" / "sensor.bpf.c").read_text()
 
     # The unit names the installed paths and passes systemd's own check.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from monitor import paths
 from monitor.kernel.filters import bpf_commands, open_path_prefixes
 from monitor.rules import RuleSources, load
 
@@ -81,7 +82,7 @@ def test_startswith_a_list(tmp_path: Path) -> None:
 
 
 def test_the_default_ruleset_keeps_only_a_few_prefixes(tmp_path: Path) -> None:
-    rs = load(RuleSources(system_dir=None))
+    rs = load(RuleSources(default_dir=paths.rules_dir()))
     got = open_path_prefixes(rs.rules_with_action("alert"), rs.field_of)
     assert got is not None and "/etc/" in got and "/var/log/" in got
     assert len(got) <= 8
@@ -100,5 +101,5 @@ def test_bpf_commands_from_rules(tmp_path: Path) -> None:
     assert _bpf_cmds(tmp_path, 'evt.type == "bpf" and (evt.arg.cmd == "BPF_PROG_LOAD" or '
                                'proc.name == "x")') is None
     assert _bpf_cmds(tmp_path, 'evt.type == "execve"') == frozenset()
-    rs = load(RuleSources(system_dir=None))
+    rs = load(RuleSources(default_dir=paths.rules_dir()))
     assert bpf_commands(rs.rules_with_action("alert"), rs.field_of) == {"BPF_PROG_LOAD"}

@@ -395,10 +395,11 @@ def test_wrongly_typed_values_never_raise() -> None:
 
 def test_packaged_rules_dir_is_loaded_first_by_default() -> None:
     """The packaged ruleset, whatever it holds today, loads cleanly and first."""
-    from monitor.config import PACKAGE_RULES_DIR
+    from monitor import config, paths
 
-    assert RuleSources().default_dir == PACKAGE_RULES_DIR
-    rs = load(RuleSources(system_dir=None))
+    PACKAGE_RULES_DIR = paths.rules_dir()
+    assert config.rule_sources().default_dir == PACKAGE_RULES_DIR
+    rs = load(RuleSources(default_dir=PACKAGE_RULES_DIR))
     assert str(PACKAGE_RULES_DIR / "default.yaml") in rs.files
     assert all(Path(f).parent == PACKAGE_RULES_DIR for f in rs.files)
     assert rs.rules

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from monitor import paths
 from monitor.enforce.event import deny_fields
 from monitor.enforce.kmaps import KernelMaps
 from monitor.enforce.plan import MapPlan, build
@@ -23,7 +24,8 @@ from monitor.errors import UserError
 from monitor.kernel.records import DenyRecord
 from monitor.rules.alert import Alert
 
-LSM_SOURCE = Path(__file__).resolve().parent.parent.parent / "bpf" / "lsm.bpf.c"
+# Found like every packaged file (monitor.paths): a checkout, an editable install or the venv.
+LSM_SOURCE = paths.bpf_dir() / "lsm.bpf.c"
 LSM_LIST = Path("/sys/kernel/security/lsm")
 
 

@@ -38,7 +38,7 @@ from monitor.kernel.records import (
     decode,
 )
 
-BPF_DIR = paths.data_dir("bpf", "RINGWATCH_BPF_DIR")
+BPF_DIR = paths.bpf_dir()
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # /proc/PID/stat counts process start in USER_HZ ticks; lineage keys use the same unit.
 NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")

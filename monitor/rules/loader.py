@@ -2,35 +2,30 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.config import PACKAGE_RULES_DIR
 from monitor.rules.names import FieldNames
 from monitor.rules.problems import Loc, Problem, RulesError
 from monitor.rules.ruleset import RuleSet, compile_definitions
 from monitor.rules.schema import Merger
 from monitor.rules.yamlsrc import parse_file
 
-# RINGWATCH_RULES_D points elsewhere (tests, staged installs).
-SYSTEM_RULES_DIR = Path(os.environ.get("RINGWATCH_RULES_D", "/etc/ringwatch/rules.d"))
 RULE_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
 class RuleSources:
-    """Where rules come from, in load order: package defaults, system dir, then `paths`."""
+    """Where rules come from, in load order: package defaults, system dir, then `paths`.
+
+    The engine knows no application paths: the caller names both directories
+    (monitor.config.rule_sources does for ringwatch).
+    """
 
     paths: tuple[Path, ...] = ()
     defaults: bool = True
-    default_dir: Path = PACKAGE_RULES_DIR
-    system_dir: Path | None = SYSTEM_RULES_DIR
-
-    @classmethod
-    def of(cls, paths: Iterable[Path] = (), defaults: bool = True) -> RuleSources:
-        return cls(paths=tuple(paths), defaults=defaults)
+    default_dir: Path | None = None
+    system_dir: Path | None = None
 
 
 def _dir_files(path: Path) -> list[Path]:
@@ -40,7 +35,7 @@ def _dir_files(path: Path) -> list[Path]:
 def rule_files(sources: RuleSources) -> tuple[list[Path], list[Problem]]:
     files: list[Path] = []
     problems: list[Problem] = []
-    if sources.defaults and sources.default_dir.is_dir():
+    if sources.defaults and sources.default_dir is not None and sources.default_dir.is_dir():
         files += _dir_files(sources.default_dir)
     if sources.system_dir is not None and sources.system_dir.is_dir():
         files += _dir_files(sources.system_dir)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.errors import UserError
+from monitor.errors import ConfigError, UserError
 from monitor.sinks.file import FSYNC_POLICIES
 
 JOURNAL_MODES = ("auto", "always", "never")
@@ -33,9 +33,6 @@ _HOSTPORT = re.compile(r"[^\s:]+:\d{1,5}|\[[0-9a-fA-F:]+\]:\d{1,5}")
 
 
 def _error(where: str, key: str, msg: str) -> UserError:
-    # ConfigError lives in monitor.config, which imports this module.
-    from monitor.config import ConfigError
-
     return ConfigError(f"{where}: {key}: {msg}")
 
 

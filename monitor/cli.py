@@ -41,7 +41,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _event_types(spec: str | None) -> frozenset[str] | None:
-    from monitor.events.decode import ALL_EVENT_TYPES
+    from monitor.events.catalog import ALL_EVENT_TYPES
 
     if spec is None or spec == "all":
         return None
@@ -114,7 +114,7 @@ def _cmd_rules_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules_fields(_args: argparse.Namespace) -> int:
-    from monitor.events.fields import describe
+    from monitor.events.catalog import describe
 
     for f in describe():
         print(f"{f['name']:22} {f['type']:5} {f['desc']}")

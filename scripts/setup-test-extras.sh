@@ -96,7 +96,7 @@
     fi
 )
 
-# --- Default ruleset on the real kernel (tests/test_default_rules_kernel.py, issue 5) ------
+# --- Default ruleset on the real kernel (tests/test_rules_default_kernel.py, issue 5) ------
 # The tests perform each attack for real: netcat-traditional for `nc -e`, an ssh client
 # for the non-standard-port rule, git (and gcc, above) for the noise-budget workload, and
 # setpriv (util-linux) for the system-user shell. python3-venv and python3-pip come from

@@ -130,7 +130,7 @@ def test_rules_list(tmp_path: Path) -> None:
 
 
 def test_rules_fields_prints_the_catalog() -> None:
-    from monitor.events.fields import describe
+    from monitor.events.catalog import describe
 
     res = ringwatch("rules", "fields")
     assert res.returncode == 0, res.stderr

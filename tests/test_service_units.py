@@ -1,7 +1,7 @@
 """Pure logic of the operations modules: notify, control socket, drop alert, stats, maps.
 
 Sockets here are real (unix datagram and stream sockets on this host); only the kernel
-is absent. The same modules run against a live daemon in tests/test_ops_service.py.
+is absent. The same modules run against a live daemon in tests/test_service_daemon.py.
 """
 
 from __future__ import annotations

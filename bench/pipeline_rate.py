@@ -18,11 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from monitor import paths  # noqa: E402
-from monitor.kernel.records import ExecRecord, Header, RecordType, SyscallRecord  # noqa: E402
-from monitor.lineage.cache import Lineage  # noqa: E402
-from monitor.pipeline import Pipeline  # noqa: E402
-from monitor.rules import RuleSources, load  # noqa: E402
+from monitor import paths
+from monitor.kernel.records import ExecRecord, Header, RecordType, SyscallRecord
+from monitor.lineage.cache import Lineage
+from monitor.pipeline import Pipeline
+from monitor.rules import RuleSources, load
 
 OPENAT = 257
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,7 +118,8 @@ def _cmd_rules_fields(_args: argparse.Namespace) -> int:
     from monitor.events.catalog import describe
 
     for f in describe():
-        print(f"{f['name']:22} {f['type']:5} {f['desc']}")
+        where = f" [{', '.join(f['events'])}]" if f["events"] else ""
+        print(f"{f['name']:22} {f['type']:5} {f['desc']}{where}")
     return 0
 
 
@@ -194,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`ringwatch rules fields | head`): nothing more to say, and the
+        # interpreter must not complain when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
 
 
 if __name__ == "__main__":

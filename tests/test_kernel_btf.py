@@ -12,44 +12,88 @@ from monitor.kernel import offsets
 from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
 
 
+class BpftoolBTF:
+    """Every struct and union of the kernel's BTF as bpftool prints it (`format raw`), with
+    a member-path resolver of its own: an independent reading to check monitor.btf against."""
+
+    _TYPE = re.compile(r"\[(\d+)\] (\w+) '([^']*)'(.*)")
+    _MEMBER = re.compile(r"\s+'([^']*)' type_id=(\d+) bits_offset=(\d+)")
+
+    def __init__(self, raw: str) -> None:
+        self.kind: dict[int, str] = {}
+        self.ref: dict[int, int] = {}  # typedef/const/volatile -> the type they name
+        self.members: dict[int, list[tuple[str, int, int]]] = {}
+        self.by_name: dict[str, int] = {}
+        current: int | None = None
+        for line in raw.splitlines():
+            m = self._TYPE.match(line)
+            if m:
+                tid, kind, name, rest = int(m[1]), m[2], m[3], m[4]
+                self.kind[tid] = kind
+                current = tid if kind in ("STRUCT", "UNION") else None
+                if current is not None:
+                    self.members[tid] = []
+                    if kind == "STRUCT" and name != "(anon)":
+                        self.by_name.setdefault(name, tid)
+                ref = re.search(r"type_id=(\d+)", rest)
+                if kind in ("TYPEDEF", "CONST", "VOLATILE", "RESTRICT", "TYPE_TAG") and ref:
+                    self.ref[tid] = int(ref[1])
+                continue
+            m = self._MEMBER.match(line)
+            if m and current is not None:
+                self.members[current].append((m[1], int(m[2]), int(m[3]) // 8))
+
+    def _strip(self, tid: int) -> int:
+        while tid in self.ref:
+            tid = self.ref[tid]
+        return tid
+
+    def _find(self, tid: int, name: str) -> tuple[int, int] | None:
+        """(byte offset, member type) of `name` in struct/union tid, looking into anonymous members."""
+        for mname, mtype, off in self.members.get(tid, []):
+            if mname == name:
+                return off, self._strip(mtype)
+            if mname == "(anon)":
+                inner = self._find(self._strip(mtype), name)
+                if inner is not None:
+                    return off + inner[0], inner[1]
+        return None
+
+    def offset_of(self, struct: str, path: str) -> int:
+        tid, total = self.by_name[struct], 0
+        for part in path.split("."):
+            found = self._find(tid, part)
+            assert found is not None, f"bpftool: {struct} has no {path}"
+            total += found[0]
+            tid = found[1]
+        return total
+
+
 @pytest.fixture(scope="module")
-def bpftool_structs() -> dict[str, dict[str, int]]:
-    """struct name -> {member: byte offset} for named, top-level members, per bpftool."""
+def bpftool_btf() -> BpftoolBTF:
     out = subprocess.run(
         ["bpftool", "btf", "dump", "file", str(VMLINUX_BTF), "format", "raw"],
         check=True, capture_output=True, text=True,
     ).stdout
-    wanted = {s for s, _ in offsets.KERNEL_FIELDS.values()}
-    structs: dict[str, dict[str, int]] = {}
-    current: dict[str, int] | None = None
-    for line in out.splitlines():
-        m = re.match(r"\[\d+\] STRUCT '(\w+)' size=\d+ vlen=\d+", line)
-        if m:
-            name = m.group(1)
-            current = structs.setdefault(name, {}) if name in wanted and name not in structs else None
-            continue
-        if line.startswith("["):
-            current = None
-            continue
-        m = re.match(r"\s+'(\w+)' type_id=\d+ bits_offset=(\d+)", line)
-        if m and current is not None:
-            current[m.group(1)] = int(m.group(2)) // 8
-    return structs
+    return BpftoolBTF(out)
 
 
-def test_every_kernel_field_resolves_and_matches_bpftool(
-    bpftool_structs: dict[str, dict[str, int]],
-) -> None:
+def test_every_kernel_field_matches_bpftool_exactly(bpftool_btf: BpftoolBTF) -> None:
+    """Every offset the kernel programs are compiled with, nested and anonymous members
+    included, equals the one bpftool's dump gives: none is skipped."""
     btf = BTF.load()
-    compared = 0
-    for key, (struct_name, path) in offsets.KERNEL_FIELDS.items():
-        ours = btf.offset_of(struct_name, path)
-        top = path.split(".")[0]
-        theirs = bpftool_structs[struct_name].get(top)
-        if theirs is not None and "." not in path:
-            assert ours == theirs, f"{key}: {struct_name}.{path}"
-            compared += 1
-    assert compared >= len(offsets.KERNEL_FIELDS) // 2
+    mismatched = {key: (btf.offset_of(s, p), bpftool_btf.offset_of(s, p))
+                  for key, (s, p) in offsets.KERNEL_FIELDS.items()
+                  if btf.offset_of(s, p) != bpftool_btf.offset_of(s, p)}
+    assert mismatched == {}
+    assert len(offsets.KERNEL_FIELDS) >= 30
+
+
+def test_the_independent_reader_sees_nesting(bpftool_btf: BpftoolBTF) -> None:
+    """The checker itself resolves through wrappers: sock.__sk_common.skc_dport is not at 0,
+    and a struct's second member is not at the first's offset."""
+    assert bpftool_btf.offset_of("sock", "__sk_common.skc_dport") > 0
+    assert bpftool_btf.offset_of("task_struct", "tgid") != bpftool_btf.offset_of("task_struct", "pid")
 
 
 def test_nested_and_anonymous_members() -> None:

@@ -153,6 +153,7 @@ def test_a_rejected_rules_reload_keeps_the_service_up_and_is_reported_failed(svc
     broken = svc.path(RULES_D) / "broken.yaml"
     broken.write_text("- rule: broken\n  condition: proc.nmae == \"x\"\n  output: x\n  priority: INFO\n")
     main_pid = svc.state()["MainPID"]
+    reloaded_logs = sum(1 for e in svc.logs() if e["event"] == "reloaded")
     reload = svc.box.run("systemctl", "reload", UNIT, check=False)
     assert reload.returncode != 0, "systemctl reload must fail when the rules are rejected"
     st = svc.state()
@@ -164,7 +165,10 @@ def test_a_rejected_rules_reload_keeps_the_service_up_and_is_reported_failed(svc
     errors = svc.box.journal("-u", UNIT, "-p", "err")
     text = "\n".join(str(e.get("MESSAGE", "")) for e in errors)
     assert "rules_reload_failed" in text and "broken.yaml" in text and "proc.nmae" in text, text
-    assert all(e["_priority"] == "3" for e in svc.logs() if e["level"] == "error")
+    logs = svc.logs()
+    assert all(e["_priority"] == "3" for e in logs if e["level"] == "error")
+    assert any(e["event"] == "reload_failed" and "proc.nmae" in e["error"] for e in logs)
+    assert sum(1 for e in logs if e["event"] == "reloaded") == reloaded_logs, "no 'reloaded' log"
     stats = json.loads(svc.box.run("/opt/ringwatch/bin/ringwatch", "stats", "--json").stdout)
     assert stats["service"]["reload_errors"] == 1, stats["service"]
     assert "proc.nmae" in stats["service"]["last_reload_error"]

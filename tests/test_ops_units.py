@@ -409,3 +409,24 @@ def test_a_partly_rejected_reload_counts_as_failed_and_tells_the_manager(
         assert _fields(listener.recv(4096))["ERRNO"] == "0"
     finally:
         ops.close()
+
+
+def test_reload_without_a_control_socket_still_signals_but_fails(tmp_path: Path) -> None:
+    """ExecReload must not swallow the SIGHUP when it cannot hear the verdict, nor report
+    an unconfirmed reload as a success; a one-line error either way."""
+    import signal
+    import subprocess
+    import sys
+
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        res = subprocess.run([sys.executable, "-m", "monitor", "reload", "--control-socket",
+                              str(tmp_path / "none.sock"), "--pid", str(target.pid)],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        assert "sent SIGHUP" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert target.wait(10) == -signal.SIGHUP
+    finally:
+        if target.poll() is None:
+            target.kill()
+            target.wait()

@@ -55,6 +55,13 @@ def _reload_socket(args: argparse.Namespace) -> Path:
         return control.DEFAULT_SOCKET
 
 
+def _hup(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        raise ReloadFailed(f"cannot signal pid {pid}: {exc.strerror}") from exc
+
+
 def _reload_count(sock: Path) -> tuple[int, int, str]:
     svc = control.request(sock, "stats")["service"]
     return int(svc["reloads"]), int(svc["reload_errors"]), str(svc.get("last_reload_error", ""))
@@ -66,9 +73,16 @@ def _cmd_reload(args: argparse.Namespace) -> int:
     The unit's ExecReload=, so `systemctl reload` fails (and systemd logs "Reload failed")
     instead of reporting a rejected rules file as "Reloaded"."""
     sock = _reload_socket(args)
-    reloads, errors, _ = _reload_count(sock)
+    try:
+        reloads, errors, _ = _reload_count(sock)
+    except control.ControlError as exc:
+        if args.pid is None:
+            raise
+        # No socket to hear the verdict on: the reload still happens, but unconfirmed.
+        _hup(args.pid)
+        raise ReloadFailed(f"sent SIGHUP to pid {args.pid}, but cannot learn the result: {exc}") from exc
     pid = args.pid if args.pid is not None else int(control.request(sock, "info")["pid"])
-    os.kill(pid, signal.SIGHUP)
+    _hup(pid)
     deadline = time.monotonic() + args.timeout
     while True:
         now_reloads, now_errors, why = _reload_count(sock)

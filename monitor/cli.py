@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         rc: int = args.func(args)
         return rc
     except UserError as exc:
-        print(f"ringwatch: {exc}", file=sys.stderr)
+        # The one-line error is the daemon's last word under systemd: at error priority.
+        print(f"{log.journal_prefix('error')}ringwatch: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

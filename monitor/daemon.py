@@ -102,9 +102,13 @@ class Monitor:
         return snap
 
     def _do_reload(self) -> None:
-        """SIGHUP: re-read the config (rules reload sits next to this); keep running on error."""
+        """SIGHUP: re-read the rules and the config; keep running on error.
+
+        A part that is rejected keeps its previous version in force, and the reload is
+        reported as failed (log at error level, reload_errors, systemd status) even when
+        the other part was taken over."""
         self.ops.reloading()
-        self._reload_rules()
+        rules_error = self._reload_rules()
         try:
             new = configmod.load(self.opts.config_path, self.opts.overrides)
         except ConfigError as exc:
@@ -123,6 +127,10 @@ class Monitor:
         for sink in self._all_sinks():
             sink.reopen()
         self.cfg = new
+        if rules_error is not None:
+            self.log.error("reload_failed", config=new.source, error=rules_error)
+            self.ops.reloaded(new, f"reload failed, previous rules kept: {rules_error}", error=rules_error)
+            return
         pending = f"; restart to apply {', '.join(restart)}" if restart else ""
         self.ops.reloaded(new, f"reloaded {new.source}{pending}")
         self.log.info("reloaded", config=new.source)
@@ -137,24 +145,26 @@ class Monitor:
         enforcer.apply(*deny_specs(self.rules, cfg.enforcement.mode))
         return enforcer
 
-    def _reload_rules(self) -> None:
+    def _reload_rules(self) -> str | None:
+        """The new rules in force, or why not (the previous rules stay): None on success."""
         ruleset, problems = check_rules(self.opts.rule_sources)
         if ruleset is None:
-            self.log.error("rules_reload_failed", errors=[str(p) for p in problems],
-                           kept_rules=len(self.rules.rules))
-            return
+            errors = [str(p) for p in problems]
+            self.log.error("rules_reload_failed", errors=errors, kept_rules=len(self.rules.rules))
+            return "; ".join(errors) or "rules rejected"
         if self.enforcer is not None:
             try:
                 plan = self.enforcer.apply(*deny_specs(ruleset, self.cfg.enforcement.mode))
             except UserError as exc:
                 self.log.error("rules_reload_failed", errors=str(exc).splitlines(),
                                kept_rules=len(self.rules.rules))
-                return
+                return "; ".join(str(exc).splitlines())
             self.log.info("enforcement_reloaded", **plan.summary())
         self.rules = ruleset
         self.pipeline.judge.rules = ruleset
         self._apply_syscall_filter()
         self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
+        return None
 
     def _housekeeping(self) -> None:
         for sink in self.opts.event_sinks:
@@ -189,10 +199,13 @@ class Monitor:
                           cache_entries=self.cfg.lineage.max_entries, ns_per_tick=NS_PER_TICK,
                           boot_id=Path("/proc/sys/kernel/random/boot_id").read_text().strip())
         before = self.sensor.procs.count()
+        # Read after the count: kernel inserts up to here are in `before` already.
+        inserts_before = self.sensor.lineage_counters()["inserts"]
         added, refreshed = lineage.backfill(procfs.scan())
         self.pipeline.lineage.lineage = lineage
         self.lineage_watch = LineageWatch(lineage, self.sensor.procs, self.cfg.lineage.warn_utilisation_pct,
-                                          self.log, base_entries=before + added)
+                                          self.log, base_entries=before + added,
+                                          inserts_at_base=inserts_before)
         self.log.info("lineage_backfilled", added=added, refreshed=refreshed,
                       entries=self.lineage_watch.entries)
 

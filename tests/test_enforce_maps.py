@@ -104,7 +104,8 @@ def test_kernel_map_bytes_are_the_documented_layout(root: None, maps_only: Any) 
         _u32(len(exact) * 8) + exact + bytes(pad - len(exact)): _u32(1, ids["evil"]) + bytes(28)}
     assert _bpftool_entries(bpf["deny_open"]) == {
         _u32(5 * 8) + b"/etc/" + bytes(pad - 5): _u32(1, ids["etc"]) + bytes(28)}
-    assert _bpftool_entries(bpf["deny_v4"]) == {_u32(8) + bytes([10, 0, 0, 0]): _u32(1, ids["net"]) + bytes(28)}
+    assert _bpftool_entries(bpf["deny_v4"]) == {
+        _u32(8) + bytes([10, 0, 0, 0]): _u32(1, ids["net"]) + bytes(28)}
     assert _bpftool_entries(bpf["deny_v6"]) == {
         _u32(8) + bytes([0xFD]) + bytes(15): _u32(1, ids["net"]) + bytes(28)}
     enforcer.apply([])

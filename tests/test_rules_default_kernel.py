@@ -563,7 +563,13 @@ assert sum(1 for p in d.iterdir() if re.match(r"\d+\.json$", p.name)) == 200
 # A real package install and purge with dpkg: maintainer script, conffile below /etc,
 # dpkg's database under /var/lib/dpkg (README: package managers stay quiet).
 mkdir -p deb/DEBIAN deb/usr/share/ringwatch-noise-probe deb/etc
-printf 'Package: ringwatch-noise-probe\nVersion: 1.0\nArchitecture: all\nMaintainer: ringwatch tests <t@example.invalid>\nDescription: ringwatch noise-budget probe\n' > deb/DEBIAN/control
+cat > deb/DEBIAN/control <<'CONTROL'
+Package: ringwatch-noise-probe
+Version: 1.0
+Architecture: all
+Maintainer: ringwatch tests <t@example.invalid>
+Description: ringwatch noise-budget probe
+CONTROL
 echo /etc/ringwatch-noise-probe.conf > deb/DEBIAN/conffiles
 echo 'x=1' > deb/etc/ringwatch-noise-probe.conf
 printf '#!/bin/sh\nset -e\necho configured > /usr/share/ringwatch-noise-probe/state\n' > deb/DEBIAN/postinst

@@ -107,4 +107,12 @@
     install_debs "default-ruleset test tools" netcat-traditional openssh-client git util-linux
 )
 
+# --- Container identity (tests/test_events_container.py) ----------------------------------
+# A real podman container; runc, because crun refuses this host's hybrid cgroup layout.
+(
+    set -euo pipefail
+    say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
+    install_debs "container identity test runtime" podman runc
+)
+
 exit 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from monitor.events.catalog import CATALOG, CATALOGUE, FIELDS, Catalogue, EventType, FilterRole, describe
 from monitor.events.decode import Decode
 from monitor.events.enrich import Enrich
-from monitor.events.fields import COMMON, LINEAGE, RESULT, Field
+from monitor.events.fields import COMMON, CONTAINER, LINEAGE, RESULT, Field
 from monitor.kernel.records import (
     SC_F_BASE,
     SC_F_SOCKET,
@@ -107,7 +107,7 @@ def _records_of(entry: EventType) -> list[object]:
 
 def test_each_family_sets_only_the_fields_it_declares() -> None:
     decode, enrich = Decode(), Enrich()
-    common = {f.name for f in (*COMMON, *LINEAGE, *RESULT)} | {"fd.name_truncated"}
+    common = {f.name for f in (*COMMON, *LINEAGE, *RESULT, *CONTAINER)} | {"fd.name_truncated"}
     seen: set[str] = set()
     for entry in CATALOG:
         declared = common | {f.name for f in entry.fields}

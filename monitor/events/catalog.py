@@ -22,6 +22,7 @@ from monitor.events.fields import (
     ARG_FLAGS,
     ARG_MODE,
     COMMON,
+    CONTAINER,
     FD_NAME,
     FD_NUM,
     FD_RIP,
@@ -236,7 +237,7 @@ class Catalogue:
     def fields(self) -> dict[str, Field]:
         """Every field an event can carry, each once (families share declarations)."""
         table: dict[str, Field] = {}
-        for f in (*COMMON, *LINEAGE, *RESULT, *(f for e in self.entries for f in e.fields)):
+        for f in (*COMMON, *LINEAGE, *RESULT, *CONTAINER, *(f for e in self.entries for f in e.fields)):
             seen = table.setdefault(f.name, f)
             if seen.type is not f.type:
                 raise ValueError(f"field {f.name!r} declared as {seen.type.__name__} and {f.type.__name__}")

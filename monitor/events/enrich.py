@@ -1,9 +1,10 @@
-"""Pipeline stage 3, enrich: what the record does not carry but the host knows (user names)."""
+"""Pipeline stage 3, enrich: what the record does not carry but the host knows (users, containers)."""
 
 from __future__ import annotations
 
 import pwd
 
+from monitor.events.container import ContainerResolver
 from monitor.stage import Item
 
 USER_CACHE_MAX = 4096
@@ -12,8 +13,9 @@ USER_CACHE_MAX = 4096
 class Enrich:
     name = "enrich"
 
-    def __init__(self) -> None:
+    def __init__(self, containers: ContainerResolver | None = None) -> None:
         self._users: dict[int, str] = {}
+        self.containers = containers or ContainerResolver()
 
     def user_name(self, uid: int) -> str:
         name = self._users.get(uid)
@@ -32,3 +34,7 @@ class Enrich:
         uid = ev.get("user.uid")
         if uid is not None:
             ev["user.name"] = self.user_name(uid)
+        pid = ev.get("proc.pid")
+        if pid is not None:
+            ev.update(self.containers.fields(pid, ev.get("proc.start_ns", 0), ev.get("proc.exec_id", ""),
+                                             ev.get("cgroup.id", 0)))

@@ -93,3 +93,15 @@ ARG_DIRFD = Field("evt.arg.dirfd", int, "directory fd of an *at syscall (-100 is
 ARG_FD = Field("evt.arg.fd", int, "fd argument (connect, finit_module)")
 FD_SIP = Field("fd.sip", str, "destination (server) IP address of a connect (as fd.rip)")
 FD_SPORT = Field("fd.sport", int, "destination (server) port of a connect (as fd.rport)")
+
+# Added by the enrich stage (monitor.events.container), Falco's names and meanings.
+CONTAINER = (
+    Field("container.id", str, "12-character container id; \"host\" for host processes, \"\" if unknown"),
+    Field("container.full_id", str, "the full 64-character container id"),
+    Field("container.name", str, "container name from the runtime's state (\"host\" on the host)"),
+    Field("container.type", str, "runtime: docker, podman, containerd, cri-o"),
+    Field("container.image", str, "image reference the container runs, e.g. docker.io/library/nginx:1.25"),
+    Field("container.image.repository", str, "image without its tag"),
+    Field("container.image.tag", str, "image tag"),
+    Field("container.privileged", bool, "the container runs privileged (when the runtime's state says)"),
+)

@@ -245,7 +245,7 @@ class Lowerer:
                 return text.lower()
             raise LowerError(pos, f"{name} is a boolean; {text!r} is a string (write true or false)")
         if name == "evt.type" and self.scope.event_types and text not in self.scope.event_types:
-            close = difflib.get_close_matches(text, sorted(self.scope.event_types), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(text, sorted(self.scope.event_types), n=1, cutoff=0.75)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise LowerError(pos, f"unknown event type {text!r}{hint}")
         return engine_quote(text)

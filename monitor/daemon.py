@@ -58,7 +58,8 @@ class Monitor:
         self.enricher = Enricher()
         # Loaded before the sensor starts: bad rules stop `run` with every error listed.
         self.rules: RuleSet = load_rules(opts.rule_sources)
-        self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files)
+        self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files,
+                      skipped={s.name: s.reason for s in self.rules.skipped})
         self.enforcer = self._make_enforcer(cfg, opts)
         wanted = self.enforcer is not None and self.enforcer.wanted(cfg.enforcement.always_load)
         self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log, lineage=cfg.lineage,
@@ -165,7 +166,8 @@ class Monitor:
             self.log.info("enforcement_reloaded", **plan.summary())
         self.rules = ruleset
         self._apply_syscall_filter()
-        self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
+        self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files,
+                      skipped={s.name: s.reason for s in ruleset.skipped})
 
     def _housekeeping(self) -> None:
         for sink in self.opts.event_sinks:

@@ -35,6 +35,8 @@ DERIVED: dict[str, tuple[str, type]] = {
     # Falco: the raw return value; ringwatch's evt.res is that number.
     "evt.rawres": ("evt.res", int),
     # Falco: a one-letter fd type.
+    # ringwatch records each syscall once, at its exit (bpf/sensor.bpf.c's sys_exit).
+    "evt.dir": ('"<"', str),
     "fd.typechar": ('(fd.type == "file" ? "f" : (fd.type == "ipv4" ? "4" : (fd.type == "ipv6" ? "6"'
                     ' : (fd.type == "unix" ? "u" : (fd.type == "pipe" ? "p" : null)))))', str),
 }

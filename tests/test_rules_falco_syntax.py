@@ -156,8 +156,8 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("evt.res = SUCCESS", FAILED_OPEN, False),
     ("fd.name startswith /etc and is_sensitive", OPEN, True),
     ("proc.name in ()", EXEC, False),
-    ("evt.num = 0", EXEC, False),
-    ("evt.dir = < and not evt.dir = >", EXEC, True),  # one record per syscall, at its exit  # Falco numbers events from 1: its "never" idiom
+    ("evt.num = 0", EXEC, False),  # Falco numbers events from 1: its "never" idiom
+    ("evt.dir = < and not evt.dir = >", EXEC, True),  # one record per syscall, at its exit
     ("fd.name intersects (/etc/shadow, /x)", OPEN, True),
     ("basename(fd.name) = shadow", OPEN, True),
     ("len(proc.name) = 4", EXEC, True),

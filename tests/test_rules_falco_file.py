@@ -190,6 +190,9 @@ def test_ringwatch_syntax_unknown_event_type_and_type_error(tmp_path: Path) -> N
     assert msg.endswith("rule 'r': condition: unknown event type 'nosuchsyscall'")
     msg = str(problems_of(tmp_path, rule("r", '"evt.type == \\"execve\\" and proc.name > 3"'))[0])
     assert msg.endswith("condition: data type mismatch: proc.name is a string, compared with a number")
+    # rule-engine itself accepts this one, which could never match
+    msg = str(problems_of(tmp_path, rule("r", '"evt.type == \\"execve\\" and proc.pid == \\"1\\""'))[0])
+    assert msg.endswith("condition: data type mismatch: proc.pid is a number, compared with a string")
 
 
 # --- Falco's stable rules, unmodified ------------------------------------------------

@@ -165,7 +165,13 @@ class _Compiler:
     def _parse(self, text: str, expanded: Expanded | None, shift: int, where: SourcedText,
                label: str, extra_loc: Any = None) -> rule_engine.Rule | None:
         try:
-            return rule_engine.Rule(text, self.context)
+            parsed = rule_engine.Rule(text, self.context)
+            # rule-engine accepts `proc.pid == "1"` (never true): a type error here too.
+            culprit = type_mismatch(text, self.names)
+            if culprit is not None:
+                self.problems.append(Problem(where.loc, label, f"condition: data type mismatch: {culprit}"))
+                return None
+            return parsed
         except rule_engine.errors.RuleSyntaxError as exc:
             token = exc.token
             loc = where.loc

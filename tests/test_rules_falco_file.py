@@ -262,3 +262,22 @@ def test_alert_in_falcos_json_shape(tmp_path: Path) -> None:
         "output_fields": {"proc.name": "bash", "evt.time": 17}, "priority": "Warning", "rule": "Shell",
         "source": "syscall", "tags": ["t1"], "time": "2026-12-01T10:00:00.123456789Z",
     }
+
+
+def test_a_macro_syntax_error_is_reported_at_the_macro(tmp_path: Path) -> None:
+    text = HEAD + "- macro: broken\n  condition: proc.name in (a, b\n"
+    text += rule("r", "evt.type = execve and broken")
+    msgs = [str(p) for p in problems_of(tmp_path, text)]
+    assert msgs[0] == f"{tmp_path}/rules.yaml:3:31: macro 'broken': condition: expected a ')' token"
+    assert msgs[1].endswith("rule 'r': uses macro 'broken', which has errors")
+
+
+def test_validate_prints_skips_as_warnings(tmp_path: Path) -> None:
+    path = write(tmp_path, "f.yaml", HEAD + rule("needs tty", "evt.type = execve and proc.tty != 0"))
+    cmd = [sys.executable, "-m", "monitor", "rules", "validate", "--no-default-rules", str(path)]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT,
+                         env={"RINGWATCH_RULES_D": "/nonexistent", "PATH": "/usr/bin:/bin"}, check=False)
+    assert run.returncode == 0
+    assert run.stdout == "ok: 0 rules, 1 skipped from 1 file(s)\n"
+    assert run.stderr == (f"warning: {path}:2:3: rule 'needs tty': skipped: needs field proc.tty, "
+                          "which ringwatch does not provide\n")

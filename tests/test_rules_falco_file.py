@@ -281,3 +281,17 @@ def test_validate_prints_skips_as_warnings(tmp_path: Path) -> None:
     assert run.stdout == "ok: 0 rules, 1 skipped from 1 file(s)\n"
     assert run.stderr == (f"warning: {path}:2:3: rule 'needs tty': skipped: needs field proc.tty, "
                           "which ringwatch does not provide\n")
+
+
+def test_replay_of_recorded_events_fires_falcos_run_shell_untrusted() -> None:
+    """Events recorded from the kernel (tests/fixtures/exec_events.jsonl: nginx runs sh)."""
+    events = REPO_ROOT / "tests" / "fixtures" / "exec_events.jsonl"
+    cmd = [sys.executable, "-m", "monitor", "replay", str(events), "--no-default-rules",
+           "--rules", str(STABLE)]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, check=True,
+                         env={"RINGWATCH_RULES_D": "/nonexistent", "PATH": "/usr/bin:/bin"})
+    alerts = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [a["rule"] for a in alerts] == ["Run shell untrusted"]
+    fields = alerts[0]["output_fields"]
+    assert fields["proc.name"] == "sh" and fields["proc.pname"] == "nginx"
+    assert alerts[0]["priority"] == "NOTICE"

@@ -161,6 +161,13 @@ CASES: list[tuple[str, dict[str, Any], bool]] = [
     ("fd.name intersects (/etc/shadow, /x)", OPEN, True),
     ("basename(fd.name) = shadow", OPEN, True),
     ("len(proc.name) = 4", EXEC, True),
+    ("proc.cmdline startswith anyof (zsh, \"bash -\")", EXEC, True),
+    ("proc.cmdline contains allof (bash, \"-c\", id)", EXEC, True),
+    ("proc.cmdline contains allof (bash, nope)", EXEC, False),
+    ("proc.cmdline contains oneof (bash, nope)", EXEC, True),
+    ("proc.cmdline contains oneof (bash, id)", EXEC, False),  # both: not exactly one
+    ("proc.name = anyof (shell_binaries)", EXEC, True),
+    ("proc.name = anyof", EXEC, False),  # no list follows: the bare string "anyof"
 ]
 LISTS = """- list: shell_binaries
   items: [bash, sh]

@@ -251,6 +251,19 @@ class Lowerer:
         return engine_quote(text)
 
     def _test(self, s: str, tp: type, name: str, op: str, right: Any, pos: int) -> str:
+        base, _, mod = op.partition(" ")
+        if mod:
+            if not isinstance(right, (ListValue, Ident)):
+                raise LowerError(pos, f"'{op}' needs a list on its right")
+            # libsinsp's matches_{any,all,one}_rhs: the operator against each item.
+            tests = [self._test(s, tp, name, base, Value(v, True, p), p) for v, p in self._values(right, pos)]
+            if not tests:
+                return "false"
+            if mod == "anyof":
+                return "(" + " or ".join(tests) + ")"
+            if mod == "allof":
+                return "(" + " and ".join(tests) + ")"
+            return "(" + " + ".join(f"(({t}) ? 1 : 0)" for t in tests) + " == 1)"
         if op in ("in", "intersects", "pmatch"):
             items = self._values(right, pos)
             if op == "pmatch":

@@ -13,8 +13,9 @@ function, with its regexes:
     Condition ::= 'exists' | NumOp NumValue | StrOp StrValue | ListOp ListValue
     ListValue ::= '(' (Item (',' Item)*)? ')' | Identifier                  (a list)
 
-Extensions: `[a, b]` is accepted as a list as well as `(a, b)` (ringwatch's own
-spelling). Not supported: the `oneof`/`anyof`/`allof` string-operator modifiers.
+    StrOp may take a modifier: `startswith anyof (a, b)`, `= oneof (...)`, `!= allof (...)`.
+
+Extension: `[a, b]` is accepted as a list as well as `(a, b)` (ringwatch's own spelling).
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ NUM_OPS = ("<=", "<", ">=", ">")
 STR_OPS = ("==", "=", "!=", "glob ", "iglob ", "contains ", "icontains ", "bcontains ",
            "startswith ", "bstartswith ", "endswith ", "regex ")
 LIST_OPS = ("intersects", "in", "pmatch")
+# `proc.name startswith anyof (a, b)`: a string operator applied to each item of a list.
+STR_MODIFIERS = ("oneof ", "anyof ", "allof ")
 TRANSFORMERS = ("tolower(", "toupper(", "b64(", "basename(", "len(", "join(", "concat(", "getopt(")
 MAX_DEPTH = 100
 
@@ -272,14 +275,25 @@ class _Parser:
             return BinaryCheck(left, op, self.num_value(), pos)
         if self.op_list(STR_OPS):
             op = self.last
-            if op[0] in "=!":
-                self.blank()
+            had_blank = op[0].isalpha() or self.blank()
+            saved = self.pos
+            if had_blank and self.op_list(STR_MODIFIERS) and self._list_follows():
+                return BinaryCheck(left, f"{op} {self.last}", self.list_value(), pos)
+            self.pos = saved
             return BinaryCheck(left, op, self.str_value(), pos)
         if self.op_list(LIST_OPS):
             op = self.last
             return BinaryCheck(left, op, self.list_value(), pos)
         ops = ", ".join(f"'{o.strip()}'" for o in (*UNARY_OPS, *NUM_OPS, *STR_OPS, *LIST_OPS))
         raise self.fail(f"expected a valid check operator: one of {ops}", op_pos)
+
+    def _list_follows(self) -> bool:
+        """After a modifier word: a list or a list name, not `and`/`or`/`not` (libsinsp)."""
+        rest = self.text[self.pos :]
+        if rest.startswith(("(", "[")):
+            return True
+        m = _IDENTIFIER.match(rest)
+        return m is not None and m.group() not in ("and", "or", "not")
 
     def transformer_or_val(self) -> Operand | None:
         self.blank()

@@ -291,12 +291,10 @@ class Expander:
             # `container.id` under a macro called `container` is a field, not the macro.
             if dot and (head in self.names.namespaces or head in self.macros
                         or self.bridge.is_falco_field(name)):
-                fields = list(self.names.to_ident)
-                if self.bridge.is_falco_field(name):
-                    raise ExpandError(tok.pos, f"unknown field {name!r}: a Falco field that ringwatch "
-                                               "does not provide", unknown_field=True)
-                raise ExpandError(tok.pos, f"unknown field {name!r}{suggest(name, fields)}",
-                                  unknown_field=True)
+                hint = suggest(name, list(self.names.to_ident))
+                if not hint and self.bridge.is_falco_field(name):
+                    hint = ": a Falco field that ringwatch does not provide"
+                raise ExpandError(tok.pos, f"unknown field {name!r}{hint}", unknown_field=True)
             rest = "." + rest if rest else ""
             if head in self.macros:
                 if head in stack:

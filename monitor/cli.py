@@ -77,6 +77,8 @@ def _cmd_rules_validate(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print(f"ringwatch: {len(problems)} error(s) in rules", file=sys.stderr)
         return 1
+    for warning in ruleset.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     from monitor.enforce.rules import deny_specs
     from monitor.enforce.translate import TranslateError
 
@@ -86,7 +88,8 @@ def _cmd_rules_validate(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         print(f"ringwatch: {len(str(exc).splitlines())} error(s) in rules", file=sys.stderr)
         return 1
-    print(f"ok: {len(ruleset.rules)} rules from {len(ruleset.files)} file(s)")
+    skipped = f", {len(ruleset.skipped)} skipped" if ruleset.skipped else ""
+    print(f"ok: {len(ruleset.rules)} rules{skipped} from {len(ruleset.files)} file(s)")
     return 0
 
 
@@ -102,12 +105,21 @@ def _cmd_rules_list(args: argparse.Namespace) -> int:
          "file": r.file, "line": r.line}
         for r in ruleset.rules
     ]
+    # Rules that cannot run here (a field ringwatch lacks, another source): listed, with why.
+    rows += [
+        {"name": s.name, "priority": s.priority, "enabled": "skipped", "action": "", "tags": [],
+         "event_types": [], "file": s.file, "line": s.line, "skipped": s.reason}
+        for s in ruleset.skipped
+    ]
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return 0
     print(f"{'NAME':40} {'PRIORITY':13} {'ENABLED':7} {'ACTION':6} {'EVENT TYPES':20} TAGS")
     for row in rows:
+        if "skipped" in row:
+            print(f"{row['name']:40} {row['priority']:13} {'skipped':7} {'':6} {'':20} {row['skipped']}")
+            continue
         types = "*" if row["event_types"] is None else ",".join(row["event_types"])
         print(f"{row['name']:40} {row['priority']:13} {'yes' if row['enabled'] else 'no':7} "
               f"{row['action']:6} {types:20} {','.join(row['tags'])}")

@@ -55,7 +55,8 @@ class Monitor:
         self.log = log.get("ringwatch")
         # Loaded before the sensor starts: bad rules stop `run` with every error listed.
         self.rules: RuleSet = load_rules(opts.rule_sources)
-        self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files)
+        self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files,
+                      skipped={s.name: s.reason for s in self.rules.skipped})
         self.enforcer = self._make_enforcer(cfg, opts)
         wanted = self.enforcer is not None and self.enforcer.wanted(cfg.enforcement.always_load)
         self.pipeline = Pipeline(self.rules, opts.event_sinks, opts.alert_sinks, self.enforcer)
@@ -163,7 +164,8 @@ class Monitor:
         self.rules = ruleset
         self.pipeline.judge.rules = ruleset
         self._apply_syscall_filter()
-        self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
+        self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files,
+                      skipped={s.name: s.reason for s in ruleset.skipped})
         return None
 
     def _housekeeping(self) -> None:

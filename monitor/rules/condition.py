@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.rules.falco.bridge import Bridge, MissingField
 from monitor.rules.names import FieldNames
 from monitor.rules.problems import Loc, Problem
 from monitor.rules.schema import ExceptionDef, ListDef, MacroDef
@@ -145,26 +146,37 @@ class Expanded:
 
 
 class ExpandError(Exception):
-    def __init__(self, offset: int, message: str) -> None:
+    def __init__(self, offset: int, message: str, unknown_field: bool = False) -> None:
         super().__init__(message)
         self.offset = offset
         self.message = message
+        self.unknown_field = unknown_field  # Falco's skip-if-unknown-filter skips these
 
 
-def _suggest(name: str, candidates: list[str]) -> str:
+def suggest(name: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class Expander:
-    """Expands conditions against one set of lists and macros; macro results are cached."""
+    """Expands conditions against one set of lists and macros; macro results are cached.
 
-    def __init__(self, names: FieldNames, lists: dict[str, ListDef], macros: dict[str, MacroDef]) -> None:
+    Each macro is expanded in its own file's syntax; this class knows ringwatch's, and
+    monitor.rules.falco.compile.FalcoExpander adds Falco's (parsed and lowered to this
+    syntax first). A field Falco has and ringwatch lacks raises MissingField, which
+    skips the rule that needs it instead of failing the load.
+    """
+
+    def __init__(self, names: FieldNames, lists: dict[str, ListDef], macros: dict[str, MacroDef],
+                 event_types: frozenset[str] = frozenset()) -> None:
         self.names = names
         self.lists = lists
         self.macros = macros
+        self.event_types = event_types
+        self.bridge = Bridge.create(names)
         self.problems: list[Problem] = []
         self._macro_done: dict[str, Expanded | None] = {}
+        self._macro_missing: dict[str, MissingField] = {}
         self._list_done: dict[str, str] = {}
 
     # lists -------------------------------------------------------------------------
@@ -186,20 +198,32 @@ class Expander:
     # macros ------------------------------------------------------------------------
     def macro(self, name: str, stack: tuple[str, ...] = ()) -> Expanded | None:
         """The expansion of a macro, or None if it has errors (recorded once, at the macro)."""
+        if name in self._macro_missing:
+            raise self._macro_missing[name].through(name)
         if name in self._macro_done:
             return self._macro_done[name]
         mdef = self.macros[name]
         label = f"macro '{name}'"
         try:
-            result: Expanded | None = self.expand(mdef.condition.value, (*stack, name))
+            result: Expanded | None = self.expand(mdef.condition.value, (*stack, name), mdef.syntax)
+        except MissingField as missing:
+            # Not an error: each rule that uses the macro is skipped, naming the field.
+            self._macro_missing[name] = missing
+            raise missing.through(name) from None
         except ExpandError as exc:
             self.problems.append(Problem(mdef.condition.locate(exc.offset), label, exc.message))
             result = None
         self._macro_done[name] = result
         return result
 
+    def macro_missing(self, name: str) -> MissingField | None:
+        return self._macro_missing.get(name)
+
     # conditions --------------------------------------------------------------------
-    def expand(self, text: str, stack: tuple[str, ...] = ()) -> Expanded:
+    def expand(self, text: str, stack: tuple[str, ...] = (), syntax: str = "ringwatch") -> Expanded:
+        if syntax != "ringwatch":
+            # monitor.rules.falco.compile.FalcoExpander overrides this for Falco's syntax.
+            raise ExpandError(0, f"conditions in {syntax!r} syntax are not supported here")
         tokens = tokenize(text)
         significant = [t for t in tokens if t.kind not in ("ws", "comment")]
         # Comprehension variables (`[a for a in proc.argv]`) are used before `for` names them.
@@ -262,10 +286,15 @@ class Expander:
                 fname, rest = found
                 emit(self.names.to_ident[fname] + rest, fname + rest, tok)
                 continue
-            head, _, rest = name.partition(".")
-            if head in self.names.namespaces:
-                fields = list(self.names.to_ident)
-                raise ExpandError(tok.pos, f"unknown field {name!r}{_suggest(name, fields)}")
+            head, dot, rest = name.partition(".")
+            # A dotted name is a field even when its first part names a macro: Falco's
+            # `container.id` under a macro called `container` is a field, not the macro.
+            if dot and (head in self.names.namespaces or head in self.macros
+                        or self.bridge.is_falco_field(name)):
+                hint = suggest(name, list(self.names.to_ident))
+                if not hint and self.bridge.is_falco_field(name):
+                    hint = ": a Falco field that ringwatch does not provide"
+                raise ExpandError(tok.pos, f"unknown field {name!r}{hint}", unknown_field=True)
             rest = "." + rest if rest else ""
             if head in self.macros:
                 if head in stack:
@@ -281,13 +310,15 @@ class Expander:
                 emit(lit + rest, lit + rest, tok)
                 continue
             if head in FALCO_HINTS:
-                raise ExpandError(tok.pos, f"Falco's {head!r} operator is not supported: {FALCO_HINTS[head]}")
+                raise ExpandError(tok.pos, f"Falco's {head!r} operator is not in ringwatch's syntax: "
+                                           f"{FALCO_HINTS[head]}; or, for a file in Falco's syntax, add "
+                                           "`- ringwatch: {syntax: falco}` to it")
             # Operators lex one character at a time here: "==" ends in "=".
             if before is not None and before.text in ("=", ",", "["):
                 raise ExpandError(tok.pos, f"unknown name {head!r}: a string value needs quotes: \"{head}\"")
             known = [*self.names.to_ident, *self.macros, *self.lists]
             raise ExpandError(
-                tok.pos, f"unknown name {head!r}: not a field, macro or list{_suggest(head, known)}")
+                tok.pos, f"unknown name {head!r}: not a field, macro or list{suggest(head, known)}")
         return Expanded("".join(eng), "".join(fal), chunks)
 
     # exceptions --------------------------------------------------------------------
@@ -301,7 +332,7 @@ class Expander:
         for f, floc in zip(exc.fields, exc.field_locs, strict=True):
             if f not in self.names.to_ident:
                 raise _ExcError(floc, f"exception '{exc.name}': unknown field {f!r}"
-                                      f"{_suggest(f, list(self.names.to_ident))}")
+                                      f"{suggest(f, list(self.names.to_ident))}")
         rows_e: list[str] = []
         rows_f: list[str] = []
         for row, rloc in zip(exc.values, exc.value_locs, strict=True):

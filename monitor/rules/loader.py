@@ -9,7 +9,7 @@ from monitor.rules.names import FieldNames
 from monitor.rules.problems import Loc, Problem, RulesError
 from monitor.rules.ruleset import RuleSet, compile_definitions
 from monitor.rules.schema import Merger
-from monitor.rules.yamlsrc import parse_file
+from monitor.rules.yamlsrc import parse_file_info
 
 RULE_SUFFIXES = (".yaml", ".yml")
 
@@ -54,8 +54,13 @@ def check(sources: RuleSources, names: FieldNames | None = None) -> tuple[RuleSe
     files, problems = rule_files(sources)
     merger = Merger()
     for path in files:
-        items, file_problems = parse_file(path)
+        items, file_problems, info = parse_file_info(path)
         problems += file_problems
+        for plugin in info.plugins:
+            # Falco's plugins supply fields (container.*, k8s.*); rules needing them are skipped.
+            merger.defs.warnings.append(Problem(Loc(str(path), 1, 1), "",
+                                                f"required plugin {plugin!r}: ringwatch has no plugins; "
+                                                "rules that need its fields are skipped"))
         merger.add_file(str(path), items)
     problems += merger.problems
     # Compile what did merge even after errors, so one run reports every problem.

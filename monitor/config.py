@@ -23,6 +23,7 @@ from monitor.errors import ConfigError
 from monitor.events.decode import ALL_EVENT_TYPES
 from monitor.rules.loader import RuleSources
 from monitor.sinks.settings import OutputsConfig
+from monitor.yamltext import PARSE_FAILURES, describe
 
 DEFAULT_CONFIG_PATH = Path("/etc/ringwatch/config.yaml")
 # RINGWATCH_RULES_D points elsewhere (tests, staged installs).
@@ -238,15 +239,17 @@ def load(path: Path | None, overrides: Sequence[str] = ()) -> Config:
             return Config()
         path = DEFAULT_CONFIG_PATH
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read config: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                          f"at offset {exc.start})") from exc
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{pos}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except PARSE_FAILURES as exc:
+        failure = describe(exc, text)
+        raise ConfigError(f"{path}:{failure.line}:{failure.col}: invalid YAML: {failure.message}") from exc
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     if overrides:

@@ -160,6 +160,12 @@ class _Compiler:
             message = str(exc.args[0]).split(" at: ")[0]
             hint = " (use == to compare)" if "illegal character '='" in message else ""
             self.problems.append(Problem(loc, label, f"condition: {message}{near}{hint}"))
+        except rule_engine.errors.RegexSyntaxError as exc:
+            # The pattern and Python's reason; blamed on the pattern when it is in the text.
+            at = where.value.find(str(exc.value)) if exc.value else -1
+            loc = where.locate(at) if at >= 0 else where.loc
+            self.problems.append(Problem(loc, label, f"condition: invalid regular expression "
+                                                     f"{exc.value!r}: {exc.error}"))
         except rule_engine.errors.SymbolResolutionError as exc:
             name = self.names.to_field.get(exc.symbol_name, exc.symbol_name)
             self.problems.append(Problem(where.loc, label, f"condition: unknown name {name!r}"))

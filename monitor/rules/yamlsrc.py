@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from monitor.rules.problems import Loc, Problem
+from monitor.yamltext import PARSE_FAILURES, describe
 
 ITEM_KINDS = ("rule", "list", "macro")
 # Falco files carry these; they say nothing ringwatch can act on.
@@ -98,20 +99,22 @@ class RawItem:
         return ScalarSource(node_loc(self.file, node), style, raw)
 
 
-def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
-    problem = getattr(exc, "problem", None) or str(exc)
-    return Problem(loc, "", f"invalid YAML: {problem}")
+def _yaml_problem(file: str, exc: BaseException, text: str) -> Problem:
+    failure = describe(exc, text)
+    return Problem(Loc(file, failure.line, failure.col), "", f"invalid YAML: {failure.message}")
 
 
 def parse_text(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
-    loader = _Loader(text)
+    try:
+        # The reader checks every character when it is made: a NUL or ESC fails here.
+        loader = _Loader(text)
+    except PARSE_FAILURES as exc:
+        return [], [_yaml_problem(file, exc, text)]
     try:
         try:
             root = loader.get_single_node()
-        except yaml.YAMLError as exc:
-            return [], [_yaml_problem(file, exc)]
+        except PARSE_FAILURES as exc:
+            return [], [_yaml_problem(file, exc, text)]
         if root is None:
             return [], []
         if not isinstance(root, yaml.SequenceNode):
@@ -141,8 +144,11 @@ def _item(
         try:
             key = loader.construct_object(knode, deep=True)
             value = loader.construct_object(vnode, deep=True)
-        except yaml.YAMLError as exc:
-            return None, _yaml_problem(file, exc)
+        except PARSE_FAILURES as exc:
+            problem = _yaml_problem(file, exc, text)
+            if not isinstance(exc, yaml.YAMLError):  # a value the constructor refused: point at it
+                problem = Problem(node_loc(file, vnode), "", problem.message)
+            return None, problem
         if not isinstance(key, str):
             return None, Problem(node_loc(file, knode), "", f"keys must be strings, got {key!r}")
         if key in values:

@@ -1,0 +1,56 @@
+"""A running `ringwatch run` given hostile rules on SIGHUP: it logs the problem and keeps its rules."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.monitor_proc import RunningMonitor
+from tests.test_rules_reload_kernel import alert_for, rule, run_exe, wait_logs
+
+pytestmark = pytest.mark.kernel
+
+
+def _monitor(tmp_path: Path, rules: Path, tag: str) -> RunningMonitor:
+    return RunningMonitor(
+        tmp_path / "mon",
+        config={"lineage": {"bpffs_dir": f"/sys/fs/bpf/rw-hostile-{tag}"}},
+        args=["--no-default-rules", "--rules", str(rules)],
+        env={"RINGWATCH_RULES_D": "/nonexistent/rules.d"},
+    )
+
+
+@pytest.fixture()
+def tag() -> object:
+    tag = uuid.uuid4().hex[:6]
+    yield tag
+    shutil.rmtree(f"/sys/fs/bpf/rw-hostile-{tag}", ignore_errors=True)
+
+
+def test_sighup_with_a_control_character_keeps_the_daemon_and_its_rules(tmp_path: Path, tag: str) -> None:
+    assert os.geteuid() == 0, "kernel tests need root"
+    comm = f"rwh{tag}"
+    exe = tmp_path / comm
+    shutil.copy("/bin/true", exe)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(rule("Rule A", comm))
+    with _monitor(tmp_path, rules, tag) as mon:
+        assert wait_logs(mon, "rules_loaded", 1)["rules"] == 1
+        # ESC inside a quoted desc: PyYAML's reader refuses it before parsing anything.
+        rules.write_text(rule("Rule B", comm) + '  desc: "colour \x1b[31m red"\n')
+        assert mon.proc is not None
+        mon.proc.send_signal(signal.SIGHUP)
+        failed = wait_logs(mon, "rules_reload_failed", 1)
+        assert failed["kept_rules"] == 1
+        assert failed["errors"] == [
+            f"{rules}:5:17: invalid YAML: control character #x001b is not allowed in YAML (even quoted); "
+            'write it as an escape in a double-quoted string, e.g. "\\x1b"'
+        ]
+        run_exe(exe)
+        assert alert_for(mon, "Rule A", exe)["output"] == f"Rule A ran {exe} as root"
+        assert mon.stop() == 0

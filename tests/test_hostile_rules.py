@@ -42,8 +42,8 @@ def test_an_escaped_control_character_is_fine(tmp_path: Path) -> None:
 
 def test_rules_validate_reports_a_nul_in_one_line_and_exits_1(tmp_path: Path) -> None:
     path = write(tmp_path, "r.yaml", GOOD.replace("DESC", "a\x00b"))
-    res = subprocess.run([sys.executable, "-m", "monitor", "rules", "validate", "--no-default-rules", str(path)],
-                         cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
+    cmd = [sys.executable, "-m", "monitor", "rules", "validate", "--no-default-rules", str(path)]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert res.stderr.splitlines()[0].startswith(f"{path}:2:11: invalid YAML: control character #x0000")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from monitor.rules.limits import DEFAULT_LIMITS, Limits
 from monitor.rules.names import FieldNames
 from monitor.rules.problems import Loc, Problem, RulesError
 from monitor.rules.ruleset import RuleSet, compile_definitions
@@ -49,23 +50,24 @@ def rule_files(sources: RuleSources) -> tuple[list[Path], list[Problem]]:
     return files, problems
 
 
-def check(sources: RuleSources, names: FieldNames | None = None) -> tuple[RuleSet | None, list[Problem]]:
+def check(sources: RuleSources, names: FieldNames | None = None,
+          limits: Limits = DEFAULT_LIMITS) -> tuple[RuleSet | None, list[Problem]]:
     """The RuleSet, or None and every problem found in every file."""
     files, problems = rule_files(sources)
     merger = Merger()
     for path in files:
-        items, file_problems = parse_file(path)
+        items, file_problems = parse_file(path, limits.max_file_bytes)
         problems += file_problems
         merger.add_file(str(path), items)
     problems += merger.problems
     # Compile what did merge even after errors, so one run reports every problem.
-    ruleset, compile_problems = compile_definitions(merger.defs, names)
+    ruleset, compile_problems = compile_definitions(merger.defs, names, limits=limits)
     problems += compile_problems
     return (None, problems) if problems else (ruleset, [])
 
 
-def load(sources: RuleSources, names: FieldNames | None = None) -> RuleSet:
-    ruleset, problems = check(sources, names)
+def load(sources: RuleSources, names: FieldNames | None = None, limits: Limits = DEFAULT_LIMITS) -> RuleSet:
+    ruleset, problems = check(sources, names, limits)
     if ruleset is None:
         raise RulesError(problems)
     return ruleset

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,9 +11,10 @@ from typing import Any
 import rule_engine
 
 from monitor.rules.alert import Alert
-from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError
+from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError, nesting
 from monitor.rules.guard import guard, read_fields_directly
 from monitor.rules.index import event_types
+from monitor.rules.limits import DEFAULT_LIMITS, Limits
 from monitor.rules.names import FieldNames
 from monitor.rules.output import OutputTemplate, TemplateError
 from monitor.rules.problems import Problem
@@ -131,18 +133,43 @@ class RuleSet:
                          "errors": r.stats.errors} for r in self.rules}
 
 
+class _OutOfTime(Exception):
+    pass
+
+
 class _Compiler:
-    def __init__(self, defs: Definitions, names: FieldNames) -> None:
+    def __init__(self, defs: Definitions, names: FieldNames, limits: Limits) -> None:
         self.defs = defs
         self.names = names
-        self.expander = Expander(names, defs.lists, defs.macros)
+        self.limits = limits
+        self.expander = Expander(names, defs.lists, defs.macros, limits)
         self.context = make_context(names)
         self.problems: list[Problem] = []
+        self.deadline = time.monotonic() + limits.max_compile_s
+
+    def _in_time(self, loc: Any, label: str) -> None:
+        """Stop the whole load once its time is up, naming where it got to."""
+        if time.monotonic() > self.deadline:
+            self.problems.append(Problem(loc, label, f"compiling the rules took more than "
+                                                     f"{self.limits.max_compile_s:g} s; stopped here"))
+            raise _OutOfTime
+
+    def _too_nested(self, text: str, where: SourcedText, label: str) -> bool:
+        depth = nesting(text)
+        if depth > self.limits.max_nesting:
+            self.problems.append(Problem(where.loc, label, f"condition: brackets nested {depth} deep "
+                                                           f"(at most {self.limits.max_nesting})"))
+            return True
+        return False
 
     def _parse(self, text: str, expanded: Expanded | None, shift: int, where: SourcedText,
                label: str, extra_loc: Any = None) -> rule_engine.Rule | None:
+        if self._too_nested(text, where, label):
+            return None
         try:
             return rule_engine.Rule(text, self.context)
+        except RecursionError:
+            self.problems.append(Problem(where.loc, label, "condition: nested too deeply to compile"))
         except rule_engine.errors.RuleSyntaxError as exc:
             token = exc.token
             loc = where.loc
@@ -176,12 +203,14 @@ class _Compiler:
 
     def check_macros(self) -> None:
         for name, mdef in self.defs.macros.items():
+            self._in_time(mdef.loc, f"macro '{name}'")
             expanded = self.expander.macro(name)
             if expanded is not None:
                 self._parse(expanded.engine, expanded, 0, mdef.condition, f"macro '{name}'")
 
     def rule(self, rdef: RuleDef) -> CompiledRule | None:
         label = f"rule '{rdef.name}'"
+        self._in_time(rdef.loc, label)
         before = len(self.problems)
         try:
             expanded = self.expander.expand(rdef.condition.value)
@@ -213,9 +242,14 @@ class _Compiler:
         plain = self._parse(engine, expanded, shift, rdef.condition, label, first_exc_loc)
         if plain is None:
             return None
-        evaluating = rule_engine.Rule(engine, self.context)
-        guard(evaluating.statement)
-        read_fields_directly(evaluating.statement, self.names.to_field, self.names.types)
+        try:
+            evaluating = rule_engine.Rule(engine, self.context)
+            guard(evaluating.statement)
+            read_fields_directly(evaluating.statement, self.names.to_field, self.names.types)
+        except RecursionError:
+            self.problems.append(Problem(rdef.condition.loc, label,
+                                         "condition: nested too deeply to compile"))
+            return None
         return CompiledRule(
             name=rdef.name, desc=rdef.desc, priority=rdef.priority, tags=tuple(rdef.tags),
             enabled=rdef.enabled, action=rdef.action, condition=falco.strip(),
@@ -226,11 +260,19 @@ class _Compiler:
 
 
 def compile_definitions(defs: Definitions, names: FieldNames | None = None,
-                        host: str | None = None) -> tuple[RuleSet | None, list[Problem]]:
+                        host: str | None = None,
+                        limits: Limits = DEFAULT_LIMITS) -> tuple[RuleSet | None, list[Problem]]:
     names = names or FieldNames.from_catalog()
-    compiler = _Compiler(defs, names)
-    compiler.check_macros()
-    rules = [c for c in (compiler.rule(r) for r in defs.rules.values()) if c is not None]
+    compiler = _Compiler(defs, names, limits)
+    rules: list[CompiledRule] = []
+    try:
+        compiler.check_macros()
+        for rdef in defs.rules.values():
+            compiled = compiler.rule(rdef)
+            if compiled is not None:
+                rules.append(compiled)
+    except _OutOfTime:
+        pass  # the problem is recorded; what is left is not compiled
     problems = compiler.expander.problems + compiler.problems
     if problems:
         return None, problems

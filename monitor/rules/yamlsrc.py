@@ -170,9 +170,14 @@ def _item(
     return RawItem(kind, name, file, loc, values, nodes, text), None
 
 
-def parse_file(path: Path) -> tuple[list[RawItem], list[Problem]]:
+def parse_file(path: Path, max_bytes: int | None = None) -> tuple[list[RawItem], list[Problem]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            # One byte over the bound tells a file that is too large without reading it all.
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:
+            return [], [Problem(Loc(str(path), 1, 1), "", f"rules file larger than {max_bytes} bytes")]
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         return [], [Problem(Loc(str(path), 1, 1), "", f"cannot read rules file: {reason}")]

@@ -25,8 +25,8 @@ from monitor.lineage import procfs
 from monitor.lineage.cache import Lineage
 from monitor.lineage.watch import LineageWatch
 from monitor.rules import RuleSet, RuleSources
-from monitor.rules import check as check_rules
 from monitor.rules import load as load_rules
+from monitor.rules.background import BackgroundLoad
 from monitor.service import stats
 from monitor.service.ops import Operations
 from monitor.sinks.base import Sink
@@ -68,6 +68,8 @@ class Monitor:
         self.lineage_watch: LineageWatch | None = None
         self._stop = False
         self._reload = False
+        self._rules_load: BackgroundLoad | None = None  # a SIGHUP's rules, loading off the loop
+        self._rules_again = False  # another SIGHUP came during that load
         self._started = time.monotonic()
         self.alert_counts: Counter[str] = Counter()
         self.ops = Operations(
@@ -150,7 +152,22 @@ class Monitor:
         return enforcer
 
     def _reload_rules(self) -> None:
-        ruleset, problems = check_rules(self.opts.rule_sources)
+        """Start loading the rules in a thread; _finish_rules_reload swaps them in when done."""
+        if self._rules_load is not None:
+            self._rules_again = True
+            return
+        self._rules_load = BackgroundLoad.start(self.opts.rule_sources)
+        self.log.info("rules_reload_started")
+
+    def _finish_rules_reload(self) -> None:
+        result = None if self._rules_load is None else self._rules_load.poll()
+        if result is None:
+            return
+        self._rules_load = None
+        if self._rules_again:
+            self._rules_again = False
+            self._reload_rules()
+        ruleset, problems = result.ruleset, result.problems
         if ruleset is None:
             self.log.error("rules_reload_failed", errors=[str(p) for p in problems],
                            kept_rules=len(self.rules.rules))
@@ -168,6 +185,7 @@ class Monitor:
         self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
 
     def _housekeeping(self) -> None:
+        self._finish_rules_reload()
         for sink in self.opts.event_sinks:
             sink.flush(0)
         self.ops.tick()

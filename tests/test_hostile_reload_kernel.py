@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.service.control import request
 from tests.monitor_proc import RunningMonitor
 from tests.test_rules_reload_kernel import alert_for, rule, run_exe, wait_logs
 
@@ -53,4 +54,35 @@ def test_sighup_with_a_control_character_keeps_the_daemon_and_its_rules(tmp_path
         ]
         run_exe(exe)
         assert alert_for(mon, "Rule A", exe)["output"] == f"Rule A ran {exe} as root"
+        assert mon.stop() == 0
+
+
+def test_a_reload_stuck_on_its_rules_file_does_not_stop_the_daemon(tmp_path: Path, tag: str) -> None:
+    """The reload reads a FIFO that nobody writes yet: only a load off the main loop can
+    keep answering `stats` and alerting meanwhile (a slow compile is the same case)."""
+    assert os.geteuid() == 0, "kernel tests need root"
+    comm_a, comm_b = f"rwa{tag}", f"rwb{tag}"
+    exe_a, exe_b = tmp_path / comm_a, tmp_path / comm_b
+    shutil.copy("/bin/true", exe_a)
+    shutil.copy("/bin/true", exe_b)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(rule("Rule A", comm_a))
+    with _monitor(tmp_path, rules, tag) as mon:
+        assert wait_logs(mon, "rules_loaded", 1)["rules"] == 1
+        rules.unlink()
+        os.mkfifo(rules, 0o644)
+        assert mon.proc is not None
+        mon.proc.send_signal(signal.SIGHUP)
+        wait_logs(mon, "rules_reload_started", 1)
+        # The loader is blocked in open(); the main loop answers and still alerts.
+        snap = request(mon.control_socket, "stats", timeout=10)
+        assert snap["rules"]["Rule A"]["errors"] == 0
+        run_exe(exe_a)
+        alert_for(mon, "Rule A", exe_a)
+        assert not any(e.get("event") == "rules_reloaded" for e in mon.logs())
+        with open(rules, "w") as fifo:  # the loader reads this and compiles it
+            fifo.write(rule("Rule B", comm_b))
+        assert wait_logs(mon, "rules_reloaded", 1)["rules"] == 1
+        run_exe(exe_b)
+        alert_for(mon, "Rule B", exe_b)
         assert mon.stop() == 0

@@ -48,6 +48,8 @@ class RunOptions:
     rule_sources: RuleSources = field(default_factory=configmod.rule_sources)
     # Refuse to start when deny rules cannot be enforced (no BPF LSM, or disabled).
     require_enforcement: bool = False
+    # run --allow-unsafe-files: the config on SIGHUP is read as at start.
+    allow_unsafe_files: bool = False
 
 
 class Monitor:
@@ -120,7 +122,8 @@ class Monitor:
         self.ops.reloading()
         self._reload_rules()
         try:
-            new = configmod.load(self.opts.config_path, self.opts.overrides)
+            new = configmod.load(self.opts.config_path, self.opts.overrides,
+                                 allow_unsafe=self.opts.allow_unsafe_files)
         except ConfigError as exc:
             self.log.error("reload_failed", error=str(exc))
             self.ops.reloaded(None, f"reload failed, previous config kept: {exc}")

@@ -145,6 +145,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     out.flush(0)
     print(f"replayed {st.events} events from {st.lines} lines: {st.alerts} alerts, "
           f"{st.malformed} malformed lines skipped", file=sys.stderr)
+    if st.all_malformed:
+        print(f"ringwatch: {args.events}: no line is an event", file=sys.stderr)
+        return 1
     return 0
 
 

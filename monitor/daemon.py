@@ -259,6 +259,7 @@ class Monitor:
         self.log.info("ready", startup_s=round(time.monotonic() - t0, 3), config=self.cfg.source)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
         next_housekeeping = 0.0
+        rc = 0  # 1 when an output lost records at close (ENOSPC)
         try:
             while not self._stop:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -283,12 +284,16 @@ class Monitor:
             self.sensor.close()
             self.ops.close()
             for sink in self._all_sinks():
-                sink.close()
+                try:  # one output failing to close must not leave the later ones open
+                    sink.close()
+                except Exception as exc:
+                    self.log.error("output_close_failed", output=sink.name, error=str(exc))
+                    rc = 1
             # What each output delivered, spooled or lost, once all were closed.
             self.log.info("outputs_closed", outputs=stats.sink_stats(self._all_sinks()))
             self.log.info("stopped", **self._counter_fields(counters),
                           ringbuf_fill_hwm_bytes=hwm, filtered_opens=filtered)
-        return 0
+        return rc
 
     @staticmethod
     def _counter_fields(c: Any) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,14 @@ def test_run_with_a_non_utf8_config_exits_2_in_one_line(tmp_path: Path) -> None:
     assert res.returncode == 2, res.stderr
     assert res.stderr.splitlines() == [f"ringwatch: {path}: cannot read config: not UTF-8 text "
                                        "(byte 0xff at offset 0)"]
+
+
+def test_run_with_a_control_character_in_its_rules_exits_2_in_one_problem(tmp_path: Path) -> None:
+    path = write(tmp_path, "r.yaml", GOOD.replace("DESC", "a\x0cb"))
+    res = subprocess.run([sys.executable, "-m", "monitor", "run", "--no-default-rules", "--rules", str(path),
+                          "--duration", "0", "--control-socket", f"/run/rw-hostile-{os.getpid()}.sock"],
+                         cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+                         env={**os.environ, "RINGWATCH_RULES_D": "/nonexistent/rules.d"})
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
+    assert f"  {path}:2:11: invalid YAML: control character #x000c is not allowed" in res.stderr

@@ -12,6 +12,7 @@ import pytest
 
 from monitor.service.control import request
 from tests.monitor_proc import RunningMonitor
+from tests.test_rules_limits import macro_bomb
 from tests.test_rules_reload_kernel import alert_for, rule, run_exe, wait_logs
 
 pytestmark = pytest.mark.kernel
@@ -85,4 +86,26 @@ def test_a_reload_stuck_on_its_rules_file_does_not_stop_the_daemon(tmp_path: Pat
         assert wait_logs(mon, "rules_reloaded", 1)["rules"] == 1
         run_exe(exe_b)
         alert_for(mon, "Rule B", exe_b)
+        assert mon.stop() == 0
+
+
+def test_a_macro_bomb_on_sighup_fails_the_reload_naming_the_rule(tmp_path: Path, tag: str) -> None:
+    assert os.geteuid() == 0, "kernel tests need root"
+    comm = f"rwm{tag}"
+    exe = tmp_path / comm
+    shutil.copy("/bin/true", exe)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(rule("Rule A", comm))
+    with _monitor(tmp_path, rules, tag) as mon:
+        assert wait_logs(mon, "rules_loaded", 1)["rules"] == 1
+        rules.write_text(rule("Rule A", comm) + macro_bomb())
+        assert mon.proc is not None
+        mon.proc.send_signal(signal.SIGHUP)
+        failed = wait_logs(mon, "rules_reload_failed", 1, timeout=60)
+        assert failed["kept_rules"] == 1
+        assert any("macro 'm13': expands to more than 131072 characters" in e for e in failed["errors"])
+        assert failed["errors"][-1].endswith("rule 'boom': uses macro 'm25', which has errors")
+        assert request(mon.control_socket, "stats", timeout=10)["rules"]["Rule A"]["errors"] == 0
+        run_exe(exe)
+        alert_for(mon, "Rule A", exe)
         assert mon.stop() == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import decimal
 import re
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,12 +13,13 @@ from typing import Any
 import rule_engine
 
 from monitor.rules.alert import Alert
-from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError, suggest
+from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError, nesting, suggest
 from monitor.rules.evtypes import known_event_types
 from monitor.rules.falco.bridge import MissingField, UnknownField
 from monitor.rules.falco.compile import FalcoExpander, falco_exception_clause
 from monitor.rules.guard import guard, read_fields_directly
 from monitor.rules.index import event_types
+from monitor.rules.limits import DEFAULT_LIMITS, Limits
 from monitor.rules.names import FieldNames
 from monitor.rules.output import OutputTemplate, TemplateError
 from monitor.rules.problems import Problem
@@ -151,19 +153,42 @@ class RuleSet:
                          "errors": r.stats.errors} for r in self.rules}
 
 
+class _OutOfTime(Exception):
+    pass
+
+
 class _Compiler:
-    def __init__(self, defs: Definitions, names: FieldNames) -> None:
+    def __init__(self, defs: Definitions, names: FieldNames, limits: Limits) -> None:
         self.defs = defs
         self.names = names
+        self.limits = limits
         self.event_types = known_event_types()
-        self.expander: Expander = FalcoExpander(names, defs.lists, defs.macros, self.event_types)
+        self.expander: Expander = FalcoExpander(names, defs.lists, defs.macros, self.event_types, limits)
         self.context = make_context(names)
         self.problems: list[Problem] = []
         self.warnings: list[Problem] = list(defs.warnings)
         self.skipped: list[SkippedRule] = []
+        self.deadline = time.monotonic() + limits.max_compile_s
+
+    def _in_time(self, loc: Any, label: str) -> None:
+        """Stop the whole load once its time is up, naming where it got to."""
+        if time.monotonic() > self.deadline:
+            self.problems.append(Problem(loc, label, f"compiling the rules took more than "
+                                                     f"{self.limits.max_compile_s:g} s; stopped here"))
+            raise _OutOfTime
+
+    def _too_nested(self, text: str, where: SourcedText, label: str) -> bool:
+        depth = nesting(text)
+        if depth > self.limits.max_nesting:
+            self.problems.append(Problem(where.loc, label, f"condition: brackets nested {depth} deep "
+                                                           f"(at most {self.limits.max_nesting})"))
+            return True
+        return False
 
     def _parse(self, text: str, expanded: Expanded | None, shift: int, where: SourcedText,
                label: str, extra_loc: Any = None) -> rule_engine.Rule | None:
+        if self._too_nested(text, where, label):
+            return None
         try:
             parsed = rule_engine.Rule(text, self.context)
             # rule-engine accepts `proc.pid == "1"` (never true): a type error here too.
@@ -172,6 +197,9 @@ class _Compiler:
                 self.problems.append(Problem(where.loc, label, f"condition: data type mismatch: {culprit}"))
                 return None
             return parsed
+        except RecursionError:
+            self.problems.append(Problem(where.loc, label, "condition: nested too deeply to compile"))
+            return None
         except rule_engine.errors.RuleSyntaxError as exc:
             token = exc.token
             loc = where.loc
@@ -189,6 +217,12 @@ class _Compiler:
             message = str(exc.args[0]).split(" at: ")[0]
             hint = " (use == to compare)" if "illegal character '='" in message else ""
             self.problems.append(Problem(loc, label, f"condition: {message}{near}{hint}"))
+        except rule_engine.errors.RegexSyntaxError as exc:
+            # The pattern and Python's reason; blamed on the pattern when it is in the text.
+            at = where.value.find(str(exc.value)) if exc.value else -1
+            loc = where.locate(at) if at >= 0 else where.loc
+            self.problems.append(Problem(loc, label, f"condition: invalid regular expression "
+                                                     f"{exc.value!r}: {exc.error}"))
         except rule_engine.errors.SymbolResolutionError as exc:
             name = self.names.to_field.get(exc.symbol_name, exc.symbol_name)
             self.problems.append(Problem(where.loc, label, f"condition: unknown name {name!r}"))
@@ -202,6 +236,7 @@ class _Compiler:
 
     def check_macros(self) -> None:
         for name, mdef in self.defs.macros.items():
+            self._in_time(mdef.loc, f"macro '{name}'")
             try:
                 expanded = self.expander.macro(name)
             except MissingField:
@@ -244,6 +279,7 @@ class _Compiler:
 
     def rule(self, rdef: RuleDef) -> CompiledRule | None:
         label = f"rule '{rdef.name}'"
+        self._in_time(rdef.loc, label)
         if rdef.source != "syscall":
             self.skip(rdef, f"source {rdef.source!r}: ringwatch only evaluates syscall rules")
             return None
@@ -302,9 +338,14 @@ class _Compiler:
                                          "condition does not restrict evt.type: the rule is evaluated on "
                                          "every event and the kernel records everything (warn_evttypes: "
                                          "false silences this)"))
-        evaluating = rule_engine.Rule(engine, self.context)
-        guard(evaluating.statement)
-        read_fields_directly(evaluating.statement, self.names.to_field, self.names.types)
+        try:
+            evaluating = rule_engine.Rule(engine, self.context)
+            guard(evaluating.statement)
+            read_fields_directly(evaluating.statement, self.names.to_field, self.names.types)
+        except RecursionError:
+            self.problems.append(Problem(rdef.condition.loc, label,
+                                         "condition: nested too deeply to compile"))
+            return None
         return CompiledRule(
             name=rdef.name, desc=rdef.desc, priority=rdef.priority, tags=tuple(rdef.tags),
             enabled=rdef.enabled, action=rdef.action, condition=falco.strip(),
@@ -329,11 +370,19 @@ def _plain(value: Any) -> Any:
 
 
 def compile_definitions(defs: Definitions, names: FieldNames | None = None,
-                        host: str | None = None) -> tuple[RuleSet | None, list[Problem]]:
+                        host: str | None = None,
+                        limits: Limits = DEFAULT_LIMITS) -> tuple[RuleSet | None, list[Problem]]:
     names = names or FieldNames.from_catalog()
-    compiler = _Compiler(defs, names)
-    compiler.check_macros()
-    rules = [c for c in (compiler.rule(r) for r in defs.rules.values()) if c is not None]
+    compiler = _Compiler(defs, names, limits)
+    rules: list[CompiledRule] = []
+    try:
+        compiler.check_macros()
+        for rdef in defs.rules.values():
+            compiled = compiler.rule(rdef)
+            if compiled is not None:
+                rules.append(compiled)
+    except _OutOfTime:
+        pass  # the problem is recorded; what is left is not compiled
     problems = compiler.expander.problems + compiler.problems
     if problems:
         return None, problems

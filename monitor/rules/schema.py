@@ -393,6 +393,13 @@ def _override_rule(rule: RuleDef, item: RawItem, spec: dict[str, str]) -> RuleDe
     return rule
 
 
+def _is_definition(item: RawItem) -> bool:
+    """A whole definition: not an override, an append, or a bare `enabled:` switch."""
+    if "override" in item.values or item.values.get("append") is True:
+        return False
+    return not (item.kind == "rule" and set(item.values) == {"enabled"})
+
+
 class Merger:
     """Folds items into Definitions in load order, collecting problems."""
 
@@ -402,8 +409,17 @@ class Merger:
 
     def add_file(self, file: str, items: list[RawItem]) -> None:
         self.defs.files.append(file)
+        # A later file that defines a name again replaces it (Falco's override); the same
+        # name defined twice in one file is a mistake that would silently drop the first.
+        defined: dict[tuple[str, str], Loc] = {}
         for item in items:
             try:
+                key = (item.kind, item.name)
+                if key in defined and _is_definition(item):
+                    raise _Bad(item.loc, f"defined twice in this file, first at {defined[key]} "
+                                         "(to change it, use override: in a later file)")
+                if _is_definition(item):
+                    defined[key] = item.loc
                 self._add(item)
             except _Bad as bad:
                 self.problems.append(Problem(bad.loc, item.label, bad.message))

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 
 from monitor.rules.problems import Loc, Problem
+from monitor.yamltext import PARSE_FAILURES, describe
 
 ITEM_KINDS = ("rule", "list", "macro")
 # File-level items: Falco's version requirements and ringwatch's own marker.
@@ -114,11 +115,9 @@ class RawItem:
         return ScalarSource(node_loc(self.file, node), style, raw)
 
 
-def _yaml_problem(file: str, exc: yaml.YAMLError) -> Problem:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    loc = Loc(file, mark.line + 1, mark.column + 1) if mark else Loc(file, 1, 1)
-    problem = getattr(exc, "problem", None) or str(exc)
-    return Problem(loc, "", f"invalid YAML: {problem}")
+def _yaml_problem(file: str, exc: BaseException, text: str) -> Problem:
+    failure = describe(exc, text)
+    return Problem(Loc(file, failure.line, failure.col), "", f"invalid YAML: {failure.message}")
 
 
 def parse_text(text: str, file: str) -> tuple[list[RawItem], list[Problem]]:
@@ -135,11 +134,13 @@ def _file_info(loader: _Loader, root: yaml.SequenceNode, file: str) -> tuple[Fil
         if not isinstance(entry, yaml.MappingNode):
             continue
         for knode, vnode in entry.value:
-            if not isinstance(knode, yaml.ScalarNode):
+            if not isinstance(knode, yaml.ScalarNode) or knode.value not in FILE_ITEMS:
+                # Only file-level items here: constructing a rule's values twice would make
+                # a value the constructor refuses look like a recursive node the second time.
                 continue
             try:
                 value = loader.construct_object(vnode, deep=True)
-            except yaml.YAMLError:
+            except PARSE_FAILURES:
                 continue  # reported when the item itself is read
             loc = node_loc(file, vnode)
             if knode.value == "ringwatch":
@@ -166,12 +167,16 @@ def _file_info(loader: _Loader, root: yaml.SequenceNode, file: str) -> tuple[Fil
 
 
 def parse_text_info(text: str, file: str) -> tuple[list[RawItem], list[Problem], FileInfo]:
-    loader = _Loader(text)
+    try:
+        # The reader checks every character when it is made: a NUL or ESC fails here.
+        loader = _Loader(text)
+    except PARSE_FAILURES as exc:
+        return [], [_yaml_problem(file, exc, text)], FileInfo()
     try:
         try:
             root = loader.get_single_node()
-        except yaml.YAMLError as exc:
-            return [], [_yaml_problem(file, exc)], FileInfo()
+        except PARSE_FAILURES as exc:
+            return [], [_yaml_problem(file, exc, text)], FileInfo()
         if root is None:
             return [], [], FileInfo()
         if not isinstance(root, yaml.SequenceNode):
@@ -203,8 +208,11 @@ def _item(
         try:
             key = loader.construct_object(knode, deep=True)
             value = loader.construct_object(vnode, deep=True)
-        except yaml.YAMLError as exc:
-            return None, _yaml_problem(file, exc)
+        except PARSE_FAILURES as exc:
+            problem = _yaml_problem(file, exc, text)
+            if not isinstance(exc, yaml.YAMLError):  # a value the constructor refused: point at it
+                problem = Problem(node_loc(file, vnode), "", problem.message)
+            return None, problem
         if not isinstance(key, str):
             return None, Problem(node_loc(file, knode), "", f"keys must be strings, got {key!r}")
         if key in values:
@@ -226,14 +234,21 @@ def _item(
     return RawItem(kind, name, file, loc, values, nodes, text), None
 
 
-def parse_file(path: Path) -> tuple[list[RawItem], list[Problem]]:
-    items, problems, _ = parse_file_info(path)
+def parse_file(path: Path, max_bytes: int | None = None) -> tuple[list[RawItem], list[Problem]]:
+    items, problems, _ = parse_file_info(path, max_bytes)
     return items, problems
 
 
-def parse_file_info(path: Path) -> tuple[list[RawItem], list[Problem], FileInfo]:
+def parse_file_info(path: Path, max_bytes: int | None = None
+                    ) -> tuple[list[RawItem], list[Problem], FileInfo]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as fh:
+            # One byte over the bound tells a file that is too large without reading it all.
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:
+            too_big = Problem(Loc(str(path), 1, 1), "", f"rules file larger than {max_bytes} bytes")
+            return [], [too_big], FileInfo()
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         return [], [Problem(Loc(str(path), 1, 1), "", f"cannot read rules file: {reason}")], FileInfo()

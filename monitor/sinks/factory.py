@@ -37,8 +37,15 @@ class Outputs:
         return list(seen.values())
 
     def close(self) -> None:
+        # Every sink is closed even if one fails: the rest hold queued alerts and spools.
+        failed: list[BaseException] = []
         for s in self.all():
-            s.close()
+            try:
+                s.close()
+            except Exception as exc:
+                failed.append(exc)
+        if failed:
+            raise failed[0]
 
 
 @dataclass(frozen=True)

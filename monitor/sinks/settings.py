@@ -15,9 +15,9 @@ type cannot say. monitor/sinks/factory.py turns them into sinks.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError, UserError
@@ -157,7 +157,7 @@ class KafkaOutput:
                          f"got {self.security_protocol!r}")
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             value = getattr(self, name)
-            if value is not None and not Path(value).is_file():
+            if value is not None and not os.path.isfile(value):  # never raises (ENAMETOOLONG, NUL)
                 raise _error(where, f"{prefix}.{name}", f"no such file: {value}")
         self._validate_sasl(where, prefix)
         named = {f for f in self.__dataclass_fields__ if f not in ("extra", "key")}

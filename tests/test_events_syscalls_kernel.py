@@ -310,7 +310,7 @@ def test_kernel_path_filter_keeps_only_what_rules_can_match(tmp_path: Path) -> N
         # The alerts see /etc/hostname through every spelling that reaches /etc/.
         alerts = [json.loads(line) for line in mon.stdout_path.read_text().splitlines()]
         # .get: the drop alert (records lost on a loaded machine) is about no process.
-    alerted = {a["event"]["fd.nameraw"] for a in alerts if a["event"].get("proc.pid") == os.getpid()}
+        alerted = {a["event"]["fd.nameraw"] for a in alerts if a["event"].get("proc.pid") == os.getpid()}
         assert {"/etc/hostname", "//etc/hostname", "/tmp/../etc/hostname", "hostname"} <= alerted
 
 

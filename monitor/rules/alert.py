@@ -13,6 +13,10 @@ _PROCESS_FIELDS = {
     "exec_id": "proc.exec_id",
 }
 
+# Read by every alert (process_of, ancestors_of), whatever the rule's output names.
+ALERT_FIELDS = frozenset({*_PROCESS_FIELDS.values(), "evt.time", "proc.apid", "proc.aname",
+                          "proc.aexe", "proc.pname", "proc.pexe"})
+
 
 @dataclass(frozen=True, slots=True)
 class Ancestor:

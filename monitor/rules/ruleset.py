@@ -9,7 +9,8 @@ from typing import Any
 
 import rule_engine
 
-from monitor.rules.alert import Alert
+from monitor.rules.alert import ALERT_FIELDS, Alert
+from monitor.rules.compiled import Unsupported, compile_condition, fields_read
 from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError
 from monitor.rules.guard import guard, read_fields_directly
 from monitor.rules.index import event_types
@@ -54,6 +55,13 @@ class CompiledRule:
     line: int
     matches: Callable[[Event], bool] = field(repr=False, compare=False)
     stats: RuleStats = field(default_factory=RuleStats, compare=False)
+    # rule-engine's own evaluation of the same guarded condition: what `matches` is
+    # when the compiler does not handle the rule (`compiled` False), and the reference
+    # the differential test holds the compiled code to.
+    engine_matches: Callable[[Event], bool] | None = field(default=None, repr=False, compare=False)
+    compiled: bool = field(default=False, compare=False)
+    fallback_reason: str = field(default="", compare=False)
+    fields: frozenset[str] = field(default=frozenset(), compare=False)  # fields the condition reads
 
 
 def make_context(names: FieldNames) -> rule_engine.Context:
@@ -125,6 +133,21 @@ class RuleSet:
             )
             for r in self.matching(event)
         ]
+
+    def fallbacks(self) -> list[CompiledRule]:
+        """Rules evaluated by rule-engine because the compiler does not handle them."""
+        return [r for r in self.rules if not r.compiled]
+
+    def referenced_fields(self) -> frozenset[str]:
+        """Every event field an enabled rule's condition or output reads, plus those an
+        alert always carries (process and lineage, `Alert.build`): what an event must
+        provide for these rules; a lazy event may leave any other field uncomputed."""
+        out: set[str] = set(ALERT_FIELDS)
+        for r in self.rules:
+            if r.enabled:
+                out |= r.fields
+                out.update(r.output.fields)
+        return frozenset(out)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {r.name: {"evaluated": r.stats.evaluated, "matched": r.stats.matched,
@@ -210,12 +233,20 @@ class _Compiler:
         evaluating = rule_engine.Rule(engine, self.context)
         guard(evaluating.statement)
         read_fields_directly(evaluating.statement, self.names.to_field, self.names.types)
+        matches: Callable[[Event], bool] = evaluating.matches
+        reason = ""
+        try:
+            matches = compile_condition(evaluating.statement).matches
+        except Unsupported as exc:
+            reason = str(exc)
         return CompiledRule(
             name=rdef.name, desc=rdef.desc, priority=rdef.priority, tags=tuple(rdef.tags),
             enabled=rdef.enabled, action=rdef.action, condition=falco.strip(),
             source_condition=rdef.condition.value.strip(), ast=plain.statement.expression,
             event_types=event_types(plain.statement, self.names.to_ident["evt.type"]),
-            output=output, file=rdef.loc.file, line=rdef.loc.line, matches=evaluating.matches,
+            output=output, file=rdef.loc.file, line=rdef.loc.line, matches=matches,
+            engine_matches=evaluating.matches, compiled=not reason, fallback_reason=reason,
+            fields=fields_read(evaluating.statement),
         )
 
 

@@ -33,10 +33,10 @@ from rule_engine import ast, errors
 from rule_engine.ast.base import _assert_is_integer_number
 from rule_engine.types import DataType, coerce_value
 
-from monitor.rules import guard as g
+from monitor.rules.guard import NULL_ERRORS, FieldValue, _attr_names, _to_number, _to_tuple
 
 Event = dict[str, Any]
-NULL_ERRORS = g.NULL_ERRORS
+
 _NONE_TYPE = type(None)
 _REGEX_META = frozenset(".^$*+?{}[]|()\\")
 
@@ -49,7 +49,7 @@ class Unsupported(Exception):
 
 def field_number(value: Any) -> Any:
     """FieldValue of a number field."""
-    return value if value is None else g._to_number(value)
+    return value if value is None else _to_number(value)
 
 
 def field_list(value: Any) -> Any:
@@ -320,9 +320,9 @@ class _Generator:
         key = self.const(node.key)
         if node.convert is None:
             return Code(f"ev.get({key})", False, node.key, "plain")
-        if node.convert is g._to_number:
+        if node.convert is _to_number:
             return Code(f"{self.const(field_number)}(ev.get({key}))", False, node.key, "number")
-        if node.convert is g._to_tuple:
+        if node.convert is _to_tuple:
             return Code(f"{self.const(field_list)}(ev.get({key}))", False, node.key, "list")
         raise Unsupported("FieldValue conversion")
 
@@ -533,10 +533,10 @@ def fields_read(node: Any) -> frozenset[str]:
     stack = [node]
     while stack:
         n = stack.pop()
-        if isinstance(n, g.FieldValue):
+        if isinstance(n, FieldValue):
             out.add(n.key)
             continue
-        for name in g._attr_names(n):
+        for name in _attr_names(n):
             child = getattr(n, name, None)
             if isinstance(child, (ast.ExpressionBase, ast.Statement)):
                 stack.append(child)

@@ -9,7 +9,7 @@ from typing import Any
 
 import rule_engine
 
-from monitor.rules.alert import ALERT_FIELDS, Alert
+from monitor.rules.alert import ALERT_FIELDS, Alert, AlertIds
 from monitor.rules.compiled import Unsupported, compile_condition, fields_read
 from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError
 from monitor.rules.guard import guard, read_fields_directly
@@ -80,6 +80,7 @@ class RuleSet:
         self.names = names
         self.files = files
         self.host = host or socket.gethostname()
+        self.ids = AlertIds()
         enabled = [r for r in rules if r.enabled]
         self._untyped = [r for r in enabled if r.event_types is None]
         types: set[str] = set()
@@ -129,7 +130,7 @@ class RuleSet:
                 rule=r.name, priority=r.priority, tags=list(r.tags), action=r.action,
                 output=r.output.render(event),
                 output_fields={f: event.get(f) for f in r.output.fields},
-                event=event, host=self.host,
+                event=event, host=self.host, ids=self.ids,
             )
             for r in self.matching(event)
         ]

@@ -297,3 +297,24 @@ def test_matching_events_with_each_read_field_wrong(rulesets: dict[str, RuleSet]
     bad, hits = _disagreements(ruleset.rules, variants())
     assert bad == []
     assert hits > 0
+
+
+def test_cli_names_the_rules_rule_engine_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.cli import main
+
+    path = write(tmp_path, "r.yaml", """
+- rule: plain
+  condition: proc.name == "x"
+  output: o
+  priority: INFO
+- rule: ternary
+  condition: "user.uid == 0 ? true : false"
+  output: o
+  priority: INFO
+""")
+    assert main(["rules", "validate", "--no-default-rules", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 evaluated by rule-engine, not compiled: 'ternary' (TernaryExpression)" in out
+    assert main(["rules", "list", "--json", "--no-default-rules", "--rules", str(path)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["evaluator"] for r in rows] == ["compiled", "rule-engine (TernaryExpression)"]

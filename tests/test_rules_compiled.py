@@ -299,7 +299,7 @@ def test_matching_events_with_each_read_field_wrong(rulesets: dict[str, RuleSet]
     assert hits > 0
 
 
-def test_cli_names_the_rules_rule_engine_evaluates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_names_rules_left_to_rule_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from monitor.cli import main
 
     path = write(tmp_path, "r.yaml", """

@@ -266,3 +266,48 @@ def test_gzip_batches_reach_the_broker(tansu: TansuBroker, tmp_path: Path) -> No
     assert 0 < rate < 0.5, rate
     msgs = one_partition(read_topic(tansu.bootstrap, "alerts", 200))
     assert ids_in_order(msgs) == [f"r-{i:06d}" for i in range(200)]
+
+
+def test_outage_logged_and_counted_when_it_starts_and_ends(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    with capture_logs() as logs:
+        sink = sink_for(broker.bootstrap, tmp_path / "spool.db")
+        try:
+            for i in range(50):
+                sink.emit(alert(i, "a"))
+            sink.flush(20)
+            assert sink.stats()["outages"] == 0 and sink.stats()["outage_active"] == 0
+
+            broker.kill()
+            stop = threading.Event()
+
+            def produce() -> None:  # a steady stream across the outage
+                i = 0
+                while not stop.is_set():
+                    sink.emit(alert(i, "b"))
+                    i += 1
+                    time.sleep(0.01)
+
+            t = threading.Thread(target=produce)
+            t.start()
+            wait_until(lambda: sink.stats()["outage_active"] == 1, 20, "the outage to be noticed")
+            time.sleep(3)  # several failed rounds and retries: still one outage
+            st = sink.stats()
+            assert st["outages"] == 1 and st["outage_s"] >= 2, st
+            broker.start()
+            wait_until(lambda: sink.stats()["outage_active"] == 0, 60, "the outage to end")
+            stop.set()
+            t.join()
+            sink.flush(30)
+            wait_until(lambda: sink.stats()["spooled"] == 0, 60, "the spool to drain")
+            st = sink.stats()
+            assert st["outages"] == 1 and st["outage_s"] >= 3 and st["dropped"] == 0, st
+        finally:
+            sink.close(1)
+            broker.stop()
+    events = [e for e in logs if e["event"].startswith("kafka outage")]
+    assert [e["event"] for e in events] == ["kafka outage started", "kafka outage ended"], events
+    assert events[1]["duration_s"] >= 3 and events[1]["spooled"] > 0

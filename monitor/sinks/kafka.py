@@ -10,6 +10,12 @@ rounds are sent in sequence order to one partition per host (the key is the host
 When a round fails, or acknowledgements are slow, the unacknowledged records and
 everything behind them go to the spool, and from then on new records go through the
 spool too until it is empty, so nothing overtakes a spooled record.
+
+Outages: the first failed round, or a round whose acknowledgements take longer than
+`spill_after_s`, starts an outage (logged "kafka outage started", counted in `outages`);
+the next round acknowledged in full ends it (logged "kafka outage ended" with its length
+and what was spooled meanwhile; `outage_s` adds it up). A broker that is down for minutes
+is thus logged once when it goes and once when it is back, however many retries between.
 """
 
 from __future__ import annotations
@@ -91,6 +97,10 @@ class KafkaSink:
         self._spooled_total = 0
         self._unreported_drops = 0
         self._next_drop_report = 0.0
+        self._outages = 0
+        self._outage_since: float | None = None  # monotonic start of the current outage
+        self._outage_spooled_at_start = 0
+        self._outage_s_done = 0.0  # length of the outages that ended
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
@@ -141,6 +151,10 @@ class KafkaSink:
                 "spooled": sp.depth,
                 "spooled_bytes": sp.bytes,
                 "spooled_total": self._spooled_total,
+                "outages": self._outages,
+                "outage_active": int(self._outage_since is not None),
+                "outage_s": int(self._outage_s_done + (time.monotonic() - self._outage_since
+                                                       if self._outage_since is not None else 0)),
             }
 
     def _closed(self) -> bool:
@@ -354,6 +368,7 @@ class KafkaSink:
                     self._failed_round("kafka acknowledgement timed out", None)
                     return i, False
                 if now - waited_from > self.opts.spill_after_s:
+                    self._outage_start("kafka acknowledgements slow", None)
                     self._spill_queue()
                 # A timeout of this wait, or the failure checked below.
                 with contextlib.suppress(Exception):
@@ -367,12 +382,38 @@ class KafkaSink:
             if _is_poison(send_error):
                 return len(futures), True
             self._failed_round("kafka send failed", send_error)
+            return len(futures), False
+        if futures:
+            self._outage_end()
         return len(futures), False
 
     def _failed_round(self, what: str, exc: BaseException | None) -> None:
         with self._lock:
             self._send_failures += 1
-        self.log.warning(what, error=repr(exc) if exc else None)
+        self._outage_start(what, exc)
+        self.log.debug(what, error=repr(exc) if exc else None)
+
+    def _outage_start(self, what: str, exc: BaseException | None) -> None:
+        if self._outage_since is not None:
+            return
+        with self._lock:
+            self._outages += 1
+            self._outage_since = time.monotonic()
+            self._outage_spooled_at_start = self._spooled_total
+            outages = self._outages
+        self.log.warning("kafka outage started", reason=what, error=repr(exc) if exc else None,
+                         outages=outages, spool=str(self.opts.spool_path))
+
+    def _outage_end(self) -> None:
+        if self._outage_since is None:
+            return
+        with self._lock:
+            length = time.monotonic() - self._outage_since
+            self._outage_s_done += length
+            self._outage_since = None
+            spooled = self._spooled_total - self._outage_spooled_at_start
+        self.log.warning("kafka outage ended", duration_s=round(length, 3), spooled=spooled,
+                         spool_depth=len(self._spool))
 
 
 def _is_poison(exc: BaseException | None) -> bool:

@@ -60,6 +60,11 @@ class KafkaSinkOptions:
     backoff_min_s: float = 0.2
     backoff_max_s: float = 30.0
     close_timeout_s: float = 5.0
+    # Write-ahead: every this many seconds the sender commits what waits in memory to the
+    # spool (one transaction) and sends only from the spool, so a SIGKILL loses at most
+    # what was emitted since the last commit. None: records wait in memory and reach
+    # the spool only when the broker is slow or down.
+    write_ahead_s: float | None = None
     extra_headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -101,6 +106,14 @@ class KafkaSink:
         self._outage_since: float | None = None  # monotonic start of the current outage
         self._outage_spooled_at_start = 0
         self._outage_s_done = 0.0  # length of the outages that ended
+        # Write-ahead: a committer thread moves the queue to the spool; the sender sends
+        # from the spool only. The lock makes the spool theirs in turn.
+        self._spool_lock = threading.Lock()
+        self._committed = threading.Event()
+        self._committer: threading.Thread | None = None
+        if opts.write_ahead_s is not None:
+            self._committer = threading.Thread(target=self._commit_loop, name=f"spool-{name}", daemon=True)
+            self._committer.start()
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
@@ -180,6 +193,18 @@ class KafkaSink:
                 self._settled_cv.notify_all()
 
     def _step(self) -> None:
+        interval = self.opts.write_ahead_s
+        if interval is not None:
+            now = time.monotonic()
+            if now < self._next_attempt:
+                self._closing.wait(min(0.05, self._next_attempt - now))
+                return
+            if len(self._spool) == 0:
+                self._committed.wait(0.1)
+                self._committed.clear()
+                return
+            self._drain_spool_round()
+            return
         if self._degraded:
             self._spill_queue()
             now = time.monotonic()
@@ -192,7 +217,39 @@ class KafkaSink:
         if batch:
             self._deliver(batch, time.monotonic() + self.opts.ack_timeout_s)
 
+    def _commit_loop(self) -> None:
+        """Write-ahead: every write_ahead_s, everything waiting in memory goes into the
+        spool in one transaction, whatever the sender is waiting for meanwhile."""
+        interval = self.opts.write_ahead_s or 0.005
+        while True:
+            closing = self._closing.wait(interval)
+            try:
+                self._commit_queue()
+            except Exception as exc:  # keep committing: a dead committer loses data
+                self.log.error("spool commit error", error=repr(exc))
+            if closing:
+                return
+
+    def _commit_queue(self) -> None:
+        batch: list[SpoolRecord] = []
+        while len(batch) < self.opts.queue_size:
+            more = self._take(0)
+            if not more:
+                break
+            batch.extend(more)
+        if batch:
+            self._to_spool(batch)
+            self._committed.set()
+
     def _finish(self) -> None:
+        if self._committer is not None:
+            self._committer.join()  # its last commit follows the close
+            while len(self._spool) and time.monotonic() < self._close_deadline:
+                before = len(self._spool)
+                self._drain_spool_round()
+                if len(self._spool) >= before:
+                    break
+            return
         while not self._degraded and time.monotonic() < self._close_deadline:
             batch = self._take(0)
             if not batch:
@@ -244,7 +301,8 @@ class KafkaSink:
 
     def _to_spool(self, records: list[SpoolRecord]) -> None:
         try:
-            refused = self._spool.append(records)
+            with self._spool_lock:
+                refused = self._spool.append(records)
         except sqlite3.Error as exc:  # disk full, I/O error: the whole batch is lost
             self.log.error("spool write failed: records dropped", error=repr(exc),
                            dropped=len(records), spool=str(self.opts.spool_path))
@@ -282,7 +340,10 @@ class KafkaSink:
                 self._enter_degraded()
 
     def _drain_spool_round(self) -> None:
-        batch = self._spool.peek(self.opts.round_records)
+        with self._spool_lock:
+            batch = self._spool.peek(self.opts.round_records)
+        if not batch and self.opts.write_ahead_s is not None:
+            return
         if not batch:
             self._degraded = False
             self._backoff = self.opts.backoff_min_s
@@ -296,7 +357,8 @@ class KafkaSink:
         if poisoned:
             self._reject(batch[ok], settle=False)  # it was settled when it was spooled
         if done:
-            self._spool.delete_through(batch[done - 1].seq)
+            with self._spool_lock:
+                self._spool.delete_through(batch[done - 1].seq)
         with self._lock:
             self._written += ok
         if done < len(batch) and not poisoned:
@@ -315,7 +377,7 @@ class KafkaSink:
                 self._settled_cv.notify_all()
 
     def _enter_degraded(self) -> None:
-        if not self._degraded:
+        if not self._degraded and self.opts.write_ahead_s is None:
             self.log.warning("kafka unreachable: spooling", spool=str(self.opts.spool_path))
         self._degraded = True
         self._next_attempt = time.monotonic() + self._backoff
@@ -369,7 +431,8 @@ class KafkaSink:
                     return i, False
                 if now - waited_from > self.opts.spill_after_s:
                     self._outage_start("kafka acknowledgements slow", None)
-                    self._spill_queue()
+                    if self._committer is None:  # write-ahead commits by itself
+                        self._spill_queue()
                 # A timeout of this wait, or the failure checked below.
                 with contextlib.suppress(Exception):
                     fut.get(timeout=min(0.2, deadline - now))

@@ -318,16 +318,18 @@ import json, sys, time
 from pathlib import Path
 sys.path.insert(0, {repo!r})
 from tests.test_sinks_kafka import alert, sink_for
-sink = sink_for({bootstrap!r}, Path({spool!r}), write_ahead_s={write_ahead!r})
+sink = sink_for({bootstrap!r}, Path({spool!r}), write_ahead_s={write_ahead!r}, durable={durable!r})
 for i in range(1000):
     sink.emit(alert(i, "k"))
-time.sleep(0.3)  # many write-ahead intervals; far less than a producer's bootstrap timeout
+# write-ahead: many intervals, and far less than a producer's bootstrap timeout
+time.sleep({sleep!r})
 print("emitted", flush=True)
 time.sleep(60)
 """
 
 
-def _killed_after_emitting(tmp_path: Path, spool: Path, write_ahead: float | None) -> None:
+def _killed_after_emitting(tmp_path: Path, spool: Path, write_ahead: float | None,
+                           durable: bool = False, sleep: float = 0.3) -> None:
     import signal
     import subprocess
     import sys
@@ -335,7 +337,7 @@ def _killed_after_emitting(tmp_path: Path, spool: Path, write_ahead: float | Non
     from tests.kafka_broker import REPO
 
     code = CHILD.format(repo=str(REPO), bootstrap=f"127.0.0.1:{free_port()}", spool=str(spool),
-                        write_ahead=write_ahead)
+                        write_ahead=write_ahead, durable=durable, sleep=sleep)
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "emitted"
@@ -391,3 +393,24 @@ def test_write_ahead_delivery_in_order(tansu: TansuBroker, tmp_path: Path) -> No
     assert st["written"] == n and st["dropped"] == 0 and st["outages"] == 0, st
     msgs = one_partition(read_topic(tansu.bootstrap, "alerts", n))
     assert ids_in_order(msgs) == [f"r-{i:06d}" for i in range(n)]
+
+
+def test_durable_sigkill_right_after_emit_loses_nothing(tmp_path: Path) -> None:
+    from monitor.sinks.spool import Spool
+
+    spool = tmp_path / "durable.db"
+    _killed_after_emitting(tmp_path, spool, None, durable=True, sleep=0)
+    kept = Spool(spool, 100_000, 1 << 30)
+    assert [json.loads(r.value)["id"] for r in kept.peek(2000)] == [f"k-{i:06d}" for i in range(1000)]
+    kept.close()
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    sink = sink_for(broker.bootstrap, spool, durable=True)
+    try:
+        sink.emit(alert(1000, "k"))
+        wait_until(lambda: sink.stats()["written"] >= 1001, 60, "the spool to drain")
+        msgs = one_partition(read_topic(broker.bootstrap, "alerts", 1001))
+        assert ids_in_order(msgs) == [f"k-{i:06d}" for i in range(1001)]
+    finally:
+        sink.close(1)
+        broker.stop()

@@ -65,6 +65,10 @@ class KafkaSinkOptions:
     # what was emitted since the last commit. None: records wait in memory and reach
     # the spool only when the broker is slow or down.
     write_ahead_s: float | None = None
+    # Durable: emit() itself commits the record to the spool before it returns (one
+    # transaction per record, on the caller's thread), so nothing emit() accepted is lost
+    # to a crash of ringwatch. For alerts: it costs the caller a commit per record.
+    durable: bool = False
     extra_headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -111,15 +115,20 @@ class KafkaSink:
         self._spool_lock = threading.Lock()
         self._committed = threading.Event()
         self._committer: threading.Thread | None = None
-        if opts.write_ahead_s is not None:
+        self._wal = opts.write_ahead_s is not None or opts.durable
+        self._emit_lock = threading.Lock()  # durable: sequence numbers in commit order
+        if opts.write_ahead_s is not None and not opts.durable:
             self._committer = threading.Thread(target=self._commit_loop, name=f"spool-{name}", daemon=True)
             self._committer.start()
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
-    # -- the consumer's side: never blocks ------------------------------------------------
+    # -- the consumer's side: never blocks (durable: one spool commit) -------------------
 
     def emit(self, record: dict[str, Any]) -> None:
+        if self.opts.durable:
+            self._emit_durable(record)
+            return
         try:
             self._queue.put_nowait(_Pending(next(self._seq), record))
         except queue.Full:
@@ -128,6 +137,22 @@ class KafkaSink:
             return
         with self._lock:
             self._accepted += 1
+
+    def _emit_durable(self, record: dict[str, Any]) -> None:
+        with self._emit_lock:
+            pending = _Pending(next(self._seq), record)
+            with self._lock:
+                self._accepted += 1
+            try:
+                encoded = self._encode(pending)
+            except (TypeError, ValueError) as exc:  # not JSON-serialisable: lost, counted
+                self.log.error("kafka record not serialisable: dropped", error=repr(exc))
+                with self._settled_cv:
+                    self._errors += 1
+                    self._settled += 1
+                return
+            self._to_spool([encoded])
+        self._committed.set()
 
     def flush(self, timeout: float) -> None:
         """Wait until nothing is held only in memory: acknowledged or spooled."""
@@ -193,8 +218,7 @@ class KafkaSink:
                 self._settled_cv.notify_all()
 
     def _step(self) -> None:
-        interval = self.opts.write_ahead_s
-        if interval is not None:
+        if self._wal:
             now = time.monotonic()
             if now < self._next_attempt:
                 self._closing.wait(min(0.05, self._next_attempt - now))
@@ -242,8 +266,9 @@ class KafkaSink:
             self._committed.set()
 
     def _finish(self) -> None:
-        if self._committer is not None:
-            self._committer.join()  # its last commit follows the close
+        if self._wal:
+            if self._committer is not None:
+                self._committer.join()  # its last commit follows the close
             while len(self._spool) and time.monotonic() < self._close_deadline:
                 before = len(self._spool)
                 self._drain_spool_round()
@@ -342,7 +367,7 @@ class KafkaSink:
     def _drain_spool_round(self) -> None:
         with self._spool_lock:
             batch = self._spool.peek(self.opts.round_records)
-        if not batch and self.opts.write_ahead_s is not None:
+        if not batch and self._wal:
             return
         if not batch:
             self._degraded = False
@@ -377,7 +402,7 @@ class KafkaSink:
                 self._settled_cv.notify_all()
 
     def _enter_degraded(self) -> None:
-        if not self._degraded and self.opts.write_ahead_s is None:
+        if not self._degraded and not self._wal:
             self.log.warning("kafka unreachable: spooling", spool=str(self.opts.spool_path))
         self._degraded = True
         self._next_attempt = time.monotonic() + self._backoff
@@ -431,7 +456,7 @@ class KafkaSink:
                     return i, False
                 if now - waited_from > self.opts.spill_after_s:
                     self._outage_start("kafka acknowledgements slow", None)
-                    if self._committer is None:  # write-ahead commits by itself
+                    if not self._wal:  # write-ahead commits by itself
                         self._spill_queue()
                 # A timeout of this wait, or the failure checked below.
                 with contextlib.suppress(Exception):

@@ -117,6 +117,9 @@ class KafkaOutput:
     # interval. 0: records wait in memory (up to outputs.queue_size of them are lost to a
     # crash) and are spooled only while the broker is slow or down.
     write_ahead_ms: int = 0
+    # Every record committed to the spool before emit returns: nothing accepted is lost to
+    # a crash, at one SQLite commit per record on the pipeline's thread.
+    durable: bool = False
     # Any other kafka-python KafkaProducer option, passed as it is.
     extra: dict[str, Any] = field(default_factory=dict)
 

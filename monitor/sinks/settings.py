@@ -97,7 +97,10 @@ class KafkaOutput:
     key: str = ""
     acks: Any = "all"  # all | 1 | 0
     compression_type: str | None = None
-    batch_size: int = 16384
+    # Bytes per producer batch: kafka-python wakes its sender thread (a socket write) for
+    # every new batch, so small batches cost a syscall per record or two. 256 KiB stays
+    # below the brokers' default message.max.bytes (1 MiB).
+    batch_size: int = 262144
     linger_ms: int = 5
     request_timeout_ms: int = 10_000
     # After this long unacknowledged, records go to the spool.

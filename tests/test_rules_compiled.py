@@ -318,3 +318,23 @@ def test_cli_names_rules_left_to_rule_engine(tmp_path: Path, capsys: pytest.Capt
     assert main(["rules", "list", "--json", "--no-default-rules", "--rules", str(path)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["evaluator"] for r in rows] == ["compiled", "rule-engine (TernaryExpression)"]
+
+
+def test_referenced_fields_are_what_conditions_outputs_and_alerts_read(tmp_path: Path) -> None:
+    rs = load(sources(write(tmp_path, "r.yaml", """
+- rule: a
+  condition: evt.type == "execve" and [x for x in (proc.aname ?? []) if x == "y"] and fd.num >= 0
+  output: o %evt.arg.flags %proc.argv[1]
+  priority: INFO
+- rule: switched off
+  condition: evt.type == "execve" and cgroup.id == 1
+  output: o %group.gid
+  priority: INFO
+  enabled: false
+""")))
+    got = rs.referenced_fields()
+    assert {"evt.type", "proc.aname", "fd.num", "evt.arg.flags", "proc.argv"} <= got
+    assert {"proc.pid", "proc.exe", "user.name", "evt.time", "proc.apid", "proc.aexe"} <= got  # alerts
+    assert not {"cgroup.id", "group.gid", "evt.cpu", "proc.pcmdline"} & got  # disabled, or unused
+    default = load(sources(rules_dir() / "default.yaml")).referenced_fields()
+    assert len(default) < len(catalog.FIELDS) and "fd.nameraw" in default

@@ -22,7 +22,7 @@ import pytest
 from rule_engine import ast
 
 from bench.replay_rate import _event as bench_event
-from monitor.events import fields as catalog
+from monitor.events import catalog
 from monitor.paths import rules_dir
 from monitor.rules import CompiledRule, RuleSet, load
 from monitor.rules.compiled import _literal_alternatives
@@ -79,10 +79,15 @@ def _extra_rules(tmp_path: Path) -> Path:
     return write(tmp_path, "extra.yaml", text)
 
 
+FALCO_STABLE = Path(__file__).resolve().parent / "fixtures" / "falco" / "falco_rules.yaml"
+
+
 def _rulesets(tmp_path: Path) -> dict[str, RuleSet]:
     return {
         "default": load(sources(rules_dir() / "default.yaml")),
         "exec fixture": load(sources(EXEC_RULES)),
+        # Falco's stable rules as written, lowered from Falco's syntax (monitor/rules/falco/).
+        "falco stable": load(sources(FALCO_STABLE)),
         "extra": load(sources(_extra_rules(tmp_path))),
     }
 

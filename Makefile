@@ -5,8 +5,9 @@ ARGS ?=
 
 .PHONY: run setup test test-setup lint bench clean install uninstall
 
-# Alerts on stdout, and every program started (exec events) so you can watch it work.
-RUN_ARGS ?= --events execve,execveat
+# Alerts on stdout, and every program started (exec events) so you can watch it work,
+# one readable line each (-o json for JSON lines).
+RUN_ARGS ?= -o text --events execve,execveat
 run: setup
 	$(VENV)/bin/ringwatch run $(RUN_ARGS) $(ARGS)
 

@@ -27,6 +27,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Alerts to stdout by default; events only when asked (they are many). config `outputs`.
     outputs = factory.build(cfg.outputs, factory.Wants(
         events_stdout=args.events is not None, events_types=_event_types(args.events), record=args.record,
+        stdout_format=_stdout_format(args),
     ))
     opts = RunOptions(
         duration=args.duration, event_sinks=outputs.events, alert_sinks=outputs.alerts,
@@ -39,6 +40,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         outputs.close()  # their threads, and what Kafka holds goes to its spool
         raise
     return monitor.run()
+
+
+def _stdout_format(args: argparse.Namespace) -> str:
+    from monitor.sinks.textfmt import default_format
+
+    return str(args.output) if args.output else default_format(sys.stdout.isatty())
+
+
+def _add_output_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=["text", "json"],
+                        help="stdout format: one readable line per alert/event, or JSON lines "
+                             "(default: text on a terminal, JSON otherwise)")
 
 
 def _event_types(spec: str | None) -> frozenset[str] | None:
@@ -129,7 +142,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from monitor.sinks.stream import StreamSink
 
     ruleset = load(_rule_sources(args))
-    out = StreamSink("stdout")
+    from monitor.sinks.base import dumps
+    from monitor.sinks.textfmt import FORMATS
+
+    out = StreamSink("stdout", fmt=FORMATS.get(_stdout_format(args), dumps))
 
     def malformed(lineno: int, reason: str) -> None:
         print(f"{args.events}:{lineno}: skipped malformed event: {reason}", file=sys.stderr)
@@ -160,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write events to stdout: all, or only these types (e.g. execve,execveat)")
     run.add_argument("--require-enforcement", action="store_true",
                      help="refuse to start (exit 2) unless deny rules can be enforced (BPF LSM)")
+    _add_output_arg(run)
     _add_rules_args(run)
     run.set_defaults(func=_cmd_run)
 
@@ -179,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="evaluate recorded events (JSON lines) against the rules")
     replay.add_argument("events", type=Path, metavar="EVENTS.jsonl")
+    _add_output_arg(replay)
     _add_rules_args(replay)
     replay.set_defaults(func=_cmd_replay)
     opscli.add_subcommands(sub)

@@ -69,7 +69,7 @@ class Monitor:
         self._started = time.monotonic()
         self.ops = Operations(
             cfg, stats=self.stats, losses=self._losses, alert=self.pipeline.emit.alert, warn=self.log.warning,
-            info=self.log.info, pin_dir=cfg.lineage.bpffs_dir,
+            info=self.log.info, emit=self.pipeline.emit, pin_dir=cfg.lineage.bpffs_dir,
         )
 
     def _all_sinks(self) -> list[Sink]:

@@ -238,6 +238,18 @@ def _service(f: Families, svc: Mapping[str, Any]) -> None:
                   "Drop checks that found losses but held the alert back (drop_alert.min_interval_s).",
                   da["suppressed_checks"], ("service", "drop_alert", "suppressed_checks"))
     f.use(("service", "drop_alert", "min_interval_s"))  # configuration, not a measurement
+    tail = _section(svc, "tail")
+    if "clients" in tail:
+        f.gauge("ringwatch_tail_clients", "`ringwatch tail` clients attached now.", tail["clients"],
+                ("service", "tail", "clients"))
+    for key, name, doc in (
+        ("attached", "ringwatch_tail_attached", "`ringwatch tail` clients ever attached."),
+        ("refused", "ringwatch_tail_refused", "`ringwatch tail` requests refused (bad filter, too many)."),
+        ("sent", "ringwatch_tail_records_sent", "Records sent to `ringwatch tail` clients."),
+        ("dropped", "ringwatch_tail_records_dropped", "Records dropped: a tail client read too slowly."),
+    ):
+        if key in tail:
+            f.counter(name, doc, tail[key], ("service", "tail", key))
 
 
 def _enforcement(f: Families, enf: Mapping[str, Any]) -> None:

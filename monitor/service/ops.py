@@ -22,6 +22,7 @@ from monitor.service.dropwatch import DropWatch
 from monitor.service.metrics import MetricsServer
 from monitor.service.notify import Notifier
 from monitor.service.stats import LossCounts
+from monitor.service.tail import Subscribable, TailHub
 
 
 class Operations:
@@ -36,6 +37,7 @@ class Operations:
         notifier: Notifier | None = None,
         warn: Callable[..., Any] | None = None,
         info: Callable[..., Any] | None = None,
+        emit: Subscribable | None = None,
         status_interval_s: float = 10.0,
     ) -> None:
         self.cfg = cfg
@@ -47,7 +49,9 @@ class Operations:
         self.status_interval_s = status_interval_s
         self._last_status: float | None = None
         self._alert = alert
-        self.control = ControlServer(Path(cfg.control.socket), {"stats": stats, "info": self.info})
+        self.tail = TailHub(emit) if emit is not None else None
+        streams = {"tail": self.tail.accept} if self.tail is not None else {}
+        self.control = ControlServer(Path(cfg.control.socket), {"stats": stats, "info": self.info}, streams)
         self.drops = self._dropwatch(cfg)
         self.reloads = 0
         self.reload_errors = 0
@@ -106,6 +110,8 @@ class Operations:
 
     def tick(self) -> None:
         self.control.serve_pending()
+        if self.tail is not None:
+            self.tail.reap()
         now = time.monotonic()
         if self.metrics is not None and self.metrics.due(now):
             self.metrics.publish(self._stats())
@@ -165,7 +171,7 @@ class Operations:
             if cfg.control.socket != self.cfg.control.socket:
                 old = self.control
                 old.close()
-                self.control = ControlServer(Path(cfg.control.socket), old.handlers)
+                self.control = ControlServer(Path(cfg.control.socket), old.handlers, old.streams)
                 self._open_control(self.control)
             metrics_changed = cfg.metrics != self.cfg.metrics
             if cfg.drop_alert != self.cfg.drop_alert:
@@ -183,6 +189,8 @@ class Operations:
 
     def close(self) -> None:
         self.control.close()
+        if self.tail is not None:
+            self.tail.close()
         self._stop_metrics()
 
     def stats(self) -> dict[str, Any]:
@@ -200,4 +208,5 @@ class Operations:
             # Why the last reload failed ("" once one succeeds): what `ringwatch reload` prints.
             "last_reload_error": self.last_reload_error,
             "drop_alert": self.drops.stats(),
+            **({"tail": self.tail.stats()} if self.tail is not None else {}),
         }

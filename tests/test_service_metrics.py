@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -16,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from monitor.service import control, metrics
-from tests.monitor_proc import RunningMonitor
+from tests.monitor_proc import REPO, RunningMonitor
 
 pytestmark = pytest.mark.kernel
 
@@ -129,5 +130,17 @@ def test_scrape_has_every_stats_counter_and_moves(tmp_path: Path, bpffs_dir: Pat
                      rule="Marker ran") >= evals + 3
         assert value(after, "ringwatch_output_records_written", "ringwatch_output_records_written_total",
                      output="stdout") >= 3
+        # `rules list` beside the running instance shows its counts, in aligned columns.
+        listing = subprocess.run(
+            [sys.executable, "-m", "monitor", "rules", "list", "--rules", str(rules),
+             "--control-socket", str(mon.control_socket)],
+            cwd=REPO, capture_output=True, text=True, check=False)
+        assert listing.returncode == 0, listing.stderr
+        head, *lines = listing.stdout.splitlines()
+        cols = {name: head.index(name) for name in ("EVALUATED", "MATCHED", "ERRORS")}
+        (mine,) = [ln for ln in lines if ln.startswith("Marker ran ")]
+        assert int(mine[cols["MATCHED"]:].split()[0]) == 3
+        assert int(mine[cols["EVALUATED"]:].split()[0]) >= 3
+        assert mine[cols["ERRORS"]:].split()[0] == "0"
         assert mon.stop() == 0
 

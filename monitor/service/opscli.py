@@ -143,12 +143,32 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     raise StreamEnded("the service closed the stream (stopped or restarted)")
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def global_args(p: argparse.ArgumentParser, *, config_opt: bool = False, control: bool = False,
+                top: bool = False, config_help: str | None = None) -> None:
+    """Options accepted before the subcommand and after it (`ringwatch stats --log-json`).
+
+    On a subcommand they default to SUPPRESS, so that leaving them out there keeps what
+    was given before the subcommand; the top-level parser supplies the defaults."""
+    def dflt(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    p.add_argument("--log-level", default=dflt("info"), choices=LOG_LEVELS, help="log verbosity (stderr)")
+    p.add_argument("--log-json", action="store_true", default=dflt(False),
+                   help="structured JSON logs on stderr")
+    if config_opt:
+        p.add_argument("--config", type=Path, default=dflt(None),
+                       help=config_help or f"config naming control.socket "
+                                           f"(default {config.DEFAULT_CONFIG_PATH})")
+    if control:
+        p.add_argument("--control-socket", default=dflt(None),
+                       help="the running daemon's control socket (overrides --config)")
+
+
 def _client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config", type=Path,
-        help=f"config naming control.socket (default {config.DEFAULT_CONFIG_PATH})",
-    )
-    p.add_argument("--control-socket", help="the running daemon's control socket (overrides --config)")
+    global_args(p, config_opt=True, control=True)
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -171,9 +191,7 @@ def add_subcommands(sub: Any) -> None:
     rl.set_defaults(func=_cmd_reload)
 
     tl = sub.add_parser("tail", help="live alerts (and events) of a running ringwatch, filtered")
-    tl.add_argument("--config", type=Path,
-                    help=f"config naming control.socket (default {config.DEFAULT_CONFIG_PATH})")
-    tl.add_argument("--control-socket", help="the running daemon's control socket (overrides --config)")
+    global_args(tl, config_opt=True, control=True)
     tl.add_argument("--rule", action="append", metavar="NAME", help="only this rule's alerts (repeatable)")
     tl.add_argument("--priority", metavar="LEVEL", help="only alerts at this priority or more severe")
     tl.add_argument("--events", action="store_true", help="events too, not only alerts")

@@ -100,8 +100,10 @@ def test_validate_without_path_checks_what_the_service_loads(tmp_path: Path) -> 
 def test_rules_list_columns_align_with_long_names(tmp_path: Path) -> None:
     long_name = "A rule whose name is much longer than forty characters, to test alignment"
     rules = tmp_path / "r.yaml"
-    rules.write_text(f'- rule: {long_name}\n  condition: evt.type == "execve"\n  output: "x"\n  priority: NOTICE\n'
-                     '- rule: Short\n  condition: evt.type == "openat"\n  output: "y"\n  priority: CRITICAL\n')
+    rules.write_text(f'- rule: {long_name}\n  condition: evt.type == "execve"\n'
+                     '  output: "x"\n  priority: NOTICE\n'
+                     '- rule: Short\n  condition: evt.type == "openat"\n'
+                     '  output: "y"\n  priority: CRITICAL\n')
     res = ringwatch("rules", "list", "--no-default-rules", "--rules", str(rules))
     assert res.returncode == 0, res.stderr
     head, *lines = res.stdout.splitlines()

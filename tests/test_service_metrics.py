@@ -4,15 +4,18 @@ prometheus_client's own text parser."""
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
@@ -142,5 +145,14 @@ def test_scrape_has_every_stats_counter_and_moves(tmp_path: Path, bpffs_dir: Pat
         assert int(mine[cols["MATCHED"]:].split()[0]) == 3
         assert int(mine[cols["EVALUATED"]:].split()[0]) >= 3
         assert mine[cols["ERRORS"]:].split()[0] == "0"
+
+        # metrics.enabled is taken over by a reload: switched off, the port closes.
+        cfg["metrics"] = {"enabled": False}
+        mon.config_path.write_text(yaml.safe_dump({**cfg, "control": {"socket": str(mon.control_socket)}}))
+        assert mon.proc is not None
+        mon.proc.send_signal(signal.SIGHUP)
+        mon.wait_log("reloaded")
+        with pytest.raises(urllib.error.URLError):
+            scrape(address)
         assert mon.stop() == 0
 

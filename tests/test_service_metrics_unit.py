@@ -46,3 +46,20 @@ def test_output_losses_sum_into_records_lost() -> None:
     assert lost == {"ringbuf_full": 2, "decode_error": 0, "output_dropped": 3, "output_error": 0}
     assert sum(lost.values()) == snap["drops"]["records_lost"]
     assert fams.unmapped == []
+
+
+def test_kafka_output_and_enforcement_sections_are_all_named() -> None:
+    """Sections the kernel test cannot produce on this host (no broker there, no BPF LSM)."""
+    from monitor.enforce.kmaps import STAT_NAMES
+
+    kafka = {"written": 5, "errors": 0, "send_failures": 1, "dropped": 2, "queue_dropped": 1,
+             "spool_dropped": 1, "spool_dropped_total": 3, "queued": 4, "spooled": 6,
+             "spooled_bytes": 600, "spooled_total": 9}
+    enforcement = {"active": True, "rules": 2, "exec_keys": 1, "open_keys": 1, "v4_keys": 0, "v6_keys": 0,
+                   "exceptions": 0, "kernel": {name: 1 for name in STAT_NAMES}}
+    fams = metrics.families({"outputs": {"kafka-alerts": kafka}, "enforcement": enforcement})
+    assert fams.unmapped == []
+    spooled = fams.metrics["ringwatch_output_spooled_records"].samples
+    assert [(s.labels, s.value) for s in spooled] == [({"output": "kafka-alerts"}, 6)]
+    decisions = {s.labels["outcome"] for s in fams.metrics["ringwatch_enforcement_decisions"].samples}
+    assert decisions == set(STAT_NAMES)

@@ -181,3 +181,22 @@ def test_tail_streams_one_rules_alerts_live(tmp_path: Path, bpffs_dir: Path) -> 
         assert bad.returncode == 2 and "priority: 'LOUD' is not one of" in bad.stderr
         assert "Traceback" not in bad.stderr
         assert mon.stop() == 0
+
+
+def test_hostile_request_cannot_take_the_control_loop_down(tmp_path: Path) -> None:
+    # json.loads of 4000 nested arrays raises RecursionError, not ValueError.
+    from monitor.service.control import ControlServer
+
+    hub = TailHub(Emit([], []))
+    server = ControlServer(tmp_path / "c.sock", {"stats": lambda: {}}, {"tail": hub.accept})
+    server.open()
+    try:
+        client = control.connect(tmp_path / "c.sock")
+        client.sendall(b"tail " + b"[" * 4000 + b"\n")
+        assert server.serve_pending() == 1
+        reply = json.loads(client.recv(4096))
+        assert reply["ok"] is False and "tail:" in reply["error"]
+        client.close()
+        assert server.errors == 1 and hub.clients == []
+    finally:
+        server.close()

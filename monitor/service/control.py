@@ -121,7 +121,13 @@ class ControlServer:
             stream = self.streams.get(word)
             if stream is not None:
                 self.requests += 1
-                return stream(conn, arg)
+                try:
+                    return stream(conn, arg)
+                except Exception as exc:  # as for handlers: never the daemon's end
+                    self.errors += 1
+                    reply = {"ok": False, "error": f"{word}: {type(exc).__name__}: {exc}"}
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+                    return False
             reply = self._dispatch(line)
             conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
         except OSError:

@@ -114,7 +114,10 @@ class Operations:
             self.tail.reap()
         now = time.monotonic()
         if self.metrics is not None and self.metrics.due(now):
-            self.metrics.publish(self._stats())
+            try:
+                self.metrics.publish(self._stats())
+            except Exception as exc:  # stale metrics are not worth stopping the monitor for
+                self._warn("metrics_snapshot_failed", error=f"{type(exc).__name__}: {exc}")
         if self.cfg.drop_alert.enabled and self.drops.due(now):
             alert = self.drops.check(self._losses(), now)
             if alert is not None:

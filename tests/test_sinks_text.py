@@ -84,3 +84,35 @@ def test_run_prints_text_lines(tmp_path: Path, bpffs_dir: Path) -> None:
         assert mon.stop() == 0
     # Nothing but text lines: no JSON record slipped through.
     assert not [ln for ln in mon.stdout_path.read_text().splitlines() if ln.startswith("{")]
+
+
+def test_text_is_the_default_on_a_terminal_json_on_a_pipe() -> None:
+    """`replay` (same -o as `run`, no kernel needed) with stdout a real pty, then a pipe."""
+    import os
+    import pty
+    import sys
+
+    from tests.monitor_proc import REPO
+
+    fixture = REPO / "tests" / "fixtures" / "exec_events.jsonl"
+    cmd = [sys.executable, "-m", "monitor", "replay", str(fixture)]
+    env = {**os.environ, "RINGWATCH_RULES_D": "/nonexistent/rules.d"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=slave, stderr=subprocess.DEVNULL)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(60) == 0
+    lines = b"".join(chunks).decode().splitlines()
+    assert lines and all(re.match(r"^\S+Z [A-Z]+ +[^{]", ln) for ln in lines), lines[:3]
+    assert any(" CRITICAL Netcat remote code execution: " in ln for ln in lines)
+    piped = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert piped.stdout.splitlines() and all(ln.startswith("{") for ln in piped.stdout.splitlines())

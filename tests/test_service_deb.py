@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import time
 import uuid
@@ -37,10 +36,9 @@ def build(out: Path, version: str) -> Path:
 
 
 class Box:
-    def __init__(self, box: SystemdContainer, debs: dict[str, Path], pin_dir: Path) -> None:
+    def __init__(self, box: SystemdContainer, debs: dict[str, Path]) -> None:
         self.box = box
         self.debs = debs
-        self.pin_dir = pin_dir
 
     def exists(self, path: str) -> bool:
         return (self.box.root / path.lstrip("/")).exists() or (self.box.root / path.lstrip("/")).is_symlink()
@@ -60,14 +58,20 @@ class Box:
 def deb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Box]:
     out = tmp_path_factory.mktemp("dist")
     debs = {V1: build(out, V1), V2: build(out, V2)}
-    pin_dir = Path(f"/sys/fs/bpf/rw-deb-test-{uuid.uuid4().hex[:8]}")
     box = SystemdContainer(tmp_path_factory.mktemp("nspawn"), install=False)
     try:
         box.boot()
-        yield Box(box, debs, pin_dir)
+        # The container's /sys/fs/bpf is the host's. The package's service uses the
+        # default pin directory and purge removes it: give the container a bpffs instance
+        # of its own (a new mount of bpffs is a new, empty instance; it stays in the
+        # container's private mount namespace and goes with it).
+        box.run("mount", "-t", "bpf", "rw-deb-test", "/sys/fs/bpf")
+        marker = f"rw-deb-test-{uuid.uuid4().hex[:8]}"
+        box.run("mkdir", f"/sys/fs/bpf/{marker}")
+        assert not (Path("/sys/fs/bpf") / marker).exists(), "the container's bpffs is the host's"
+        yield Box(box, debs)
     finally:
         box.close()
-        shutil.rmtree(pin_dir, ignore_errors=True)
 
 
 def test_package_metadata_and_contents(deb: Box, tmp_path: Path) -> None:
@@ -102,16 +106,18 @@ def test_install_enables_and_starts_nothing(deb: Box) -> None:
 
 def test_the_packaged_service_starts(deb: Box) -> None:
     config = deb.box.root / "etc/ringwatch/config.yaml"
-    text = config.read_text().replace("bpffs_dir: /sys/fs/bpf/ringwatch\n", f"bpffs_dir: {deb.pin_dir}\n")
-    assert f"bpffs_dir: {deb.pin_dir}\n" in text
-    config.write_text(LOCAL_EDIT + text)
+    config.write_text(LOCAL_EDIT + config.read_text())
     started = deb.box.run("systemctl", "start", "ringwatch", check=False, timeout=240)
     assert started.returncode == 0, started.stderr + deb.box.run(
         "journalctl", "-u", "ringwatch", "--no-pager", "-n", "30", check=False).stdout
     assert deb.state() == "active"
     stats = json.loads(deb.box.run("ringwatch", "stats", "--json").stdout)
     assert stats["pid"] == deb.main_pid()
-    assert (deb.pin_dir / "procs").exists()
+    # The default pin, in the container's own bpffs: not the host's.
+    show = ("bpftool", "-j", "map", "show", "pinned", "/sys/fs/bpf/ringwatch/procs")
+    inside = json.loads(deb.box.run(*show).stdout)
+    host = subprocess.run(show, capture_output=True, text=True, check=False)
+    assert host.returncode != 0 or json.loads(host.stdout)["id"] != inside["id"]
 
 
 def test_upgrade_keeps_the_config_and_restarts_the_running_service(deb: Box) -> None:
@@ -120,7 +126,7 @@ def test_upgrade_keeps_the_config_and_restarts_the_running_service(deb: Box) -> 
     assert res.returncode == 0, res.stdout + res.stderr
     assert deb.box.run("dpkg-query", "-W", "-f=${Version}", "ringwatch").stdout == V2
     config = (deb.box.root / "etc/ringwatch/config.yaml").read_text()
-    assert config.startswith(LOCAL_EDIT) and f"bpffs_dir: {deb.pin_dir}\n" in config
+    assert config.startswith(LOCAL_EDIT)
     deadline = time.monotonic() + 120
     while deb.state() != "active" or deb.main_pid() in (0, before):
         assert time.monotonic() < deadline, f"not restarted on the new version: {deb.state()}"
@@ -138,5 +144,6 @@ def test_purge_removes_everything(deb: Box) -> None:
     for gone in ("/opt/ringwatch", "/etc/ringwatch", "/lib/systemd/system/ringwatch.service",
                  "/usr/bin/ringwatch", "/var/lib/ringwatch", "/var/log/ringwatch"):
         assert not deb.exists(gone), gone
+    assert deb.box.run("test", "-e", "/sys/fs/bpf/ringwatch", check=False).returncode == 1  # the pin too
     assert deb.box.run("dpkg-query", "-W", "ringwatch", check=False).returncode != 0
     assert deb.box.run("systemctl", "cat", "ringwatch", check=False).returncode != 0

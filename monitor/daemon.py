@@ -19,7 +19,7 @@ from monitor.errors import ConfigError, UserError
 from monitor.events.decode import wanted_numbers
 from monitor.events.enrich import Enricher
 from monitor.kernel.filters import OPEN_TYPES, bpf_commands, open_path_prefixes
-from monitor.kernel.records import DenyRecord, Record
+from monitor.kernel.records import DenyRecord, Record, ThrottleRecord
 from monitor.kernel.sensor import NS_PER_TICK, Sensor
 from monitor.lineage import procfs
 from monitor.lineage.cache import Lineage
@@ -215,7 +215,10 @@ class Monitor:
             sink.emit(ev)
         if isinstance(rec, DenyRecord) and self.enforcer is not None:
             self.emit_alert(self.enforcer.alert(rec, ev))
-        for alert in self.rules.alerts(ev):
+        if isinstance(rec, ThrottleRecord):
+            self.ops.throttled(ev)
+        # A count-only record reports repeats of an event the rules saw already.
+        for alert in () if ev.get("evt.count_only") else self.rules.alerts(ev):
             # Deny/audit rules are decided and reported by the kernel (the record above).
             if alert.action not in ("deny", "audit"):
                 self.emit_alert(alert.to_dict())

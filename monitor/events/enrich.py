@@ -25,6 +25,7 @@ from monitor.kernel.records import (
     Header,
     Record,
     SyscallRecord,
+    ThrottleRecord,
 )
 from monitor.lineage.cache import Lineage
 from monitor.lineage.process import ProcInfo
@@ -127,6 +128,16 @@ class Enricher:
             ev = self._common(rec.h, name)
             ev.update(_result(rec.ret))
             ev.update(fields)
+            # Kernel coalescing: how many identical occurrences this event stands for.
+            ev["evt.count"] = rec.count
+            ev["evt.first_ts"] = rec.first_ns + self.mono_to_wall_ns
+            ev["evt.last_ts"] = ev["evt.ts"]
+            ev["evt.count_only"] = rec.count_only
+            return ev
+        if isinstance(rec, ThrottleRecord):
+            ev = self._common(rec.h, "throttle")
+            ev.update({"throttle.scope": rec.scope.name.lower(), "throttle.count": rec.throttled,
+                       "throttle.rate": rec.rate, "throttle.burst": rec.burst})
             return ev
         if isinstance(rec, ExecRecord):
             ev = self._common(rec.h, rec.syscall)

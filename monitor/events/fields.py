@@ -28,6 +28,13 @@ _FIELDS = [
     Field("evt.res", int, "syscall return value (0 or -errno for execve)"),
     Field("evt.failed", bool, "the syscall returned an error"),
     Field("evt.errno", str, "errno name of a failed syscall, e.g. ENOENT; empty on success"),
+    Field("evt.count", int, "syscall events: identical occurrences (same process image, syscall, "
+          "arguments, paths, result) this event stands for; the kernel coalesces repeats"),
+    Field("evt.first_ts", int, "syscall events: wall-clock ns of the first of those occurrences"),
+    Field("evt.last_ts", int, "syscall events: wall-clock ns of the last of them (= evt.ts)"),
+    Field("evt.count_only", bool, "syscall events: only reports evt.count more repeats of an event "
+          "already delivered (the kernel coalesced them and no later record carried them); rules "
+          "do not see it"),
     Field("proc.pid", int, "process id (tgid)"),
     Field("proc.tid", int, "thread id"),
     Field("proc.ppid", int, "parent process id (real parent's tgid)"),
@@ -90,6 +97,10 @@ _FIELDS = [
     Field("user.name", str, "user name for user.uid, empty if unknown"),
     Field("group.gid", int, "real group id"),
     Field("cgroup.id", int, "cgroup v2 id"),
+    Field("throttle.scope", str, "throttle events: process or cgroup, the budget that ran out"),
+    Field("throttle.count", int, "throttle events: records that budget refused so far"),
+    Field("throttle.rate", int, "throttle events: the budget, records per second"),
+    Field("throttle.burst", int, "throttle events: the budget's burst"),
     # Enforcement (deny/audit rules, bpf/lsm.bpf.c): conditions of deny rules and the
     # fields of evt.type "enforce" events.
     Field("fd.sip", str, "destination (server) IP address of a connect (as fd.rip)"),

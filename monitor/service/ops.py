@@ -19,6 +19,7 @@ from monitor.service.control import ControlError, ControlServer
 from monitor.service.dropwatch import DropWatch
 from monitor.service.notify import Notifier
 from monitor.service.stats import LossCounts
+from monitor.service.throttlewatch import ThrottleWatch
 
 
 class Operations:
@@ -45,6 +46,7 @@ class Operations:
         self._alert = alert
         self.control = ControlServer(Path(cfg.control.socket), {"stats": stats, "info": self.info})
         self.drops = self._dropwatch(cfg)
+        self.throttles = ThrottleWatch(cfg.drop_alert.min_interval_s)
         self.reloads = 0
         self.reload_errors = 0
         self.control_error = ""
@@ -90,6 +92,12 @@ class Operations:
             else:
                 self.notifier.status(line)
 
+    def throttled(self, ev: dict[str, Any]) -> None:
+        """A throttle event (the kernel refused a process's records): alert, rate-limited."""
+        alert = self.throttles.notice(ev, time.monotonic())
+        if alert is not None:
+            self._alert(alert)
+
     def summary(self) -> str:
         """The STATUS= line: what `systemctl status ringwatch` shows under the unit."""
         snap = self._stats()
@@ -129,6 +137,7 @@ class Operations:
                 # Keep the baseline: drops counted so far are still owed an alert.
                 self.drops.min_interval_s = cfg.drop_alert.min_interval_s
                 self.drops.check_interval_s = cfg.drop_alert.check_interval_s
+                self.throttles.min_interval_s = cfg.drop_alert.min_interval_s
             self.cfg = cfg
         self.notifier.send(ready=1, status=status)
 
@@ -150,4 +159,5 @@ class Operations:
             "reloads": self.reloads,
             "reload_errors": self.reload_errors,
             "drop_alert": self.drops.stats(),
+            "throttle_alert": self.throttles.stats(),
         }

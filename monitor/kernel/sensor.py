@@ -473,7 +473,7 @@ class Sensor:
             for k, v in _table_items(self._bpf[name]):
                 b = CBucket.from_buffer_copy(bytes(v))
                 if b.throttled:
-                    rows.append((int(k.value), int(b.throttled)))
+                    rows.append((int(getattr(k, "value", k)), int(b.throttled)))
             rows.sort(key=lambda kv: -kv[1])
             out[label] = {str(k): n for k, n in rows[:top]}
         return out
@@ -516,6 +516,13 @@ class Sensor:
         return {s.name.lower(): sums[s] for s in LineageStat}
 
     def close(self) -> None:
+        if self._bpf is not None and self._managers:
+            # The final per-lane accounting: exact once tracing stopped and lanes drained.
+            c = self.counters()
+            self._log.info("lanes", **{lane: {**n.as_dict(), **c.rings.get(lane, {})}
+                                       for lane, n in c.lanes.items()},
+                           flood=c.flood, coalesce_tails=c.coalesce_tails,
+                           coalesce_tail_repeats=c.coalesce_tail_repeats, throttled_by=c.throttled_by)
         for mgr in self._managers.values():
             mgr.close()
         self._managers = {}

@@ -49,12 +49,14 @@ class SensorConfig:
     coalesce_entries: int = 4096
     # Syscall records per second (after coalescing) a process may send, and its burst;
     # beyond that records are counted as throttled and one alert names the process.
-    # 0 = no limit. Defaults far above a `make -j` build or a package install (README).
-    throttle_process_rate: int = 20000
-    throttle_process_burst: int = 50000
+    # 0 = no limit. Measured (README, "Floods"): a `make -j2` build peaks at 3 records/s per
+    # process and 225/s per cgroup; a package install's mandb trigger at 9.9k/s for 2 s
+    # (19k records): the burst covers it, while a flood is held to the rate after it.
+    throttle_process_rate: int = 2000
+    throttle_process_burst: int = 30000
     # The same for all processes of one cgroup together.
-    throttle_cgroup_rate: int = 50000
-    throttle_cgroup_burst: int = 100000
+    throttle_cgroup_rate: int = 5000
+    throttle_cgroup_burst: int = 60000
     # At most one throttle record per process (or cgroup) per this many seconds.
     throttle_notice_interval_s: int = 10
     # Exec records waiting between sys_enter and sys_exit (threads in execve at once).

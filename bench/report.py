@@ -152,9 +152,9 @@ def render(results: dict[str, Any]) -> str:
         for t in fl["trials"]:
             lines.append(f"  {t['variant']:<28}{_fmt(t['flood_opens_per_s']):>10}"
                          f"{t['reads_detected']:>4}/{t['of']:<2}{t['execs_detected']:>4}/{t['of']:<2}"
-                         f"{t['process_records_lost']:>11}{_fmt(t['syscall_coalesced']):>12}"
-                         f"{_fmt(t['syscall_throttled']):>11}{_fmt(t['syscall_lost']):>10}"
-                         f"{_fmt(t['syscall_delivered']):>9}  {'exact' if t['identity_holds'] else 'OFF'}")
+                         f"{t['process_records_lost']:>11}{t['syscall_coalesced']:>12,}"
+                         f"{t['syscall_throttled']:>11,}{t['syscall_lost']:>10,}"
+                         f"{t['syscall_delivered']:>9,}  {'exact' if t['identity_holds'] else 'OFF'}")
     tg = results.get("targets", [])
     if tg:
         lines.append("")

@@ -105,6 +105,10 @@ BPF_TABLE("lru_hash", struct rw_coal_key, struct rw_coal_val, coalesce, RW_COALE
 BPF_TABLE("lru_hash", u32, struct rw_bucket, throttle_procs, RW_THROTTLE_MAX);
 BPF_TABLE("lru_hash", u64, struct rw_bucket, throttle_cgroups, RW_THROTTLE_MAX);
 BPF_PERCPU_ARRAY(flood_stats, u64, RW_FLOOD_STAT_MAX);
+/* Records refused, by process and by cgroup: only those ever throttled, so userspace
+ * reads a short map, not every bucket. */
+BPF_TABLE("lru_hash", u32, u64, throttled_pids, 1024);
+BPF_TABLE("lru_hash", u64, u64, throttled_cgroups, 1024);
 
 /* One counter helper per array: bcc rewrites map calls itself and refuses them inside
  * macros or behind a table passed as an argument, so these cannot be shared. */
@@ -648,12 +652,30 @@ static __always_inline int bucket_take(struct rw_bucket *b, u64 now, u64 rate, u
     return 1;
 }
 
+static __always_inline void count_throttled(u32 tgid, u64 cgroup_id, u32 scope)
+{
+    u64 one = 1;
+    u64 *n = throttled_pids.lookup(&tgid);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else
+        throttled_pids.update(&tgid, &one);
+    if (scope != RW_THROTTLE_CGROUP)
+        return;
+    n = throttled_cgroups.lookup(&cgroup_id);
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    else
+        throttled_cgroups.update(&cgroup_id, &one);
+}
+
 /* A refused record: counted, and now and then told to userspace on the process lane
  * (which the flood cannot fill), naming the process whose record it was. */
 static __always_inline void throttled(const struct rw_syscall *r, struct rw_bucket *b, u32 scope,
                                       u32 rate, u32 burst)
 {
     count_flood(scope == RW_THROTTLE_PROCESS ? RW_FLOOD_THROTTLED_PROCESS : RW_FLOOD_THROTTLED_CGROUP);
+    count_throttled(r->h.tgid, r->h.cgroup_id, scope);
     __sync_fetch_and_add(&b->throttled, 1);
     u64 now = r->h.ktime_ns;
     if (b->notice_ns && now - b->notice_ns < RW_THROTTLE_NOTICE_NS)
@@ -695,13 +717,12 @@ static __always_inline struct rw_bucket *cgroup_bucket(u64 id)
     return throttle_cgroups.lookup(&id);
 }
 
-/* 1 if the record may go out. A refused record is also charged to its process's count
- * when the cgroup refused it, so `throttled by process` is complete. */
+/* 1 if the record may go out. A record the cgroup refused is charged to its process in
+ * throttled_pids as well, so "throttled by process" is complete. */
 static __always_inline int throttle_pass(const struct rw_syscall *r)
 {
-    struct rw_bucket *pb = 0;
 #if RW_PROC_RATE > 0
-    pb = proc_bucket(r->h.tgid);
+    struct rw_bucket *pb = proc_bucket(r->h.tgid);
     if (pb && !bucket_take(pb, r->h.ktime_ns, RW_PROC_RATE, RW_PROC_BURST)) {
         throttled(r, pb, RW_THROTTLE_PROCESS, RW_PROC_RATE, RW_PROC_BURST);
         return 0;
@@ -710,8 +731,6 @@ static __always_inline int throttle_pass(const struct rw_syscall *r)
 #if RW_CG_RATE > 0
     struct rw_bucket *cb = cgroup_bucket(r->h.cgroup_id);
     if (cb && !bucket_take(cb, r->h.ktime_ns, RW_CG_RATE, RW_CG_BURST)) {
-        if (pb)
-            __sync_fetch_and_add(&pb->throttled, 1);
         throttled(r, cb, RW_THROTTLE_CGROUP, RW_CG_RATE, RW_CG_BURST);
         return 0;
     }

@@ -246,3 +246,29 @@ for i in range(30):
                    if e["proc.pid"] == quiet.pid and e.get("fd.name", "").startswith("/etc/rw-quiet-")]
     assert len(quiet_opens) == 30
     _assert_identity(lanes)
+
+
+def test_cgroup_budget_throttles_a_flood_of_many_processes(tmp_path: Path, cg: Path) -> None:
+    """Two processes each under any per-process budget, over their cgroup's together."""
+    cfg = _config(tmp_path, cg, throttle_process_rate=0, throttle_cgroup_rate=300,
+                  throttle_cgroup_burst=300)
+    with RunningMonitor(tmp_path, cfg) as mon:
+        floods = [Flood(cg, "distinct", 2) for _ in range(2)]
+        for f in floods:
+            f.go()
+        for f in floods:
+            f.finish()
+        time.sleep(0.5)
+        assert mon.stop() == 0
+        lanes = mon.wait_log("lanes")
+        events = mon.events()
+    notices = [e for e in events if e["evt.type"] == "throttle"]
+    assert notices and {e["throttle.scope"] for e in notices} == {"cgroup"}
+    cgroup_id = os.stat(cg).st_ino
+    assert {e["cgroup.id"] for e in notices} == {cgroup_id}
+    by = lanes["throttled_by"]
+    assert set(by["by_cgroup"]) == {str(cgroup_id)}
+    assert by["by_cgroup"][str(cgroup_id)] == lanes["syscall"]["throttled"] > 0
+    assert set(by["by_pid"]) == {str(f.pid) for f in floods}
+    assert sum(by["by_pid"].values()) == lanes["syscall"]["throttled"]
+    _assert_identity(lanes)

@@ -35,7 +35,6 @@ from monitor.kernel.lanes import LANES, MAP_NAMES, PROCESS, SYSCALL, LaneCounts,
 from monitor.kernel.records import (
     PATH_LEN,
     RECORD_LOST,
-    CBucket,
     CCoalKey,
     CCoalVal,
     DecodeError,
@@ -468,12 +467,9 @@ class Sensor:
     def throttled_processes(self, top: int = THROTTLED_TOP) -> dict[str, Any]:
         """Records refused by process (tgid) and by cgroup id, most refused first."""
         out: dict[str, Any] = {}
-        for name, label in (("throttle_procs", "by_pid"), ("throttle_cgroups", "by_cgroup")):
-            rows = []
-            for k, v in _table_items(self._bpf[name]):
-                b = CBucket.from_buffer_copy(bytes(v))
-                if b.throttled:
-                    rows.append((int(getattr(k, "value", k)), int(b.throttled)))
+        for name, label in (("throttled_pids", "by_pid"), ("throttled_cgroups", "by_cgroup")):
+            rows = [(int(getattr(k, "value", k)), int(getattr(v, "value", v)))
+                    for k, v in _table_items(self._bpf[name])]
             rows.sort(key=lambda kv: -kv[1])
             out[label] = {str(k): n for k, n in rows[:top]}
         return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -94,14 +95,22 @@ class Flood:
 def _config(tmp_path: Path, cg: Path, **sensor: Any) -> dict[str, Any]:
     return {
         "sensor": {"cgroups": [str(cg)], "extra_event_types": ["openat"], **sensor},
-        "lineage": {"bpffs_dir": f"/sys/fs/bpf/rw-test-flood-{os.getpid()}-{uuid.uuid4().hex[:6]}"},
+        "lineage": {"bpffs_dir": _pin_dir(cg)},
     }
+
+
+def _pin_dir(cg: Path) -> str:
+    return f"/sys/fs/bpf/{cg.name}"
 
 
 @pytest.fixture
 def cg() -> Iterator[Path]:
-    with scratch_cgroup("flood") as path:
-        yield path
+    with scratch_cgroup(f"flood-{uuid.uuid4().hex[:6]}") as path:
+        try:
+            yield path
+        finally:
+            # The pinned lineage map outlives the monitor by design: not this test's.
+            shutil.rmtree(_pin_dir(path), ignore_errors=True)
 
 
 def _alerts(mon: RunningMonitor) -> list[dict[str, Any]]:

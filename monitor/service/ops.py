@@ -8,6 +8,7 @@ drop counters are read at most once per drop_alert.check_interval_s.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -19,7 +20,6 @@ from monitor.service.control import ControlError, ControlServer
 from monitor.service.dropwatch import DropWatch
 from monitor.service.notify import Notifier
 from monitor.service.stats import LossCounts
-from monitor.service.throttlewatch import ThrottleWatch
 
 
 class Operations:
@@ -46,9 +46,9 @@ class Operations:
         self._alert = alert
         self.control = ControlServer(Path(cfg.control.socket), {"stats": stats, "info": self.info})
         self.drops = self._dropwatch(cfg)
-        self.throttles = ThrottleWatch(cfg.drop_alert.min_interval_s)
         self.reloads = 0
         self.reload_errors = 0
+        self.last_reload_error = ""
         self.control_error = ""
         self._warn = warn or (lambda *a, **k: None)
 
@@ -92,12 +92,6 @@ class Operations:
             else:
                 self.notifier.status(line)
 
-    def throttled(self, ev: dict[str, Any]) -> None:
-        """A throttle event (the kernel refused a process's records): alert, rate-limited."""
-        alert = self.throttles.notice(ev, time.monotonic())
-        if alert is not None:
-            self._alert(alert)
-
     def summary(self) -> str:
         """The STATUS= line: what `systemctl status ringwatch` shows under the unit."""
         snap = self._stats()
@@ -119,15 +113,23 @@ class Operations:
     def reloading(self) -> None:
         self.notifier.reloading()
 
-    def reloaded(self, cfg: Config | None, status: str) -> None:
+    def reloaded(self, cfg: Config | None, status: str, error: str = "") -> None:
         """Take over the settings that can change without reloading kernel programs.
 
         `cfg` is None when the new config was rejected: the old one stays in force and
-        the service stays up (systemctl reload must never kill the monitor)."""
-        if cfg is None:
+        the service stays up (systemctl reload must never kill the monitor). `error` is
+        set when the config was taken over but another part of the reload (the rules)
+        was rejected. Either way the reload counts as failed: `reload_errors` in stats,
+        and ERRNO= to the service manager, which `systemctl status` shows beside STATUS=."""
+        if cfg is None and not error:
+            error = status
+        if error:
             self.reload_errors += 1
+            self.last_reload_error = error
         else:
             self.reloads += 1
+            self.last_reload_error = ""
+        if cfg is not None:
             if cfg.control.socket != self.cfg.control.socket:
                 old = self.control
                 old.close()
@@ -137,9 +139,8 @@ class Operations:
                 # Keep the baseline: drops counted so far are still owed an alert.
                 self.drops.min_interval_s = cfg.drop_alert.min_interval_s
                 self.drops.check_interval_s = cfg.drop_alert.check_interval_s
-                self.throttles.min_interval_s = cfg.drop_alert.min_interval_s
             self.cfg = cfg
-        self.notifier.send(ready=1, status=status)
+        self.notifier.send(ready=1, status=status, errno=errno.EINVAL if error else 0)
 
     def stopping(self) -> None:
         self.notifier.stopping()
@@ -158,6 +159,7 @@ class Operations:
             "control_errors": self.control.errors,
             "reloads": self.reloads,
             "reload_errors": self.reload_errors,
+            # Why the last reload failed ("" once one succeeds): what `ringwatch reload` prints.
+            "last_reload_error": self.last_reload_error,
             "drop_alert": self.drops.stats(),
-            "throttle_alert": self.throttles.stats(),
         }

@@ -1,19 +1,22 @@
-"""The throttle alert: a flood is itself a signal.
+"""Pipeline stage 4, judge throttle records: a flood is itself a signal.
 
 When a process (or its cgroup) goes over its budget of syscall records, the kernel sends
-a throttle record on the process lane, naming that process; the daemon enriches it like
-any event (image, command line, ancestors from lineage). This turns the first one into
-an alert, and then at most one per min_interval_s (like the drop alert): throttle
-records that arrive meanwhile are counted and named in the next alert.
+a throttle record on the process lane, naming that process; the pipeline decodes it and
+adds lineage like any event (image, command line, ancestors). This stage turns the first
+one into an alert, and then at most one per min_interval_s (drop_alert.min_interval_s,
+like the drop alert): throttle records that arrive meanwhile are named in the next alert.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.kernel.records import ThrottleRecord
 from monitor.rules.alert import Alert
+from monitor.stage import Item
 
 RULE = "ringwatch: syscall flood throttled"
 PRIORITY = "WARNING"
@@ -48,6 +51,20 @@ class ThrottleWatch:
     def stats(self) -> dict[str, int | float]:
         return {"alerts": self.alerts, "notices": self.notices, "held": len(self._held),
                 "min_interval_s": self.min_interval_s}
+
+
+class ThrottleAlerts:
+    name = "judge.throttle"
+
+    def __init__(self, watch: ThrottleWatch | None = None) -> None:
+        self.watch = watch or ThrottleWatch()
+
+    def __call__(self, item: Item) -> None:
+        if not isinstance(item.record, ThrottleRecord):
+            return
+        alert = self.watch.notice(item.event, time.monotonic())
+        if alert is not None:
+            item.alerts.append(alert)
 
 
 def build_alert(ev: dict[str, Any], held: dict[int, str]) -> dict[str, Any]:

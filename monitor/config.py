@@ -41,7 +41,7 @@ class SensorConfig:
     ringbuf_bytes: int = 8 * 1024 * 1024
     # Process lane (exec, fork, exit, deny, throttle records): a ring buffer of its own,
     # drained first, so no syscall flood can make lineage lose a record.
-    process_ringbuf_bytes: int = 4 * 1024 * 1024
+    process_ringbuf_bytes: int = 2 * 1024 * 1024
     # Identical syscall records from one process image within this window become one
     # record with a count (evt.count); 0 turns coalescing off.
     coalesce_window_ms: int = 500

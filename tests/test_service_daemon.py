@@ -130,8 +130,8 @@ def test_service_lifecycle(tmp_path: Path, notify: NotifyListener) -> None:
         assert snap["drops"]["records_lost"] == sum(kernel.values()) + sum(user.values())
         # The kernel counts what it produced before userspace counts it delivered.
         assert snap["produced"]["exec"] >= snap["events"]["exec"]
-        # Both lanes' ring buffers: syscall 8 MiB, process 4 MiB by default.
-        assert snap["ringbuf"]["bytes"] == 12 * 1024 * 1024
+        # Both lanes' ring buffers: syscall 8 MiB, process 2 MiB by default.
+        assert snap["ringbuf"]["bytes"] == 10 * 1024 * 1024
         assert snap["lanes"]["syscall"]["bytes"] == 8 * 1024 * 1024
         assert snap["service"]["notify_socket"] is True
         text = cli("stats", "--control-socket", str(flag_sock))

@@ -4,8 +4,7 @@ Process records (exec, fork, exit, deny, throttle) travel in the ring buffer `ev
 syscall records in `syscalls`. bcc's own manager serves every ring buffer of a program
 in one poll, in whatever order epoll reports them; here each lane has a libbpf ring
 buffer manager of its own, so the sensor can drain the process lane before, and between
-chunks of, the syscall lane, and a third manager holding both is what a blocking poll
-waits on.
+chunks of, the syscall lane. A blocking wait is an epoll on both maps' fds.
 
 Accounting per lane, exact once tracing stops:
     delivered + coalesced + throttled + lost == produced

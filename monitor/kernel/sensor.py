@@ -13,6 +13,7 @@ import contextlib
 import ctypes as ct
 import mmap
 import os
+import select
 import sys
 import tempfile
 import time
@@ -221,6 +222,7 @@ class Sensor:
         self.lane_hwm = {lane: 0 for lane in LANES}
         self._measure = {lane: True for lane in LANES}
         self._managers: dict[str, RingManager] = {}
+        self._epoll: select.epoll | None = None
         self.coalesce_tails = 0
         self.coalesce_tail_repeats = 0
         self._next_flush_ns = 0
@@ -305,8 +307,12 @@ class Sensor:
         for lane in LANES:
             self._managers[lane] = RingManager([(fds[lane], callbacks[lane])])
             self._positions[lane] = RingPositions(fds[lane])
-        # What a blocking poll waits on: a record in either lane wakes it.
-        self._managers["both"] = RingManager([(fds[lane], callbacks[lane]) for lane in LANES])
+        # What a blocking poll waits on: a ring buffer map's fd is readable when it holds a
+        # record. (A third libbpf manager over both would map both rings a second time:
+        # every ring page counts in RSS once per mapping.)
+        self._epoll = select.epoll()
+        for lane in LANES:
+            self._epoll.register(fds[lane], select.EPOLLIN)
         self._log.info(
             "sensor_attached",
             ringbuf_bytes=self.lane_bytes,
@@ -383,7 +389,10 @@ class Sensor:
         self._measure = {lane: True for lane in LANES}
         if not self._drain_lanes():
             self._chunk = SYSCALL_CHUNK
-            self._managers["both"].poll(self.cfg.poll_timeout_ms if timeout_ms is None else timeout_ms)
+            wait_ms = self.cfg.poll_timeout_ms if timeout_ms is None else timeout_ms
+            if self._epoll is not None and self._epoll.poll(wait_ms / 1000):
+                self._budget = POLL_BUDGET
+                self._drain_lanes()
         self._flush_coalesced_if_due()
 
     def drain(self) -> None:
@@ -525,6 +534,9 @@ class Sensor:
         for mgr in self._managers.values():
             mgr.close()
         self._managers = {}
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
         for pos in self._positions.values():
             pos.close()
         self._positions = {}

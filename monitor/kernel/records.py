@@ -455,7 +455,11 @@ def decode(data: int, size: int) -> Record:
         )
     if kind is RecordType.THROTTLE:
         t = ct.cast(data, ct.POINTER(CThrottle)).contents
-        return ThrottleRecord(_header(t.h), ThrottleScope(t.scope), t.nr, t.throttled, t.rate, t.burst)
+        try:
+            scope = ThrottleScope(t.scope)
+        except ValueError as exc:
+            raise DecodeError(f"throttle record with unknown scope {t.scope}") from exc
+        return ThrottleRecord(_header(t.h), scope, t.nr, t.throttled, t.rate, t.burst)
     if kind is RecordType.DENY:
         return _decode_deny(ct.cast(data, ct.POINTER(CDeny)).contents)
     if kind is RecordType.FORK:

@@ -629,21 +629,27 @@ static __always_inline int bucket_take(struct rw_bucket *b, u64 now, u64 rate, u
     return 1;
 }
 
+/* Insert-if-absent then add: two CPUs making the same entry at once must not both
+ * write "1" (the cgroup's entry is shared by all its processes). */
 static __always_inline void count_throttled(u32 tgid, u64 cgroup_id, u32 scope)
 {
-    u64 one = 1;
+    u64 zero = 0;
     u64 *n = throttled_pids.lookup(&tgid);
+    if (!n) {
+        throttled_pids.insert(&tgid, &zero);
+        n = throttled_pids.lookup(&tgid);
+    }
     if (n)
         __sync_fetch_and_add(n, 1);
-    else
-        throttled_pids.update(&tgid, &one);
     if (scope != RW_THROTTLE_CGROUP)
         return;
     n = throttled_cgroups.lookup(&cgroup_id);
+    if (!n) {
+        throttled_cgroups.insert(&cgroup_id, &zero);
+        n = throttled_cgroups.lookup(&cgroup_id);
+    }
     if (n)
         __sync_fetch_and_add(n, 1);
-    else
-        throttled_cgroups.update(&cgroup_id, &one);
 }
 
 /* A refused record: counted, and now and then told to userspace on the process lane
@@ -680,7 +686,7 @@ static __always_inline struct rw_bucket *proc_bucket(u32 tgid)
     if (b)
         return b;
     struct rw_bucket nb = {};
-    throttle_procs.update(&tgid, &nb);
+    throttle_procs.insert(&tgid, &nb); /* another CPU may have made it meanwhile: keep that */
     return throttle_procs.lookup(&tgid);
 }
 
@@ -690,7 +696,7 @@ static __always_inline struct rw_bucket *cgroup_bucket(u64 id)
     if (b)
         return b;
     struct rw_bucket nb = {};
-    throttle_cgroups.update(&id, &nb);
+    throttle_cgroups.insert(&id, &nb);
     return throttle_cgroups.lookup(&id);
 }
 

@@ -98,7 +98,10 @@ def _cmd_rules_validate(args: argparse.Namespace) -> int:
         print(f"ringwatch: {len(str(exc).splitlines())} error(s) in rules", file=sys.stderr)
         return 1
     skipped = f", {len(ruleset.skipped)} skipped" if ruleset.skipped else ""
-    print(f"ok: {len(ruleset.rules)} rules{skipped} from {len(ruleset.files)} file(s)")
+    fallbacks = ruleset.fallbacks()
+    extra = (f"; {len(fallbacks)} evaluated by rule-engine, not compiled: "
+             + ", ".join(f"{r.name!r} ({r.fallback_reason})" for r in fallbacks)) if fallbacks else ""
+    print(f"ok: {len(ruleset.rules)} rules{skipped} from {len(ruleset.files)} file(s){extra}")
     return 0
 
 
@@ -111,7 +114,8 @@ def _cmd_rules_list(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = [
         {"name": r.name, "priority": r.priority, "enabled": r.enabled, "action": r.action,
          "tags": list(r.tags), "event_types": None if r.event_types is None else sorted(r.event_types),
-         "file": r.file, "line": r.line}
+         "file": r.file, "line": r.line,
+         "evaluator": "compiled" if r.compiled else f"rule-engine ({r.fallback_reason})"}
         for r in ruleset.rules
     ]
     # Rules that cannot run here (a field ringwatch lacks, another source): listed, with why.

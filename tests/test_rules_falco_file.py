@@ -207,6 +207,8 @@ STABLE_ENABLED = {
     "Netcat Remote Code Execution in Container", "Read sensitive file untrusted",
     "Debugfs Launched in Privileged Container", "Packet socket created in container",
     "Clear Log Activities", "Redirect STDOUT/STDIN to Network Connection in Container",
+    # proc.duration (Falco's proc_is_new macro).
+    "Read sensitive file trusted after startup",
 }
 
 

@@ -50,7 +50,7 @@ def mon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMonitor]:
     try:
         m.start(timeout=180)
         loaded = m.wait_log("rules_loaded")
-        assert loaded["rules"] == 18  # 17 of Falco's 25 stable rules, and this test's own
+        assert loaded["rules"] == 19  # 18 of Falco's 25 stable rules, and this test's own
         assert loaded["skipped"]["Terminal shell in container"] == (
             "needs field proc.tty, which ringwatch does not provide")
         yield m

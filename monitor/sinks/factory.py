@@ -144,5 +144,7 @@ def _kafka(cfg: OutputsConfig, topic: str, stream: str) -> Sink:
         # so its own error, not this timer, decides.
         ack_timeout_s=k.delivery_timeout_ms / 1000 + 2,
         close_timeout_s=cfg.shutdown_timeout_s,
+        write_ahead_s=k.write_ahead_ms / 1000 if k.write_ahead_ms else None,
+        durable=k.durable,
     )
     return KafkaSink(opts, name=f"kafka-{stream}")

@@ -15,12 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import cgroup, footprint, overhead, replay, report, throughput
+from bench import cgroup, flood, footprint, overhead, replay, report, throughput
 from bench.context import PRESETS, Context, Settings, remove_pins
 from bench.errors import BenchError
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("overhead", "throughput", "footprint", "replay")
+SECTIONS = ("overhead", "throughput", "footprint", "replay", "flood")
 
 
 def _log(msg: str) -> None:
@@ -115,6 +115,8 @@ def _run_sections(
         results["throughput"] = throughput.run(ctx, mode, _log)
     if "replay" in sections:
         results["replay"] = replay.run(ctx.python)
+    if "flood" in sections:
+        results["flood"] = flood.run(ctx, _log)
 
 
 def main(argv: list[str] | None = None) -> int:

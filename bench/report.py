@@ -39,6 +39,16 @@ def targets(results: dict[str, Any]) -> list[Target]:
         best = tp["best_events_per_s"]
         note = f"{tp['mode']} events; search ended by the {tp['bound']}"
         out.append(Target("events/s end to end, zero drops", best, 100_000, best >= 100_000, note))
+    fl = results.get("flood")
+    if fl:
+        for t in fl["trials"]:
+            if "defaults" not in t["variant"]:
+                continue
+            found = t["reads_detected"] + t["execs_detected"]
+            out.append(Target(f"flood trial ({t['variant']}): attacks detected of {2 * t['of']}",
+                              found, 2 * t["of"], found == 2 * t["of"]))
+            out.append(Target(f"flood trial ({t['variant']}): process records lost",
+                              t["process_records_lost"], 0, t["process_records_lost"] == 0))
     fp = results.get("footprint")
     if fp:
         idle = fp["idle_cpu_fraction"] * 100
@@ -132,6 +142,19 @@ def render(results: dict[str, Any]) -> str:
         for m in sorted(bpf["maps"], key=lambda m: -m["bytes_memlock"]):
             lines.append(f"    {m['name'] or '?':<20} {m['type']:<14} {m['max_entries']:>10} entries "
                          f"{m['bytes_memlock'] / 1024:>10.0f} KB")
+    fl = results.get("flood")
+    if fl:
+        lines.append("")
+        lines.append(f"Flood trial: one process floods opens; beside it {fl['ops']} reads of /etc/shadow "
+                     f"and {fl['ops']} execs from /dev/shm, {fl['gap_s']:g}s apart")
+        lines.append(f"  {'variant':<28}{'opens/s':>10}{'reads':>7}{'execs':>7}{'proc lost':>11}"
+                     f"{'coalesced':>12}{'throttled':>11}{'sc lost':>10}{'sc sent':>9}  identity")
+        for t in fl["trials"]:
+            lines.append(f"  {t['variant']:<28}{_fmt(t['flood_opens_per_s']):>10}"
+                         f"{t['reads_detected']:>4}/{t['of']:<2}{t['execs_detected']:>4}/{t['of']:<2}"
+                         f"{t['process_records_lost']:>11}{t['syscall_coalesced']:>12,}"
+                         f"{t['syscall_throttled']:>11,}{t['syscall_lost']:>10,}"
+                         f"{t['syscall_delivered']:>9,}  {'exact' if t['identity_holds'] else 'OFF'}")
     tg = results.get("targets", [])
     if tg:
         lines.append("")

@@ -17,7 +17,8 @@ from typing import Any
 from bench.errors import BenchError
 
 BENCH_DIR = Path(__file__).resolve().parent
-SOURCES = {"rw-bench-loop": BENCH_DIR / "c" / "loops.c", "rw-bench-gen": BENCH_DIR / "c" / "gen.c"}
+SOURCES = {"rw-bench-loop": BENCH_DIR / "c" / "loops.c", "rw-bench-gen": BENCH_DIR / "c" / "gen.c",
+           "rw-bench-flood": BENCH_DIR / "c" / "flood.c"}
 
 
 def build(name: str, build_dir: Path) -> Path:

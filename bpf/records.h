@@ -33,7 +33,8 @@ enum rw_record_type {
     RW_REC_FORK = 2,
     RW_REC_EXIT = 3,
     RW_REC_SYSCALL = 4,
-    /* 4..15: syscall records (sensor). 16..23: enforcement (LSM) records. */
+    RW_REC_THROTTLE = 5,   /* a process (or cgroup) went over its syscall record budget */
+    /* 4..15: sensor records. 16..23: enforcement (LSM) records. */
     RW_REC_DENY = 16,
     RW_REC_TYPE_MAX = 32,
 };
@@ -50,7 +51,19 @@ enum rw_drop_reason {
     RW_DROP_PATH_FAILED = 7,       /* syscall record delivered, a path unreadable */
     RW_DROP_PATH_TRUNCATED = 8,    /* syscall record delivered, a path cut at RW_PATH_LEN */
     RW_DROP_ADDR_FAILED = 9,       /* syscall record delivered, sockaddr unreadable */
-    RW_DROP_REASON_MAX = 10,
+    RW_DROP_SYSCALL_RINGBUF_FULL = 10, /* syscall record lost: the syscall lane had no room */
+    RW_DROP_REASON_MAX = 11,
+};
+
+/* Lanes: process records (exec, fork, exit, deny, throttle) go into the ring buffer
+ * `events`, syscall records into `syscalls`, so a syscall flood cannot starve lineage.
+ * RW_DROP_RINGBUF_FULL is the process lane's loss, RW_DROP_SYSCALL_RINGBUF_FULL the
+ * syscall lane's. What the syscall lane did not send, by why (per-CPU `flood_stats`): */
+enum rw_flood_stat {
+    RW_FLOOD_COALESCED = 0,        /* a repeat folded into an earlier record's count */
+    RW_FLOOD_THROTTLED_PROCESS = 1,/* over the process's budget */
+    RW_FLOOD_THROTTLED_CGROUP = 2, /* over the cgroup's budget */
+    RW_FLOOD_STAT_MAX = 3,
 };
 
 /* Flags on an exec record. */
@@ -167,6 +180,11 @@ struct rw_fork {
  * open_how.flags and open_how.mode, as openat has them. */
 struct rw_syscall {
     struct rw_header h;
+    /* Coalescing: occurrences this record stands for (1 + repeats folded into it, see
+     * rw_coal_key) and the time of the first of them; h.ktime_ns is the last. */
+    __u64 count;
+    __u64 first_ns;
+    /* From here to the end: what makes two records the same event (rw_coal_key.body). */
     __s64 ret;
     __u64 args[6];
     __u32 nr;
@@ -181,6 +199,67 @@ struct rw_syscall {
     __u32 base_len;        /* bytes of base used */
     __u32 base_depth;      /* components in base */
     char base[RW_BASE_BUF];
+};
+
+/* Set by userspace only, on a record it rebuilt from a coalescing entry: it reports
+ * repeats of an event already delivered (count), not an event of its own. */
+#define RW_SC_F_COUNT_ONLY (1u << 31)
+
+/* Coalescing (LRU hash `coalesce`): identical syscall records from one process image
+ * within the window become one record with a count. Keyed by everything that makes two
+ * records the same event, compared exactly by the map (no hash collisions to craft):
+ * identity and credentials of the process, its exec (a new image starts afresh), and
+ * the record from `ret` on, with the argument slots that are user pointers zeroed (the
+ * bytes they point to are in the record; the address is not part of the event). */
+#define RW_SC_BODY_OFF __builtin_offsetof(struct rw_syscall, ret)
+#define RW_SC_BODY_LEN (sizeof(struct rw_syscall) - RW_SC_BODY_OFF)
+struct rw_coal_key {
+    __u32 tgid;
+    __u32 uid;
+    __u32 gid;
+    __u32 _pad;
+    __u64 cgroup_id;
+    __u64 exec_id;         /* task->self_exec_id: bumped by every exec */
+    char comm[RW_COMM_LEN];
+    __u8 body[RW_SC_BODY_LEN];
+};
+
+struct rw_coal_val {
+    __u64 window_ns;       /* when the last record for this key went out */
+    __u64 pending;         /* repeats since then, in no record yet */
+    __u64 first_ns;        /* first of those repeats */
+    __u64 last_ns;         /* last of those repeats */
+    /* Header of the last repeat, so userspace can report a tail nobody flushed. */
+    __u32 tid;
+    __u32 ppid;
+    __u64 start_ns;
+    __u32 cpu;
+    __u32 _pad;
+};
+
+/* Throttling: a token bucket per process (LRU hash `throttle_procs`, by tgid) and per
+ * cgroup (`throttle_cgroups`, by cgroup id). Tokens are in 1e-9 units of one record. */
+struct rw_bucket {
+    __u64 tokens;
+    __u64 last_ns;         /* last refill */
+    __u64 throttled;       /* records refused, ever */
+    __u64 notice_ns;       /* last throttle record sent for this bucket */
+};
+
+enum rw_throttle_scope {
+    RW_THROTTLE_PROCESS = 1,
+    RW_THROTTLE_CGROUP = 2,
+};
+
+/* Sent on the process lane when a bucket refuses a record, at most once per notice
+ * interval per bucket. Header: the process whose record was refused. */
+struct rw_throttle {
+    struct rw_header h;
+    __u32 scope;           /* enum rw_throttle_scope */
+    __u32 nr;              /* syscall of the refused record */
+    __u64 throttled;       /* records this bucket refused so far */
+    __u32 rate;            /* the bucket's budget: records per second, */
+    __u32 burst;           /* and burst */
 };
 
 /* Last thread of a process exited. */

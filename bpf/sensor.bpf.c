@@ -4,7 +4,11 @@
  * through the compile-time headers: every RW_OFF_* offset is passed in with -D, taken
  * from the running kernel's BTF (monitor/offsets.py), because the headers bcc finds
  * may belong to another kernel version. Build-time knobs, also passed with -D:
- *   RW_RINGBUF_PAGES     ring buffer size in pages (power of two)
+ *   RW_RINGBUF_PAGES     process lane (`events`) size in pages (power of two)
+ *   RW_SYSCALL_RINGBUF_PAGES   syscall lane (`syscalls`) size in pages
+ *   RW_COALESCE_WINDOW_NS, RW_COALESCE_MAX   coalescing window (0 = off) and entries
+ *   RW_PROC_RATE/_BURST, RW_CG_RATE/_BURST   throttling budgets (records/s; 0 = off)
+ *   RW_THROTTLE_MAX, RW_THROTTLE_NOTICE_NS   bucket map size, throttle record interval
  *   RW_SELF_TGID         the monitor's own pid, never traced (no feedback loop)
  *   RW_CGROUP_FILTER_N   number of cgroups to restrict tracing to (0 = all)
  *   RW_PROCS_MAX, RW_PROCS_PIN   lineage map size and its bpffs path
@@ -33,7 +37,11 @@
 #define RW_S_IFMT 0170000
 #define RW_S_IFSOCK 0140000
 
+/* Two lanes: process records (exec, fork, exit, deny, throttle) in `events`, syscall
+ * records in `syscalls`. Userspace drains `events` first; a syscall flood fills only
+ * its own lane. */
 BPF_RINGBUF_OUTPUT(events, RW_RINGBUF_PAGES);
+BPF_RINGBUF_OUTPUT(syscalls, RW_SYSCALL_RINGBUF_PAGES);
 /* Every record the kernel tried to deliver, by record type, and every loss by reason:
  * userspace checks delivered + dropped == produced. */
 BPF_PERCPU_ARRAY(produced, u64, RW_REC_TYPE_MAX);
@@ -64,6 +72,20 @@ BPF_ARRAY(bpf_cmd_wanted, u8, RW_BPF_CMD_MAX + 1);
 BPF_PERCPU_ARRAY(filtered_opens, u64, 1);
 BPF_PERCPU_ARRAY(pfx_scratch, struct rw_pfx_key, 1);
 BPF_PERCPU_ARRAY(lineage_stats, u64, RW_LIN_STAT_MAX);
+/* Syscall records are built here, not in the ring buffer: a record that is coalesced or
+ * throttled must not take ring space (a reserved-then-discarded record still occupies
+ * it until the consumer passes). Zeroed per record so equal events have equal bytes. */
+BPF_PERCPU_ARRAY(syscall_scratch, struct rw_syscall, 1);
+BPF_ARRAY(syscall_blank, struct rw_syscall, 1);
+BPF_PERCPU_ARRAY(coal_scratch, struct rw_coal_key, 1);
+BPF_TABLE("lru_hash", struct rw_coal_key, struct rw_coal_val, coalesce, RW_COALESCE_MAX);
+BPF_TABLE("lru_hash", u32, struct rw_bucket, throttle_procs, RW_THROTTLE_MAX);
+BPF_TABLE("lru_hash", u64, struct rw_bucket, throttle_cgroups, RW_THROTTLE_MAX);
+BPF_PERCPU_ARRAY(flood_stats, u64, RW_FLOOD_STAT_MAX);
+/* Records refused, by process and by cgroup: only those ever throttled, so userspace
+ * reads a short map, not every bucket. */
+BPF_TABLE("lru_hash", u32, u64, throttled_pids, 1024);
+BPF_TABLE("lru_hash", u64, u64, throttled_cgroups, 1024);
 
 /* One counter helper per array: bcc rewrites map calls itself and refuses them inside
  * macros or behind a table passed as an argument, so these cannot be shared. */
@@ -84,6 +106,13 @@ static __always_inline void count_produced(u32 type)
 static __always_inline void count_lineage(u32 stat)
 {
     u64 *v = lineage_stats.lookup(&stat);
+    if (v)
+        (*v)++;
+}
+
+static __always_inline void count_flood(u32 stat)
+{
+    u64 *v = flood_stats.lookup(&stat);
     if (v)
         (*v)++;
 }
@@ -493,6 +522,9 @@ static __always_inline int canonical_absolute(const char *p)
 /* 1 if the open of this path must not make a record. The path is left in pk. */
 static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upath, long *n)
 {
+    /* Zeroed first: the record copies all RW_PATH_LEN bytes, and coalescing compares
+     * them; a previous, longer path's tail must not make equal paths differ. */
+    __builtin_memset(pk->path, 0, RW_PATH_LEN);
     *n = bpf_probe_read_user_str(pk->path, RW_PATH_LEN, upath);
     u32 zero = 0;
     u32 *on = open_filter.lookup(&zero);
@@ -505,6 +537,248 @@ static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upat
     if (f)
         (*f)++;
     return 1;
+}
+
+/* ---- The syscall lane: coalescing, throttling, output ----------------------------
+ * Accounting: every record that reaches emit_syscall counts as produced, then exactly
+ * one of coalesced, throttled (flood_stats), lost (RW_DROP_SYSCALL_RINGBUF_FULL) or
+ * sent to `syscalls` (counted as delivered by userspace). */
+
+static __always_inline struct rw_syscall *syscall_record(void)
+{
+    u32 zero = 0;
+    struct rw_syscall *r = syscall_scratch.lookup(&zero);
+    const struct rw_syscall *blank = syscall_blank.lookup(&zero);
+    if (!r || !blank)
+        return 0;
+    /* Too big for an inlined memset: copied from an entry nothing ever writes. */
+    bpf_probe_read_kernel(r, sizeof(*r), blank);
+    return r;
+}
+
+/* Argument slots holding a user pointer whose bytes the record carries (a path, a
+ * sockaddr, the fstype): one bit per slot. */
+static __always_inline u32 pointer_args(u32 nr)
+{
+    switch (nr) {
+    case RW_NR_open:
+    case RW_NR_unlink:
+    case RW_NR_rmdir:
+    case RW_NR_chmod:
+    case RW_NR_memfd_create:
+        return 1u << 0;
+    case RW_NR_openat:
+    case RW_NR_openat2:
+    case RW_NR_unlinkat:
+    case RW_NR_fchmodat:
+    case RW_NR_connect:
+        return 1u << 1;
+    case RW_NR_rename:
+    case RW_NR_link:
+    case RW_NR_symlink:
+        return (1u << 0) | (1u << 1);
+    case RW_NR_mount:
+        return (1u << 0) | (1u << 1) | (1u << 2) | (1u << 4);
+    case RW_NR_renameat:
+    case RW_NR_renameat2:
+    case RW_NR_linkat:
+        return (1u << 1) | (1u << 3);
+    case RW_NR_symlinkat:
+        return (1u << 0) | (1u << 2);
+    }
+    return 0;
+}
+
+static __always_inline void coal_key_of(struct rw_coal_key *k, const struct rw_syscall *r)
+{
+    const void *task = (const void *)bpf_get_current_task();
+    k->tgid = r->h.tgid;
+    k->uid = r->h.uid;
+    k->gid = r->h.gid;
+    k->_pad = 0;
+    k->cgroup_id = r->h.cgroup_id;
+    k->exec_id = rd_u64(task, RW_OFF_TASK_SELF_EXEC_ID);
+    __builtin_memcpy(k->comm, r->h.comm, sizeof(k->comm));
+    bpf_probe_read_kernel(k->body, sizeof(k->body), &r->ret);
+    u64 *args = (u64 *)(k->body + (__builtin_offsetof(struct rw_syscall, args) - RW_SC_BODY_OFF));
+    u32 mask = pointer_args(r->nr);
+    #pragma unroll
+    for (int i = 0; i < 6; i++) {
+        if (mask & (1u << i))
+            args[i] = 0;
+    }
+}
+
+/* Refill then take one token; 1 if there was one. Racing CPUs may both take the last
+ * token: the budget is approximate, the counts of what was refused are not. */
+static __always_inline int bucket_take(struct rw_bucket *b, u64 now, u64 rate, u64 burst)
+{
+    u64 cap = burst * 1000000000ULL;
+    u64 dt = now - b->last_ns;
+    if (b->last_ns == 0 || dt > 10000000000ULL) {
+        b->tokens = cap;
+    } else {
+        b->tokens += dt * rate;
+        if (b->tokens > cap)
+            b->tokens = cap;
+    }
+    b->last_ns = now;
+    if (b->tokens < 1000000000ULL)
+        return 0;
+    b->tokens -= 1000000000ULL;
+    return 1;
+}
+
+/* Insert-if-absent then add: two CPUs making the same entry at once must not both
+ * write "1" (the cgroup's entry is shared by all its processes). */
+static __always_inline void count_throttled(u32 tgid, u64 cgroup_id, u32 scope)
+{
+    u64 zero = 0;
+    u64 *n = throttled_pids.lookup(&tgid);
+    if (!n) {
+        throttled_pids.insert(&tgid, &zero);
+        n = throttled_pids.lookup(&tgid);
+    }
+    if (n)
+        __sync_fetch_and_add(n, 1);
+    if (scope != RW_THROTTLE_CGROUP)
+        return;
+    n = throttled_cgroups.lookup(&cgroup_id);
+    if (!n) {
+        throttled_cgroups.insert(&cgroup_id, &zero);
+        n = throttled_cgroups.lookup(&cgroup_id);
+    }
+    if (n)
+        __sync_fetch_and_add(n, 1);
+}
+
+/* A refused record: counted, and now and then told to userspace on the process lane
+ * (which the flood cannot fill), naming the process whose record it was. */
+static __always_inline void throttled(const struct rw_syscall *r, struct rw_bucket *b, u32 scope,
+                                      u32 rate, u32 burst)
+{
+    count_flood(scope == RW_THROTTLE_PROCESS ? RW_FLOOD_THROTTLED_PROCESS : RW_FLOOD_THROTTLED_CGROUP);
+    count_throttled(r->h.tgid, r->h.cgroup_id, scope);
+    __sync_fetch_and_add(&b->throttled, 1);
+    u64 now = r->h.ktime_ns;
+    if (b->notice_ns && now - b->notice_ns < RW_THROTTLE_NOTICE_NS)
+        return;
+    b->notice_ns = now;
+    count_produced(RW_REC_THROTTLE);
+    struct rw_throttle *t = events.ringbuf_reserve(sizeof(struct rw_throttle));
+    if (!t) {
+        count_drop(RW_DROP_RINGBUF_FULL);
+        return;
+    }
+    __builtin_memcpy(&t->h, &r->h, sizeof(t->h));
+    t->h.type = RW_REC_THROTTLE;
+    t->scope = scope;
+    t->nr = r->nr;
+    t->throttled = b->throttled;
+    t->rate = rate;
+    t->burst = burst;
+    events.ringbuf_submit(t, 0);
+}
+
+static __always_inline struct rw_bucket *proc_bucket(u32 tgid)
+{
+    struct rw_bucket *b = throttle_procs.lookup(&tgid);
+    if (b)
+        return b;
+    struct rw_bucket nb = {};
+    throttle_procs.insert(&tgid, &nb); /* another CPU may have made it meanwhile: keep that */
+    return throttle_procs.lookup(&tgid);
+}
+
+static __always_inline struct rw_bucket *cgroup_bucket(u64 id)
+{
+    struct rw_bucket *b = throttle_cgroups.lookup(&id);
+    if (b)
+        return b;
+    struct rw_bucket nb = {};
+    throttle_cgroups.insert(&id, &nb);
+    return throttle_cgroups.lookup(&id);
+}
+
+/* 1 if the record may go out. A record the cgroup refused is charged to its process in
+ * throttled_pids as well, so "throttled by process" is complete. */
+static __always_inline int throttle_pass(const struct rw_syscall *r)
+{
+#if RW_PROC_RATE > 0
+    struct rw_bucket *pb = proc_bucket(r->h.tgid);
+    if (pb && !bucket_take(pb, r->h.ktime_ns, RW_PROC_RATE, RW_PROC_BURST)) {
+        throttled(r, pb, RW_THROTTLE_PROCESS, RW_PROC_RATE, RW_PROC_BURST);
+        return 0;
+    }
+#endif
+#if RW_CG_RATE > 0
+    struct rw_bucket *cb = cgroup_bucket(r->h.cgroup_id);
+    if (cb && !bucket_take(cb, r->h.ktime_ns, RW_CG_RATE, RW_CG_BURST)) {
+        throttled(r, cb, RW_THROTTLE_CGROUP, RW_CG_RATE, RW_CG_BURST);
+        return 0;
+    }
+#endif
+    return 1;
+}
+
+/* The first occurrence goes out at once (detection latency unchanged); identical ones
+ * within the window only count; the next one after the window carries the count. An
+ * entry is made or restarted only by a record that reached the ring: repeats of a
+ * record that was throttled or lost are not folded into something nobody received. */
+static __always_inline int emit_syscall(struct rw_syscall *r)
+{
+    u64 now = r->h.ktime_ns;
+    count_produced(RW_REC_SYSCALL);
+    r->count = 1;
+    r->first_ns = now;
+    struct rw_coal_key *k = 0;
+    struct rw_coal_val *v = 0;
+#if RW_COALESCE_WINDOW_NS > 0
+    u32 zero = 0;
+    k = coal_scratch.lookup(&zero);
+    if (k) {
+        coal_key_of(k, r);
+        v = coalesce.lookup(k);
+        if (v && now - v->window_ns < RW_COALESCE_WINDOW_NS) {
+            /* No fetch: XADD's result needs BPF v3, which bcc does not target everywhere. */
+            if (v->pending == 0)
+                v->first_ns = now;
+            __sync_fetch_and_add(&v->pending, 1);
+            v->last_ns = now;
+            v->tid = r->h.pid;
+            v->ppid = r->h.ppid;
+            v->start_ns = r->h.start_ns;
+            v->cpu = r->h.cpu;
+            count_flood(RW_FLOOD_COALESCED);
+            return 0;
+        }
+        if (v && v->pending) {
+            r->count = 1 + v->pending;
+            r->first_ns = v->first_ns;
+        }
+    }
+#endif
+    if (!throttle_pass(r))
+        return 0;
+    if (syscalls.ringbuf_output(r, sizeof(*r), 0) != 0) {
+        count_drop(RW_DROP_SYSCALL_RINGBUF_FULL);
+        return 0;
+    }
+#if RW_COALESCE_WINDOW_NS > 0
+    if (v) {
+        v->window_ns = now;
+        v->pending = 0;
+        v->first_ns = now;
+        v->last_ns = now;
+    } else if (k) {
+        struct rw_coal_val nv = {};
+        nv.window_ns = now;
+        nv.first_ns = now;
+        nv.last_ns = now;
+        coalesce.update(k, &nv);
+    }
+#endif
+    return 0;
 }
 
 static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret)
@@ -548,12 +822,9 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
             return 0;
     }
 
-    count_produced(RW_REC_SYSCALL);
-    struct rw_syscall *r = events.ringbuf_reserve(sizeof(struct rw_syscall));
-    if (!r) {
-        count_drop(RW_DROP_RINGBUF_FULL);
+    struct rw_syscall *r = syscall_record();
+    if (!r)
         return 0;
-    }
     fill_header(&r->h, RW_REC_SYSCALL);
     r->ret = ret;
     r->nr = nr;
@@ -667,8 +938,7 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         read_sockaddr(r, (const void *)a1, a2);
     if (dup_file)
         socket_peer(r, dup_file);
-    events.ringbuf_submit(r, 0);
-    return 0;
+    return emit_syscall(r);
 }
 
 RAW_TRACEPOINT_PROBE(sys_enter)

@@ -62,6 +62,7 @@ class Monitor:
         self.enforcer = self._make_enforcer(cfg, opts)
         wanted = self.enforcer is not None and self.enforcer.wanted(cfg.enforcement.always_load)
         self.pipeline = Pipeline(self.rules, opts.event_sinks, opts.alert_sinks, self.enforcer)
+        self.pipeline.throttle.watch.min_interval_s = cfg.drop_alert.min_interval_s
         self.sensor = Sensor(cfg.sensor, self.pipeline, log=self.log, lineage=cfg.lineage,
                              extension=self.enforcer if wanted else None)
         if self.enforcer is not None and not wanted:

@@ -24,6 +24,7 @@ from monitor.kernel.records import Record
 from monitor.lineage.stage import LineageStage
 from monitor.rules.judge import RulesJudge
 from monitor.rules.ruleset import RuleSet
+from monitor.service.throttlewatch import ThrottleAlerts
 from monitor.sinks.base import Sink
 from monitor.sinks.emit import Emit
 from monitor.stage import Item, Stage
@@ -37,8 +38,9 @@ class Pipeline:
         self.judge = RulesJudge(rules)
         self.emit = Emit(event_sinks, alert_sinks)
         judges: list[Stage] = [EnforceVerdicts(enforcer)] if enforcer is not None else []
-        self.stages: tuple[Stage, ...] = (self.decode, self.lineage, Enrich(), *judges, self.judge,
-                                          self.emit)
+        self.throttle = ThrottleAlerts()
+        self.stages: tuple[Stage, ...] = (self.decode, self.lineage, Enrich(), *judges, self.throttle,
+                                          self.judge, self.emit)
 
     def __call__(self, record: Record) -> None:
         item = Item(record)

@@ -264,3 +264,20 @@ def test_cli_presets() -> None:
     assert parse(["--quick"]).preset == "quick"
     assert parse(["--preset", "smoke"]).preset == "smoke"
     assert context.PRESETS["full"].rounds >= 5
+
+
+def test_flood_trial_report_and_targets() -> None:
+    from bench import report
+
+    trial = {"variant": "same path, defaults", "flood": "same", "flood_opens_per_s": 500000,
+             "reads_detected": 10, "execs_detected": 9, "of": 10, "process_records_lost": 0,
+             "syscall_coalesced": 4_000_000, "syscall_throttled": 0, "syscall_lost": 0,
+             "syscall_delivered": 49, "identity_holds": True}
+    results = {"meta": {"preset": "full", "kernel": "6.18", "cpus": 2, "loadavg_start": "1",
+                        "loadavg_end": "1"},
+               "flood": {"ops": 10, "gap_s": 0.3, "trials": [trial]}}
+    text = report.render(results)
+    assert "same path, defaults" in text and "10/10" in text and "9/10" in text and "4,000,000" in text
+    tg = {t.name: t for t in report.targets(results)}
+    assert tg["flood trial (same path, defaults): attacks detected of 20"].met is False
+    assert tg["flood trial (same path, defaults): process records lost"].met is True

@@ -8,7 +8,7 @@ from pathlib import Path
 from monitor.events.catalog import CATALOG, CATALOGUE, FIELDS, Catalogue, EventType, FilterRole, describe
 from monitor.events.decode import Decode
 from monitor.events.enrich import Enrich
-from monitor.events.fields import COMMON, CONTAINER, LINEAGE, RESULT, Field
+from monitor.events.fields import COALESCE, COMMON, CONTAINER, LINEAGE, RESULT, Field
 from monitor.kernel.records import (
     SC_F_BASE,
     SC_F_SOCKET,
@@ -20,6 +20,8 @@ from monitor.kernel.records import (
     Header,
     RecordType,
     SyscallRecord,
+    ThrottleRecord,
+    ThrottleScope,
 )
 from monitor.stage import Item
 
@@ -93,6 +95,8 @@ def _records_of(entry: EventType) -> list[object]:
         return [ForkRecord(_h(RecordType.FORK), 9, 9, 3)]
     if entry.record is RecordType.EXIT:
         return [ExitRecord(_h(RecordType.EXIT), 1, 0)]
+    if entry.record is RecordType.THROTTLE:
+        return [ThrottleRecord(_h(RecordType.THROTTLE), s, 257, 10, 2000, 30000) for s in ThrottleScope]
     if entry.record is RecordType.DENY:
         return [DenyRecord(_h(RecordType.DENY), hook, 1, -1, False, "/x", 2, 80, bytes(4), [(1, "init")])
                 for hook in DenyHook]
@@ -111,6 +115,8 @@ def test_each_family_sets_only_the_fields_it_declares() -> None:
     seen: set[str] = set()
     for entry in CATALOG:
         declared = common | {f.name for f in entry.fields}
+        if entry.record is RecordType.SYSCALL:
+            declared |= {f.name for f in COALESCE}
         records = _records_of(entry)
         assert records, entry.family
         for rec in records:
@@ -127,7 +133,7 @@ def test_each_family_sets_only_the_fields_it_declares() -> None:
 
 def test_kernel_filter_roles() -> None:
     assert CATALOGUE.types_with_role(FilterRole.OPEN_PATH) == {"open", "openat", "openat2"}
-    assert CATALOGUE.types_with_role(FilterRole.PROCESS) == {"execve", "execveat", "fork", "exit"}
+    assert CATALOGUE.types_with_role(FilterRole.PROCESS) == {"execve", "execveat", "fork", "exit", "throttle"}
     # exec is recorded whatever the rules say: the per-syscall filter never decides on it.
     assert 59 not in CATALOGUE.wanted_numbers(None)
     assert CATALOGUE.wanted_numbers({"openat", "execve", "nosuch"}) == {257}

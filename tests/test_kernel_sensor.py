@@ -185,10 +185,12 @@ sys.stdin.readline()
 
 
 def test_overload_accounting_is_exact(tmp_path: Path) -> None:
-    """delivered + dropped == produced, exactly, for a storm far faster than the consumer."""
+    """delivered + dropped == produced, exactly, for a storm far faster than the consumer;
+    and per lane: delivered + coalesced + throttled + lost == produced."""
     n = 20000
     with scratch_cgroup("storm") as cg:
-        cfg = {"sensor": {"ringbuf_bytes": 4096, "cgroups": [str(cg)]}}
+        # Execs travel in the process lane: that is the one made small here.
+        cfg = {"sensor": {"process_ringbuf_bytes": 4096, "cgroups": [str(cg)]}}
         with RunningMonitor(tmp_path, cfg) as mon:
             storm = subprocess.Popen(
                 [sys.executable, "-c", STORM, str(cg), str(n)],
@@ -206,6 +208,7 @@ def test_overload_accounting_is_exact(tmp_path: Path) -> None:
             time.sleep(1)
             assert mon.stop() == 0
             stopped = mon.wait_log("stopped")
+            lanes = mon.wait_log("lanes")
             events = mon.events()
     storm_execs = [e for e in events if e["evt.type"] == "execve" and e["proc.pid"] == storm.pid]
     storm_exits = [e for e in events if e["evt.type"] == "exit" and e["proc.pid"] == storm.pid]
@@ -219,6 +222,14 @@ def test_overload_accounting_is_exact(tmp_path: Path) -> None:
     lost = drops["ringbuf_full"] + drops["pending_full"] + drops["exit_no_enter"]
     assert delivered["exec"] + delivered["exit"] + lost == n + 1
     assert drops["ringbuf_full"] > 0, "a 4 KiB ring buffer should have overflowed"
+    process = lanes["process"]
+    assert process["produced"] == n + 1
+    assert process["delivered"] + process["lost"] == n + 1
+    assert process["lost"] == lost and process["coalesced"] == process["throttled"] == 0
+    assert process["fill_hwm_bytes"] <= process["bytes"] == 4096
+    syscall = lanes["syscall"]
+    assert syscall["delivered"] + syscall["coalesced"] + syscall["throttled"] + syscall["lost"] \
+        == syscall["produced"]
     # The fill high-water mark saw at least one exec record waiting, never more than fits.
     assert ctypes.sizeof(CExec) < stopped["ringbuf_fill_hwm_bytes"] <= 4096
     assert delivered["exec"] > 0
@@ -314,7 +325,9 @@ def test_daemon_answers_during_a_sustained_storm(tmp_path: Path) -> None:
     """A flood faster than the consumer must not starve the main loop: every stats request
     through the storm is answered (each one a fresh snapshot), and a SIGHUP sent in the
     middle of it is acted on while the storm still runs."""
-    cfg = {"sensor": {"extra_event_types": ["openat"], "ringbuf_bytes": 1 << 20}}
+    # Identical opens: without coalescing and throttling they are a storm the lane cannot hold.
+    cfg = {"sensor": {"extra_event_types": ["openat"], "ringbuf_bytes": 1 << 20, "coalesce_window_ms": 0,
+                      "throttle_process_rate": 0, "throttle_cgroup_rate": 0}}
     with RunningMonitor(tmp_path, cfg) as mon:
         storms = [subprocess.Popen([sys.executable, "-c", OPEN_STORM, "60"]) for _ in range(2)]
         uptimes = []
@@ -337,9 +350,15 @@ def test_daemon_answers_during_a_sustained_storm(tmp_path: Path) -> None:
                 s.wait()
         assert mon.stop() == 0
         stopped = mon.wait_log("stopped")
+        lanes = mon.wait_log("lanes")
     assert uptimes == sorted(uptimes) and len(set(uptimes)) == len(uptimes), uptimes
     # The storm really overran the consumer: records were lost, so the loop was busy.
-    # Every record type shares the ring buffer and the loss counters: compare totals.
-    lost = sum(stopped["drops"][r] for r in ("ringbuf_full", "pending_full", "exit_no_enter"))
+    lost = sum(stopped["drops"][r] for r in ("ringbuf_full", "pending_full", "exit_no_enter",
+                                             "syscall_ringbuf_full"))
     assert lost > 0
     assert sum(stopped["delivered"].values()) + lost == sum(stopped["produced"].values())
+    # The storm filled the syscall lane only.
+    assert lanes["syscall"]["lost"] == stopped["drops"]["syscall_ringbuf_full"] > 0
+    assert lanes["process"]["lost"] == 0
+    for c in (lanes["process"], lanes["syscall"]):
+        assert c["delivered"] + c["coalesced"] + c["throttled"] + c["lost"] == c["produced"]

@@ -279,7 +279,9 @@ def test_random_events(rulesets: dict[str, RuleSet], label: str, per_rule: int) 
 def test_every_default_rule_matches_some_random_event(rulesets: dict[str, RuleSet]) -> None:
     # The random events are only a test if they reach each rule's match: count per rule.
     ruleset = rulesets["default"]
-    events = list(_random_events(ruleset, 100 * len(ruleset.rules), seed=13))
+    # 300 per rule, not 100: which rules a seed reaches shifts whenever the catalogue gains
+    # fields (each event draws one random field); enough draws make that not matter.
+    events = list(_random_events(ruleset, 300 * len(ruleset.rules), seed=13))
     never = [r.name for r in ruleset.rules if not any(verdict(r.engine_matches, ev) is True  # type: ignore[arg-type]
                                                      for ev in events)]
     assert len(never) <= 2, never

@@ -125,12 +125,14 @@ def test_service_lifecycle(tmp_path: Path, notify: NotifyListener) -> None:
         assert set(snap["drops"]) >= {"records_lost", "kernel", "userspace", "partial"}
         # Whole-record losses by reason, and the total `ringwatch stats` leads with adds them up.
         kernel, user = snap["drops"]["kernel"], snap["drops"]["userspace"]
-        assert set(kernel) == {"ringbuf_full", "pending_full", "exit_no_enter"}
+        assert set(kernel) == {"ringbuf_full", "pending_full", "exit_no_enter", "syscall_ringbuf_full"}
         assert all(isinstance(v, int) for v in [*kernel.values(), *user.values()])
         assert snap["drops"]["records_lost"] == sum(kernel.values()) + sum(user.values())
         # The kernel counts what it produced before userspace counts it delivered.
         assert snap["produced"]["exec"] >= snap["events"]["exec"]
-        assert snap["ringbuf"]["bytes"] == 8 * 1024 * 1024
+        # Both lanes' ring buffers: syscall 8 MiB, process 2 MiB by default.
+        assert snap["ringbuf"]["bytes"] == 10 * 1024 * 1024
+        assert snap["lanes"]["syscall"]["bytes"] == 8 * 1024 * 1024
         assert snap["service"]["notify_socket"] is True
         text = cli("stats", "--control-socket", str(flag_sock))
         assert text.returncode == 0 and "events:\n  exec: " in text.stdout
@@ -149,7 +151,7 @@ def test_service_lifecycle(tmp_path: Path, notify: NotifyListener) -> None:
         mon.proc.send_signal(signal.SIGHUP)
         assert notify.next()["RELOADING"] == "1"
         assert notify.next()["STATUS"].endswith("; restart to apply sensor")
-        assert stats_json(flag_sock)["ringbuf"]["bytes"] == 8 * 1024 * 1024
+        assert stats_json(flag_sock)["lanes"]["syscall"]["bytes"] == 8 * 1024 * 1024
         # A bad file on reload: the service stays up with the previous settings.
         mon.config_path.write_text("drop_alert:\n  min_interval_s: soon\n")
         mon.proc.send_signal(signal.SIGHUP)
@@ -190,7 +192,11 @@ def test_stats_and_maps_of_a_running_instance(tmp_path: Path) -> None:
             # The ring buffer's size is what stats reports; it has no entries to count.
             snap = stats_json(mon.control_socket)
             assert by_name["events"]["type"] == "ringbuf"
-            assert by_name["events"]["max_entries"] == snap["ringbuf"]["bytes"]
+            # Two lanes: the process lane (`events`) and the syscall lane (`syscalls`).
+            assert by_name["events"]["max_entries"] == snap["lanes"]["process"]["bytes"]
+            assert by_name["syscalls"]["max_entries"] == snap["lanes"]["syscall"]["bytes"]
+            lanes_bytes = by_name["events"]["max_entries"] + by_name["syscalls"]["max_entries"]
+            assert snap["ringbuf"]["bytes"] == lanes_bytes
             assert by_name["events"]["entries"] is None
             assert by_name["drops"]["entries"] == by_name["drops"]["max_entries"]
             assert isinstance(by_name["pending_exec"]["entries"], int)

@@ -52,7 +52,8 @@ def test_drop_alert_reports_every_lost_record(tmp_path: Path) -> None:
     n = 5000
     with scratch_cgroup("dropalert") as cg:
         cfg = {
-            "sensor": {"ringbuf_bytes": 4096, "cgroups": [str(cg)]},
+            # Execs travel in the process lane: that is the one made small here.
+            "sensor": {"process_ringbuf_bytes": 4096, "cgroups": [str(cg)]},
             "drop_alert": {"min_interval_s": 1.0, "check_interval_s": 0.1},
         }
         with RunningMonitor(tmp_path, cfg) as mon:
@@ -80,3 +81,9 @@ def test_drop_alert_reports_every_lost_record(tmp_path: Path) -> None:
     assert final["alerts"]["by_rule"][RULE] == len(got)
     assert final["service"]["drop_alert"]["alerts"] == len(got)
     assert "records dropped" in got[0]["output"]
+    # Each alert carries the lanes' accounting; the last one's process lane saw every loss.
+    last = got[-1]["output_fields"]
+    process_lost = kernel["ringbuf_full"] + kernel["pending_full"] + kernel["exit_no_enter"]
+    assert last["lane.process.lost"] == process_lost
+    assert last["lane.syscall.lost"] == kernel["syscall_ringbuf_full"]
+    assert "process lane:" in got[-1]["output"]

@@ -253,7 +253,8 @@ class FakeCounters:
 
 def test_losses_count_whole_records_from_kernel_decoder_and_outputs() -> None:
     loss = stats.losses(FakeCounters(), {"kafka": {"sent": 5, "dropped": 7}, "stdout": {"written": 3}})
-    assert loss.kernel == {"ringbuf_full": 3, "pending_full": 1, "exit_no_enter": 0}
+    assert loss.kernel == {"ringbuf_full": 3, "pending_full": 1, "exit_no_enter": 0,
+                           "syscall_ringbuf_full": 0}
     assert loss.userspace == {"decode_errors": 1, "output.kafka.dropped": 7}
     # argv_truncated loses part of a record, not a record.
     assert loss.total() == 12

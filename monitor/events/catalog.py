@@ -21,6 +21,7 @@ from monitor.events.fields import (
     ARG_FD,
     ARG_FLAGS,
     ARG_MODE,
+    COALESCE,
     COMMON,
     CONTAINER,
     FD_NAME,
@@ -37,7 +38,7 @@ from monitor.events.fields import (
     Field,
 )
 from monitor.events.paths import PathResolver
-from monitor.kernel.records import DenyRecord, ExecRecord, ExitRecord, ForkRecord, RecordType
+from monitor.kernel.records import DenyRecord, ExecRecord, ExitRecord, ForkRecord, RecordType, ThrottleRecord
 
 Event = dict[str, Any]
 # (record, its evt.type, the event to fill, path resolution)
@@ -92,6 +93,13 @@ def _exit(rec: ExitRecord, name: str, ev: Event, res: PathResolver) -> None:
 
 def _deny(rec: DenyRecord, name: str, ev: Event, res: PathResolver) -> None:
     ev.update(deny_fields(rec))
+
+
+def _throttle(rec: ThrottleRecord, name: str, ev: Event, res: PathResolver) -> None:
+    ev["throttle.scope"] = rec.scope.name.lower()
+    ev["throttle.count"] = rec.throttled
+    ev["throttle.rate"] = rec.rate
+    ev["throttle.burst"] = rec.burst
 
 
 _PATH_OUT = Field("evt.arg.newpath", str, "rename/link destination")
@@ -174,6 +182,14 @@ CATALOG: tuple[EventType, ...] = (
         Field("enforce.rule", str, "name of the deny/audit rule that matched"),
         Field("enforce.rule_id", int, "kernel id of that rule (changes across reloads)"),
     ), FilterRole.ENFORCE, {DENY_EVENT_TYPE: None}),
+    # The kernel refused a process's syscall records (over its or its cgroup's budget);
+    # the header is that process. Sent on the process lane, always.
+    EventType("throttle", RecordType.THROTTLE, _throttle, (
+        Field("throttle.scope", str, "throttle events: process or cgroup, the budget that ran out"),
+        Field("throttle.count", int, "throttle events: records that budget refused so far"),
+        Field("throttle.rate", int, "throttle events: the budget, records per second"),
+        Field("throttle.burst", int, "throttle events: the budget's burst"),
+    ), FilterRole.PROCESS, {"throttle": None}),
 )
 
 
@@ -237,7 +253,8 @@ class Catalogue:
     def fields(self) -> dict[str, Field]:
         """Every field an event can carry, each once (families share declarations)."""
         table: dict[str, Field] = {}
-        for f in (*COMMON, *LINEAGE, *RESULT, *CONTAINER, *(f for e in self.entries for f in e.fields)):
+        for f in (*COMMON, *LINEAGE, *RESULT, *CONTAINER, *COALESCE,
+                  *(f for e in self.entries for f in e.fields)):
             seen = table.setdefault(f.name, f)
             if seen.type is not f.type:
                 raise ValueError(f"field {f.name!r} declared as {seen.type.__name__} and {f.type.__name__}")

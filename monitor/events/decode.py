@@ -89,6 +89,11 @@ class Decode:
                 found[1].decode(rec, name, ev, self.paths)
             if rec.flags & SC_F_PATH_TRUNCATED:
                 ev["fd.name_truncated"] = True
+            # Kernel coalescing: how many identical occurrences this event stands for.
+            ev["evt.count"] = rec.count
+            ev["evt.first_ts"] = rec.first_ns + self.mono_to_wall_ns
+            ev["evt.last_ts"] = ev["evt.ts"]
+            ev["evt.count_only"] = rec.count_only
             return ev
         h: Header = rec.h  # type: ignore[attr-defined]
         entry = self._by_record[h.type]

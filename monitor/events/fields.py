@@ -54,6 +54,18 @@ LINEAGE = (
     Field("proc.aexe", list, "ancestor executable paths, nearest first"),
 )
 
+# Syscall events: kernel coalescing (bpf/sensor.bpf.c, emit_syscall) folds identical
+# occurrences into one event.
+COALESCE = (
+    Field("evt.count", int, "syscall events: identical occurrences (same process image, syscall, "
+          "arguments, paths, result) this event stands for; the kernel coalesces repeats"),
+    Field("evt.first_ts", int, "syscall events: wall-clock ns of the first of those occurrences"),
+    Field("evt.last_ts", int, "syscall events: wall-clock ns of the last of them (= evt.ts)"),
+    Field("evt.count_only", bool, "syscall events: only reports evt.count more repeats of an event "
+          "already delivered (the kernel coalesced them and no later record carried them); rules "
+          "do not see it"),
+)
+
 # Syscalls and execs: what the call returned.
 RESULT = (
     Field("evt.res", int, "syscall return value (0 or -errno for execve)"),

@@ -24,6 +24,8 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "TASK_EXIT_CODE": ("task_struct", "exit_code"),
     "TASK_MM": ("task_struct", "mm"),
     "TASK_FS": ("task_struct", "fs"),
+    # Coalescing keys: a new process image (every exec bumps it) never repeats an old one.
+    "TASK_SELF_EXEC_ID": ("task_struct", "self_exec_id"),
     "SIGNAL_LIVE": ("signal_struct", "live.counter"),
     "MM_EXE_FILE": ("mm_struct", "exe_file"),
     "MM_ARG_START": ("mm_struct", "arg_start"),

@@ -26,6 +26,7 @@ SC_F_ADDR_FAILED = 1 << 4
 SC_F_SOCKET = 1 << 5
 SC_F_BASE = 1 << 6
 SC_F_BASE_TRUNCATED = 1 << 7
+SC_F_COUNT_ONLY = 1 << 31  # userspace only: a rebuilt record reporting repeats
 BASE_LEN = 256
 BASE_COMP = 64
 BASE_BUF = BASE_LEN + BASE_COMP
@@ -39,6 +40,7 @@ class RecordType(enum.IntEnum):
     FORK = 2
     EXIT = 3
     SYSCALL = 4
+    THROTTLE = 5  # a process or cgroup went over its syscall record budget
     DENY = 16  # enforcement (bpf/lsm.bpf.c)
 
 
@@ -53,12 +55,38 @@ class DropReason(enum.IntEnum):
     PATH_FAILED = 7
     PATH_TRUNCATED = 8
     ADDR_FAILED = 9
+    SYSCALL_RINGBUF_FULL = 10  # the syscall lane's loss; RINGBUF_FULL is the process lane's
 
 
 # Reasons that lose the whole record; the others lose part of one.
 RECORD_LOST = frozenset(
+    {DropReason.RINGBUF_FULL, DropReason.PENDING_FULL, DropReason.EXIT_NO_ENTER,
+     DropReason.SYSCALL_RINGBUF_FULL}
+)
+
+
+class FloodStat(enum.IntEnum):
+    """What the syscall lane did not send, and why (per-CPU `flood_stats`)."""
+
+    COALESCED = 0
+    THROTTLED_PROCESS = 1
+    THROTTLED_CGROUP = 2
+
+
+class ThrottleScope(enum.IntEnum):
+    PROCESS = 1
+    CGROUP = 2
+
+
+# Lanes: which ring buffer each record type travels in, and which losses are whose.
+PROCESS_LANE_TYPES = frozenset(
+    {RecordType.EXEC, RecordType.FORK, RecordType.EXIT, RecordType.DENY, RecordType.THROTTLE}
+)
+SYSCALL_LANE_TYPES = frozenset({RecordType.SYSCALL})
+PROCESS_LANE_LOST = frozenset(
     {DropReason.RINGBUF_FULL, DropReason.PENDING_FULL, DropReason.EXIT_NO_ENTER}
 )
+SYSCALL_LANE_LOST = frozenset({DropReason.SYSCALL_RINGBUF_FULL})
 
 class LineageStat(enum.IntEnum):
     FORK_PARENT_MISSING = 0
@@ -126,6 +154,8 @@ class CExit(ct.Structure):
 class CSyscall(ct.Structure):
     _fields_ = [
         ("h", CHeader),
+        ("count", ct.c_uint64),
+        ("first_ns", ct.c_uint64),
         ("ret", ct.c_int64),
         ("args", ct.c_uint64 * 6),
         ("nr", ct.c_uint32),
@@ -140,6 +170,57 @@ class CSyscall(ct.Structure):
         ("base_len", ct.c_uint32),
         ("base_depth", ct.c_uint32),
         ("base", ct.c_char * BASE_BUF),
+    ]
+
+
+SC_BODY_OFF = CSyscall.ret.offset
+SC_BODY_LEN = ct.sizeof(CSyscall) - SC_BODY_OFF
+
+
+class CCoalKey(ct.Structure):
+    _fields_ = [
+        ("tgid", ct.c_uint32),
+        ("uid", ct.c_uint32),
+        ("gid", ct.c_uint32),
+        ("_pad", ct.c_uint32),
+        ("cgroup_id", ct.c_uint64),
+        ("exec_id", ct.c_uint64),
+        ("comm", ct.c_char * COMM_LEN),
+        ("body", ct.c_uint8 * SC_BODY_LEN),
+    ]
+
+
+class CCoalVal(ct.Structure):
+    _fields_ = [
+        ("window_ns", ct.c_uint64),
+        ("pending", ct.c_uint64),
+        ("first_ns", ct.c_uint64),
+        ("last_ns", ct.c_uint64),
+        ("tid", ct.c_uint32),
+        ("ppid", ct.c_uint32),
+        ("start_ns", ct.c_uint64),
+        ("cpu", ct.c_uint32),
+        ("_pad", ct.c_uint32),
+    ]
+
+
+class CBucket(ct.Structure):
+    _fields_ = [
+        ("tokens", ct.c_uint64),
+        ("last_ns", ct.c_uint64),
+        ("throttled", ct.c_uint64),
+        ("notice_ns", ct.c_uint64),
+    ]
+
+
+class CThrottle(ct.Structure):
+    _fields_ = [
+        ("h", CHeader),
+        ("scope", ct.c_uint32),
+        ("nr", ct.c_uint32),
+        ("throttled", ct.c_uint64),
+        ("rate", ct.c_uint32),
+        ("burst", ct.c_uint32),
     ]
 
 
@@ -212,6 +293,10 @@ MIRRORS: dict[str, type[ct.Structure]] = {
     "rw_fork": CFork,
     "rw_exit": CExit,
     "rw_deny": CDeny,
+    "rw_coal_key": CCoalKey,
+    "rw_coal_val": CCoalVal,
+    "rw_bucket": CBucket,
+    "rw_throttle": CThrottle,
 }
 
 
@@ -293,9 +378,28 @@ class SyscallRecord:
     path2: str
     # Directory the kernel saw a relative path relative to; None if not captured.
     base: str | None = None
+    # Coalescing: occurrences this record stands for, and when the first of them was
+    # (CLOCK_MONOTONIC ns; h.ktime_ns is the last).
+    count: int = 1
+    first_ns: int = 0
+    # Rebuilt by userspace from a coalescing entry nobody flushed: it only reports
+    # `count` more repeats of an event already delivered; rules do not see it again.
+    count_only: bool = False
 
 
-Record = ExecRecord | ForkRecord | ExitRecord | DenyRecord | SyscallRecord
+@dataclass(slots=True)
+class ThrottleRecord:
+    """A process's syscall records went over a budget; h is that process."""
+
+    h: Header
+    scope: ThrottleScope
+    nr: int
+    throttled: int
+    rate: int
+    burst: int
+
+
+Record = ExecRecord | ForkRecord | ExitRecord | DenyRecord | SyscallRecord | ThrottleRecord
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
@@ -314,7 +418,7 @@ class DecodeError(ValueError):
 
 _SIZES = {RecordType.EXEC: ct.sizeof(CExec), RecordType.FORK: ct.sizeof(CFork),
           RecordType.EXIT: ct.sizeof(CExit), RecordType.DENY: ct.sizeof(CDeny),
-          RecordType.SYSCALL: ct.sizeof(CSyscall)}
+          RecordType.SYSCALL: ct.sizeof(CSyscall), RecordType.THROTTLE: ct.sizeof(CThrottle)}
 
 
 _ARGS_OFFSET = CExec.args.offset
@@ -345,9 +449,17 @@ def decode(data: int, size: int) -> Record:
     if kind is RecordType.SYSCALL:
         r = ct.cast(data, ct.POINTER(CSyscall)).contents
         return SyscallRecord(
-            _header(r.h), r.nr, r.ret, tuple(r.args), r.flags, r.family, r.port, bytes(r.addr),
-            _text(r.aux), _text(r.path), _text(r.path2), _base(data, r),
+            _header(r.h), r.nr, r.ret, tuple(r.args), r.flags & ~SC_F_COUNT_ONLY, r.family, r.port,
+            bytes(r.addr), _text(r.aux), _text(r.path), _text(r.path2), _base(data, r),
+            r.count, r.first_ns or r.h.ktime_ns, bool(r.flags & SC_F_COUNT_ONLY),
         )
+    if kind is RecordType.THROTTLE:
+        t = ct.cast(data, ct.POINTER(CThrottle)).contents
+        try:
+            scope = ThrottleScope(t.scope)
+        except ValueError as exc:
+            raise DecodeError(f"throttle record with unknown scope {t.scope}") from exc
+        return ThrottleRecord(_header(t.h), scope, t.nr, t.throttled, t.rate, t.burst)
     if kind is RecordType.DENY:
         return _decode_deny(ct.cast(data, ct.POINTER(CDeny)).contents)
     if kind is RecordType.FORK:

@@ -1,17 +1,22 @@
-"""Loads the kernel programs with bcc, consumes the ring buffer, reads the counters.
+"""Loads the kernel programs with bcc, consumes the ring buffers, reads the counters.
 
 The sensor knows nothing of rules or outputs: it hands each decoded record to a
 callback. Everything the kernel could not deliver is in `drops`; everything it tried
-to deliver is in `produced`; what reached userspace is in `delivered`.
+to deliver is in `produced`; what reached userspace is in `delivered`; what the syscall
+lane folded or refused is in `flood_stats`. Two lanes (monitor/kernel/lanes.py): the
+process lane is drained first and between every chunk of the syscall lane.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes as ct
 import mmap
 import os
+import select
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,13 +31,17 @@ from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
 from monitor.events.catalog import CATALOGUE
 from monitor.events.syscall_args import BPF_CMDS
-from monitor.kernel import lineage_map, offsets
+from monitor.kernel import coalesce, lineage_map, offsets
 from monitor.kernel.bpffs import PinnedMap
+from monitor.kernel.lanes import LANES, MAP_NAMES, PROCESS, SYSCALL, LaneCounts, RingManager, lane_counts
 from monitor.kernel.records import (
     PATH_LEN,
     RECORD_LOST,
+    CCoalKey,
+    CCoalVal,
     DecodeError,
     DropReason,
+    FloodStat,
     LineageStat,
     Record,
     RecordType,
@@ -47,6 +56,12 @@ SYSCALL_NR_MAX = 512  # RW_NR_MAX in bpf/sensor.bpf.c
 BPF_CMD_MAX = 64  # RW_BPF_CMD_MAX in bpf/sensor.bpf.c
 # Records handled per poll before the main loop gets a turn.
 POLL_BUDGET = 8192
+# Syscall records read between two looks at the process lane.
+SYSCALL_CHUNK = 512
+# Throttled processes listed in stats, most throttled first.
+THROTTLED_TOP = 10
+# Processes (and cgroups) with a throttling bucket: LRU, so an idle one is forgotten.
+THROTTLE_MAX = 16384
 
 
 class SensorError(UserError):
@@ -153,6 +168,15 @@ class Counters:
     drops: dict[str, int] = field(default_factory=dict)
     delivered: dict[str, int] = field(default_factory=dict)
     decode_errors: int = 0
+    flood: dict[str, int] = field(default_factory=dict)
+    lanes: dict[str, LaneCounts] = field(default_factory=dict)
+    # Count-only records rebuilt from idle coalescing entries, and the repeats they carried.
+    coalesce_tails: int = 0
+    coalesce_tail_repeats: int = 0
+    # Per lane: its ring's size, backlog now and backlog high-water mark, in bytes.
+    rings: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Records refused, by pid and by cgroup id (read only once something was refused).
+    throttled_by: dict[str, Any] = field(default_factory=dict)
 
     def lost(self) -> int:
         return sum(self.drops.get(r.name.lower(), 0) for r in RECORD_LOST)
@@ -195,13 +219,32 @@ class Sensor:
         self.decode_errors = 0
         self.offsets_source = ""
         self.fill_hwm_bytes = 0
-        self._positions: RingPositions | None = None
+        self._positions: dict[str, RingPositions] = {}
         self._budget = POLL_BUDGET
+        self._chunk = SYSCALL_CHUNK
+        # Records read from each lane's ring, decodable or not.
+        self.received = {lane: 0 for lane in LANES}
+        self.lane_hwm = {lane: 0 for lane in LANES}
+        self._measure = {lane: True for lane in LANES}
+        self._managers: dict[str, RingManager] = {}
+        self._epoll: select.epoll | None = None
+        self.coalesce_tails = 0
+        self.coalesce_tail_repeats = 0
+        self._next_flush_ns = 0
+        self._coalesce_table: Any = None
+
+    @property
+    def lane_bytes(self) -> dict[str, int]:
+        """Each lane's real size: the configured one rounded up to 2^n pages."""
+        return {
+            PROCESS: ringbuf_pages(self.cfg.process_ringbuf_bytes) * PAGE_SIZE,
+            SYSCALL: ringbuf_pages(self.cfg.ringbuf_bytes) * PAGE_SIZE,
+        }
 
     @property
     def ringbuf_bytes(self) -> int:
-        """The ring buffer's real size: the configured one rounded up to 2^n pages."""
-        return ringbuf_pages(self.cfg.ringbuf_bytes) * PAGE_SIZE
+        """Both lanes together."""
+        return sum(self.lane_bytes.values())
 
     def cflags(self) -> list[str]:
         offs, warning = offsets.detect(Path(self.cfg.btf_path))
@@ -210,7 +253,16 @@ class Sensor:
         self.offsets_source = offs.source
         return [
             f"-I{BPF_DIR}",
-            f"-DRW_RINGBUF_PAGES={ringbuf_pages(self.cfg.ringbuf_bytes)}",
+            f"-DRW_RINGBUF_PAGES={ringbuf_pages(self.cfg.process_ringbuf_bytes)}",
+            f"-DRW_SYSCALL_RINGBUF_PAGES={ringbuf_pages(self.cfg.ringbuf_bytes)}",
+            f"-DRW_COALESCE_WINDOW_NS={self.cfg.coalesce_window_ms * 1_000_000}ULL",
+            f"-DRW_COALESCE_MAX={self.cfg.coalesce_entries}",
+            f"-DRW_PROC_RATE={self.cfg.throttle_process_rate}ULL",
+            f"-DRW_PROC_BURST={self.cfg.throttle_process_burst}ULL",
+            f"-DRW_CG_RATE={self.cfg.throttle_cgroup_rate}ULL",
+            f"-DRW_CG_BURST={self.cfg.throttle_cgroup_burst}ULL",
+            f"-DRW_THROTTLE_MAX={THROTTLE_MAX}",
+            f"-DRW_THROTTLE_NOTICE_NS={self.cfg.throttle_notice_interval_s * 1_000_000_000}ULL",
             f"-DRW_SELF_TGID={self._self_tgid}",
             f"-DRW_PENDING_MAX={self.cfg.pending_exec_max}",
             f"-DRW_CGROUP_FILTER_N={len(self.cfg.cgroups)}",
@@ -255,12 +307,24 @@ class Sensor:
             except Exception as exc:
                 raise SensorError(f"sensor.cgroups[{i}]: cannot use cgroup {path}: {exc}") from exc
         self._open_lineage(migration)
-        self._bpf["events"].open_ring_buffer(self._callback)
-        self._positions = RingPositions(self._bpf["events"].map_fd)
+        fds = {lane: self._bpf[MAP_NAMES[lane]].map_fd for lane in LANES}
+        callbacks = {PROCESS: self._process_callback, SYSCALL: self._syscall_callback}
+        for lane in LANES:
+            self._managers[lane] = RingManager([(fds[lane], callbacks[lane])])
+            self._positions[lane] = RingPositions(fds[lane])
+        # What a blocking poll waits on: a ring buffer map's fd is readable when it holds a
+        # record. (A third libbpf manager over both would map both rings a second time:
+        # every ring page counts in RSS once per mapping.)
+        self._epoll = select.epoll()
+        for lane in LANES:
+            self._epoll.register(fds[lane], select.EPOLLIN)
         self._log.info(
             "sensor_attached",
-            ringbuf_bytes=self.ringbuf_bytes,
+            ringbuf_bytes=self.lane_bytes,
             offsets=self.offsets_source,
+            coalesce_window_ms=self.cfg.coalesce_window_ms,
+            throttle_process_rate=self.cfg.throttle_process_rate,
+            throttle_cgroup_rate=self.cfg.throttle_cgroup_rate,
         )
 
     def _open_lineage(self, migration: lineage_map.Migration) -> None:
@@ -276,42 +340,107 @@ class Sensor:
             max_entries=self.procs.info.max_entries,
         )
 
-    def _callback(self, _ctx: Any, data: int, size: int) -> int:
-        if self._budget == POLL_BUDGET:
-            # The first record of a poll: the backlog is at its largest since the last one.
-            self.fill_hwm_bytes = max(self.fill_hwm_bytes, self.fill_bytes())
+    def _record(self, lane: str, data: int, size: int) -> None:
+        if self._measure[lane]:
+            # The first record since a poll began: the backlog is at its largest.
+            self._measure[lane] = False
+            self.lane_hwm[lane] = max(self.lane_hwm[lane], self._positions[lane].fill())
+            self.fill_hwm_bytes = max(self.fill_hwm_bytes, self.lane_hwm[lane])
+        self.received[lane] += 1
         self._budget -= 1
         try:
             rec = decode(data, size)
         except (DecodeError, ValueError) as exc:
             self.decode_errors += 1
             self._log.warning("decode_error", error=str(exc))
-            return 0
+            return
         self.delivered[rec.h.type] += 1
         self._on_record(rec)
-        # libbpf keeps consuming while records keep coming: under a storm one poll would
-        # never return. A negative return ends the poll after this (consumed) record, so
-        # the main loop still handles signals, reloads, stats and flushes.
+
+    # libbpf keeps consuming while records keep coming: under a storm one poll would
+    # never return. A negative return ends the consume after this (consumed) record, so
+    # the main loop still handles signals, reloads, stats and flushes.
+    def _process_callback(self, _ctx: Any, data: int, size: int) -> int:
+        self._record(PROCESS, data, size)
         return -1 if self._budget <= 0 else 0
 
+    def _syscall_callback(self, _ctx: Any, data: int, size: int) -> int:
+        self._record(SYSCALL, data, size)
+        self._chunk -= 1
+        # A chunk at a time: then the process lane gets its turn again.
+        return -1 if self._budget <= 0 or self._chunk <= 0 else 0
+
     def fill_bytes(self) -> int:
-        """Bytes in the ring buffer not yet consumed, read from its position pages."""
-        if self._positions is None:
-            return 0
-        return self._positions.fill()
+        """Bytes in both lanes not yet consumed, read from their position pages."""
+        return sum(self.lane_fill().values())
+
+    def lane_fill(self) -> dict[str, int]:
+        return {lane: pos.fill() for lane, pos in self._positions.items()}
+
+    def _drain_lanes(self) -> int:
+        """Process lane, then a chunk of the syscall lane, again and again, up to the budget."""
+        start = sum(self.received.values())
+        while self._budget > 0:
+            before = sum(self.received.values())
+            self._managers[PROCESS].consume()
+            self._chunk = SYSCALL_CHUNK
+            self._managers[SYSCALL].consume()
+            if sum(self.received.values()) == before:
+                break
+        return sum(self.received.values()) - start
 
     def poll(self, timeout_ms: int | None = None) -> None:
         self._budget = POLL_BUDGET
-        self._bpf.ring_buffer_poll(self.cfg.poll_timeout_ms if timeout_ms is None else timeout_ms)
+        self._measure = {lane: True for lane in LANES}
+        if not self._drain_lanes():
+            self._chunk = SYSCALL_CHUNK
+            wait_ms = self.cfg.poll_timeout_ms if timeout_ms is None else timeout_ms
+            if self._epoll is not None and self._epoll.poll(wait_ms / 1000):
+                self._budget = POLL_BUDGET
+                self._drain_lanes()
+        self._flush_coalesced_if_due()
 
     def drain(self) -> None:
-        """Consume whatever is in the ring buffer now, without blocking."""
+        """Consume whatever is in the ring buffers now, without blocking; report idle tails."""
         while True:
-            before = sum(self.delivered) + self.decode_errors
             self._budget = POLL_BUDGET
-            self._bpf.ring_buffer_consume()
-            if sum(self.delivered) + self.decode_errors == before:
-                return
+            if not self._drain_lanes():
+                break
+        self.flush_coalesced(force=True)
+
+    def _flush_coalesced_if_due(self) -> None:
+        window_ns = self.cfg.coalesce_window_ms * 1_000_000
+        if not window_ns:
+            return
+        now = time.monotonic_ns()
+        if now >= self._next_flush_ns:
+            # Once a window (at least every second): each look reads the whole map.
+            self._next_flush_ns = now + max(window_ns, 1_000_000_000)
+            self.flush_coalesced()
+
+    def flush_coalesced(self, force: bool = False) -> int:
+        """Report and delete coalescing entries idle for a window (all, with force)."""
+        window_ns = self.cfg.coalesce_window_ms * 1_000_000
+        if not window_ns or self._bpf is None:
+            return 0
+        # Typed here: bcc cannot describe a key whose array size is an expression.
+        if self._coalesce_table is None:
+            self._coalesce_table = self._bpf.get_table("coalesce", CCoalKey, CCoalVal)
+        table = self._coalesce_table
+        raw = list(_table_items(table))
+        entries = [(k, v) for k, v in raw]
+        now = time.monotonic_ns()
+        tails, stale = coalesce.idle_tails(entries, (now + 2 * window_ns) if force else now, window_ns)
+        stale_bytes = {bytes(k) for k in stale}
+        for k, _ in raw:
+            if bytes(k) in stale_bytes:
+                with contextlib.suppress(KeyError):  # evicted meanwhile
+                    del table[k]
+        for tail in tails:
+            self.coalesce_tails += 1
+            self.coalesce_tail_repeats += tail.record.count
+            self._on_record(tail.record)
+        return len(tails)
 
     def _percpu_sums(self, name: str, n: int) -> list[int]:
         table = self._bpf[name]
@@ -326,14 +455,40 @@ class Sensor:
         # Losses before productions: while tracing goes on, a record counted in one read
         # and not the other can then only make delivered + lost fall short of produced
         # (records still in flight), never exceed it.
+        received = dict(self.received)
         drops = self._percpu_sums("drops", max(DropReason) + 1)
+        flood_raw = self._percpu_sums("flood_stats", max(FloodStat) + 1)
         produced = self._percpu_sums("produced", max(RecordType) + 1)
+        produced_by = {t.name.lower(): produced[t] for t in RecordType}
+        drops_by = {r.name.lower(): drops[r] for r in DropReason}
+        flood = {f.name.lower(): flood_raw[f] for f in FloodStat}
+        fill = self.lane_fill()
+        sizes = self.lane_bytes
+        rings = {lane: {"bytes": sizes[lane], "fill_bytes": fill.get(lane, 0),
+                        "fill_hwm_bytes": self.lane_hwm[lane]} for lane in LANES}
+        refused = flood["throttled_process"] + flood["throttled_cgroup"]
         return Counters(
-            produced={t.name.lower(): produced[t] for t in RecordType},
-            drops={r.name.lower(): drops[r] for r in DropReason},
+            produced=produced_by,
+            drops=drops_by,
             delivered={t.name.lower(): self.delivered[t] for t in RecordType},
             decode_errors=self.decode_errors,
+            flood=flood,
+            lanes=lane_counts(produced_by, drops_by, received, flood),
+            coalesce_tails=self.coalesce_tails,
+            coalesce_tail_repeats=self.coalesce_tail_repeats,
+            rings=rings,
+            throttled_by=self.throttled_processes() if refused else {},
         )
+
+    def throttled_processes(self, top: int = THROTTLED_TOP) -> dict[str, Any]:
+        """Records refused by process (tgid) and by cgroup id, most refused first."""
+        out: dict[str, Any] = {}
+        for name, label in (("throttled_pids", "by_pid"), ("throttled_cgroups", "by_cgroup")):
+            rows = [(int(getattr(k, "value", k)), int(getattr(v, "value", v)))
+                    for k, v in _table_items(self._bpf[name])]
+            rows.sort(key=lambda kv: -kv[1])
+            out[label] = {str(k): n for k, n in rows[:top]}
+        return out
 
     def set_wanted_syscalls(self, numbers: set[int]) -> None:
         """The in-kernel filter: only these syscalls (besides exec) produce records."""
@@ -374,12 +529,33 @@ class Sensor:
         return {s.name.lower(): sums[s] for s in LineageStat}
 
     def close(self) -> None:
-        if self._positions is not None:
-            self._positions.close()
-            self._positions = None
+        if self._bpf is not None and self._managers:
+            # The final per-lane accounting: exact once tracing stopped and lanes drained.
+            c = self.counters()
+            self._log.info("lanes", **{lane: {**n.as_dict(), **c.rings.get(lane, {})}
+                                       for lane, n in c.lanes.items()},
+                           flood=c.flood, coalesce_tails=c.coalesce_tails,
+                           coalesce_tail_repeats=c.coalesce_tail_repeats, throttled_by=c.throttled_by)
+        for mgr in self._managers.values():
+            mgr.close()
+        self._managers = {}
+        if self._epoll is not None:
+            self._epoll.close()
+            self._epoll = None
+        for pos in self._positions.values():
+            pos.close()
+        self._positions = {}
         if self.procs is not None:
             self.procs.close()
             self.procs = None
         if self._bpf is not None:
             self._bpf.cleanup()
             self._bpf = None
+
+
+def _table_items(table: Any) -> list[tuple[Any, Any]]:
+    """A hash map's entries in as few syscalls as the kernel allows."""
+    try:
+        return list(table.items_lookup_batch())
+    except Exception:  # older kernels or bcc: no batch ops on this map type
+        return list(table.items())

@@ -17,6 +17,8 @@ class RulesJudge:
         self.rules = rules
 
     def __call__(self, item: Item) -> None:
+        if item.event.get("evt.count_only"):
+            return  # repeats of an event the rules saw already (kernel coalescing)
         for alert in self.rules.alerts(item.event):
             if alert.action not in KERNEL_ACTIONS:
                 item.alerts.append(alert.to_dict())

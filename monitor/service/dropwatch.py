@@ -59,7 +59,7 @@ class DropWatch:
         self._baseline_time = now
         self._last_alert = now
         self.alerts += 1
-        return build_alert(kernel, user, now - since)
+        return build_alert(kernel, user, now - since, loss.lanes)
 
     def stats(self) -> dict[str, int | float]:
         return {
@@ -69,7 +69,10 @@ class DropWatch:
         }
 
 
-def build_alert(kernel: dict[str, int], user: dict[str, int], window_s: float) -> dict[str, Any]:
+def build_alert(
+    kernel: dict[str, int], user: dict[str, int], window_s: float,
+    lanes: dict[str, dict[str, int]] | None = None,
+) -> dict[str, Any]:
     """An alert in the same shape as rule matches, so every output and consumer takes it."""
     n_kernel = sum(kernel.values())
     n_user = sum(user.values())
@@ -84,6 +87,13 @@ def build_alert(kernel: dict[str, int], user: dict[str, int], window_s: float) -
     }
     fields.update({f"kernel.{k}": v for k, v in kernel.items()})
     fields.update({f"userspace.{k}": v for k, v in user.items()})
+    # Cumulative, per lane: produced = delivered + coalesced + throttled + lost (+ in flight).
+    for lane, terms in (lanes or {}).items():
+        fields.update({f"lane.{lane}.{k}": v for k, v in terms.items()})
+    lane_text = "".join(
+        f"; {lane} lane: {t.get('lost', 0)} lost of {t.get('produced', 0)} produced"
+        for lane, t in (lanes or {}).items()
+    )
     alert = Alert(
         rule=RULE,
         priority=PRIORITY,
@@ -91,7 +101,7 @@ def build_alert(kernel: dict[str, int], user: dict[str, int], window_s: float) -
         action="alert",
         output=(
             f"ringwatch: {n_kernel + n_user} records dropped in the last {window_s:.1f}s "
-            f"({', '.join(parts)}); events were not seen by the rules"
+            f"({', '.join(parts)}){lane_text}; events were not seen by the rules"
         ),
         output_fields=fields,
         event={},

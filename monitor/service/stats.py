@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from monitor.kernel.records import RECORD_LOST, DropReason
@@ -34,10 +34,14 @@ class _HasStats(Protocol):
 
 @dataclass(frozen=True)
 class LossCounts:
-    """Cumulative records lost, by where they were lost; the drop alert diffs these."""
+    """Cumulative records lost, by where they were lost; the drop alert diffs these.
+
+    lanes: each lane's accounting (produced, delivered, coalesced, throttled, lost), for
+    the alert to show; not part of the total (its losses are in kernel already)."""
 
     kernel: dict[str, int]
     userspace: dict[str, int]
+    lanes: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def total(self) -> int:
         return sum(self.kernel.values()) + sum(self.userspace.values())
@@ -52,7 +56,15 @@ def losses(counters: _Counters, sinks: Mapping[str, Mapping[str, int]]) -> LossC
         for key in SINK_LOSS_KEYS:
             if key in st:
                 user[f"output.{name}.{key}"] = st[key]
-    return LossCounts(kernel, user)
+    return LossCounts(kernel, user, lane_table(counters))
+
+
+def lane_table(counters: Any) -> dict[str, dict[str, int]]:
+    """Per lane: the identity's terms, and whether they add up (0 = exact)."""
+    out: dict[str, dict[str, int]] = {}
+    for lane, c in getattr(counters, "lanes", {}).items():
+        out[lane] = {**c.as_dict(), "unaccounted": c.unaccounted()}
+    return out
 
 
 def sink_stats(sinks: Sequence[_HasStats]) -> dict[str, dict[str, int]]:
@@ -99,6 +111,18 @@ def collect(
             "partial": partial,
         },
         "ringbuf": {"bytes": ringbuf_bytes},
+        # delivered + coalesced + throttled + lost == produced, per lane; "unaccounted"
+        # is what is still in flight (0 once tracing stops).
+        "lanes": {
+            lane: {**terms, **getattr(counters, "rings", {}).get(lane, {})}
+            for lane, terms in loss.lanes.items()
+        },
+        "flood": {
+            **getattr(counters, "flood", {}),
+            "coalesce_tails": getattr(counters, "coalesce_tails", 0),
+            "coalesce_tail_repeats": getattr(counters, "coalesce_tail_repeats", 0),
+            "throttled_by": getattr(counters, "throttled_by", {}),
+        },
         "outputs": {k: dict(v) for k, v in outputs.items()},
     }
 

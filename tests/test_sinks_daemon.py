@@ -137,9 +137,8 @@ def test_all_outputs_with_rotation(tmp_path: Path, tansu: TansuBroker,
         e["evt.id"] for e in recorded)
 
 
-def test_kafka_spool_carried_across_restart(tmp_path: Path, bpffs_dir: Path) -> None:
-    """Alerts raised while Kafka is down wait in the spool through a restart of ringwatch,
-    and reach the broker, first and in order, once it is up."""
+def _marker_rule(tmp_path: Path) -> tuple[Path, Path]:
+    """(a copy of /bin/true with a unique name, a rules file alerting when it runs)."""
     marker = f"rwmark{uuid.uuid4().hex[:8]}"
     exe = tmp_path / marker
     shutil.copy("/bin/true", exe)
@@ -150,18 +149,30 @@ def test_kafka_spool_carried_across_restart(tmp_path: Path, bpffs_dir: Path) -> 
         f'  output: "marker ran (pid=%proc.pid)"\n'
         "  priority: NOTICE\n"
     )
-    port = free_port()  # nothing listens yet: the broker is down
-    cfg = {
+    return exe, rules
+
+
+def _kafka_alerts_cfg(tmp_path: Path, bpffs_dir: Path, bootstrap: str, shutdown_s: float) -> dict[str, Any]:
+    """Alerts to stdout and to Kafka topic rw-alerts, spooled under tmp_path, fast timeouts."""
+    return {
         "lineage": {"bpffs_dir": str(bpffs_dir), "max_entries": 4096},
         "enforcement": {"enabled": False},
         "outputs": {
             "alerts": {"stdout": True, "journal": "never", "kafka_topic": "rw-alerts"},
-            "kafka": {"bootstrap_servers": [f"127.0.0.1:{port}"], "request_timeout_ms": 1000,
+            "kafka": {"bootstrap_servers": [bootstrap], "request_timeout_ms": 1000,
                       "delivery_timeout_ms": 2000, "max_block_ms": 1000},
             "spool": {"dir": str(tmp_path / "spool")},
-            "shutdown_timeout_s": 1.0,
+            "shutdown_timeout_s": shutdown_s,
         },
     }
+
+
+def test_kafka_spool_carried_across_restart(tmp_path: Path, bpffs_dir: Path) -> None:
+    """Alerts raised while Kafka is down wait in the spool through a restart of ringwatch,
+    and reach the broker, first and in order, once it is up."""
+    exe, rules = _marker_rule(tmp_path)
+    port = free_port()  # nothing listens yet: the broker is down
+    cfg = _kafka_alerts_cfg(tmp_path, bpffs_dir, f"127.0.0.1:{port}", 1.0)
     args = ["--no-default-rules", "--rules", str(rules)]
     is_marker = lambda a: a.get("rule") == "Marker ran"  # noqa: E731
 
@@ -197,31 +208,12 @@ def test_kafka_broker_killed_mid_stream_daemon(tmp_path: Path, bpffs_dir: Path) 
     """A running ringwatch streams alerts from real execs into Kafka while the broker's
     listener (a Tansu proxy in front of the broker) is killed and comes back: every alert
     raised before, during and after the outage reaches the topic, once each and in order."""
-    marker = f"rwmark{uuid.uuid4().hex[:8]}"
-    exe = tmp_path / marker
-    shutil.copy("/bin/true", exe)
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        f"- rule: Marker ran\n"
-        f'  condition: evt.type == "execve" and proc.name == "{marker}"\n'
-        f'  output: "marker ran (pid=%proc.pid)"\n'
-        "  priority: NOTICE\n"
-    )
+    exe, rules = _marker_rule(tmp_path)
     broker = TansuBroker(tmp_path)
     broker.start()
     proxy = TansuProxy(tmp_path, broker)
     proxy.start()
-    cfg = {
-        "lineage": {"bpffs_dir": str(bpffs_dir), "max_entries": 4096},
-        "enforcement": {"enabled": False},
-        "outputs": {
-            "alerts": {"stdout": True, "journal": "never", "kafka_topic": "rw-alerts"},
-            "kafka": {"bootstrap_servers": [proxy.bootstrap], "request_timeout_ms": 1000,
-                      "delivery_timeout_ms": 2000, "max_block_ms": 1000},
-            "spool": {"dir": str(tmp_path / "spool")},
-            "shutdown_timeout_s": 10.0,
-        },
-    }
+    cfg = _kafka_alerts_cfg(tmp_path, bpffs_dir, proxy.bootstrap, 10.0)
     is_marker = lambda a: a.get("rule") == "Marker ran"  # noqa: E731
     mon = RunningMonitor(tmp_path / "mon", cfg, args=["--no-default-rules", "--rules", str(rules)])
     try:

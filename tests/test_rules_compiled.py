@@ -251,6 +251,21 @@ def _random_events(ruleset: RuleSet, n: int, seed: int) -> Iterator[dict[str, An
         yield ev
 
 
+# Events matching rules the random events miss (all of a Falco rule's parts at once).
+HIT_EVENTS: list[dict[str, Any]] = [
+    # Falco's "Directory traversal monitored file read": fd.typechar and evt.res are ternaries
+    {"evt.type": "openat", "evt.is_open_read": True, "fd.type": "file", "fd.num": 3,
+     "fd.name": "/etc/passwd", "fd.nameraw": "/tmp/../../etc/passwd", "proc.pname": "python3"},
+    {"evt.type": "openat", "evt.is_open_read": False, "fd.type": "file", "fd.num": -1, "evt.errno": "EACCES",
+     "fd.name": "/etc/shadow", "fd.nameraw": "a/../../etc/shadow", "proc.pname": "python3"},
+    # "Read sensitive file trusted after startup"
+    {"evt.type": "open", "evt.is_open_read": True, "fd.type": "file", "fd.num": 4, "fd.name": "/etc/shadow",
+     "fd.directory": "/etc", "proc.name": "nginx", "proc.duration": 6 * 10**9},
+    # the Falco-syntax extras: iglob, fd.typechar in (4, 6)
+    {"evt.type": "openat", "fd.name": "/Etc/Passwd", "fd.type": "ipv6", "proc.name": "Bash"},
+]
+
+
 # --- verdicts -------------------------------------------------------------------------------
 
 def verdict(fn: Callable[[dict[str, Any]], bool], event: dict[str, Any]) -> Any:
@@ -337,14 +352,19 @@ def test_every_default_rule_matches_some_random_event(rulesets: dict[str, RuleSe
 
 @pytest.mark.parametrize("label", LABELS)
 def test_matching_events_with_each_read_field_wrong(rulesets: dict[str, RuleSet], label: str) -> None:
-    # For each rule, a random event it matches, then that event with each field the rule
-    # reads missing or of a wrong type: near a match is where a wrong operator shows.
+    # For each rule, a random (or hand-written) event it matches, then that event with
+    # each field the rule reads missing or of a wrong type: near a match is where a wrong
+    # operator shows.
     ruleset = rulesets[label]
-    events = list(_random_events(ruleset, 100 * len(ruleset.rules), seed=13))
+    events = HIT_EVENTS + list(_random_events(ruleset, 100 * len(ruleset.rules), seed=13))
+    hit_of = {rule.name: next((ev for ev in events if verdict(rule.engine_matches, ev) is True), None)  # type: ignore[arg-type]
+              for rule in ruleset.rules}
+    if label.startswith("falco"):  # every Falco rule (ternaries, attributes) is tested near a match
+        assert [name for name, hit in hit_of.items() if hit is None] == []
 
     def variants() -> Iterator[dict[str, Any]]:
         for rule in ruleset.rules:
-            hit = next((ev for ev in events if verdict(rule.engine_matches, ev) is True), None)  # type: ignore[arg-type]
+            hit = hit_of[rule.name]
             if hit is not None:
                 yield hit
                 yield from _field_variants(hit, sorted(rule.fields))

@@ -10,6 +10,7 @@ rules' own literals (so that rules do match).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -20,12 +21,14 @@ from typing import Any
 
 import pytest
 from rule_engine import ast
+from rule_engine.types import coerce_value
 
 from bench.replay_rate import _event as bench_event
 from monitor.events import catalog
 from monitor.paths import rules_dir
 from monitor.rules import CompiledRule, RuleSet, load
-from monitor.rules.compiled import _literal_alternatives
+from monitor.rules.compiled import _literal_alternatives, get_attribute
+from monitor.rules.guard import _attr_names
 from tests.rules_util import EXEC_RULES, exec_event, sources, write
 
 FIXTURE_EVENTS = Path(__file__).resolve().parent / "fixtures" / "exec_events.jsonl"
@@ -58,6 +61,34 @@ EXTRA_CONDITIONS = [
     '[a for a in [b for b in proc.argv] if a]', "proc.apid == [1]", "proc.apid[0] == 1",
     '(evt.type == "execve" or evt.type == "fork") and not (user.uid < 1000)',
     "user.uid in [0.1, 2]", "[a for a in proc.argv[1:] if a]",
+    # ternaries: the condition's truth (a Decimal, a tuple, null), its errors (an ordering
+    # with null is an error, not false), only the chosen case evaluated, nested as
+    # Falco's fd.typechar and evt.res are lowered (monitor/rules/falco/bridge.py)
+    "(user.uid < 1000 ? proc.name : \"x\") == \"bash\"", "user.uid ? true : false",
+    "proc.argv ? proc.argv[0] == \"bash\" : proc.name == null", "(evt.failed ? 1 : 0) == 1",
+    "(proc.name == null ? false : proc.name =~ \"^b\")", "proc.name ? proc.aname[9] == \"x\" : false",
+    '(fd.type == "file" ? "f" : (fd.type == "ipv4" ? "4" : null)) == "f"',
+    '(evt.errno == null ? null : (evt.errno == "" ? "SUCCESS" : evt.errno)) == "SUCCESS"',
+    '(evt.errno == null ? null : (evt.errno == "" ? "SUCCESS" : evt.errno)) != "EPERM"',
+    '[a for a in proc.argv if (a == "-c" ? true : a == "x")]', '(user.uid == 0 ? 1 : 2) > 1',
+    # attributes, safe (&.) and not, on every class a field can hold (WRONG_TYPES: a
+    # mapping takes rule-engine's key-lookup fallback), as Falco's icontains, iglob,
+    # tolower(), toupper() and len() are lowered
+    'proc.name&.as_lower == "bash"', '"bin" in proc.exe&.as_lower', 'proc.exe&.as_upper =~ "^/USR"',
+    'proc.cmdline&.as_lower =~ "(?s).*bash.*"', "proc.name.as_upper == 'BASH'",
+    "proc.cmdline&.length > 3", "proc.argv&.length == 2", "proc.name.length == 4", "user.uid&.to_int == 0",
+    '[a for a in proc.argv if "x" in a&.as_lower]', '[a&.as_lower for a in proc.argv] == ["bash"]',
+    '[a for a in (proc.aname ?? []) if a&.as_lower in ["bash", "cron"]]', "proc.aname[0]&.as_lower == 'bash'",
+    "proc.aname&[1]&.as_lower == 'bash'", "(proc.pname ?? proc.name)&.as_lower == 'bash'",
+    "(user.uid == 0 ? proc.name : proc.pname)&.as_lower == 'bash'",
+]
+
+# The same in Falco's syntax: what monitor/rules/falco/lower.py writes for each.
+FALCO_EXTRA_CONDITIONS = [
+    "proc.cmdline icontains BaSh", "proc.aname icontains CRON", "proc.aname[2] icontains sh",
+    "fd.name iglob /ETC/*", "tolower(proc.name) = bash", "toupper(proc.exe) startswith /USR",
+    "len(proc.name) > 3", "len(proc.cmdline) = 0", "fd.typechar = f", "fd.typechar in (4, 6)",
+    "evt.res = SUCCESS", "evt.res != EPERM", "proc.name icontains b and not fd.typechar = u",
 ]
 
 
@@ -82,6 +113,13 @@ def _extra_rules(tmp_path: Path) -> Path:
 FALCO_STABLE = Path(__file__).resolve().parent / "fixtures" / "falco" / "falco_rules.yaml"
 
 
+def _falco_extra_rules(tmp_path: Path) -> Path:
+    text = "- ringwatch: {syntax: falco}\n" + "".join(
+        f"- rule: falco extra {i}\n  desc: d\n  condition: {json.dumps(c)}\n  output: o %proc.name\n"
+        f"  priority: INFO\n" for i, c in enumerate(FALCO_EXTRA_CONDITIONS))
+    return write(tmp_path, "falco_extra.yaml", text)
+
+
 def _rulesets(tmp_path: Path) -> dict[str, RuleSet]:
     return {
         "default": load(sources(rules_dir() / "default.yaml")),
@@ -89,6 +127,7 @@ def _rulesets(tmp_path: Path) -> dict[str, RuleSet]:
         # Falco's stable rules as written, lowered from Falco's syntax (monitor/rules/falco/).
         "falco stable": load(sources(FALCO_STABLE)),
         "extra": load(sources(_extra_rules(tmp_path))),
+        "falco extra": load(sources(_falco_extra_rules(tmp_path))),
     }
 
 
@@ -212,6 +251,21 @@ def _random_events(ruleset: RuleSet, n: int, seed: int) -> Iterator[dict[str, An
         yield ev
 
 
+# Events matching rules the random events miss (all of a Falco rule's parts at once).
+HIT_EVENTS: list[dict[str, Any]] = [
+    # Falco's "Directory traversal monitored file read": fd.typechar and evt.res are ternaries
+    {"evt.type": "openat", "evt.is_open_read": True, "fd.type": "file", "fd.num": 3,
+     "fd.name": "/etc/passwd", "fd.nameraw": "/tmp/../../etc/passwd", "proc.pname": "python3"},
+    {"evt.type": "openat", "evt.is_open_read": False, "fd.type": "file", "fd.num": -1, "evt.errno": "EACCES",
+     "fd.name": "/etc/shadow", "fd.nameraw": "a/../../etc/shadow", "proc.pname": "python3"},
+    # "Read sensitive file trusted after startup"
+    {"evt.type": "open", "evt.is_open_read": True, "fd.type": "file", "fd.num": 4, "fd.name": "/etc/shadow",
+     "fd.directory": "/etc", "proc.name": "nginx", "proc.duration": 6 * 10**9},
+    # the Falco-syntax extras: iglob, fd.typechar in (4, 6)
+    {"evt.type": "openat", "fd.name": "/Etc/Passwd", "fd.type": "ipv6", "proc.name": "Bash"},
+]
+
+
 # --- verdicts -------------------------------------------------------------------------------
 
 def verdict(fn: Callable[[dict[str, Any]], bool], event: dict[str, Any]) -> Any:
@@ -235,6 +289,8 @@ def _disagreements(rules: list[CompiledRule], events: Iterator[dict[str, Any]]) 
     return bad, hits
 
 
+LABELS = ["default", "exec fixture", "extra", "falco stable", "falco extra"]
+
 pytestmark = pytest.mark.filterwarnings("ignore::rule_engine.errors.MappingAttributeLookupDeprecation")
 
 
@@ -244,15 +300,23 @@ def rulesets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleSet]:
 
 
 def test_no_fallbacks_on_shipped_and_fixture_rules(rulesets: dict[str, RuleSet]) -> None:
-    for label in ("default", "exec fixture"):
+    for label in ("default", "exec fixture", "falco stable", "falco extra"):
         assert [(r.name, r.fallback_reason) for r in rulesets[label].fallbacks()] == [], label
-    # What the compiler hands back to rule-engine, by construct (a ternary, arithmetic,
-    # attributes such as as_lower, nested comprehensions).
+    # What the compiler hands back to rule-engine, by construct (arithmetic, an array
+    # literal holding a field).
     fallbacks = rulesets["extra"].fallbacks()
     assert 0 < len(fallbacks) < len(EXTRA_CONDITIONS) // 4, [(r.name, r.fallback_reason) for r in fallbacks]
 
 
-@pytest.mark.parametrize("label", ["default", "exec fixture", "extra"])
+def test_defaults_plus_falco_stable_rules_all_compile() -> None:
+    # What `ringwatch rules validate tests/fixtures/falco/falco_rules.yaml` loads: the
+    # packaged defaults and Falco's stable rules (the ones ringwatch can run), as one set.
+    ruleset = load(sources(FALCO_STABLE, defaults=True))
+    assert len(ruleset.rules) == 35  # as `rules validate` reports (some defaults share a name)
+    assert [(r.name, r.fallback_reason) for r in ruleset.fallbacks()] == []
+
+
+@pytest.mark.parametrize("label", LABELS)
 def test_recorded_and_synthesised_events(rulesets: dict[str, RuleSet], label: str) -> None:
     rules = rulesets[label].rules
     base = _base_events()
@@ -268,7 +332,8 @@ def test_recorded_and_synthesised_events(rulesets: dict[str, RuleSet], label: st
 
 
 # events per rule: the extra rules are many and short
-@pytest.mark.parametrize(("label", "per_rule"), [("default", 100), ("exec fixture", 100), ("extra", 20)])
+@pytest.mark.parametrize(("label", "per_rule"), [("default", 100), ("exec fixture", 100), ("extra", 20),
+                                               ("falco stable", 100), ("falco extra", 50)])
 def test_random_events(rulesets: dict[str, RuleSet], label: str, per_rule: int) -> None:
     ruleset = rulesets[label]
     bad, hits = _disagreements(ruleset.rules, _random_events(ruleset, per_rule * len(ruleset.rules), seed=13))
@@ -287,16 +352,21 @@ def test_every_default_rule_matches_some_random_event(rulesets: dict[str, RuleSe
     assert len(never) <= 2, never
 
 
-@pytest.mark.parametrize("label", ["default", "exec fixture", "extra"])
+@pytest.mark.parametrize("label", LABELS)
 def test_matching_events_with_each_read_field_wrong(rulesets: dict[str, RuleSet], label: str) -> None:
-    # For each rule, a random event it matches, then that event with each field the rule
-    # reads missing or of a wrong type: near a match is where a wrong operator shows.
+    # For each rule, a random (or hand-written) event it matches, then that event with
+    # each field the rule reads missing or of a wrong type: near a match is where a wrong
+    # operator shows.
     ruleset = rulesets[label]
-    events = list(_random_events(ruleset, 100 * len(ruleset.rules), seed=13))
+    events = HIT_EVENTS + list(_random_events(ruleset, 100 * len(ruleset.rules), seed=13))
+    hit_of = {rule.name: next((ev for ev in events if verdict(rule.engine_matches, ev) is True), None)  # type: ignore[arg-type]
+              for rule in ruleset.rules}
+    if label.startswith("falco"):  # every Falco rule (ternaries, attributes) is tested near a match
+        assert [name for name, hit in hit_of.items() if hit is None] == []
 
     def variants() -> Iterator[dict[str, Any]]:
         for rule in ruleset.rules:
-            hit = next((ev for ev in events if verdict(rule.engine_matches, ev) is True), None)  # type: ignore[arg-type]
+            hit = hit_of[rule.name]
             if hit is not None:
                 yield hit
                 yield from _field_variants(hit, sorted(rule.fields))
@@ -314,17 +384,17 @@ def test_cli_names_rules_left_to_rule_engine(tmp_path: Path, capsys: pytest.Capt
   condition: proc.name == "x"
   output: o
   priority: INFO
-- rule: ternary
-  condition: "user.uid == 0 ? true : false"
+- rule: arithmetic
+  condition: "user.uid + 1 == 1"
   output: o
   priority: INFO
 """)
     assert main(["rules", "validate", "--no-default-rules", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "1 evaluated by rule-engine, not compiled: 'ternary' (TernaryExpression)" in out
+    assert "1 evaluated by rule-engine, not compiled: 'arithmetic' (AddExpression)" in out
     assert main(["rules", "list", "--json", "--no-default-rules", "--rules", str(path)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["evaluator"] for r in rows] == ["compiled", "rule-engine (TernaryExpression)"]
+    assert [r["evaluator"] for r in rows] == ["compiled", "rule-engine (AddExpression)"]
 
 
 def test_referenced_fields_are_what_conditions_outputs_and_alerts_read(tmp_path: Path) -> None:
@@ -345,3 +415,62 @@ def test_referenced_fields_are_what_conditions_outputs_and_alerts_read(tmp_path:
     assert not {"cgroup.id", "group.gid", "evt.cpu", "proc.pcmdline"} & got  # disabled, or unused
     default = load(sources(rules_dir() / "default.yaml")).referenced_fields()
     assert len(default) < len(catalog.FIELDS) and "fd.nameraw" in default
+
+
+class _Given(ast.ExpressionBase):  # type: ignore[misc]  # rule-engine's base is untyped
+    """A value already evaluated, standing in for a node's operand."""
+
+    __slots__ = ("result_type", "value")
+
+    def __init__(self, context: Any, value: Any, result_type: Any) -> None:
+        self.context = context  # type: ignore[misc]  # a slot of the base class
+        self.value = value
+        self.result_type = result_type
+
+    def evaluate(self, thing: Any) -> Any:
+        return self.value
+
+
+def _walk(node: Any) -> Iterator[Any]:
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        for name in _attr_names(n):
+            child = getattr(n, name, None)
+            if isinstance(child, (ast.ExpressionBase, ast.Statement)):
+                stack.append(child)
+            elif isinstance(child, (tuple, list)):
+                stack.extend(c for c in child if isinstance(c, ast.ExpressionBase))
+
+
+def _outcome(fn: Callable[[], Any]) -> str:
+    try:
+        return f"value {fn()!r}"
+    except Exception as exc:
+        return f"error {type(exc).__name__}"
+
+
+def test_attribute_step_is_rule_engines_on_every_value(rulesets: dict[str, RuleSet]) -> None:
+    # The rule-level tests cannot tell one error from another (a NullIsFalse above turns
+    # both into False): here each attribute node of every rule is run by rule-engine and
+    # by get_attribute on the same evaluated object, values and error classes compared.
+    nodes = [n for label in LABELS for rule in rulesets[label].rules
+             for n in _walk(rule.engine_matches.__self__.statement)  # type: ignore[union-attr]
+             if type(n) is ast.GetAttributeExpression]
+    assert {n.name for n in nodes} >= {"as_lower", "as_upper", "length", "to_int"}
+    assert {n.safe for n in nodes} == {True, False}
+    objects = [*WRONG_TYPES, "BaSh", "İSTANBUL", "ß", {"length": 3}, {"as_lower": "x"}, [{"a": 1}]]
+    objects += [coerce_value(v, verify_type=False) for v in objects if not isinstance(v, dict)]
+    ev = exec_event()
+    compared = 0
+    for node in nodes:
+        step = get_attribute(node)
+        for obj in objects:
+            shadow = copy.copy(node)
+            shadow.object = _Given(node.context, obj, node.object.result_type)
+            want = _outcome(lambda: shadow.evaluate(ev))  # noqa: B023  # called at once
+            got = _outcome(lambda: step(obj, ev))  # noqa: B023
+            assert got == want, (node.name, node.safe, obj)
+            compared += want.startswith("value")
+    assert compared > len(nodes)  # not only errors

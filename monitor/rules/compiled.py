@@ -25,12 +25,13 @@ from __future__ import annotations
 import decimal
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rule_engine import ast, errors
 from rule_engine.ast.base import _assert_is_integer_number
+from rule_engine.builtins import Builtins
 from rule_engine.types import DataType, coerce_value
 
 from monitor.rules.guard import NULL_ERRORS, FieldValue, _attr_names, _to_number, _to_tuple
@@ -150,6 +151,43 @@ def get_slice(container: Any, start: Any, stop: Any, safe: bool) -> Any:
         _assert_is_integer_number(stop)
         stop = int(stop)
     return coerce_value(operator.getitem(container, slice(start, stop)), verify_type=False)
+
+
+def get_attribute(node: Any) -> Callable[[Any, Event], Any]:
+    """GetAttributeExpression.evaluate from its evaluated object on (`obj.name`,
+    `obj&.name`), step for step: rule-engine's attribute resolver (`as_lower` of a string,
+    `length` of a string, list or mapping, ... and its errors for any other class), then
+    its fallback of a mapping's key read through the context's resolver. Not for an
+    OBJECT-typed object (the compiler leaves those to rule-engine)."""
+    context, name, safe = node.context, node.name, node.safe
+    nullable = DataType.is_type(node.object.result_type, DataType.NULLABLE)
+    new_value = node._new_value
+
+    def attribute(obj: Any, ev: Event) -> Any:
+        if obj is None and safe:
+            return None
+        if obj is None and nullable:
+            raise errors.EvaluationError(
+                "attribute access on a null value (use ?. to safely navigate a NULLABLE expression)")
+        try:
+            value = context.resolve_attribute(ev, obj, name)
+        except errors.AttributeResolutionError as error:
+            attribute_error = error
+        else:
+            return new_value(value, verify_type=False)
+        if isinstance(obj, Mapping) and not isinstance(obj, Builtins):
+            if not context.mapping_attribute_lookup:
+                raise attribute_error
+            context._warn_mapping_fallback(name)
+        try:
+            value = context.resolve(obj, name)
+        except errors.SymbolResolutionError:
+            if context.default_value is errors.UNDEFINED:
+                raise attribute_error from None
+            value = context.default_value
+        return new_value(value, verify_type=False)
+
+    return attribute
 
 
 def _ordered(node: Any, safe: bool) -> Callable[[Any, Any], Any]:
@@ -465,6 +503,27 @@ class _Generator:
                         f"and {member.expr} in {t})", False)
         return Code(f"{self.const(contains)}({container.expr}, {member.expr})",
                     container.raises or member.raises)
+
+    def _TernaryExpression(self, node: Any) -> Code:
+        # rule-engine: `case_true if condition.evaluate(thing) else case_false`, the
+        # condition's value taken by Python's truth (a Decimal 0, an empty tuple are false)
+        # and only the chosen case evaluated.
+        cond, yes, no = self.gen(node.condition), self.gen(node.case_true), self.gen(node.case_false)
+        return Code(f"({yes.expr} if {cond.expr} else {no.expr})", cond.raises or yes.raises or no.raises)
+
+    def _GetAttributeExpression(self, node: Any) -> Code:
+        if node._object_type is not None:
+            raise Unsupported("attribute of an OBJECT type")
+        obj = self.gen(node.object)
+        slow = self.const(get_attribute(node))
+        t = self.temp()
+        method = {"as_lower": "lower", "as_upper": "upper"}.get(node.name)
+        if method is not None:
+            # A str's as_lower is str.lower (rule-engine's coercions keep a str as it is);
+            # any other class (null, a number, a list) takes rule-engine's own steps.
+            return Code(f"({t}.{method}() if ({t} := {obj.expr}).__class__ is str "
+                        f"else {slow}({t}, ev))", True)
+        return Code(f"{slow}({obj.expr}, ev)", True)
 
     def _GetItemExpression(self, node: Any) -> Code:
         container, item = self.gen(node.container), self.gen(node.item)

@@ -42,7 +42,8 @@ def test_every_kernel_field_resolves_and_matches_bpftool(
 ) -> None:
     btf = BTF.load()
     compared = 0
-    for key, (struct_name, path) in offsets.KERNEL_FIELDS.items():
+    for key, (struct_name, paths) in offsets.KERNEL_FIELDS.items():
+        path = offsets.member_path(btf, struct_name, paths)
         ours = btf.offset_of(struct_name, path)
         top = path.split(".")[0]
         theirs = bpftool_structs[struct_name].get(top)
@@ -80,3 +81,13 @@ def test_garbage_is_rejected(tmp_path: Path) -> None:
     bad.write_bytes(b"\0" * 64)
     with pytest.raises(BTFError, match="bad BTF magic"):
         BTF.load(bad)
+
+
+def test_alternative_member_paths_take_the_first_the_kernel_has() -> None:
+    btf = BTF.load()
+    # Inode times moved between kernel versions; whichever layout this kernel has is found.
+    path = offsets.member_path(btf, "inode", offsets.KERNEL_FIELDS["INODE_CTIME_SEC"][1])
+    assert path in ("i_ctime_sec", "__i_ctime.tv_sec", "i_ctime.tv_sec")
+    assert offsets.member_path(btf, "inode", "no_such|i_ino") == "i_ino"
+    with pytest.raises(BTFError, match="inode has no member nope2"):
+        btf.offset_of("inode", offsets.member_path(btf, "inode", "nope1|nope2"))

@@ -7,6 +7,7 @@ format that `--record` writes and `ringwatch replay` reads.
 from __future__ import annotations
 
 import errno
+import posixpath
 import pwd
 import time
 from datetime import UTC, datetime
@@ -60,6 +61,31 @@ def _result(ret: int) -> Event:
     }
 
 
+def exe_fields(rec: ExecRecord) -> Event:
+    """What the kernel executed (proc.exe is only the string that was passed)."""
+    exe = rec.exe
+    if exe is None:
+        return {}
+    ev: Event = {
+        "proc.exe_ino": exe.ino,
+        "proc.exe_ino_ctime": exe.ctime_ns,
+        "proc.exe_ino_mtime": exe.mtime_ns,
+        "proc.is_exe_writable": exe.writable_by(rec.h.uid, rec.h.gid),
+        "proc.exe_deleted": exe.deleted,
+    }
+    if exe.path is not None:
+        ev["proc.exepath"] = exe.path
+        ev["proc.is_name_exe"] = name_is_exe(rec.h.comm, exe.path)
+    return ev
+
+
+def name_is_exe(comm: str, exepath: str) -> bool:
+    """Whether the process name (comm, which prctl(PR_SET_NAME), /proc/self/comm or the
+    name of a symlink executed can set to anything) is the executed file's own name, cut
+    to comm's 15 characters. False for scripts: the executed file is the interpreter."""
+    return bool(exepath) and comm == posixpath.basename(exepath)[:15]
+
+
 class Enricher:
     """Adds wall time and, with a Lineage, the process's image and ancestry."""
 
@@ -78,7 +104,10 @@ class Enricher:
         if not is_exec:
             # The record itself carries no image: the lineage entry has the last exec's.
             args = info.argv[1:]
+            # The lineage keeps only the kernel-resolved path of what the process runs.
             ev.setdefault("proc.exe", info.exe)
+            ev.setdefault("proc.exepath", info.exe)
+            ev.setdefault("proc.is_name_exe", name_is_exe(ev["proc.name"], info.exe))
             ev.setdefault("proc.argv", info.argv)
             ev.setdefault("proc.args", " ".join(args))
             ev.setdefault("proc.cmdline", " ".join([info.comm, *args]))
@@ -87,11 +116,13 @@ class Enricher:
             parent = ancestors[0]
             ev["proc.pname"] = parent.comm
             ev["proc.pexe"] = parent.exe
+            ev["proc.pexepath"] = parent.exe
             ev["proc.pcmdline"] = parent.cmdline()
             ev["proc.pexec_id"] = lin.exec_id(parent)
         ev["proc.aname"] = [a.comm for a in ancestors]
         ev["proc.apid"] = [a.tgid for a in ancestors]
         ev["proc.aexe"] = [a.exe for a in ancestors]
+        ev["proc.aexepath"] = ev["proc.aexe"]
 
     def _common(self, h: Header, evt_type: str) -> Event:
         wall = h.ktime_ns + self.mono_to_wall_ns
@@ -141,6 +172,7 @@ class Enricher:
                 "proc.is_exe_from_memfd": rec.exe_from_memfd,
                 "evt.arg.dirfd": rec.dirfd,
             })
+            ev.update(exe_fields(rec))
             return ev
         if isinstance(rec, ForkRecord):
             ev = self._common(rec.h, "fork")

@@ -32,7 +32,21 @@ _FIELDS = [
     Field("proc.tid", int, "thread id"),
     Field("proc.ppid", int, "parent process id (real parent's tgid)"),
     Field("proc.name", str, "process name (comm, at most 15 characters)"),
-    Field("proc.exe", str, "path of the executable as passed to execve"),
+    Field("proc.exe", str, "path of the executable as passed to execve (Falco: the first "
+          "argument); on other events, the lineage's proc.exepath"),
+    Field("proc.exepath", str, "the file the kernel executed, resolved in the kernel from the exec's "
+          "struct file (dentry and mount walk): symlinks, relative paths, execveat dirfds and "
+          "AT_EMPTY_PATH cannot hide it; for a script, its interpreter; /memfd:NAME for a memfd"),
+    Field("proc.exe_ino", int, "inode number of the executed file"),
+    Field("proc.exe_ino_ctime", int, "inode change time of the executed file, ns since the epoch"),
+    Field("proc.exe_ino_mtime", int, "modification time of the executed file, ns since the epoch"),
+    Field("proc.is_exe_writable", bool, "the executed file is writable by the process's real user: "
+          "owner/group/other write bits against its uid and gid (root: always); supplementary "
+          "groups, ACLs and read-only mounts are not considered"),
+    Field("proc.exe_deleted", bool, "the executed file had no name left when it ran (unlinked)"),
+    Field("proc.is_name_exe", bool, "proc.name is the executed file's own name (cut to 15 "
+          "characters): false after prctl(PR_SET_NAME), a write to /proc/self/comm, an exec "
+          "through a differently named symlink, and for scripts (the file is the interpreter)"),
     Field("proc.args", str, "arguments after argv[0], space separated"),
     Field("proc.argv", list, "argument vector"),
     Field("proc.cmdline", str, "proc.name and proc.args, like Falco"),
@@ -43,16 +57,21 @@ _FIELDS = [
     Field("proc.exit_signal", int, "terminating signal, 0 if none (exit events)"),
     Field("proc.child_pid", int, "the new process (fork events)"),
     Field("proc.exec_id", str, "unique id of this process image on this host"),
-    Field("proc.pexe", str, "parent's executable path"),
+    Field("proc.pexe", str, "parent's executable path (the kernel-resolved one, as proc.pexepath)"),
+    Field("proc.pexepath", str, "the file the parent executed, resolved by the kernel"),
     Field("proc.pname", str, "parent's name"),
     Field("proc.pcmdline", str, "parent's command line"),
     Field("proc.pexec_id", str, "parent's exec id"),
     Field("proc.aname", list, "ancestor names, nearest first: [0] is the parent (unlike Falco, "
           "whose aname[0] is the process itself)"),
     Field("proc.apid", list, "ancestor pids, nearest first"),
-    Field("proc.aexe", list, "ancestor executable paths, nearest first"),
-    Field("fd.name", str, "file path (absolute and normalised when it can be known; the executable "
-          "for exec denials), socket peer ip:port, unix socket path, or memfd:NAME"),
+    Field("proc.aexe", list, "ancestor executable paths, nearest first (as proc.aexepath)"),
+    Field("proc.aexepath", list, "files the ancestors executed, resolved by the kernel, nearest first"),
+    Field("fd.name", str, "file path: for an open that returned a file, that file's path resolved by "
+          "the kernel (symlinks and .. followed, see fd.is_resolved); else the path given, made "
+          "absolute and normalised when it can be known (the executable for exec denials); "
+          "socket peer ip:port, unix socket path, or memfd:NAME"),
+    Field("fd.is_resolved", bool, "fd.name is the kernel's path of the file actually opened"),
     Field("fd.nameraw", str, "the path exactly as passed to the syscall"),
     Field("fd.relative", bool, "the syscall was given a relative path (joined with cwd or dirfd)"),
     Field("fd.name_truncated", bool, "the path was cut at 255 bytes by the kernel"),

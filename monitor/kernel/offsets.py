@@ -99,7 +99,10 @@ def member_path(btf: BTF, struct_name: str, paths: str) -> str:
 
 
 def from_btf(btf: BTF) -> Offsets:
-    return Offsets("btf", {k: btf.offset_of(s, member_path(btf, s, p)) for k, (s, p) in KERNEL_FIELDS.items()})
+    values: dict[str, int | str] = {
+        k: btf.offset_of(s, member_path(btf, s, p)) for k, (s, p) in KERNEL_FIELDS.items()
+    }
+    return Offsets("btf", values)
 
 
 # struct mount is private to fs/ (fs/mount.h): headers cannot give its layout.

@@ -62,6 +62,7 @@ enum rw_drop_reason {
 #define RW_EXEC_F_EXE_DELETED (1u << 5)   /* the executed file has no name left (unlinked) */
 #define RW_EXEC_F_EXEPATH (1u << 6)       /* exepath holds the kernel-resolved path */
 #define RW_EXEC_F_EXEPATH_TRUNCATED (1u << 7) /* too deep or too long to resolve */
+#define RW_EXEC_F_CWD (1u << 8)           /* cwd holds the kernel-resolved working directory */
 
 /* Process lineage, kept by the kernel programs in an LRU hash pinned on bpffs so that it
  * outlives the monitor. Keyed by identity, not pid: a pid can be reused, (tgid, start)
@@ -145,6 +146,12 @@ struct rw_exec {
     __u16 exe_mode;        /* i_mode: type and permission bits */
     __u16 _pad1;
     char exepath[RW_PATH_LEN]; /* walked from its dentry and mount (RW_EXEC_F_EXEPATH) */
+    /* The process at exec, from its task: */
+    __u32 tty;             /* controlling terminal as /proc/PID/stat's tty_nr; 0 if none */
+    __u32 sid;             /* session id, in the process's own pid namespace */
+    __u32 vpgid;           /* process group id, in the process's own pid namespace */
+    __u32 loginuid;        /* audit login uid; 4294967295 if never set */
+    char cwd[RW_PATH_LEN]; /* working directory (RW_EXEC_F_CWD) */
     char filename[RW_PATH_LEN]; /* as passed to execve (relative, a symlink, "" ...) */
     char args[RW_ARGS_BUF];
 };

@@ -343,6 +343,11 @@ static __always_inline int on_exec_enter(struct pt_regs *regs, u32 nr)
     e->exe_nlink = 0;
     e->exe_mode = 0;
     e->_pad1 = 0;
+    e->tty = 0;
+    e->sid = 0;
+    e->vpgid = 0;
+    e->loginuid = 0;
+    e->cwd[0] = 0;
     if (nr == RW_NR_execveat) {
         e->dirfd = (s32)a0;
         e->at_flags = (u32)a4;
@@ -877,6 +882,41 @@ static __always_inline void exe_truth(struct rw_exec *e, const void *file)
         e->flags |= RW_EXEC_F_EXE_DELETED;
 }
 
+/* A pid as the process's own pid namespace numbers it: pid->numbers[pid->level].nr
+ * (struct upid is an int and a pointer: 16 bytes). */
+static __always_inline u32 rw_pid_vnr(const void *pid)
+{
+    if (!pid)
+        return 0;
+    u32 level = rd_u32(pid, RW_OFF_PID_LEVEL);
+    return rd_u32(pid, RW_OFF_PID_NUMBERS + (level & 31) * 16);
+}
+
+#define RW_PIDTYPE_PGID 2
+#define RW_PIDTYPE_SID 3
+
+/* The exec'ing process's session, group, terminal, login uid and working directory. */
+static __always_inline void exec_task_fields(struct rw_exec *e)
+{
+    const void *task = (const void *)bpf_get_current_task();
+    const void *signal = rd_ptr(task, RW_OFF_TASK_SIGNAL);
+    e->sid = rw_pid_vnr(rd_ptr(signal, RW_OFF_SIGNAL_PIDS + RW_PIDTYPE_SID * sizeof(void *)));
+    e->vpgid = rw_pid_vnr(rd_ptr(signal, RW_OFF_SIGNAL_PIDS + RW_PIDTYPE_PGID * sizeof(void *)));
+    e->loginuid = rd_u32(task, RW_OFF_TASK_LOGINUID);
+    e->tty = 0;
+    const void *tty = rd_ptr(signal, RW_OFF_SIGNAL_TTY);
+    if (tty) {
+        /* new_encode_dev(MKDEV(driver->major, driver->minor_start + index)) */
+        const void *driver = rd_ptr(tty, RW_OFF_TTY_DRIVER);
+        u32 major = rd_u32(driver, RW_OFF_TTY_DRIVER_MAJOR);
+        u32 minor = rd_u32(driver, RW_OFF_TTY_DRIVER_MINOR_START) + rd_u32(tty, RW_OFF_TTY_INDEX);
+        e->tty = (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
+    }
+    const void *fs = rd_ptr(task, RW_OFF_TASK_FS);
+    if (fs && resolve_path(e->cwd, (const char *)fs + RW_OFF_FS_PWD) > 0)
+        e->flags |= RW_EXEC_F_CWD;
+}
+
 /* Between sys_enter and sys_exit of a successful exec: the new image is known here.
  * A non-leader thread that execs takes over the leader's pid (de_thread): its in-flight
  * record moves so sys_exit, which runs under the new pid, finds it. */
@@ -888,6 +928,7 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     if (!e)
         return 0;
     exe_truth(e, rd_ptr((const void *)ctx->args[2], RW_OFF_BINPRM_FILE));
+    exec_task_fields(e);
     if (old_pid == tid)
         return 0;
     /* A non-leader thread that exec'd has taken over the leader's pid (de_thread). */

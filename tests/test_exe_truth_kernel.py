@@ -251,3 +251,23 @@ def test_sensitive_file_through_a_symlink_raises(mon: RunningMonitor, tmp_path: 
     ev = a["event"]
     assert ev["fd.nameraw"] == str(link) and ev["fd.is_resolved"] is True
     assert rules_for(mon, benign) == []
+
+
+# --- the process at exec ------------------------------------------------------------------
+
+
+def test_cwd_session_group_tty_and_loginuid_at_exec(mon: RunningMonitor, tmp_path: Path) -> None:
+    # setsid: a new session and group led by the exec'd process, without a terminal.
+    leader = run(["setsid", "/usr/bin/true"], cwd=tmp_path)
+    ev = exec_event(mon, leader, "/usr/bin/true")
+    assert ev["proc.cwd"] == str(tmp_path)
+    assert (ev["proc.sid"], ev["proc.vpgid"], ev["proc.tty"]) == (leader, leader, 0)
+    auid = int(Path("/proc/self/loginuid").read_text())
+    assert ev["user.loginuid"] == (-1 if auid == 0xFFFFFFFF else auid)
+    # Under a pseudo-terminal (script(1) gives its child one), tty_nr is that terminal's.
+    out, pid = tmp_path / "tty", tmp_path / "pid"
+    run(["script", "-qec", f"echo $$ > {pid}; stat -L -c %t:%T $(tty) > {out}; exec /usr/bin/true",
+         "/dev/null"])
+    major, minor = (int(x, 16) for x in out.read_text().split(":"))
+    ev = exec_event(mon, int(pid.read_text()), "/usr/bin/true")
+    assert ev["proc.tty"] == (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12) != 0

@@ -76,6 +76,14 @@ def exe_fields(rec: ExecRecord) -> Event:
     if exe.path is not None:
         ev["proc.exepath"] = exe.path
         ev["proc.is_name_exe"] = name_is_exe(rec.h.comm, exe.path)
+    task = rec.task
+    if task is not None:
+        ev["proc.tty"] = task.tty
+        ev["proc.sid"] = task.sid
+        ev["proc.vpgid"] = task.vpgid
+        ev["user.loginuid"] = -1 if task.loginuid == 0xFFFFFFFF else task.loginuid
+        if task.cwd is not None:
+            ev["proc.cwd"] = task.cwd
     return ev
 
 

@@ -57,6 +57,13 @@ _FIELDS = [
     Field("proc.exit_signal", int, "terminating signal, 0 if none (exit events)"),
     Field("proc.child_pid", int, "the new process (fork events)"),
     Field("proc.exec_id", str, "unique id of this process image on this host"),
+    Field("proc.cwd", str, "working directory at exec, resolved by the kernel (exec events)"),
+    Field("proc.tty", int, "controlling terminal at exec, encoded as /proc/PID/stat's tty_nr; 0 if "
+          "none (exec events)"),
+    Field("proc.sid", int, "session id at exec, in the process's pid namespace (exec events)"),
+    Field("proc.vpgid", int, "process group id at exec, in the process's pid namespace (exec events)"),
+    Field("user.loginuid", int, "audit login uid at exec (who logged in, kept across su/sudo); -1 if "
+          "never set (exec events)"),
     Field("proc.pexe", str, "parent's executable path (the kernel-resolved one, as proc.pexepath)"),
     Field("proc.pexepath", str, "the file the parent executed, resolved by the kernel"),
     Field("proc.pname", str, "parent's name"),

@@ -70,6 +70,16 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "INODE_CTIME_NSEC": ("inode", "i_ctime_nsec|__i_ctime.tv_nsec|i_ctime.tv_nsec"),
     "INODE_MTIME_SEC": ("inode", "i_mtime_sec|__i_mtime.tv_sec|i_mtime.tv_sec"),
     "INODE_MTIME_NSEC": ("inode", "i_mtime_nsec|__i_mtime.tv_nsec|i_mtime.tv_nsec"),
+    # The process at exec: login uid, session and group ids, controlling terminal.
+    "TASK_LOGINUID": ("task_struct", "loginuid.val"),
+    "SIGNAL_PIDS": ("signal_struct", "pids"),
+    "SIGNAL_TTY": ("signal_struct", "tty"),
+    "PID_LEVEL": ("pid", "level"),
+    "PID_NUMBERS": ("pid", "numbers"),
+    "TTY_INDEX": ("tty_struct", "index"),
+    "TTY_DRIVER": ("tty_struct", "driver"),
+    "TTY_DRIVER_MAJOR": ("tty_driver", "major"),
+    "TTY_DRIVER_MINOR_START": ("tty_driver", "minor_start"),
 }
 
 

@@ -74,6 +74,7 @@ EXEC_F_EXE_MEMFD = 1 << 4
 EXEC_F_EXE_DELETED = 1 << 5
 EXEC_F_EXEPATH = 1 << 6
 EXEC_F_EXEPATH_TRUNCATED = 1 << 7
+EXEC_F_CWD = 1 << 8
 
 
 class CHeader(ct.Structure):
@@ -112,6 +113,11 @@ class CExec(ct.Structure):
         ("exe_mode", ct.c_uint16),
         ("_pad1", ct.c_uint16),
         ("exepath", ct.c_char * PATH_LEN),
+        ("tty", ct.c_uint32),
+        ("sid", ct.c_uint32),
+        ("vpgid", ct.c_uint32),
+        ("loginuid", ct.c_uint32),
+        ("cwd", ct.c_char * PATH_LEN),
         ("filename", ct.c_char * PATH_LEN),
         ("args", ct.c_char * ARGS_BUF),
     ]
@@ -280,6 +286,18 @@ class ExecRecord:
     filename_truncated: bool
     exe_from_memfd: bool = False
     exe: ExeFile | None = None  # None: the exec failed, or ran before sched_process_exec
+    task: ExecTask | None = None  # likewise
+
+
+@dataclass(frozen=True, slots=True)
+class ExecTask:
+    """The process as the kernel had it at exec."""
+
+    tty: int  # tty_nr encoding, 0 = none
+    sid: int
+    vpgid: int
+    loginuid: int  # 4294967295 = never set
+    cwd: str | None  # None if too deep or long to resolve
 
 
 @dataclass(slots=True)
@@ -380,7 +398,7 @@ def decode(data: int, size: int) -> Record:
             _text(e.filename), argv, e.dirfd, e.at_flags,
             bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
             bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),
-            bool(e.flags & EXEC_F_EXE_MEMFD), _exe_file(e),
+            bool(e.flags & EXEC_F_EXE_MEMFD), _exe_file(e), _exec_task(e),
         )
     if kind is RecordType.SYSCALL:
         r = ct.cast(data, ct.POINTER(CSyscall)).contents
@@ -397,6 +415,12 @@ def decode(data: int, size: int) -> Record:
         return ForkRecord(_header(f.h), f.parent_pid, f.parent_tgid, f.parent_start_ns)
     x = ct.cast(data, ct.POINTER(CExit)).contents
     return ExitRecord(_header(x.h), (x.exit_status >> 8) & 0xFF, x.exit_status & 0x7F)
+
+
+def _exec_task(e: CExec) -> ExecTask | None:
+    if not e.flags & (EXEC_F_EXEPATH | EXEC_F_EXEPATH_TRUNCATED):
+        return None  # sched_process_exec did not run: nothing of the task was read
+    return ExecTask(e.tty, e.sid, e.vpgid, e.loginuid, _text(e.cwd) if e.flags & EXEC_F_CWD else None)
 
 
 def _exe_file(e: CExec) -> ExeFile | None:

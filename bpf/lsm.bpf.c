@@ -1,6 +1,6 @@
 /* ringwatch enforcement: BPF LSM programs that deny (or audit) exec, open and connect.
  *
- * Not compiled on its own: monitor/sensor.py appends this file to sensor.bpf.c when
+ * Not compiled on its own: monitor/kernel/sensor.py appends this file to sensor.bpf.c when
  * enforcement is enabled, so the programs share the sensor's ring buffer (`events`),
  * its counters and helpers (fill_header, rd_ptr, rd_u32, count_drop, count_produced),
  * and cost one compile. Userspace (monitor/enforce/) fills the maps below from deny

@@ -1,6 +1,6 @@
 /* Record layouts shared by every ringwatch kernel program.
  *
- * Declared once here and mirrored once in monitor/records.py; tests/test_layout.py
+ * Declared once here and mirrored once in monitor/kernel/records.py; tests/test_kernel_layout.py
  * compiles this header and checks that sizes and offsets agree with the mirror.
  * Every field has a fixed width and explicit padding so the layout is the same for
  * clang (BPF target) and for the host C compiler used by the layout test.
@@ -180,7 +180,7 @@ struct rw_fork {
 
 /* Any other syscall, recorded at sys_exit with its arguments (read from the saved
  * registers) and return value. Which arguments are paths or addresses depends on nr;
- * monitor/syscalls.py decodes them. For openat2, args[2] and args[3] hold
+ * monitor/events/syscall_args.py decodes them. For openat2, args[2] and args[3] hold
  * open_how.flags and open_how.mode, as openat has them. */
 struct rw_syscall {
     struct rw_header h;

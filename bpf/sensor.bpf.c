@@ -1,6 +1,6 @@
 /* ringwatch sensor: exec, fork and exit records into one ring buffer.
  *
- * Compiled by bcc at start (monitor/sensor.py). Kernel struct fields are never read
+ * Compiled by bcc at start (monitor/kernel/sensor.py). Kernel struct fields are never read
  * through the compile-time headers: every RW_OFF_* offset is passed in with -D, taken
  * from the running kernel's BTF (monitor/offsets.py), because the headers bcc finds
  * may belong to another kernel version. Build-time knobs, also passed with -D:
@@ -27,31 +27,8 @@
 #include <net/sock.h>
 #endif
 
-/* x86_64 syscall numbers: the ABI, fixed; monitor/syscalls.py has the same table. */
-#define RW_NR_open 2
-#define RW_NR_dup2 33
-#define RW_NR_socket 41
-#define RW_NR_connect 42
-#define RW_NR_execve 59
-#define RW_NR_rename 82
-#define RW_NR_rmdir 84
-#define RW_NR_link 86
-#define RW_NR_unlink 87
-#define RW_NR_symlink 88
-#define RW_NR_chmod 90
-#define RW_NR_mount 165
-#define RW_NR_openat 257
-#define RW_NR_unlinkat 263
-#define RW_NR_renameat 264
-#define RW_NR_linkat 265
-#define RW_NR_symlinkat 266
-#define RW_NR_fchmodat 268
-#define RW_NR_dup3 292
-#define RW_NR_renameat2 316
-#define RW_NR_memfd_create 319
-#define RW_NR_bpf 321
-#define RW_NR_execveat 322
-#define RW_NR_openat2 437
+/* Syscall numbers (RW_NR_<name>) come from the event catalogue, monitor/events/catalog.py,
+ * as -D defines: Python and the kernel programs cannot disagree. */
 #define RW_NR_MAX 512
 #define RW_S_IFMT 0170000
 #define RW_S_IFSOCK 0140000
@@ -76,7 +53,7 @@ BPF_PERCPU_ARRAY(proc_scratch, struct rw_proc, 1);
  * A syscall nobody asked for costs one array lookup at sys_exit and no record. */
 BPF_ARRAY(syscall_wanted, u8, RW_NR_MAX);
 /* Path filter for opens: when on, an open of a canonical absolute path makes a record
- * only if a prefix in the trie matches it (monitor/pathfilter.py derives them from the
+ * only if a prefix in the trie matches it (monitor/kernel/filters.py derives them from the
  * rules). [0] of open_filter: 1 = on. filtered_opens counts what it kept out. */
 BPF_F_TABLE("lpm_trie", struct rw_pfx_key, u8, open_prefixes, RW_OPEN_PREFIX_MAX, BPF_F_NO_PREALLOC);
 BPF_ARRAY(open_filter, u32, 1);

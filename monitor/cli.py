@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _event_types(spec: str | None) -> frozenset[str] | None:
-    from monitor.events.decode import ALL_EVENT_TYPES
+    from monitor.events.catalog import ALL_EVENT_TYPES
 
     if spec is None or spec == "all":
         return None
@@ -114,10 +115,11 @@ def _cmd_rules_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_rules_fields(_args: argparse.Namespace) -> int:
-    from monitor.events.fields import describe
+    from monitor.events.catalog import describe
 
     for f in describe():
-        print(f"{f['name']:22} {f['type']:5} {f['desc']}")
+        where = f" [{', '.join(f['events'])}]" if f["events"] else ""
+        print(f"{f['name']:22} {f['type']:5} {f['desc']}{where}")
     return 0
 
 
@@ -190,10 +192,16 @@ def main(argv: list[str] | None = None) -> int:
         rc: int = args.func(args)
         return rc
     except UserError as exc:
-        print(f"ringwatch: {exc}", file=sys.stderr)
+        # The one-line error is the daemon's last word under systemd: at error priority.
+        print(f"{log.journal_prefix('error')}ringwatch: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader left (`ringwatch rules fields | head`): nothing more to say, and the
+        # interpreter must not complain when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import yaml
 
 from monitor import paths
 from monitor.errors import ConfigError
-from monitor.events.decode import ALL_EVENT_TYPES
+from monitor.events.catalog import ALL_EVENT_TYPES
 from monitor.rules.loader import RuleSources
 from monitor.sinks.settings import OutputsConfig
 

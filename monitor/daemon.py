@@ -1,10 +1,9 @@
-"""`ringwatch run`: sensor -> enrich -> sinks, until a signal or the duration ends."""
+"""`ringwatch run`: the sensor feeds the pipeline (monitor.pipeline) until a signal or the duration ends."""
 
 from __future__ import annotations
 
 import signal
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -16,14 +15,13 @@ from monitor.config import Config
 from monitor.enforce.enforcer import EnforcementUnavailable, Enforcer
 from monitor.enforce.rules import deny_specs
 from monitor.errors import ConfigError, UserError
-from monitor.events.decode import wanted_numbers
-from monitor.events.enrich import Enricher
-from monitor.kernel.filters import OPEN_TYPES, bpf_commands, open_path_prefixes
-from monitor.kernel.records import DenyRecord, Record
+from monitor.events.catalog import CATALOGUE, OPEN_TYPES
+from monitor.kernel.filters import bpf_commands, open_path_prefixes
 from monitor.kernel.sensor import NS_PER_TICK, Sensor
 from monitor.lineage import procfs
 from monitor.lineage.cache import Lineage
 from monitor.lineage.watch import LineageWatch
+from monitor.pipeline import Pipeline
 from monitor.rules import RuleSet, RuleSources
 from monitor.rules import check as check_rules
 from monitor.rules import load as load_rules
@@ -55,13 +53,13 @@ class Monitor:
         self.cfg = cfg
         self.opts = opts
         self.log = log.get("ringwatch")
-        self.enricher = Enricher()
         # Loaded before the sensor starts: bad rules stop `run` with every error listed.
         self.rules: RuleSet = load_rules(opts.rule_sources)
         self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files)
         self.enforcer = self._make_enforcer(cfg, opts)
         wanted = self.enforcer is not None and self.enforcer.wanted(cfg.enforcement.always_load)
-        self.sensor = Sensor(cfg.sensor, self._on_record, log=self.log, lineage=cfg.lineage,
+        self.pipeline = Pipeline(self.rules, opts.event_sinks, opts.alert_sinks, self.enforcer)
+        self.sensor = Sensor(cfg.sensor, self.pipeline, log=self.log, lineage=cfg.lineage,
                              extension=self.enforcer if wanted else None)
         if self.enforcer is not None and not wanted:
             self.enforcer.skip()
@@ -69,23 +67,13 @@ class Monitor:
         self._stop = False
         self._reload = False
         self._started = time.monotonic()
-        self.alert_counts: Counter[str] = Counter()
         self.ops = Operations(
-            cfg, stats=self.stats, losses=self._losses, alert=self.emit_alert, warn=self.log.warning,
+            cfg, stats=self.stats, losses=self._losses, alert=self.pipeline.emit.alert, warn=self.log.warning,
             pin_dir=cfg.lineage.bpffs_dir,
         )
 
     def _all_sinks(self) -> list[Sink]:
-        # One sink object may serve events and alerts (stdout); count it once.
-        seen: dict[int, Sink] = {}
-        for sink in [*self.opts.event_sinks, *self.opts.alert_sinks]:
-            seen.setdefault(id(sink), sink)
-        return list(seen.values())
-
-    def emit_alert(self, alert: dict[str, Any]) -> None:
-        self.alert_counts[str(alert.get("rule", ""))] += 1
-        for sink in self.opts.alert_sinks:
-            sink.emit(alert)
+        return self.pipeline.emit.sinks()
 
     def _losses(self) -> stats.LossCounts:
         return stats.losses(self.sensor.counters(), stats.sink_stats(self._all_sinks()))
@@ -98,7 +86,7 @@ class Monitor:
             config_source=self.cfg.source,
             ringbuf_bytes=self.sensor.ringbuf_bytes,
             outputs=stats.sink_stats(self._all_sinks()),
-            alerts_by_rule=self.alert_counts,
+            alerts_by_rule=self.pipeline.emit.alert_counts,
         )
         snap["service"] = self.ops.stats()
         rb = snap["ringbuf"]
@@ -114,9 +102,13 @@ class Monitor:
         return snap
 
     def _do_reload(self) -> None:
-        """SIGHUP: re-read the config (rules reload sits next to this); keep running on error."""
+        """SIGHUP: re-read the rules and the config; keep running on error.
+
+        A part that is rejected keeps its previous version in force, and the reload is
+        reported as failed (log at error level, reload_errors, systemd status) even when
+        the other part was taken over."""
         self.ops.reloading()
-        self._reload_rules()
+        rules_error = self._reload_rules()
         try:
             new = configmod.load(self.opts.config_path, self.opts.overrides)
         except ConfigError as exc:
@@ -135,6 +127,10 @@ class Monitor:
         for sink in self._all_sinks():
             sink.reopen()
         self.cfg = new
+        if rules_error is not None:
+            self.log.error("reload_failed", config=new.source, error=rules_error)
+            self.ops.reloaded(new, f"reload failed, previous rules kept: {rules_error}", error=rules_error)
+            return
         pending = f"; restart to apply {', '.join(restart)}" if restart else ""
         self.ops.reloaded(new, f"reloaded {new.source}{pending}")
         self.log.info("reloaded", config=new.source)
@@ -149,23 +145,26 @@ class Monitor:
         enforcer.apply(*deny_specs(self.rules, cfg.enforcement.mode))
         return enforcer
 
-    def _reload_rules(self) -> None:
+    def _reload_rules(self) -> str | None:
+        """The new rules in force, or why not (the previous rules stay): None on success."""
         ruleset, problems = check_rules(self.opts.rule_sources)
         if ruleset is None:
-            self.log.error("rules_reload_failed", errors=[str(p) for p in problems],
-                           kept_rules=len(self.rules.rules))
-            return
+            errors = [str(p) for p in problems]
+            self.log.error("rules_reload_failed", errors=errors, kept_rules=len(self.rules.rules))
+            return "; ".join(errors) or "rules rejected"
         if self.enforcer is not None:
             try:
                 plan = self.enforcer.apply(*deny_specs(ruleset, self.cfg.enforcement.mode))
             except UserError as exc:
                 self.log.error("rules_reload_failed", errors=str(exc).splitlines(),
                                kept_rules=len(self.rules.rules))
-                return
+                return "; ".join(str(exc).splitlines())
             self.log.info("enforcement_reloaded", **plan.summary())
         self.rules = ruleset
+        self.pipeline.judge.rules = ruleset
         self._apply_syscall_filter()
         self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
+        return None
 
     def _housekeeping(self) -> None:
         for sink in self.opts.event_sinks:
@@ -180,9 +179,9 @@ class Monitor:
         types = self.rules.event_types()
         extra = self.cfg.sensor.extra_event_types
         if types is None or "all" in extra:
-            self.sensor.set_wanted_syscalls(wanted_numbers(None))
+            self.sensor.set_wanted_syscalls(CATALOGUE.wanted_numbers(None))
         else:
-            self.sensor.set_wanted_syscalls(wanted_numbers(set(types) | set(extra)))
+            self.sensor.set_wanted_syscalls(CATALOGUE.wanted_numbers(set(types) | set(extra)))
         # Deny/audit rules are decided in the kernel; only alert rules need records. Types
         # asked for outright (recording) are kept whatever their path or command.
         alerting = self.rules.rules_with_action("alert")
@@ -200,25 +199,15 @@ class Monitor:
                           cache_entries=self.cfg.lineage.max_entries, ns_per_tick=NS_PER_TICK,
                           boot_id=Path("/proc/sys/kernel/random/boot_id").read_text().strip())
         before = self.sensor.procs.count()
+        # Read after the count: kernel inserts up to here are in `before` already.
+        inserts_before = self.sensor.lineage_counters()["inserts"]
         added, refreshed = lineage.backfill(procfs.scan())
-        self.enricher.lineage = lineage
+        self.pipeline.lineage.lineage = lineage
         self.lineage_watch = LineageWatch(lineage, self.sensor.procs, self.cfg.lineage.warn_utilisation_pct,
-                                          self.log, base_entries=before + added)
+                                          self.log, base_entries=before + added,
+                                          inserts_at_base=inserts_before)
         self.log.info("lineage_backfilled", added=added, refreshed=refreshed,
                       entries=self.lineage_watch.entries)
-
-    def _on_record(self, rec: Record) -> None:
-        ev = self.enricher.event(rec)
-        if isinstance(rec, DenyRecord) and self.enforcer is not None:
-            ev["enforce.rule"] = self.enforcer.rule_name(rec.rule_id)
-        for sink in self.opts.event_sinks:
-            sink.emit(ev)
-        if isinstance(rec, DenyRecord) and self.enforcer is not None:
-            self.emit_alert(self.enforcer.alert(rec, ev))
-        for alert in self.rules.alerts(ev):
-            # Deny/audit rules are decided and reported by the kernel (the record above).
-            if alert.action not in ("deny", "audit"):
-                self.emit_alert(alert.to_dict())
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self.log.info("signal", signal=signal.Signals(signum).name)

@@ -96,7 +96,7 @@
     fi
 )
 
-# --- Default ruleset on the real kernel (tests/test_default_rules_kernel.py, issue 5) ------
+# --- Default ruleset on the real kernel (tests/test_rules_default_kernel.py, issue 5) ------
 # The tests perform each attack for real: netcat-traditional for `nc -e`, an ssh client
 # for the non-standard-port rule, git (and gcc, above) for the noise-budget workload, and
 # setpriv (util-linux) for the system-user shell. python3-venv and python3-pip come from
@@ -105,6 +105,14 @@
     set -euo pipefail
     say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
     install_debs "default-ruleset test tools" netcat-traditional openssh-client git util-linux
+)
+
+# --- Container identity (tests/test_events_container.py) ----------------------------------
+# A real podman container; runc, because crun refuses this host's hybrid cgroup layout.
+(
+    set -euo pipefail
+    say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
+    install_debs "container identity test runtime" podman runc
 )
 
 exit 0

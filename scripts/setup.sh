@@ -20,8 +20,10 @@ fi
 apt_pkgs=(python3-bpfcc bpftool linux-headers-amd64 python3-venv python3-pip)
 if [ "$want_test" = 1 ]; then
     # qemu + static busybox: the LSM enforcement VM; systemd: journald and unit checks;
-    # bpfcc-tools: syscount-bpfcc for the benchmark comparison.
-    apt_pkgs+=(qemu-system-x86 bpfcc-tools systemd)
+    # bpfcc-tools: syscount-bpfcc for the benchmark comparison; systemd-container:
+    # systemd-nspawn boots the host's root as a container, so the unit runs under a real
+    # systemd (tests/systemd_container.py; PID 1 of the test machines is not systemd).
+    apt_pkgs+=(qemu-system-x86 bpfcc-tools systemd systemd-container)
 fi
 install_debs "Debian packages" "${apt_pkgs[@]}"
 

@@ -1,5 +1,5 @@
 """Attack behaviours (and their benign look-alikes) that need raw syscalls, run as a child
-process by tests/test_default_rules_kernel.py:
+process by tests/test_rules_default_kernel.py:
 
     python tests/default_rules_actions.py ACTION [ARG...]
 

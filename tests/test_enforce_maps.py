@@ -70,6 +70,48 @@ def test_loaded_through_the_sensor_extension(root: None, maps_only: Any) -> None
     assert [e for e, _ in log.entries] == ["enforcement_attached"]
 
 
+def _map_id(bpf_map: Any) -> int:
+    """The kernel id of a map this process holds (from /proc, not from ringwatch's code)."""
+    for line in Path(f"/proc/self/fdinfo/{bpf_map.map_fd}").read_text().splitlines():
+        if line.startswith("map_id:"):
+            return int(line.split()[1])
+    raise AssertionError("no map_id in fdinfo")
+
+
+def _bpftool_entries(bpf_map: Any) -> dict[bytes, bytes]:
+    """key bytes -> value bytes, as bpftool dumps them from the kernel."""
+    out = subprocess.run(["bpftool", "-j", "map", "dump", "id", str(_map_id(bpf_map))],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return {bytes(int(b, 16) for b in e["key"]): bytes(int(b, 16) for b in e["value"])
+            for e in json.loads(out)}
+
+
+def _u32(*values: int) -> bytes:
+    return b"".join(v.to_bytes(4, "little") for v in values)
+
+
+def test_kernel_map_bytes_are_the_documented_layout(root: None, maps_only: Any) -> None:
+    """The keys and slot values as the kernel holds them, read by bpftool and compared with
+    literal bytes of bpf/lsm.bpf.c's structs (u32 prefixlen in bits, then the path or
+    address; u32 n, then up to 8 u32 rule ids): not with the encoder under test."""
+    enforcer, _ = maps_only
+    enforcer.apply([EXEC_EVIL, OPEN_ETC, NET])
+    ids = {name: rid for rid, name in enforcer.plan.names.items()}
+    bpf = enforcer.kernel_maps()._bpf  # type: ignore[union-attr]
+    pad = 256  # RW_PATH_LEN
+    exact = b"/tmp/evil\0"
+    assert _bpftool_entries(bpf["deny_exec"]) == {
+        _u32(len(exact) * 8) + exact + bytes(pad - len(exact)): _u32(1, ids["evil"]) + bytes(28)}
+    assert _bpftool_entries(bpf["deny_open"]) == {
+        _u32(5 * 8) + b"/etc/" + bytes(pad - 5): _u32(1, ids["etc"]) + bytes(28)}
+    assert _bpftool_entries(bpf["deny_v4"]) == {
+        _u32(8) + bytes([10, 0, 0, 0]): _u32(1, ids["net"]) + bytes(28)}
+    assert _bpftool_entries(bpf["deny_v6"]) == {
+        _u32(8) + bytes([0xFD]) + bytes(15): _u32(1, ids["net"]) + bytes(28)}
+    enforcer.apply([])
+    assert _bpftool_entries(bpf["deny_exec"]) == {}
+
+
 def test_fill_read_back_refill_and_empty(root: None, maps_only: Any) -> None:
     enforcer, _ = maps_only
     kmaps = enforcer.kernel_maps()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.events.enrich import name_is_exe
+from monitor.events.exe import name_is_exe
 from monitor.kernel.records import ExeFile
 
 

@@ -47,13 +47,13 @@ def test_records_feed_identity_through_fork_and_exec() -> None:
     child = lin.observe(fork)
     assert child is not None and (child.ppid, child.pstart_ticks) == (10, 2)
     assert child.exe == "/bin/bash"  # the image is inherited until exec
-    ex = ExecRecord(_header(RecordType.EXEC, 11, 3, 10, "sleep"), 0, "execve", "/bin/sleep",
+    ex = ExecRecord(_header(RecordType.EXEC, 11, 3, 10, "sleep"), 0, 59, "/bin/sleep",
                     ["sleep", "5"], -100, 0, False, False, False, False)
     info = lin.observe(ex)
     assert info is not None and info.exe == "/bin/sleep" and info.cmdline() == "sleep 5"
     assert [a.comm for a in lin.ancestors(info)] == ["bash", "init"]
     # A failed exec leaves the image alone.
-    bad = ExecRecord(_header(RecordType.EXEC, 11, 3, 10, "sleep"), -2, "execve", "/nope",
+    bad = ExecRecord(_header(RecordType.EXEC, 11, 3, 10, "sleep"), -2, 59, "/nope",
                      ["/nope"], -100, 0, False, False, False, False)
     assert lin.observe(bad) is info and info.exe == "/bin/sleep"
 

@@ -33,7 +33,8 @@ def alerts_of(stdout: str) -> list[dict[str, object]]:
 
 
 @pytest.mark.usefixtures("repo_reachable_by_others")
-def test_replay_recorded_fixture_with_default_rules_as_nobody() -> None:
+def test_replay_recorded_fixture_with_the_frozen_exec_ruleset_as_nobody() -> None:
+    """The engine on a frozen copy of the first exec ruleset (tests/fixtures/exec_rules.yaml)."""
     res = ringwatch("replay", str(FIXTURE), *EXEC_ONLY, user=NOBODY)
     assert res.returncode == 0, res.stderr
     alerts = alerts_of(res.stdout)
@@ -55,6 +56,26 @@ def test_replay_recorded_fixture_with_default_rules_as_nobody() -> None:
     assert "uid=33" in str(by_rule["System user runs an interactive shell"]["output"])
     assert by_rule["Execution from a temporary directory"]["event"]["proc.exe"] == "/tmp/rwfix-dropper"  # type: ignore[index]
     assert "replayed 23 events from 23 lines: 4 alerts, 0 malformed lines skipped" in res.stderr
+
+
+@pytest.mark.usefixtures("repo_reachable_by_others")
+def test_replay_recorded_fixture_with_the_packaged_default_rules_as_nobody() -> None:
+    """The real rules/default.yaml, as `ringwatch replay` loads it with no flags: the four
+    attacks in the recording alert under the default rules too, and nothing else does
+    (`ls /`, `sh -c "echo benign"`, the shell's own forks and exits stay quiet)."""
+    res = ringwatch("replay", str(FIXTURE), user=NOBODY)
+    assert res.returncode == 0, res.stderr
+    alerts = alerts_of(res.stdout)
+    assert sorted(a["rule"] for a in alerts) == sorted([
+        "Shell spawned by a server process",
+        "Execution from a temporary directory",
+        "System user runs an interactive shell",
+        "Netcat remote code execution",
+    ])
+    by_rule = {a["rule"]: a for a in alerts}
+    assert by_rule["Execution from a temporary directory"]["event"]["proc.exe"] == "/tmp/rwfix-dropper"  # type: ignore[index]
+    assert by_rule["Shell spawned by a server process"]["ancestors"][0]["name"] == "nginx"  # type: ignore[index]
+    assert "replayed 23 events from 23 lines: 4 alerts" in res.stderr
 
 
 def test_replay_skips_and_counts_malformed_lines(tmp_path: Path) -> None:
@@ -129,14 +150,31 @@ def test_rules_list(tmp_path: Path) -> None:
     assert len(table.stdout.splitlines()) == 5
 
 
-def test_rules_fields_prints_the_catalog() -> None:
-    from monitor.events.fields import describe
+def test_rules_fields_prints_every_field_with_its_type() -> None:
+    """Expected rows are written out here and read from the packaged ruleset's text, not
+    taken from the catalogue the command prints from."""
+    import re
 
     res = ringwatch("rules", "fields")
     assert res.returncode == 0, res.stderr
-    names = [line.split()[0] for line in res.stdout.splitlines()]
-    assert names == [f["name"] for f in describe()]
-    assert "proc.name" in names
+    rows = {line.split()[0]: line.split()[1] for line in res.stdout.splitlines()}
+    assert len(rows) == len(res.stdout.splitlines()), "a field listed twice"
+    expected = {"evt.type": "str", "evt.failed": "bool", "evt.res": "int", "proc.name": "str",
+                "proc.pid": "int", "proc.aname": "list", "proc.argv": "list", "fd.name": "str",
+                "fd.rport": "int", "user.uid": "int", "evt.arg.request": "str", "evt.arg.cmd": "str",
+                "enforce.rule": "str"}
+    assert expected.items() <= rows.items()
+    text = (REPO / "rules" / "default.yaml").read_text()
+    named = {m.rstrip(".") for m in re.findall(r"\b(?:evt|proc|fd|user|group|cgroup)\.[a-z_.]+", text)}
+    assert named - set(rows) == set()
+
+
+def test_a_closed_pipe_is_not_a_traceback() -> None:
+    """`ringwatch rules fields | head -1`: the reader leaves early; the writer exits quietly."""
+    proc = subprocess.run(f"{sys.executable} -m monitor rules fields | head -1", shell=True, cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.stdout.count("\n") == 1
+    assert "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_run_refuses_bad_rules_before_touching_the_kernel(tmp_path: Path) -> None:

@@ -379,7 +379,7 @@ def test_fast_evaluation_agrees_with_rule_engine(tmp_path: Path, cond: str) -> N
 
 def test_wrongly_typed_values_never_raise() -> None:
     """Replayed files are input: any value in any field must not break evaluation or alerts."""
-    from monitor.events.fields import FIELDS
+    from monitor.events.catalog import FIELDS
 
     rs = load(default_rules())
     bad_values: list[object] = ["x", 5, None, [1, "a"], {"a": 1}, True, 1.5]

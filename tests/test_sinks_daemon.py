@@ -22,7 +22,7 @@ import pytest
 
 from monitor.sinks.spool import read_stats
 from tests.journald import PrivateJournald, journald
-from tests.kafka_broker import TansuBroker, free_port, read_topic, tansu
+from tests.kafka_broker import TansuBroker, TansuProxy, free_port, read_topic, tansu
 from tests.monitor_proc import RunningMonitor, read_jsonl
 
 pytestmark = [pytest.mark.kernel, pytest.mark.kafka]
@@ -191,3 +191,61 @@ def test_kafka_spool_carried_across_restart(tmp_path: Path, bpffs_dir: Path) -> 
         assert [json.loads(m.value)["id"] for m in msgs] == first_ids + second_ids
     finally:
         broker.stop()
+
+
+def test_kafka_broker_killed_mid_stream_daemon(tmp_path: Path, bpffs_dir: Path) -> None:
+    """A running ringwatch streams alerts from real execs into Kafka while the broker's
+    listener (a Tansu proxy in front of the broker) is killed and comes back: every alert
+    raised before, during and after the outage reaches the topic, once each and in order."""
+    marker = f"rwmark{uuid.uuid4().hex[:8]}"
+    exe = tmp_path / marker
+    shutil.copy("/bin/true", exe)
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        f"- rule: Marker ran\n"
+        f'  condition: evt.type == "execve" and proc.name == "{marker}"\n'
+        f'  output: "marker ran (pid=%proc.pid)"\n'
+        "  priority: NOTICE\n"
+    )
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    proxy = TansuProxy(tmp_path, broker)
+    proxy.start()
+    cfg = {
+        "lineage": {"bpffs_dir": str(bpffs_dir), "max_entries": 4096},
+        "enforcement": {"enabled": False},
+        "outputs": {
+            "alerts": {"stdout": True, "journal": "never", "kafka_topic": "rw-alerts"},
+            "kafka": {"bootstrap_servers": [proxy.bootstrap], "request_timeout_ms": 1000,
+                      "delivery_timeout_ms": 2000, "max_block_ms": 1000},
+            "spool": {"dir": str(tmp_path / "spool")},
+            "shutdown_timeout_s": 10.0,
+        },
+    }
+    is_marker = lambda a: a.get("rule") == "Marker ran"  # noqa: E731
+    mon = RunningMonitor(tmp_path / "mon", cfg, args=["--no-default-rules", "--rules", str(rules)])
+    try:
+        mon.start(timeout=180)
+        n = 30
+        for i in range(n):
+            if i == 10:
+                wait_lines(mon.stdout_path, is_marker, 10)
+                proxy.kill()  # mid-stream: the next alerts meet a dead listener
+            if i == 20:
+                proxy.start()
+            subprocess.run([str(exe)], check=True)
+            time.sleep(0.1)
+        alerts = wait_lines(mon.stdout_path, is_marker, n)
+        assert mon.stop() == 0
+        st = mon.wait_log("outputs_closed")["outputs"]["kafka-alerts"]
+        msgs = read_topic(broker.bootstrap, "rw-alerts", n, timeout=30)
+    finally:
+        mon.__exit__()
+        proxy.stop()
+        broker.stop()
+    ids = [a["id"] for a in alerts]
+    assert len(set(ids)) == n
+    got = [json.loads(m.value)["id"] for m in msgs]
+    assert got == ids, (st, len(got))
+    assert st["spooled"] == 0 and st["dropped"] == 0 and st["written"] == n, st
+    assert st["spooled_total"] > 0, f"the outage was never felt: {st}"

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from monitor import paths
-from monitor.enforce.event import deny_fields
 from monitor.enforce.kmaps import KernelMaps
 from monitor.enforce.plan import MapPlan, build
 from monitor.enforce.spec import DenySpec
@@ -144,11 +143,6 @@ class Enforcer:
         return self._maps
 
     # --- records -> alerts ---------------------------------------------------------------
-    def event_fields(self, rec: DenyRecord) -> dict[str, Any]:
-        ev = deny_fields(rec)
-        ev["enforce.rule"] = self.rule_name(rec.rule_id)
-        return ev
-
     def alert(self, rec: DenyRecord, event: dict[str, Any]) -> dict[str, Any]:
         meta = self._meta.get(rec.rule_id, RuleMeta())
         name = self.rule_name(rec.rule_id)

@@ -13,19 +13,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-_SYS_BPF = 321  # x86_64
+from monitor.kernel.bpfsys import BPFSyscallError
+from monitor.kernel.bpfsys import bpf as _bpf
+
 _MAP_LOOKUP_ELEM, _MAP_UPDATE_ELEM, _MAP_GET_NEXT_KEY = 1, 2, 4
 _OBJ_GET, _OBJ_GET_INFO_BY_FD = 7, 15
 _MAP_LOOKUP_BATCH = 24
 BPF_ANY, BPF_NOEXIST = 0, 1
-
-_libc = ct.CDLL(None, use_errno=True)
-_libc.syscall.restype = ct.c_long
-
-
-class BPFSyscallError(OSError):
-    pass
-
 
 class _ElemAttr(ct.Structure):
     _fields_ = [("map_fd", ct.c_uint32), ("_pad", ct.c_uint32), ("key", ct.c_uint64),
@@ -50,14 +44,6 @@ class _MapInfo(ct.Structure):
     _fields_ = [("type", ct.c_uint32), ("id", ct.c_uint32), ("key_size", ct.c_uint32),
                 ("value_size", ct.c_uint32), ("max_entries", ct.c_uint32), ("map_flags", ct.c_uint32),
                 ("name", ct.c_char * 16)]
-
-
-def _bpf(cmd: int, attr: ct.Structure) -> int:
-    rc = int(_libc.syscall(_SYS_BPF, cmd, ct.byref(attr), ct.sizeof(attr)))
-    if rc < 0:
-        err = ct.get_errno()
-        raise BPFSyscallError(err, os.strerror(err))
-    return rc
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,10 +19,9 @@ from typing import Any
 
 from rule_engine import ast
 
+from monitor.events.catalog import OPEN_TYPES
 from monitor.rules.condition import literal_prefix
 from monitor.rules.index import literal_strings
-
-OPEN_TYPES = frozenset({"open", "openat", "openat2"})
 
 # Fields only other event types carry: on an open event a comparison with one of them
 # is false (ringwatch's rules treat a missing field as null: every comparison fails).

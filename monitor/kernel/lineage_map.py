@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monitor.kernel.bpffs import BPF_NOEXIST, BPFSyscallError, PinnedMap
+from monitor.kernel.bpffs import BPF_NOEXIST, PinnedMap
+from monitor.kernel.bpfsys import BPFSyscallError
 from monitor.kernel.records import CProc, CProcKey
 
 PROCS_PIN_NAME = "procs"

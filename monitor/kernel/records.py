@@ -1,7 +1,7 @@
 """Python mirror of bpf/records.h and decoding of raw ring-buffer records.
 
 The ctypes structures below must match the C header byte for byte;
-tests/test_layout.py compiles the header and compares every size and offset.
+tests/test_kernel_layout.py compiles the header and compares every size and offset.
 """
 
 from __future__ import annotations
@@ -275,7 +275,8 @@ class ExeFile:
 class ExecRecord:
     h: Header
     ret: int
-    syscall: str
+    # execve or execveat; named by the event catalogue, like every syscall number.
+    syscall_nr: int
     filename: str
     argv: list[str]
     dirfd: int
@@ -352,9 +353,6 @@ class SyscallRecord:
 
 Record = ExecRecord | ForkRecord | ExitRecord | DenyRecord | SyscallRecord
 
-_SYSCALL_NAMES = {59: "execve", 322: "execveat"}
-
-
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
@@ -394,7 +392,7 @@ def decode(data: int, size: int) -> Record:
         args = ct.string_at(data + _ARGS_OFFSET, min(e.args_len, ARGS_BUF))
         argv = [_text(a) for a in args.split(b"\0")[: e.argc]]
         return ExecRecord(
-            _header(e.h), e.ret, _SYSCALL_NAMES.get(e.syscall_nr, str(e.syscall_nr)),
+            _header(e.h), e.ret, e.syscall_nr,
             _text(e.filename), argv, e.dirfd, e.at_flags,
             bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
             bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),

@@ -24,7 +24,8 @@ from monitor import log as logmod
 from monitor import paths
 from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
-from monitor.events.decode import BPF_CMDS, NAMES
+from monitor.events.catalog import CATALOGUE
+from monitor.events.syscall_args import BPF_CMDS
 from monitor.kernel import lineage_map, offsets
 from monitor.kernel.bpffs import PinnedMap
 from monitor.kernel.records import (
@@ -211,6 +212,7 @@ class Sensor:
             f"-DRW_PROCS_MAX={self.lineage_cfg.max_entries}",
             f'-DRW_PROCS_PIN="{Path(self.lineage_cfg.bpffs_dir) / lineage_map.PROCS_PIN_NAME}"',
             f"-DRW_NS_PER_TICK={NS_PER_TICK}",
+            *CATALOGUE.kernel_defines(),
             *offs.cflags(),
         ]
 
@@ -336,7 +338,8 @@ class Sensor:
             if want != self._wanted[nr]:
                 table[ct.c_int(nr)] = ct.c_uint8(1 if want else 0)
                 self._wanted[nr] = want
-        self._log.info("syscall_filter", syscalls=sorted(NAMES.get(n, str(n)) for n in numbers))
+        names = {nr: name for nr, (name, _) in CATALOGUE.by_number.items()}
+        self._log.info("syscall_filter", syscalls=sorted(names.get(n, str(n)) for n in numbers))
 
     def set_open_prefixes(self, prefixes: frozenset[str] | None) -> None:
         """The kernel's open path filter: None records opens of every path."""

@@ -5,6 +5,11 @@ LRU keeps per-CPU free lists). ringwatch never deletes entries, so what was evic
 exact: entries at start, plus what the kernel and backfill inserted since, minus the
 entries now (counted with batched reads every `interval_s`). A warning is logged when
 eviction has begun or the fill level reaches the configured percentage.
+
+"Since" matters: the kernel's insert counter runs from the moment the programs attach,
+and the start count is taken later, so the inserts of that gap are in both. They are
+taken off (`inserts_at_base`, the counter read just after the start count); counting
+them twice reported eviction on a brand-new map (evicted=15 with 172 entries of 65536).
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ TICK_S = 1.0
 
 class LineageWatch:
     def __init__(self, lineage: Lineage, procs: PinnedMap, warn_pct: int, log: FilteringBoundLogger,
-                 base_entries: int, interval_s: float = 10.0) -> None:
+                 base_entries: int, inserts_at_base: int = 0, interval_s: float = 10.0) -> None:
         self.lineage = lineage
         self.procs = procs
         self.warn_pct = warn_pct
         self.log = log
         self.interval_s = interval_s
-        # Entries there would be now if nothing had been evicted, before kernel inserts.
+        # Entries there would be now if nothing had been evicted, before kernel inserts:
+        # those already counted in base_entries (inserts_at_base of them) are taken off.
         self.base_entries = base_entries
+        self.inserts_at_base = inserts_at_base
         self.entries = procs.count()
         self.evicted = 0
         self._last_count = float("-inf")  # check at the first tick
@@ -59,7 +66,8 @@ class LineageWatch:
             return
         self._last_count = now
         self.entries = self.procs.count()
-        self.evicted = max(0, self.base_entries + kernel_inserts - self.entries)
+        since_base = max(0, kernel_inserts - self.inserts_at_base)
+        self.evicted = max(0, self.base_entries + since_base - self.entries)
         full = self.evicted > 0 or self.utilisation_pct >= self.warn_pct
         if full and not self._warned:
             self.log.warning(

@@ -14,7 +14,8 @@ from typing import Any
 
 import rule_engine
 
-from monitor.events import fields as catalog
+from monitor.events import catalog
+from monitor.events.fields import Field
 
 _NON_IDENT = re.compile(r"[^A-Za-z0-9_]")
 
@@ -44,7 +45,7 @@ class FieldNames:
     namespaces: frozenset[str]  # "proc", "evt", ...: a dotted name under one must be a field
 
     @classmethod
-    def from_catalog(cls, fields: dict[str, catalog.Field] | None = None) -> FieldNames:
+    def from_catalog(cls, fields: dict[str, Field] | None = None) -> FieldNames:
         fields = catalog.FIELDS if fields is None else fields
         to_ident: dict[str, str] = {}
         to_field: dict[str, str] = {}

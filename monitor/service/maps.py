@@ -10,7 +10,6 @@ walked with BPF_MAP_GET_NEXT_KEY.
 from __future__ import annotations
 
 import ctypes as ct
-import functools
 import json
 import os
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import UserError
+from monitor.kernel.bpfsys import bpf as _bpf
 
 # Types whose every slot always exists: their entry count is max_entries.
 ARRAY_TYPES = frozenset({
@@ -30,7 +30,6 @@ ARRAY_TYPES = frozenset({
 # Types with no keys to walk (entries are meaningless).
 KEYLESS_TYPES = frozenset({"ringbuf", "user_ringbuf", "queue", "stack", "bloom_filter"})
 
-_SYS_BPF = 321  # x86_64
 _BPF_MAP_GET_NEXT_KEY = 4
 _BPF_MAP_GET_FD_BY_ID = 14
 _ENOENT = 2
@@ -146,21 +145,6 @@ class _AttrNextKey(ct.Structure):
         ("key", ct.c_uint64),
         ("next_key", ct.c_uint64),
     ]
-
-
-@functools.cache
-def _libc() -> ct.CDLL:
-    lib = ct.CDLL(None, use_errno=True)
-    lib.syscall.restype = ct.c_long
-    return lib
-
-
-def _bpf(cmd: int, attr: ct.Structure) -> int:
-    rc = int(_libc().syscall(_SYS_BPF, cmd, ct.byref(attr), ct.sizeof(attr)))
-    if rc < 0:
-        err = ct.get_errno()
-        raise OSError(err, os.strerror(err))
-    return rc
 
 
 def count_entries(map_id: int, key_size: int, limit: int) -> int:

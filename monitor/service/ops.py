@@ -8,6 +8,7 @@ drop counters are read at most once per drop_alert.check_interval_s.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from collections.abc import Callable
@@ -47,6 +48,7 @@ class Operations:
         self.drops = self._dropwatch(cfg)
         self.reloads = 0
         self.reload_errors = 0
+        self.last_reload_error = ""
         self.control_error = ""
         self._warn = warn or (lambda *a, **k: None)
 
@@ -111,15 +113,23 @@ class Operations:
     def reloading(self) -> None:
         self.notifier.reloading()
 
-    def reloaded(self, cfg: Config | None, status: str) -> None:
+    def reloaded(self, cfg: Config | None, status: str, error: str = "") -> None:
         """Take over the settings that can change without reloading kernel programs.
 
         `cfg` is None when the new config was rejected: the old one stays in force and
-        the service stays up (systemctl reload must never kill the monitor)."""
-        if cfg is None:
+        the service stays up (systemctl reload must never kill the monitor). `error` is
+        set when the config was taken over but another part of the reload (the rules)
+        was rejected. Either way the reload counts as failed: `reload_errors` in stats,
+        and ERRNO= to the service manager, which `systemctl status` shows beside STATUS=."""
+        if cfg is None and not error:
+            error = status
+        if error:
             self.reload_errors += 1
+            self.last_reload_error = error
         else:
             self.reloads += 1
+            self.last_reload_error = ""
+        if cfg is not None:
             if cfg.control.socket != self.cfg.control.socket:
                 old = self.control
                 old.close()
@@ -130,7 +140,7 @@ class Operations:
                 self.drops.min_interval_s = cfg.drop_alert.min_interval_s
                 self.drops.check_interval_s = cfg.drop_alert.check_interval_s
             self.cfg = cfg
-        self.notifier.send(ready=1, status=status)
+        self.notifier.send(ready=1, status=status, errno=errno.EINVAL if error else 0)
 
     def stopping(self) -> None:
         self.notifier.stopping()
@@ -149,5 +159,7 @@ class Operations:
             "control_errors": self.control.errors,
             "reloads": self.reloads,
             "reload_errors": self.reload_errors,
+            # Why the last reload failed ("" once one succeeds): what `ringwatch reload` prints.
+            "last_reload_error": self.last_reload_error,
             "drop_alert": self.drops.stats(),
         }

@@ -1,14 +1,22 @@
-"""`ringwatch stats` and `ringwatch maps`: ask a running daemon over its control socket."""
+"""`ringwatch stats`, `maps` and `reload`: ask a running daemon over its control socket."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from monitor import config
+from monitor.errors import ConfigError, UserError
 from monitor.service import control, maps, stats
+
+# How often `ringwatch reload` asks whether the daemon has finished the reload.
+RELOAD_POLL_S = 0.1
 
 
 def _socket(args: argparse.Namespace) -> Path:
@@ -32,6 +40,62 @@ def _cmd_maps(args: argparse.Namespace) -> int:
     return 0
 
 
+class ReloadFailed(UserError):
+    """The daemon rejected the new rules or config (it keeps running on the old ones)."""
+
+    exit_code = 1
+
+
+def _reload_socket(args: argparse.Namespace) -> Path:
+    # The file being reloaded may be the broken one: the daemon still has to hear the
+    # SIGHUP (to log and count the failure), so fall back to the default socket.
+    try:
+        return _socket(args)
+    except ConfigError:
+        return control.DEFAULT_SOCKET
+
+
+def _hup(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        raise ReloadFailed(f"cannot signal pid {pid}: {exc.strerror}") from exc
+
+
+def _reload_count(sock: Path) -> tuple[int, int, str]:
+    svc = control.request(sock, "stats")["service"]
+    return int(svc["reloads"]), int(svc["reload_errors"]), str(svc.get("last_reload_error", ""))
+
+
+def _cmd_reload(args: argparse.Namespace) -> int:
+    """SIGHUP the daemon and wait for its verdict: exit 1 when it rejected the reload.
+
+    The unit's ExecReload=, so `systemctl reload` fails (and systemd logs "Reload failed")
+    instead of reporting a rejected rules file as "Reloaded"."""
+    sock = _reload_socket(args)
+    try:
+        reloads, errors, _ = _reload_count(sock)
+    except control.ControlError as exc:
+        if args.pid is None:
+            raise
+        # No socket to hear the verdict on: the reload still happens, but unconfirmed.
+        _hup(args.pid)
+        raise ReloadFailed(f"sent SIGHUP to pid {args.pid}, but cannot learn the result: {exc}") from exc
+    pid = args.pid if args.pid is not None else int(control.request(sock, "info")["pid"])
+    _hup(pid)
+    deadline = time.monotonic() + args.timeout
+    while True:
+        now_reloads, now_errors, why = _reload_count(sock)
+        if now_errors > errors:
+            raise ReloadFailed(f"reload failed (previous settings kept): {why}")
+        if now_reloads > reloads:
+            print("reloaded", file=sys.stderr)
+            return 0
+        if time.monotonic() >= deadline:
+            raise ReloadFailed(f"pid {pid} did not finish reloading within {args.timeout:g} s")
+        time.sleep(RELOAD_POLL_S)
+
+
 def _client_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config", type=Path,
@@ -51,3 +115,10 @@ def add_subcommands(sub: Any) -> None:
     mp.add_argument("--pin-dir", help="bpffs directory of pinned maps (default: the daemon's)")
     mp.add_argument("--bpftool", default="bpftool", help="bpftool executable")
     mp.set_defaults(func=_cmd_maps)
+
+    rl = sub.add_parser("reload", help="make a running ringwatch re-read config and rules; "
+                        "exit 1 if it rejects them")
+    _client_args(rl)
+    rl.add_argument("--pid", type=int, help="the daemon's pid (default: asked over the socket)")
+    rl.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the verdict")
+    rl.set_defaults(func=_cmd_reload)

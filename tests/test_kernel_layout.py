@@ -1,4 +1,4 @@
-"""bpf/records.h and its mirror in monitor/records.py must agree byte for byte."""
+"""bpf/records.h and its mirror in monitor/kernel/records.py must agree byte for byte."""
 
 from __future__ import annotations
 

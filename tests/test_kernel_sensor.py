@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from monitor.kernel.records import CExec
-from tests.kernel_util import proc_starttime_ticks, proc_status, scratch_cgroup
+from tests.kernel_util import cgroup2_root, proc_starttime_ticks, proc_status, scratch_cgroup
 from tests.monitor_proc import REPO, RunningMonitor
 
 pytestmark = pytest.mark.kernel
@@ -60,18 +60,29 @@ def test_exec_matches_proc(monitor: RunningMonitor) -> None:
     # The wall clock is the monotonic stamp shifted into real time: near now.
     assert abs(ev["evt.ts"] / 1e9 - time.time()) < 60
     assert ev["evt.time"].endswith("Z")
-    cgroup_inode = _cgroup_id_of(child.pid)
-    if cgroup_inode is not None:
-        assert ev["cgroup.id"] == cgroup_inode
 
 
-def _cgroup_id_of(pid: int) -> int | None:
-    from tests.kernel_util import cgroup2_root
-
-    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines() if Path(f"/proc/{pid}").exists() else []:
-        if line.startswith("0::"):
-            return os.stat(cgroup2_root() / line[3:].lstrip("/")).st_ino
-    return None
+def test_exec_carries_the_cgroup_it_ran_in(monitor: RunningMonitor) -> None:
+    """cgroup.id is the cgroup v2 directory's inode, read by the kernel at exec: the child
+    moves itself into a fresh cgroup first, so the id cannot be the test's own by chance."""
+    with scratch_cgroup("cgid") as cg:
+        # sleep must stay alive until its cgroup is read (an extra argv marker would make
+        # GNU sleep exit at once): the exec is found by its pid instead.
+        child = subprocess.Popen(["/bin/sh", "-c", f'echo $$ > {cg}/cgroup.procs && exec /bin/sleep 30'])
+        try:
+            ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and e["proc.pid"] == child.pid
+                                  and e.get("proc.argv") == ["/bin/sleep", "30"])
+            in_cgroup = (cg / "cgroup.procs").read_text().split()
+        finally:
+            child.kill()
+            child.wait()
+        cg_inode = os.stat(cg).st_ino
+    assert str(child.pid) in in_cgroup
+    own = os.stat(cgroup2_root() / Path(f"/proc/{os.getpid()}/cgroup").read_text().split("::")[1].strip()
+                  .lstrip("/")).st_ino
+    assert cg_inode != own
+    assert ev["proc.pid"] == child.pid
+    assert ev["cgroup.id"] == cg_inode
 
 
 def test_exec_under_non_root_uid(monitor: RunningMonitor) -> None:
@@ -228,9 +239,10 @@ def test_header_fallback_without_btf_warns_and_runs(tmp_path: Path) -> None:
 
 
 def _run_cli(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+    kw.setdefault("timeout", 120)
     return subprocess.run(
         [sys.executable, "-m", "monitor", *args], cwd=REPO, capture_output=True, text=True,
-        timeout=120, **kw,  # type: ignore[call-overload]
+        **kw,  # type: ignore[call-overload]
     )
 
 
@@ -290,22 +302,34 @@ while time.monotonic() < end:
 
 
 def test_daemon_answers_during_a_sustained_storm(tmp_path: Path) -> None:
-    """A flood faster than the consumer must not starve the main loop (stats, signals)."""
+    """A flood faster than the consumer must not starve the main loop: every stats request
+    through the storm is answered (each one a fresh snapshot), and a SIGHUP sent in the
+    middle of it is acted on while the storm still runs."""
     cfg = {"sensor": {"extra_event_types": ["openat"], "ringbuf_bytes": 1 << 20}}
     with RunningMonitor(tmp_path, cfg) as mon:
-        storms = [subprocess.Popen([sys.executable, "-c", OPEN_STORM, "12"]) for _ in range(2)]
+        storms = [subprocess.Popen([sys.executable, "-c", OPEN_STORM, "60"]) for _ in range(2)]
+        uptimes = []
         try:
-            time.sleep(3)  # well into the storm
-            r = _run_cli(["stats", "--json", "--control-socket", str(mon.control_socket)])
-            assert r.returncode == 0, r.stderr
-            snap = json.loads(r.stdout)
-            assert snap["ringbuf"]["fill_hwm_bytes"] > 0
+            time.sleep(2)  # well into the storm
+            for i in range(6):
+                r = _run_cli(["stats", "--json", "--control-socket", str(mon.control_socket)], timeout=10)
+                assert r.returncode == 0, r.stderr
+                snap = json.loads(r.stdout)
+                assert snap["ringbuf"]["fill_hwm_bytes"] > 0
+                uptimes.append(snap["uptime_s"])
+                if i == 2:
+                    mon.proc.send_signal(signal.SIGHUP)
+                    mon.wait_log("rules_reloaded", timeout=8)
+                time.sleep(0.5)
+            assert all(s.poll() is None for s in storms), "the storm ended before the checks did"
         finally:
             for s in storms:
                 s.kill()
                 s.wait()
         assert mon.stop() == 0
         stopped = mon.wait_log("stopped")
+    assert uptimes == sorted(uptimes) and len(set(uptimes)) == len(uptimes), uptimes
+    # The storm really overran the consumer: records were lost, so the loop was busy.
     # Every record type shares the ring buffer and the loss counters: compare totals.
     lost = sum(stopped["drops"][r] for r in ("ringbuf_full", "pending_full", "exit_no_enter"))
     assert lost > 0

@@ -1,7 +1,7 @@
 """Pure logic of the operations modules: notify, control socket, drop alert, stats, maps.
 
 Sockets here are real (unix datagram and stream sockets on this host); only the kernel
-is absent. The same modules run against a live daemon in tests/test_ops_service.py.
+is absent. The same modules run against a live daemon in tests/test_service_daemon.py.
 """
 
 from __future__ import annotations
@@ -387,3 +387,46 @@ def test_operations_reload_moves_the_control_socket(tmp_path: Path) -> None:
         assert ops.reload_errors == 1 and ops.cfg is second
     finally:
         ops.close()
+
+
+def test_a_partly_rejected_reload_counts_as_failed_and_tells_the_manager(
+        tmp_path: Path, notify_listener: tuple[str, socket.socket]) -> None:
+    name, listener = notify_listener
+    first = config.from_mapping({"control": {"socket": str(tmp_path / "c.sock")}})
+    ops = Operations(first, stats=dict, losses=_loss, alert=lambda a: None, pin_dir="/x",
+                     notifier=Notifier({"NOTIFY_SOCKET": name}))
+    try:
+        second = config.from_mapping({"control": {"socket": str(tmp_path / "c.sock")},
+                                      "drop_alert": {"min_interval_s": 3}})
+        # The config was good (taken over), the rules were not: a failed reload.
+        ops.reloaded(second, "reload failed, previous rules kept: bad.yaml:1: x", error="bad.yaml:1: x")
+        assert ops.cfg is second and ops.reloads == 0 and ops.reload_errors == 1
+        assert ops.stats()["last_reload_error"] == "bad.yaml:1: x"
+        sent = _fields(listener.recv(4096))
+        assert sent["READY"] == "1" and sent["ERRNO"] == "22" and sent["STATUS"].startswith("reload failed")
+        ops.reloaded(second, "reloaded")
+        assert ops.reloads == 1 and ops.stats()["last_reload_error"] == ""
+        assert _fields(listener.recv(4096))["ERRNO"] == "0"
+    finally:
+        ops.close()
+
+
+def test_reload_without_a_control_socket_still_signals_but_fails(tmp_path: Path) -> None:
+    """ExecReload must not swallow the SIGHUP when it cannot hear the verdict, nor report
+    an unconfirmed reload as a success; a one-line error either way."""
+    import signal
+    import subprocess
+    import sys
+
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        res = subprocess.run([sys.executable, "-m", "monitor", "reload", "--control-socket",
+                              str(tmp_path / "none.sock"), "--pid", str(target.pid)],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 1 and "Traceback" not in res.stderr
+        assert "sent SIGHUP" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+        assert target.wait(10) == -signal.SIGHUP
+    finally:
+        if target.poll() is None:
+            target.kill()
+            target.wait()

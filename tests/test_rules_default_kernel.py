@@ -579,6 +579,26 @@ db.executemany("insert into t values (?, ?)", [(p.name, p.read_text()) for p in 
 db.commit()
 assert sum(1 for p in d.iterdir() if re.match(r"\d+\.json$", p.name)) == 200
 '
+# A real package install and purge with dpkg: maintainer script, conffile below /etc,
+# dpkg's database under /var/lib/dpkg (README: package managers stay quiet).
+mkdir -p deb/DEBIAN deb/usr/share/ringwatch-noise-probe deb/etc
+cat > deb/DEBIAN/control <<'CONTROL'
+Package: ringwatch-noise-probe
+Version: 1.0
+Architecture: all
+Maintainer: ringwatch tests <t@example.invalid>
+Description: ringwatch noise-budget probe
+CONTROL
+echo /etc/ringwatch-noise-probe.conf > deb/DEBIAN/conffiles
+echo 'x=1' > deb/etc/ringwatch-noise-probe.conf
+printf '#!/bin/sh\nset -e\necho configured > /usr/share/ringwatch-noise-probe/state\n' > deb/DEBIAN/postinst
+chmod 755 deb/DEBIAN/postinst
+echo probe > deb/usr/share/ringwatch-noise-probe/README
+dpkg-deb --build --root-owner-group deb probe.deb >/dev/null
+dpkg -i probe.deb >/dev/null
+test "$(cat /usr/share/ringwatch-noise-probe/state)" = configured
+dpkg --purge ringwatch-noise-probe >/dev/null
+test ! -e /etc/ringwatch-noise-probe.conf
 # The canary: the one alert this workload causes on purpose, after everything else.
 cat /etc/shadow >/dev/null
 """

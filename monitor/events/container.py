@@ -1,0 +1,197 @@
+"""Container identity, Falco's container.* fields, from the kernel's cgroup and the runtime's disk state.
+
+A process's container is read from /proc/PID/cgroup (the kernel's record of where the
+process runs, which the process cannot rewrite) and named from the runtime's own state
+files (podman's containers.json, docker's config.v2.json): no daemon is asked. Host
+processes get container.id "host", as in Falco. A process gone before its first event
+was decoded is looked up by its cgroup id, learnt from processes of the same cgroup; if
+that is unknown too, container.id is "" (unknown), which Falco's `container` macro
+(container.id != host) counts as a container: an exited process cannot pass for the host.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# Runtime prefixes in cgroup path components, and the bare id of docker's cgroupfs driver
+# and of CRI's kubepods layout.
+_COMPONENT = re.compile(
+    r"^(?:(?P<prefix>docker|libpod|crio|cri-containerd|containerd)-)?(?P<id>[0-9a-f]{64})(?:\.scope)?$")
+_RUNTIME = {"docker": "docker", "libpod": "podman", "crio": "cri-o", "cri-containerd": "containerd",
+            "containerd": "containerd"}
+CACHE_MAX = 16384
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerInfo:
+    full_id: str
+    type: str
+    name: str = ""
+    image: str = ""
+    privileged: bool | None = None
+
+    @property
+    def id(self) -> str:
+        # Falco's container.id is the 12-character short id.
+        return self.full_id[:12]
+
+    def fields(self) -> dict[str, Any]:
+        repo, tag = split_image(self.image)
+        out: dict[str, Any] = {
+            "container.id": self.id, "container.full_id": self.full_id, "container.type": self.type,
+            "container.name": self.name, "container.image": self.image,
+            "container.image.repository": repo, "container.image.tag": tag,
+        }
+        if self.privileged is not None:
+            out["container.privileged"] = self.privileged
+        return out
+
+
+HOST_FIELDS: dict[str, Any] = {"container.id": "host", "container.name": "host"}
+UNKNOWN_FIELDS: dict[str, Any] = {"container.id": ""}
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """("registry/repo", "tag") of an image reference; a digest counts as no tag."""
+    name = image.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1:]
+    return name, ("" if "@" in image or not image else "latest")
+
+
+def container_of_cgroup(text: str) -> tuple[str, str] | None:
+    """(runtime, full id) from /proc/PID/cgroup text, or None for the host.
+
+    Every hierarchy line is looked at (on a hybrid host the runtime may use only v1)."""
+    for line in text.splitlines():
+        path = line.split(":", 2)[-1]
+        for component in reversed(path.split("/")):
+            if component.startswith("libpod-conmon-"):
+                break  # podman's monitor process, on the host side
+            m = _COMPONENT.match(component)
+            if m:
+                prefix = m.group("prefix")
+                if prefix is None:
+                    runtime = "containerd" if "kubepods" in path else "docker"
+                else:
+                    runtime = _RUNTIME[prefix]
+                return runtime, m.group("id")
+    return None
+
+
+class _JsonFile:
+    """A runtime state file, re-read only when it changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+        self.data: Any = None
+
+    def get(self) -> Any:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            try:
+                self.data = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                self.data = None
+            self._stamp = stamp
+        return self.data
+
+
+class RuntimeState:
+    """Names, images and privilege of containers, from podman's and docker's files."""
+
+    def __init__(self, podman_root: Path = Path("/var/lib/containers/storage"),
+                 docker_root: Path = Path("/var/lib/docker")) -> None:
+        self.podman_root = podman_root
+        self.docker_root = docker_root
+        self._podman = _JsonFile(podman_root / "overlay-containers" / "containers.json")
+
+    def describe(self, runtime: str, full_id: str) -> ContainerInfo:
+        if runtime == "podman":
+            return self._from_podman(full_id)
+        if runtime == "docker":
+            return self._from_docker(full_id)
+        return ContainerInfo(full_id, runtime)
+
+    def _from_podman(self, full_id: str) -> ContainerInfo:
+        entries = self._podman.get() or []
+        for c in entries if isinstance(entries, list) else []:
+            if isinstance(c, dict) and c.get("id") == full_id:
+                try:
+                    meta = json.loads(c.get("metadata") or "{}")
+                except ValueError:
+                    meta = {}
+                names = c.get("names") or [""]
+                return ContainerInfo(full_id, "podman", str(names[0]), str(meta.get("image-name", "")),
+                                     self._podman_privileged(full_id))
+        return ContainerInfo(full_id, "podman")
+
+    def _podman_privileged(self, full_id: str) -> bool | None:
+        spec = _JsonFile(self.podman_root / "overlay-containers" / full_id / "userdata" / "config.json").get()
+        if not isinstance(spec, dict):
+            return None
+        flag = (spec.get("annotations") or {}).get("io.podman.annotations.privileged")
+        return None if flag is None else str(flag).upper() == "TRUE"
+
+    def _from_docker(self, full_id: str) -> ContainerInfo:
+        base = self.docker_root / "containers" / full_id
+        cfg = _JsonFile(base / "config.v2.json").get()
+        host = _JsonFile(base / "hostconfig.json").get()
+        if not isinstance(cfg, dict):
+            return ContainerInfo(full_id, "docker")
+        priv = host.get("Privileged") if isinstance(host, dict) else None
+        return ContainerInfo(full_id, "docker", str(cfg.get("Name", "")).lstrip("/"),
+                             str((cfg.get("Config") or {}).get("Image", "")),
+                             None if priv is None else bool(priv))
+
+
+class ContainerResolver:
+    """container.* fields for a process; cached per process and per cgroup."""
+
+    def __init__(self, proc_root: str = "/proc", state: RuntimeState | None = None) -> None:
+        self.proc_root = proc_root
+        self.state = state or RuntimeState()
+        self._by_proc: OrderedDict[tuple[int, int, str], dict[str, Any]] = OrderedDict()
+        self._by_cgroup: OrderedDict[int, dict[str, Any]] = OrderedDict()
+
+    @staticmethod
+    def _put(cache: OrderedDict[Any, dict[str, Any]], key: Any, value: dict[str, Any]) -> None:
+        cache[key] = value
+        if len(cache) > CACHE_MAX:
+            cache.popitem(last=False)
+
+    def fields(self, pid: int, start_ns: int, exec_id: str, cgroup_id: int) -> dict[str, Any]:
+        """Per process image: a runtime's init starts on the host and execs inside."""
+        key = (pid, start_ns, exec_id)
+        found = self._by_proc.get(key)
+        if found is not None:
+            return found
+        try:
+            text = Path(f"{self.proc_root}/{pid}/cgroup").read_text()
+        except OSError:
+            # Gone already: what another process of its cgroup showed, else unknown.
+            return self._by_cgroup.get(cgroup_id, UNKNOWN_FIELDS)
+        hit = container_of_cgroup(text)
+        fields = HOST_FIELDS if hit is None else self.state.describe(*hit).fields()
+        self._put(self._by_proc, key, fields)
+        if not _in_v2_root(text):
+            # The cgroup v2 id names this container only when the process is not in the
+            # v2 root (a hybrid host may keep containers there beside host processes).
+            self._put(self._by_cgroup, cgroup_id, fields)
+        return fields
+
+
+def _in_v2_root(text: str) -> bool:
+    return any(line.startswith("0::") and line[3:].strip() in ("/", "") for line in text.splitlines())

@@ -1,0 +1,110 @@
+"""Container identity: cgroup paths of each runtime (logic), and a real podman container (kernel)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from monitor.events.container import ContainerResolver, container_of_cgroup, split_image
+from tests.monitor_proc import REPO, RunningMonitor
+
+ID = "8a53e5dfaa07dc628350bf7753c7a03ecb7e0df9c81ec8a220215d8e55c6ec02"
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    (f"0::/system.slice/docker-{ID}.scope\n", ("docker", ID)),
+    (f"12:memory:/docker/{ID}\n0::/\n", ("docker", ID)),
+    (f"0::/machine.slice/libpod-{ID}.scope/container\n", ("podman", ID)),
+    (f"4:memory:/libpod_parent/libpod-{ID}\n0::/libpod_parent/libpod-{ID}\n", ("podman", ID)),
+    (f"0::/kubepods.slice/kubepods-besteffort.slice/kubepods-pod1.slice/cri-containerd-{ID}.scope\n",
+     ("containerd", ID)),
+    (f"0::/kubepods/besteffort/pod0c2d/{ID}\n", ("containerd", ID)),
+    (f"0::/kubepods.slice/crio-{ID}.scope\n", ("cri-o", ID)),
+    ("0::/user.slice/user-1000.slice/session-2.scope\n", None),
+    (f"0::/machine.slice/libpod-conmon-{ID}.scope\n", None),  # podman's monitor runs on the host
+    ("0::/\n", None),
+])
+def test_cgroup_paths_of_each_runtime(text: str, want: tuple[str, str] | None) -> None:
+    assert container_of_cgroup(text) == want
+
+
+def test_image_references_split_like_falco() -> None:
+    assert split_image("docker.io/library/nginx:1.25") == ("docker.io/library/nginx", "1.25")
+    assert split_image("localhost:5000/app") == ("localhost:5000/app", "latest")
+    assert split_image("quay.io/x/y@sha256:abc") == ("quay.io/x/y", "")
+    assert split_image("") == ("", "")
+
+
+def test_an_exited_process_is_never_taken_for_the_host(tmp_path: Path) -> None:
+    """No /proc entry and no cgroup seen before: unknown (""), which `container.id != host` keeps."""
+    proc = tmp_path / "proc"
+    (proc / "10").mkdir(parents=True)
+    (proc / "10" / "cgroup").write_text(f"0::/system.slice/docker-{ID}.scope\n")
+    res = ContainerResolver(proc_root=str(proc))
+    assert res.fields(10, 1, "x", 77)["container.id"] == ID[:12]
+    # Same cgroup, process already gone: known from its cgroup id.
+    assert res.fields(11, 1, "x", 77)["container.id"] == ID[:12]
+    assert res.fields(12, 1, "x", 78) == {"container.id": ""}
+
+
+# --- a real container -----------------------------------------------------------------------
+# Podman with runc (crun refuses this host's hybrid cgroups) and explicit ulimits (podman's
+# defaults exceed this machine's hard limits). The image is a static busybox, imported.
+PODMAN = ["podman", "--runtime", "runc"]
+RUN = ["run", "-d", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+IMAGE = "localhost/ringwatch-test:1"
+
+
+@pytest.fixture(scope="module")
+def image(tmp_path_factory: pytest.TempPathFactory) -> str:
+    assert shutil.which("podman"), "podman missing: scripts/setup-test-extras.sh installs it"
+    busybox = REPO / ".cache" / "busybox-static" / "bin" / "busybox"
+    root = tmp_path_factory.mktemp("rootfs")
+    (root / "bin").mkdir()
+    shutil.copy(busybox, root / "bin" / "busybox")
+    for applet in ("sh", "sleep", "cat"):
+        os.symlink("busybox", root / "bin" / applet)
+    tar = root.parent / "rootfs.tar"
+    with tarfile.open(tar, "w") as tf:
+        tf.add(root, arcname=".")
+    subprocess.run([*PODMAN, "import", str(tar), IMAGE], check=True, capture_output=True, timeout=120)
+    return IMAGE
+
+
+@pytest.fixture
+def container_name() -> Iterator[str]:
+    name = f"rwtest-{uuid.uuid4().hex[:8]}"
+    yield name
+    subprocess.run([*PODMAN, "rm", "-f", "-t", "0", name], capture_output=True, timeout=60, check=False)
+
+
+@pytest.mark.kernel
+@pytest.mark.parametrize("privileged", [False, True])
+def test_a_podman_container_is_named_from_its_cgroup_and_state(
+        tmp_path: Path, image: str, container_name: str, privileged: bool) -> None:
+    with RunningMonitor(tmp_path) as mon:
+        flags = ["--privileged"] if privileged else []
+        out = subprocess.run([*PODMAN, *RUN, *flags, "--name", container_name, image, "/bin/sleep", "30"],
+                             check=True, capture_output=True, text=True, timeout=120).stdout
+        full_id = out.strip().splitlines()[-1]
+        pid = int(subprocess.run([*PODMAN, "inspect", "-f", "{{.State.Pid}}", container_name], check=True,
+                                 capture_output=True, text=True, timeout=60).stdout)
+        ev = mon.wait_for(lambda e: e["evt.type"] == "execve" and e["proc.pid"] == pid
+                          and e.get("proc.argv") == ["/bin/sleep", "30"], timeout=60)
+        host = mon.wait_for(lambda e: e["evt.type"] == "execve" and e["proc.name"] == "podman")
+        assert mon.stop() == 0
+    assert len(full_id) == 64
+    assert ev["container.id"] == full_id[:12] and ev["container.full_id"] == full_id
+    assert ev["container.type"] == "podman"
+    assert ev["container.name"] == container_name
+    assert ev["container.image"] == IMAGE
+    assert (ev["container.image.repository"], ev["container.image.tag"]) == ("localhost/ringwatch-test", "1")
+    assert ev["container.privileged"] is privileged
+    assert host["container.id"] == "host" and host["container.name"] == "host"

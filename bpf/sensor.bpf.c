@@ -25,6 +25,8 @@
 #include <linux/fdtable.h>
 #include <linux/net.h>
 #include <net/sock.h>
+#include <linux/tty.h>
+#include <linux/tty_driver.h>
 #endif
 
 /* Syscall numbers (RW_NR_<name>) come from the event catalogue, monitor/events/catalog.py,
@@ -812,6 +814,8 @@ RAW_TRACEPOINT_PROBE(sys_exit)
         count_drop(RW_DROP_FILENAME_FAILED);
     if (e->flags & RW_EXEC_F_FILENAME_TRUNCATED)
         count_drop(RW_DROP_FILENAME_TRUNCATED);
+    if (e->flags & RW_EXEC_F_EXEPATH_TRUNCATED)
+        count_drop(RW_DROP_PATH_TRUNCATED); /* proc.exepath missing: too deep or long */
     count_produced(RW_REC_EXEC);
     if (events.ringbuf_output(e, sizeof(*e), 0) != 0)
         count_drop(RW_DROP_RINGBUF_FULL);

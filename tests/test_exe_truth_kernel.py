@@ -271,3 +271,15 @@ def test_cwd_session_group_tty_and_loginuid_at_exec(mon: RunningMonitor, tmp_pat
     major, minor = (int(x, 16) for x in out.read_text().split(":"))
     ev = exec_event(mon, int(pid.read_text()), "/usr/bin/true")
     assert ev["proc.tty"] == (minor & 0xFF) | (major << 8) | ((minor & ~0xFF) << 12) != 0
+
+
+def test_too_deep_to_resolve_is_missing_not_wrong(mon: RunningMonitor, tmp_path: Path) -> None:
+    deep = tmp_path.joinpath(*["d"] * 40)  # past the walk's 32 components
+    deep.mkdir(parents=True)
+    shutil.copy("/bin/true", deep / "t")
+    pid = run([str(deep / "t")])
+    ev = exec_event(mon, pid)
+    assert "proc.exepath" not in ev and ev["proc.exe"] == str(deep / "t")
+    assert ev["proc.exe_ino"] == (deep / "t").stat().st_ino  # the inode is still known
+    # The rule falls back to the path as passed, absolute here.
+    alert(mon, "Execution from a temporary directory", pid)

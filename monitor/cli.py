@@ -23,7 +23,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.control_socket:
         overrides.append(f"control.socket={args.control_socket}")
-    cfg = config.load(args.config, overrides)
+    cfg = config.load(args.config, overrides, allow_unsafe=args.allow_unsafe_files)
     # Alerts to stdout by default; events only when asked (they are many). config `outputs`.
     outputs = factory.build(cfg.outputs, factory.Wants(
         events_stdout=args.events is not None, events_types=_event_types(args.events), record=args.record,
@@ -31,7 +31,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     opts = RunOptions(
         duration=args.duration, event_sinks=outputs.events, alert_sinks=outputs.alerts,
         config_path=args.config, overrides=overrides, rule_sources=_rule_sources(args),
-        require_enforcement=args.require_enforcement,
+        require_enforcement=args.require_enforcement, allow_unsafe_files=args.allow_unsafe_files,
     )
     try:
         monitor = Monitor(cfg, opts)
@@ -56,7 +56,8 @@ def _event_types(spec: str | None) -> frozenset[str] | None:
 
 def _rule_sources(args: argparse.Namespace) -> Any:
 
-    return config.rule_sources(args.rules or [], defaults=not args.no_default_rules)
+    return config.rule_sources(args.rules or [], defaults=not args.no_default_rules,
+                               allow_unsafe=args.allow_unsafe_files)
 
 
 def _add_rules_args(parser: argparse.ArgumentParser) -> None:
@@ -66,17 +67,27 @@ def _add_rules_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-default-rules", action="store_true",
                         help="skip the packaged default ruleset")
+    _add_unsafe_arg(parser)
+
+
+def _add_unsafe_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--allow-unsafe-files", action="store_true",
+                        help="load rules and config files that non-root could have written "
+                             "(development only; refused by default, like sshd's StrictModes)")
 
 
 def _cmd_rules_validate(args: argparse.Namespace) -> int:
     from monitor.rules import check
 
-    ruleset, problems = check(config.rule_sources(args.paths, defaults=not args.no_default_rules))
+    ruleset, problems = check(config.rule_sources(args.paths, defaults=not args.no_default_rules,
+                                                  allow_unsafe=args.allow_unsafe_files))
     if ruleset is None:
         for problem in problems:
             print(problem, file=sys.stderr)
         print(f"ringwatch: {len(problems)} error(s) in rules", file=sys.stderr)
         return 1
+    for warning in ruleset.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     from monitor.enforce.rules import deny_specs
     from monitor.enforce.translate import TranslateError
 
@@ -86,7 +97,8 @@ def _cmd_rules_validate(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         print(f"ringwatch: {len(str(exc).splitlines())} error(s) in rules", file=sys.stderr)
         return 1
-    print(f"ok: {len(ruleset.rules)} rules from {len(ruleset.files)} file(s)")
+    skipped = f", {len(ruleset.skipped)} skipped" if ruleset.skipped else ""
+    print(f"ok: {len(ruleset.rules)} rules{skipped} from {len(ruleset.files)} file(s)")
     return 0
 
 
@@ -102,12 +114,21 @@ def _cmd_rules_list(args: argparse.Namespace) -> int:
          "file": r.file, "line": r.line}
         for r in ruleset.rules
     ]
+    # Rules that cannot run here (a field ringwatch lacks, another source): listed, with why.
+    rows += [
+        {"name": s.name, "priority": s.priority, "enabled": "skipped", "action": "", "tags": [],
+         "event_types": [], "file": s.file, "line": s.line, "skipped": s.reason}
+        for s in ruleset.skipped
+    ]
     if args.json:
         for row in rows:
             print(json.dumps(row))
         return 0
     print(f"{'NAME':40} {'PRIORITY':13} {'ENABLED':7} {'ACTION':6} {'EVENT TYPES':20} TAGS")
     for row in rows:
+        if "skipped" in row:
+            print(f"{row['name']:40} {row['priority']:13} {'skipped':7} {'':6} {'':20} {row['skipped']}")
+            continue
         types = "*" if row["event_types"] is None else ",".join(row["event_types"])
         print(f"{row['name']:40} {row['priority']:13} {'yes' if row['enabled'] else 'no':7} "
               f"{row['action']:6} {types:20} {','.join(row['tags'])}")
@@ -138,6 +159,9 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     out.flush(0)
     print(f"replayed {st.events} events from {st.lines} lines: {st.alerts} alerts, "
           f"{st.malformed} malformed lines skipped", file=sys.stderr)
+    if st.all_malformed:
+        print(f"ringwatch: {args.events}: no line is an event", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -169,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     validate.add_argument("--no-default-rules", action="store_true",
                           help="skip the packaged default ruleset")
+    _add_unsafe_arg(validate)
     validate.set_defaults(func=_cmd_rules_validate)
     listing = rules.add_parser("list", help="loaded rules: name, priority, enabled, event types, tags")
     _add_rules_args(listing)

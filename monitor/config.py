@@ -18,21 +18,23 @@ from typing import Any
 
 import yaml
 
-from monitor import paths
+from monitor import paths, safefile
 from monitor.errors import ConfigError
 from monitor.events.catalog import ALL_EVENT_TYPES
 from monitor.rules.loader import RuleSources
 from monitor.sinks.settings import OutputsConfig
+from monitor.yamltext import PARSE_FAILURES, describe
 
 DEFAULT_CONFIG_PATH = Path("/etc/ringwatch/config.yaml")
 # RINGWATCH_RULES_D points elsewhere (tests, staged installs).
 SYSTEM_RULES_DIR = Path(os.environ.get("RINGWATCH_RULES_D", "/etc/ringwatch/rules.d"))
 
 
-def rule_sources(rule_paths: Iterable[Path] = (), defaults: bool = True) -> RuleSources:
+def rule_sources(rule_paths: Iterable[Path] = (), defaults: bool = True,
+                 allow_unsafe: bool = False) -> RuleSources:
     """ringwatch's rules, in load order: the packaged ruleset, rules.d, then `rule_paths`."""
     return RuleSources(paths=tuple(rule_paths), defaults=defaults, default_dir=paths.rules_dir(),
-                       system_dir=SYSTEM_RULES_DIR)
+                       system_dir=SYSTEM_RULES_DIR, allow_unsafe=allow_unsafe)
 
 
 @dataclass
@@ -229,24 +231,32 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return data
 
 
-def load(path: Path | None, overrides: Sequence[str] = ()) -> Config:
-    """The config at `path`; the system config if it exists; else defaults; then --set."""
+def load(path: Path | None, overrides: Sequence[str] = (), allow_unsafe: bool = False) -> Config:
+    """The config at `path`; the system config if it exists; else defaults; then --set.
+
+    A config that non-root could have written is refused (see monitor.safefile) unless
+    `allow_unsafe`: there is no config key for it, a file cannot vouch for itself.
+    """
     if path is None:
         if not DEFAULT_CONFIG_PATH.exists():
             if overrides:
                 return from_mapping(apply_overrides({}, overrides), "<defaults> + --set")
             return Config()
         path = DEFAULT_CONFIG_PATH
+    if not allow_unsafe:
+        safefile.check(path, "config")
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read config: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                          f"at offset {exc.start})") from exc
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        pos = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigError(f"{path}{pos}: invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+    except PARSE_FAILURES as exc:
+        failure = describe(exc, text)
+        raise ConfigError(f"{path}:{failure.line}:{failure.col}: invalid YAML: {failure.message}") from exc
     if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping")
     if overrides:

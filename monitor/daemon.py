@@ -23,8 +23,8 @@ from monitor.lineage.cache import Lineage
 from monitor.lineage.watch import LineageWatch
 from monitor.pipeline import Pipeline
 from monitor.rules import RuleSet, RuleSources
-from monitor.rules import check as check_rules
 from monitor.rules import load as load_rules
+from monitor.rules.background import BackgroundLoad
 from monitor.service import stats
 from monitor.service.ops import Operations
 from monitor.sinks.base import Sink
@@ -46,6 +46,8 @@ class RunOptions:
     rule_sources: RuleSources = field(default_factory=configmod.rule_sources)
     # Refuse to start when deny rules cannot be enforced (no BPF LSM, or disabled).
     require_enforcement: bool = False
+    # run --allow-unsafe-files: the config on SIGHUP is read as at start.
+    allow_unsafe_files: bool = False
 
 
 class Monitor:
@@ -55,7 +57,8 @@ class Monitor:
         self.log = log.get("ringwatch")
         # Loaded before the sensor starts: bad rules stop `run` with every error listed.
         self.rules: RuleSet = load_rules(opts.rule_sources)
-        self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files)
+        self.log.info("rules_loaded", rules=len(self.rules.rules), files=self.rules.files,
+                      skipped={s.name: s.reason for s in self.rules.skipped})
         self.enforcer = self._make_enforcer(cfg, opts)
         wanted = self.enforcer is not None and self.enforcer.wanted(cfg.enforcement.always_load)
         self.pipeline = Pipeline(self.rules, opts.event_sinks, opts.alert_sinks, self.enforcer)
@@ -66,6 +69,9 @@ class Monitor:
         self.lineage_watch: LineageWatch | None = None
         self._stop = False
         self._reload = False
+        self._rules_load: BackgroundLoad | None = None  # a SIGHUP's rules, loading off the loop
+        self._rules_again = False  # another SIGHUP came during that load
+        self._pending_config: tuple[Config | None, str] = (None, "")
         self._started = time.monotonic()
         self.ops = Operations(
             cfg, stats=self.stats, losses=self._losses, alert=self.pipeline.emit.alert, warn=self.log.warning,
@@ -102,19 +108,28 @@ class Monitor:
         return snap
 
     def _do_reload(self) -> None:
-        """SIGHUP: re-read the rules and the config; keep running on error.
+        """SIGHUP: re-read the config now and the rules in a thread; report when both are done.
 
         A part that is rejected keeps its previous version in force, and the reload is
         reported as failed (log at error level, reload_errors, systemd status) even when
-        the other part was taken over."""
+        the other part was taken over. The rules load (bounded, monitor.rules.limits) runs
+        off the main loop, so the ring buffers keep being drained while it compiles."""
+        if self._rules_load is not None:
+            self._rules_again = True  # reported as one more reload once this one is done
+            return
         self.ops.reloading()
-        rules_error = self._reload_rules()
+        self._pending_config = self._reload_config()
+        self._rules_load = BackgroundLoad.start(self.opts.rule_sources)
+        self.log.info("rules_reload_started")
+
+    def _reload_config(self) -> tuple[Config | None, str]:
+        """(the new config, or None if it was refused; what to report)."""
         try:
-            new = configmod.load(self.opts.config_path, self.opts.overrides)
+            new = configmod.load(self.opts.config_path, self.opts.overrides,
+                                 allow_unsafe=self.opts.allow_unsafe_files)
         except ConfigError as exc:
             self.log.error("reload_failed", error=str(exc))
-            self.ops.reloaded(None, f"reload failed, previous config kept: {exc}")
-            return
+            return None, f"reload failed, previous config kept: {exc}"
         restart = []
         if new.sensor != self.sensor.cfg:
             # Kernel programs are compiled with these; changing them means a restart.
@@ -127,13 +142,27 @@ class Monitor:
         for sink in self._all_sinks():
             sink.reopen()
         self.cfg = new
-        if rules_error is not None:
+        pending = f"; restart to apply {', '.join(restart)}" if restart else ""
+        return new, f"reloaded {new.source}{pending}"
+
+    def _finish_rules_reload(self) -> None:
+        result = None if self._rules_load is None else self._rules_load.poll()
+        if result is None:
+            return
+        self._rules_load = None
+        rules_error = self._apply_rules(result.ruleset, result.problems)
+        new, status = self._pending_config
+        if new is None:
+            self.ops.reloaded(None, status)
+        elif rules_error is not None:
             self.log.error("reload_failed", config=new.source, error=rules_error)
             self.ops.reloaded(new, f"reload failed, previous rules kept: {rules_error}", error=rules_error)
-            return
-        pending = f"; restart to apply {', '.join(restart)}" if restart else ""
-        self.ops.reloaded(new, f"reloaded {new.source}{pending}")
-        self.log.info("reloaded", config=new.source)
+        else:
+            self.ops.reloaded(new, status)
+            self.log.info("reloaded", config=new.source)
+        if self._rules_again:
+            self._rules_again = False
+            self._do_reload()
 
     def _make_enforcer(self, cfg: Config, opts: RunOptions) -> Enforcer | None:
         if not cfg.enforcement.enabled:
@@ -145,9 +174,8 @@ class Monitor:
         enforcer.apply(*deny_specs(self.rules, cfg.enforcement.mode))
         return enforcer
 
-    def _reload_rules(self) -> str | None:
+    def _apply_rules(self, ruleset: RuleSet | None, problems: list[Any]) -> str | None:
         """The new rules in force, or why not (the previous rules stay): None on success."""
-        ruleset, problems = check_rules(self.opts.rule_sources)
         if ruleset is None:
             errors = [str(p) for p in problems]
             self.log.error("rules_reload_failed", errors=errors, kept_rules=len(self.rules.rules))
@@ -163,10 +191,12 @@ class Monitor:
         self.rules = ruleset
         self.pipeline.judge.rules = ruleset
         self._apply_syscall_filter()
-        self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files)
+        self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files,
+                      skipped={s.name: s.reason for s in ruleset.skipped})
         return None
 
     def _housekeeping(self) -> None:
+        self._finish_rules_reload()
         for sink in self.opts.event_sinks:
             sink.flush(0)
         self.ops.tick()
@@ -227,6 +257,7 @@ class Monitor:
         self.log.info("ready", startup_s=round(time.monotonic() - t0, 3), config=self.cfg.source)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
         next_housekeeping = 0.0
+        rc = 0  # 1 when an output lost records at close (ENOSPC)
         try:
             while not self._stop:
                 if deadline is not None and time.monotonic() >= deadline:
@@ -251,12 +282,16 @@ class Monitor:
             self.sensor.close()
             self.ops.close()
             for sink in self._all_sinks():
-                sink.close()
+                try:  # one output failing to close must not leave the later ones open
+                    sink.close()
+                except Exception as exc:
+                    self.log.error("output_close_failed", output=sink.name, error=str(exc))
+                    rc = 1
             # What each output delivered, spooled or lost, once all were closed.
             self.log.info("outputs_closed", outputs=stats.sink_stats(self._all_sinks()))
             self.log.info("stopped", **self._counter_fields(counters),
                           ringbuf_fill_hwm_bytes=hwm, filtered_opens=filtered)
-        return 0
+        return rc
 
     @staticmethod
     def _counter_fields(c: Any) -> dict[str, Any]:

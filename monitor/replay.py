@@ -19,6 +19,11 @@ class ReplayStats:
     malformed: int = 0  # lines skipped: not JSON, or not a JSON object
     alerts: int = 0
 
+    @property
+    def all_malformed(self) -> bool:
+        """Nothing but garbage: the wrong file, which must not pass for a clean replay."""
+        return self.events == 0 and self.malformed > 0
+
 
 def replay_lines(
     lines: Iterable[str],

@@ -309,7 +309,8 @@ def test_kernel_path_filter_keeps_only_what_rules_can_match(tmp_path: Path) -> N
         assert stopped["filtered_opens"] > 0
         # The alerts see /etc/hostname through every spelling that reaches /etc/.
         alerts = [json.loads(line) for line in mon.stdout_path.read_text().splitlines()]
-        alerted = {a["event"]["fd.nameraw"] for a in alerts if a["event"]["proc.pid"] == os.getpid()}
+        # .get: the drop alert (records lost on a loaded machine) is about no process.
+        alerted = {a["event"]["fd.nameraw"] for a in alerts if a["event"].get("proc.pid") == os.getpid()}
         assert {"/etc/hostname", "//etc/hostname", "/tmp/../etc/hostname", "hostname"} <= alerted
 
 

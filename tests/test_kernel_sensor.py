@@ -85,6 +85,15 @@ def test_exec_carries_the_cgroup_it_ran_in(monitor: RunningMonitor) -> None:
     assert ev["cgroup.id"] == cg_inode
 
 
+def test_proc_duration_is_the_age_of_the_process(monitor: RunningMonitor) -> None:
+    """Falco's proc.duration: a shell that waits 1.5 s and then execs is 1.5 s old at the exec."""
+    mark = _marker()
+    subprocess.run(["/bin/sh", "-c", f"sleep 1.5; exec /bin/echo {mark}"], check=True,
+                   stdout=subprocess.DEVNULL)
+    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and mark in e.get("proc.argv", []))
+    assert 1.5e9 <= ev["proc.duration"] < 60e9, ev["proc.duration"]
+
+
 def test_exec_under_non_root_uid(monitor: RunningMonitor) -> None:
     mark = _marker()
     subprocess.run(["/bin/true", mark], user=NOBODY, group=NOBODY, check=True)

@@ -130,7 +130,8 @@ def test_syntax_error_at_end(tmp_path: Path) -> None:
 def test_type_error_is_a_load_error(tmp_path: Path) -> None:
     text = GOOD_RULE.replace('evt.type == "execve"', 'user.uid =~ "^0"')
     msg = only(problems_of(tmp_path, text))
-    assert msg.startswith(f"{tmp_path}/rules.yaml:3:14: rule 'r1': condition: data type mismatch")
+    assert msg == (f"{tmp_path}/rules.yaml:3:14: rule 'r1': condition: data type mismatch: "
+                   "user.uid is a number, compared with a string")
 
 
 def test_unknown_output_field(tmp_path: Path) -> None:
@@ -250,10 +251,11 @@ def test_override_errors(tmp_path: Path) -> None:
         (
             'proc.name contains "x"',
             15,
-            "Falco's 'contains' operator is not supported: write `\"text\" in field`",
+            "Falco's 'contains' operator is not in ringwatch's syntax: write `\"text\" in field`",
         ),
         ("evt.type == execve", 17, "unknown name 'execve': a string value needs quotes: \"execve\""),
-        ("proc.name exists", 15, "Falco's 'exists' operator is not supported: write `field != null`"),
+        ("proc.name exists", 15,
+         "Falco's 'exists' operator is not in ringwatch's syntax: write `field != null`"),
     ],
 )
 def test_falco_habits_get_a_hint(tmp_path: Path, cond: str, col: int, message: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -95,6 +96,24 @@ def test_every_output_and_flag(tmp_path: Path) -> None:
             s.close(0) if isinstance(s, KafkaSink) else s.close()
 
 
+def test_an_alert_file_in_falcos_shape(tmp_path: Path) -> None:
+    path = tmp_path / "falco.jsonl"
+    cfg = outputs_cfg({"alerts": {"stdout": False, "journal": "never",
+                                  "file": {"path": str(path), "format": "falco"}}})
+    out = factory.build(cfg, environ={})
+    alert = {"id": "x", "time": "2026-12-01T10:00:00.123456789Z", "host": "h", "rule": "R",
+             "priority": "NOTICE", "action": "alert", "tags": ["a"], "output": "hello",
+             "output_fields": {"proc.name": "sh"}, "event": {"evt.ts": 5}}
+    try:
+        out.alerts[0].emit(alert)
+    finally:
+        out.close()
+    assert json.loads(path.read_text()) == {
+        "hostname": "h", "output": "10:00:00.123456789: Notice hello",
+        "output_fields": {"proc.name": "sh", "evt.time": 5}, "priority": "Notice", "rule": "R",
+        "source": "syscall", "tags": ["a"], "time": "2026-12-01T10:00:00.123456789Z"}
+
+
 def test_kafka_settings_pass_through() -> None:
     k = outputs_cfg({"kafka": {
         "bootstrap_servers": ["b1:9093", "[::1]:9093"], "acks": 1, "compression_type": "gzip",
@@ -138,6 +157,10 @@ def test_kafka_settings_pass_through() -> None:
         ({"queue_size": 0}, r"outputs\.queue_size: must be positive"),
         ({"alerts": {"file": {"path": "/l/x"}}, "events": {"file": {"path": "/l/x"}}},
          r"outputs\.events\.file\.path: same file as outputs\.alerts\.file\.path"),
+        ({"alerts": {"stdout_format": "splunk"}},
+         r"outputs\.alerts\.stdout_format: must be one of ringwatch, falco"),
+        ({"events": {"file": {"path": "/l/e", "format": "falco"}}},
+         r"outputs\.events\.file\.format: only alerts have a Falco format"),
     ],
 )
 def test_bad_outputs_config_names_the_key(data: dict[str, Any], message: str) -> None:

@@ -72,7 +72,7 @@ def test_fsync_policies_write_everything(tmp_path: Path, policy: str) -> None:
     sink.flush(0)
     assert [r["id"] for r in lines(path)] == [0, 1, 2, 3, 4]
     sink.close()
-    assert os.stat(path).st_mode & 0o777 == 0o640
+    assert os.stat(path).st_mode & 0o777 == 0o600
 
 
 def test_bad_fsync_policy_is_rejected(tmp_path: Path) -> None:

@@ -46,6 +46,8 @@ class Decode:
     def __init__(self, catalogue: Catalogue = CATALOGUE, paths: PathResolver | None = None) -> None:
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; the offset turns it into wall time.
         self.mono_to_wall_ns = time.time_ns() - time.monotonic_ns()
+        # Process starts are CLOCK_BOOTTIME (task->start_boottime); events CLOCK_MONOTONIC.
+        self.mono_to_boot_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
         self.catalogue = catalogue
         self.paths = paths or PathResolver()
         self.boot_id = boot_id()
@@ -71,6 +73,7 @@ class Decode:
             "proc.ppid": h.ppid,
             "proc.name": h.comm,
             "proc.start_ns": h.start_ns,
+            "proc.duration": h.ktime_ns + self.mono_to_boot_ns - h.start_ns,
             "user.uid": h.uid,
             "group.gid": h.gid,
             "cgroup.id": h.cgroup_id,

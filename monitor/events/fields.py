@@ -35,6 +35,7 @@ COMMON = (
     Field("proc.argv", list, "argument vector"),
     Field("proc.cmdline", str, "proc.name and proc.args, like Falco"),
     Field("proc.start_ns", int, "process start, boot-based ns"),
+    Field("proc.duration", int, "ns since the process started, at the event (Falco's meaning)"),
     Field("user.uid", int, "real user id"),
     Field("user.name", str, "user name for user.uid, empty if unknown"),
     Field("group.gid", int, "real group id"),

@@ -432,13 +432,17 @@ def _exe_file(e: CExec) -> ExeFile | None:
 
 
 def _decode_deny(d: CDeny) -> DenyRecord:
+    try:
+        hook = DenyHook(d.hook)
+    except ValueError as exc:
+        raise DecodeError(f"DENY record with unknown hook {d.hook}") from exc
     ancestors = []
     for pid, comm in zip(d.anc_pid, d.anc_comm, strict=True):
         if not pid:
             break
         ancestors.append((int(pid), _text(comm.value)))
-    addr_len = {2: 4, 10: 16}.get(d.family, 0) if d.hook == DenyHook.CONNECT else 0
+    addr_len = {2: 4, 10: 16}.get(d.family, 0) if hook == DenyHook.CONNECT else 0
     return DenyRecord(
-        _header(d.h), DenyHook(d.hook), d.rule_id, d.ret, bool(d.flags & DENY_F_AUDIT),
+        _header(d.h), hook, d.rule_id, d.ret, bool(d.flags & DENY_F_AUDIT),
         _text(d.path), d.family, d.port, bytes(d.addr)[:addr_len], ancestors,
     )

@@ -59,11 +59,16 @@ def ringbuf_pages(nbytes: int) -> int:
     return 1 << (pages - 1).bit_length()
 
 
+# What packaging/systemd/ringwatch.service's CapabilityBoundingSet grants, and why
+# (tests/test_hostile_outputs.py keeps the two equal).
+CAPABILITIES = ("CAP_BPF", "CAP_PERFMON", "CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_DAC_READ_SEARCH")
+
+
 def preflight() -> None:
     """Refuse early, with one line, what would otherwise fail deep inside bcc."""
     if os.geteuid() != 0:
         raise SensorError(
-            "ringwatch needs root (CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE) to load BPF programs"
+            f"ringwatch needs root (the service runs with {', '.join(CAPABILITIES)}) to load BPF programs"
         )
     if not Path("/sys/fs/bpf").is_dir() or not os.path.ismount("/sys/fs/bpf"):
         raise SensorError("bpffs is not mounted on /sys/fs/bpf; run: mount -t bpf bpf /sys/fs/bpf")

@@ -74,3 +74,35 @@ class Alert:
             "ancestors": [{"pid": a.pid, "name": a.name, "exe": a.exe} for a in self.ancestors],
             "event": self.event,
         }
+
+
+# Falco spells priorities this way in its JSON output.
+_FALCO_PRIORITY = {
+    "EMERGENCY": "Emergency", "ALERT": "Alert", "CRITICAL": "Critical", "ERROR": "Error",
+    "WARNING": "Warning", "NOTICE": "Notice", "INFORMATIONAL": "Informational", "DEBUG": "Debug",
+}
+
+
+def falco_shape(record: dict[str, Any]) -> dict[str, Any]:
+    """An alert record (Alert.to_dict()) as Falco's JSON output writes one.
+
+    Falco's `output` starts with the event time and the priority; its output_fields hold
+    the fields the output names plus `evt.time` in ns since the epoch.
+    """
+    priority = _FALCO_PRIORITY.get(str(record.get("priority")), str(record.get("priority")))
+    time = record.get("time")
+    event = record.get("event") or {}
+    clock = time[11:29] if isinstance(time, str) and len(time) >= 29 else "00:00:00.000000000"
+    fields = dict(record.get("output_fields") or {})
+    if isinstance(event, dict) and event.get("evt.ts") is not None:
+        fields.setdefault("evt.time", event["evt.ts"])
+    return {
+        "hostname": record.get("host"),
+        "output": f"{clock}: {priority} {record.get('output', '')}",
+        "output_fields": fields,
+        "priority": priority,
+        "rule": record.get("rule"),
+        "source": "syscall",
+        "tags": list(record.get("tags") or []),
+        "time": time,
+    }

@@ -21,6 +21,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.rules.falco.bridge import Bridge, MissingField
+from monitor.rules.limits import DEFAULT_LIMITS, LimitError, Limits
 from monitor.rules.names import FieldNames
 from monitor.rules.problems import Loc, Problem
 from monitor.rules.schema import ExceptionDef, ListDef, MacroDef
@@ -61,6 +63,19 @@ class Token:
 def tokenize(text: str) -> list[Token]:
     return [Token(m.lastgroup or "op", m.group(), m.start()) for m in _TOKEN.finditer(text)
             if m.lastgroup != "q"]
+
+
+def nesting(text: str) -> int:
+    """The deepest bracket nesting of a condition (string literals and comments skipped)."""
+    depth = deepest = 0
+    for tok in tokenize(text):
+        if tok.kind == "op":
+            if tok.text in ("(", "[", "&["):
+                depth += 1
+                deepest = max(deepest, depth)
+            elif tok.text in (")", "]"):
+                depth -= 1
+    return deepest
 
 
 def quote(value: str) -> str:
@@ -145,61 +160,106 @@ class Expanded:
 
 
 class ExpandError(Exception):
-    def __init__(self, offset: int, message: str) -> None:
+    def __init__(self, offset: int, message: str, unknown_field: bool = False) -> None:
         super().__init__(message)
         self.offset = offset
         self.message = message
+        self.unknown_field = unknown_field  # Falco's skip-if-unknown-filter skips these
 
 
-def _suggest(name: str, candidates: list[str]) -> str:
+def suggest(name: str, candidates: list[str]) -> str:
     close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class Expander:
-    """Expands conditions against one set of lists and macros; macro results are cached."""
+    """Expands conditions against one set of lists and macros; macro results are cached.
 
-    def __init__(self, names: FieldNames, lists: dict[str, ListDef], macros: dict[str, MacroDef]) -> None:
+    Each macro is expanded in its own file's syntax; this class knows ringwatch's, and
+    monitor.rules.falco.compile.FalcoExpander adds Falco's (parsed and lowered to this
+    syntax first). A field Falco has and ringwatch lacks raises MissingField, which
+    skips the rule that needs it instead of failing the load. Expansion is bounded
+    (monitor.rules.limits): a macro or list bomb is an error naming it, not a hang.
+    """
+
+    def __init__(self, names: FieldNames, lists: dict[str, ListDef], macros: dict[str, MacroDef],
+                 event_types: frozenset[str] = frozenset(), limits: Limits = DEFAULT_LIMITS) -> None:
         self.names = names
         self.lists = lists
         self.macros = macros
+        self.event_types = event_types
+        self.bridge = Bridge.create(names)
+        self.limits = limits
         self.problems: list[Problem] = []
         self._macro_done: dict[str, Expanded | None] = {}
+        self._macro_missing: dict[str, MissingField] = {}
         self._list_done: dict[str, str] = {}
+        self._values_done: dict[str, list[Any]] = {}
+        self.total_chars = 0  # of every expansion so far, against limits.max_total_chars
 
     # lists -------------------------------------------------------------------------
     def list_values(self, name: str, stack: tuple[str, ...] = ()) -> list[Any]:
-        """A list's items, with items that name another list replaced by its items (Falco)."""
+        """A list's items, with items that name another list replaced by its items (Falco).
+
+        Cached, and bounded: lists that include each other twice over double at each level.
+        """
+        done = self._values_done.get(name)
+        if done is not None:
+            return done
         out: list[Any] = []
         for item in self.lists[name].items:
             if isinstance(item, str) and item in self.lists and item != name and item not in stack:
                 out.extend(self.list_values(item, (*stack, name)))
             else:
                 out.append(item)
+            if len(out) > self.limits.max_list_items:
+                raise LimitError(f"list '{name}' has more than {self.limits.max_list_items} items "
+                                 "once the lists inside it are expanded")
+        if not stack:
+            self._values_done[name] = out
         return out
 
     def list_text(self, name: str) -> str:
         if name not in self._list_done:
-            self._list_done[name] = "[" + ", ".join(literal(v) for v in self.list_values(name)) + "]"
+            text = "[" + ", ".join(literal(v) for v in self.list_values(name)) + "]"
+            if len(text) > self.limits.max_expanded_chars:
+                raise LimitError(f"list '{name}' is longer than {self.limits.max_expanded_chars} "
+                                 "characters once expanded")
+            self._list_done[name] = text
         return self._list_done[name]
 
     # macros ------------------------------------------------------------------------
     def macro(self, name: str, stack: tuple[str, ...] = ()) -> Expanded | None:
         """The expansion of a macro, or None if it has errors (recorded once, at the macro)."""
+        if name in self._macro_missing:
+            raise self._macro_missing[name].through(name)
         if name in self._macro_done:
             return self._macro_done[name]
         mdef = self.macros[name]
         label = f"macro '{name}'"
         try:
-            result: Expanded | None = self.expand(mdef.condition.value, (*stack, name))
+            if len(stack) >= self.limits.max_macro_depth:
+                raise ExpandError(0, f"macros nested more than {self.limits.max_macro_depth} deep: "
+                                     f"{' -> '.join([*stack[:3], '...', *stack[-2:], name])}")
+            result: Expanded | None = self.expand(mdef.condition.value, (*stack, name), mdef.syntax)
+        except MissingField as missing:
+            # Not an error: each rule that uses the macro is skipped, naming the field.
+            self._macro_missing[name] = missing
+            raise missing.through(name) from None
         except ExpandError as exc:
             self.problems.append(Problem(mdef.condition.locate(exc.offset), label, exc.message))
             result = None
         self._macro_done[name] = result
         return result
 
+    def macro_missing(self, name: str) -> MissingField | None:
+        return self._macro_missing.get(name)
+
     # conditions --------------------------------------------------------------------
-    def expand(self, text: str, stack: tuple[str, ...] = ()) -> Expanded:
+    def expand(self, text: str, stack: tuple[str, ...] = (), syntax: str = "ringwatch") -> Expanded:
+        if syntax != "ringwatch":
+            # monitor.rules.falco.compile.FalcoExpander overrides this for Falco's syntax.
+            raise ExpandError(0, f"conditions in {syntax!r} syntax are not supported here")
         tokens = tokenize(text)
         significant = [t for t in tokens if t.kind not in ("ws", "comment")]
         # Comprehension variables (`[a for a in proc.argv]`) are used before `for` names them.
@@ -212,6 +272,8 @@ class Expander:
         prev: Token | None = None  # previous significant token
         i = 0
 
+        limits = self.limits
+
         def emit(engine: str, falco: str, tok: Token, orig_len: int | None = None) -> None:
             nonlocal out_len
             span = len(tok.text) if orig_len is None else orig_len
@@ -219,6 +281,13 @@ class Expander:
             eng.append(engine)
             fal.append(falco)
             out_len += len(engine)
+            # Checked as it grows, so a macro bomb stops at the bound, not after it.
+            if out_len > limits.max_expanded_chars:
+                raise ExpandError(tok.pos, f"expands to more than {limits.max_expanded_chars} characters "
+                                           f"(at {tok.text[:40]!r}: macros or lists used many times over?)")
+            if self.total_chars + out_len > limits.max_total_chars:
+                raise ExpandError(tok.pos, f"all conditions together expand to more than "
+                                           f"{limits.max_total_chars} characters")
 
         while i < len(tokens):
             tok = tokens[i]
@@ -241,7 +310,7 @@ class Expander:
                     value = re.escape(unquote(tokens[j].text))
                 elif j < len(tokens) and tokens[j].kind == "name" and tokens[j].text in self.lists:
                     # `x startswith my_list`: any of the list's items, as one compiled pattern.
-                    items = self.list_values(tokens[j].text)
+                    items = self._bounded(self.list_values, tokens[j])
                     if not items or not all(isinstance(v, str) for v in items):
                         raise ExpandError(tokens[j].pos, f"{name} {tokens[j].text}: the list must hold "
                                                          "strings, at least one")
@@ -262,10 +331,15 @@ class Expander:
                 fname, rest = found
                 emit(self.names.to_ident[fname] + rest, fname + rest, tok)
                 continue
-            head, _, rest = name.partition(".")
-            if head in self.names.namespaces:
-                fields = list(self.names.to_ident)
-                raise ExpandError(tok.pos, f"unknown field {name!r}{_suggest(name, fields)}")
+            head, dot, rest = name.partition(".")
+            # A dotted name is a field even when its first part names a macro: Falco's
+            # `container.id` under a macro called `container` is a field, not the macro.
+            if dot and (head in self.names.namespaces or head in self.macros
+                        or self.bridge.is_falco_field(name)):
+                hint = suggest(name, list(self.names.to_ident))
+                if not hint and self.bridge.is_falco_field(name):
+                    hint = ": a Falco field that ringwatch does not provide"
+                raise ExpandError(tok.pos, f"unknown field {name!r}{hint}", unknown_field=True)
             rest = "." + rest if rest else ""
             if head in self.macros:
                 if head in stack:
@@ -277,18 +351,33 @@ class Expander:
                 emit(f"({inner.engine}){rest}", f"({inner.falco}){rest}", tok)
                 continue
             if head in self.lists:
-                lit = self.list_text(head)
+                lit = self._bounded(self.list_text, tok, head)
                 emit(lit + rest, lit + rest, tok)
                 continue
             if head in FALCO_HINTS:
-                raise ExpandError(tok.pos, f"Falco's {head!r} operator is not supported: {FALCO_HINTS[head]}")
+                raise ExpandError(tok.pos, f"Falco's {head!r} operator is not in ringwatch's syntax: "
+                                           f"{FALCO_HINTS[head]}; or, for a file in Falco's syntax, add "
+                                           "`- ringwatch: {syntax: falco}` to it")
             # Operators lex one character at a time here: "==" ends in "=".
             if before is not None and before.text in ("=", ",", "["):
                 raise ExpandError(tok.pos, f"unknown name {head!r}: a string value needs quotes: \"{head}\"")
             known = [*self.names.to_ident, *self.macros, *self.lists]
             raise ExpandError(
-                tok.pos, f"unknown name {head!r}: not a field, macro or list{_suggest(head, known)}")
-        return Expanded("".join(eng), "".join(fal), chunks)
+                tok.pos, f"unknown name {head!r}: not a field, macro or list{suggest(head, known)}")
+        self.total_chars += out_len
+        result = Expanded("".join(eng), "".join(fal), chunks)
+        depth = nesting(result.engine)
+        if depth > limits.max_nesting:
+            raise ExpandError(0, f"brackets nested {depth} deep once macros are expanded "
+                                 f"(at most {limits.max_nesting})")
+        return result
+
+    @staticmethod
+    def _bounded(get: Any, tok: Token, name: str | None = None) -> Any:
+        try:
+            return get(name or tok.text)
+        except LimitError as exc:
+            raise ExpandError(tok.pos, exc.message) from None
 
     # exceptions --------------------------------------------------------------------
     def exception_clause(self, exc: ExceptionDef) -> tuple[str, str] | None:
@@ -301,7 +390,7 @@ class Expander:
         for f, floc in zip(exc.fields, exc.field_locs, strict=True):
             if f not in self.names.to_ident:
                 raise _ExcError(floc, f"exception '{exc.name}': unknown field {f!r}"
-                                      f"{_suggest(f, list(self.names.to_ident))}")
+                                      f"{suggest(f, list(self.names.to_ident))}")
         rows_e: list[str] = []
         rows_f: list[str] = []
         for row, rloc in zip(exc.values, exc.value_locs, strict=True):
@@ -337,7 +426,10 @@ class Expander:
         where = f"exception '{exc_name}': {f}"
         if comp == "in":
             if isinstance(value, str) and value in self.lists:
-                return self.list_text(value)
+                try:
+                    return self.list_text(value)
+                except LimitError as err:
+                    raise _ExcError(loc, f"{where}: {err.message}") from None
             if not isinstance(value, list):
                 raise _ExcError(loc, f"{where}: 'in' needs a list of values or a list name, got {value!r}")
             return "[" + ", ".join(self._scalar(tp, v, where, loc) for v in value) + "]"

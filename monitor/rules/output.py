@@ -7,7 +7,9 @@ renders comma-separated; unknown fields are load errors.
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,16 @@ class TemplateError(Exception):
 class FieldRef:
     field: str
     index: int | None
+    # Falco-syntax outputs: the value computed with Falco's meaning (None: the field is
+    # one ringwatch lacks, rendered <NA> as Falco renders an unavailable field).
+    compute: Callable[[dict[str, Any]], Any] | None = dataclasses.field(default=None, compare=False)
+    falco: bool = False
+
+
+# (name as written, index) -> compute function, or None for a field ringwatch lacks;
+# raises TemplateError for a name that is no field at all.
+Resolver = Callable[[str, int | None, int], Callable[[dict[str, Any]], Any] | None]
+_FALCO_REF = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)(?:\[([^\]\s]+)\])?")
 
 
 def render_value(value: Any) -> str:
@@ -48,6 +60,36 @@ class OutputTemplate:
     @property
     def fields(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(p.field for p in self.parts if isinstance(p, FieldRef)))
+
+    def values(self, event: dict[str, Any]) -> dict[str, Any]:
+        """output_fields: catalog fields by name; Falco-syntax references as written."""
+        out: dict[str, Any] = {}
+        for p in self.parts:
+            if isinstance(p, FieldRef):
+                if p.falco:
+                    out[p.field] = _computed(p, event)
+                else:
+                    out.setdefault(p.field, event.get(p.field))
+        return out
+
+    @classmethod
+    def parse_falco(cls, text: str, resolve: Resolver) -> OutputTemplate:
+        """A Falco rule's output: every reference resolved with Falco's meaning."""
+        text = text.strip()
+        parts: list[str | FieldRef] = []
+        pos = 0
+        for m in _FALCO_REF.finditer(text):
+            arg = m.group(2)
+            written = m.group(1) + (f"[{arg}]" if arg is not None else "")
+            compute = resolve(m.group(1), None if arg is None else int(arg) if arg.isdigit() else None,
+                              m.start())
+            if m.start() > pos:
+                parts.append(text[pos : m.start()])
+            parts.append(FieldRef(written, None, compute, falco=True))
+            pos = m.end()
+        if pos < len(text):
+            parts.append(text[pos:])
+        return cls(text, tuple(parts))
 
     @classmethod
     def parse(cls, text: str, names: FieldNames) -> OutputTemplate:
@@ -81,6 +123,9 @@ class OutputTemplate:
             if isinstance(part, str):
                 out.append(part)
                 continue
+            if part.falco:
+                out.append(render_value(_computed(part, event)))
+                continue
             value = event.get(part.field)
             if part.index is not None:
                 try:
@@ -89,3 +134,12 @@ class OutputTemplate:
                     value = None
             out.append(render_value(value))
         return "".join(out)
+
+
+def _computed(ref: FieldRef, event: dict[str, Any]) -> Any:
+    if ref.compute is None:
+        return None
+    try:
+        return ref.compute(event)
+    except Exception:  # an index past the end, a missing field: <NA>, as Falco prints
+        return None

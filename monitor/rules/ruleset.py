@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import decimal
+import re
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,14 +13,19 @@ from typing import Any
 import rule_engine
 
 from monitor.rules.alert import Alert
-from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError
+from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError, nesting, suggest
+from monitor.rules.evtypes import known_event_types
+from monitor.rules.falco.bridge import MissingField, UnknownField
+from monitor.rules.falco.compile import FalcoExpander, falco_exception_clause
 from monitor.rules.guard import guard, read_fields_directly
 from monitor.rules.index import event_types
+from monitor.rules.limits import DEFAULT_LIMITS, Limits
 from monitor.rules.names import FieldNames
 from monitor.rules.output import OutputTemplate, TemplateError
 from monitor.rules.problems import Problem
 from monitor.rules.schema import Definitions, RuleDef
 from monitor.rules.text import SourcedText
+from monitor.rules.typecheck import type_mismatch
 
 Event = dict[str, Any]
 
@@ -56,6 +64,17 @@ class CompiledRule:
     stats: RuleStats = field(default_factory=RuleStats, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class SkippedRule:
+    """A rule that loaded but cannot run here (Falco's behaviour for a field it lacks)."""
+
+    name: str
+    priority: str
+    reason: str
+    file: str
+    line: int
+
+
 def make_context(names: FieldNames) -> rule_engine.Context:
     to_field = names.to_field
 
@@ -67,10 +86,13 @@ def make_context(names: FieldNames) -> rule_engine.Context:
 
 class RuleSet:
     def __init__(self, rules: list[CompiledRule], names: FieldNames, files: list[str],
-                 host: str | None = None) -> None:
+                 host: str | None = None, skipped: list[SkippedRule] | None = None,
+                 warnings: list[Problem] | None = None) -> None:
         self.rules = rules
         self.names = names
         self.files = files
+        self.skipped = skipped or []
+        self.warnings = warnings or []
         self.host = host or socket.gethostname()
         enabled = [r for r in rules if r.enabled]
         self._untyped = [r for r in enabled if r.event_types is None]
@@ -120,7 +142,7 @@ class RuleSet:
             Alert.build(
                 rule=r.name, priority=r.priority, tags=list(r.tags), action=r.action,
                 output=r.output.render(event),
-                output_fields={f: event.get(f) for f in r.output.fields},
+                output_fields=r.output.values(event),
                 event=event, host=self.host,
             )
             for r in self.matching(event)
@@ -131,18 +153,53 @@ class RuleSet:
                          "errors": r.stats.errors} for r in self.rules}
 
 
+class _OutOfTime(Exception):
+    pass
+
+
 class _Compiler:
-    def __init__(self, defs: Definitions, names: FieldNames) -> None:
+    def __init__(self, defs: Definitions, names: FieldNames, limits: Limits) -> None:
         self.defs = defs
         self.names = names
-        self.expander = Expander(names, defs.lists, defs.macros)
+        self.limits = limits
+        self.event_types = known_event_types()
+        self.expander: Expander = FalcoExpander(names, defs.lists, defs.macros, self.event_types, limits)
         self.context = make_context(names)
         self.problems: list[Problem] = []
+        self.warnings: list[Problem] = list(defs.warnings)
+        self.skipped: list[SkippedRule] = []
+        self.deadline = time.monotonic() + limits.max_compile_s
+
+    def _in_time(self, loc: Any, label: str) -> None:
+        """Stop the whole load once its time is up, naming where it got to."""
+        if time.monotonic() > self.deadline:
+            self.problems.append(Problem(loc, label, f"compiling the rules took more than "
+                                                     f"{self.limits.max_compile_s:g} s; stopped here"))
+            raise _OutOfTime
+
+    def _too_nested(self, text: str, where: SourcedText, label: str) -> bool:
+        depth = nesting(text)
+        if depth > self.limits.max_nesting:
+            self.problems.append(Problem(where.loc, label, f"condition: brackets nested {depth} deep "
+                                                           f"(at most {self.limits.max_nesting})"))
+            return True
+        return False
 
     def _parse(self, text: str, expanded: Expanded | None, shift: int, where: SourcedText,
                label: str, extra_loc: Any = None) -> rule_engine.Rule | None:
+        if self._too_nested(text, where, label):
+            return None
         try:
-            return rule_engine.Rule(text, self.context)
+            parsed = rule_engine.Rule(text, self.context)
+            # rule-engine accepts `proc.pid == "1"` (never true): a type error here too.
+            culprit = type_mismatch(text, self.names)
+            if culprit is not None:
+                self.problems.append(Problem(where.loc, label, f"condition: data type mismatch: {culprit}"))
+                return None
+            return parsed
+        except RecursionError:
+            self.problems.append(Problem(where.loc, label, "condition: nested too deeply to compile"))
+            return None
         except rule_engine.errors.RuleSyntaxError as exc:
             token = exc.token
             loc = where.loc
@@ -160,26 +217,82 @@ class _Compiler:
             message = str(exc.args[0]).split(" at: ")[0]
             hint = " (use == to compare)" if "illegal character '='" in message else ""
             self.problems.append(Problem(loc, label, f"condition: {message}{near}{hint}"))
+        except rule_engine.errors.RegexSyntaxError as exc:
+            # The pattern and Python's reason; blamed on the pattern when it is in the text.
+            at = where.value.find(str(exc.value)) if exc.value else -1
+            loc = where.locate(at) if at >= 0 else where.loc
+            self.problems.append(Problem(loc, label, f"condition: invalid regular expression "
+                                                     f"{exc.value!r}: {exc.error}"))
         except rule_engine.errors.SymbolResolutionError as exc:
             name = self.names.to_field.get(exc.symbol_name, exc.symbol_name)
             self.problems.append(Problem(where.loc, label, f"condition: unknown name {name!r}"))
         except rule_engine.errors.EngineError as exc:
             message = getattr(exc, "message", str(exc))
+            if message == "data type mismatch":
+                culprit = type_mismatch(text, self.names)
+                message = f"{message}: {culprit}" if culprit else message
             self.problems.append(Problem(where.loc, label, f"condition: {message}"))
         return None
 
     def check_macros(self) -> None:
         for name, mdef in self.defs.macros.items():
-            expanded = self.expander.macro(name)
+            self._in_time(mdef.loc, f"macro '{name}'")
+            try:
+                expanded = self.expander.macro(name)
+            except MissingField:
+                continue  # reported by the rules that use it
             if expanded is not None:
                 self._parse(expanded.engine, expanded, 0, mdef.condition, f"macro '{name}'")
 
+    def _falco_output_ref(self, name: str, index: int | None, pos: int) -> Callable[[Event], Any] | None:
+        """How to compute `%name[index]` with Falco's meaning; None for a field ringwatch lacks."""
+        try:
+            resolved = self.expander.bridge.resolve(name, None if index is None else str(index), pos)
+        except MissingField:
+            return None
+        except UnknownField as exc:
+            raise TemplateError(pos, f"output: {exc.message}") from None
+        plain = _PLAIN_REF.fullmatch(resolved.text)
+        if plain is not None:
+            key, at = plain.group(1), plain.group(2)
+            if at is None:
+                return lambda event: event.get(key)
+            n = int(at)
+            return lambda event: _item(event.get(key), n)
+        try:
+            rule = rule_engine.Rule(self.expander.expand(resolved.text).engine, self.context)
+        except (ExpandError, rule_engine.errors.EngineError) as exc:
+            raise TemplateError(pos, f"output: %{name}: {exc}") from None
+        return lambda event: _plain(rule.evaluate(event))
+
+    def skip(self, rdef: RuleDef, reason: str) -> None:
+        self.skipped.append(SkippedRule(rdef.name, rdef.priority, reason, rdef.loc.file, rdef.loc.line))
+        self.warnings.append(Problem(rdef.loc, f"rule '{rdef.name}'", f"skipped: {reason}"))
+
+    def _exception(self, rdef: RuleDef, exc_def: Any) -> tuple[str, str] | None:
+        if rdef.syntax != "falco":
+            return self.expander.exception_clause(exc_def)
+        try:
+            return falco_exception_clause(self.expander, exc_def)
+        except ExpandError as err:
+            raise ExceptionError(exc_def.loc, f"exception '{exc_def.name}': {err.message}") from None
+
     def rule(self, rdef: RuleDef) -> CompiledRule | None:
         label = f"rule '{rdef.name}'"
+        self._in_time(rdef.loc, label)
+        if rdef.source != "syscall":
+            self.skip(rdef, f"source {rdef.source!r}: ringwatch only evaluates syscall rules")
+            return None
         before = len(self.problems)
         try:
-            expanded = self.expander.expand(rdef.condition.value)
+            expanded = self.expander.expand(rdef.condition.value, syntax=rdef.syntax)
+        except MissingField as missing:
+            self.skip(rdef, missing.reason)
+            return None
         except ExpandError as exc:
+            if exc.unknown_field and rdef.skip_if_unknown_filter:
+                self.skip(rdef, f"{exc.message} (skip-if-unknown-filter)")
+                return None
             self.problems.append(Problem(rdef.condition.locate(exc.offset), label, exc.message))
             return None
         engine, falco, shift = expanded.engine, expanded.falco, 0
@@ -187,7 +300,10 @@ class _Compiler:
         first_exc_loc = None
         for exc_def in rdef.exceptions:
             try:
-                clause = self.expander.exception_clause(exc_def)
+                clause = self._exception(rdef, exc_def)
+            except MissingField as missing:
+                self.skip(rdef, f"exception '{exc_def.name}' {missing.reason}")
+                return None
             except ExceptionError as err:
                 self.problems.append(Problem(err.loc, label, err.message))
                 continue
@@ -199,7 +315,10 @@ class _Compiler:
             falco = f"({falco}) and not ({' or '.join(c[1] for c in clauses)})"
             shift = 1
         try:
-            output = OutputTemplate.parse(rdef.output, self.names)
+            if rdef.syntax == "falco":
+                output = OutputTemplate.parse_falco(rdef.output, self._falco_output_ref)
+            else:
+                output = OutputTemplate.parse(rdef.output, self.names)
         except TemplateError as err:
             self.problems.append(Problem(rdef.output_loc, label, err.message))
         if len(self.problems) > before:
@@ -207,25 +326,64 @@ class _Compiler:
         plain = self._parse(engine, expanded, shift, rdef.condition, label, first_exc_loc)
         if plain is None:
             return None
-        evaluating = rule_engine.Rule(engine, self.context)
-        guard(evaluating.statement)
-        read_fields_directly(evaluating.statement, self.names.to_field, self.names.types)
+        types = event_types(plain.statement, self.names.to_ident["evt.type"])
+        unknown = sorted((types or frozenset()) - self.event_types)
+        if unknown:
+            hint = suggest(unknown[0], sorted(self.event_types))
+            self.problems.append(Problem(rdef.condition.loc, label,
+                                         f"condition: unknown event type {unknown[0]!r}{hint}"))
+            return None
+        if types is None and rdef.warn_evttypes:
+            self.warnings.append(Problem(rdef.condition.loc, label,
+                                         "condition does not restrict evt.type: the rule is evaluated on "
+                                         "every event and the kernel records everything (warn_evttypes: "
+                                         "false silences this)"))
+        try:
+            evaluating = rule_engine.Rule(engine, self.context)
+            guard(evaluating.statement)
+            read_fields_directly(evaluating.statement, self.names.to_field, self.names.types)
+        except RecursionError:
+            self.problems.append(Problem(rdef.condition.loc, label,
+                                         "condition: nested too deeply to compile"))
+            return None
         return CompiledRule(
             name=rdef.name, desc=rdef.desc, priority=rdef.priority, tags=tuple(rdef.tags),
             enabled=rdef.enabled, action=rdef.action, condition=falco.strip(),
             source_condition=rdef.condition.value.strip(), ast=plain.statement.expression,
-            event_types=event_types(plain.statement, self.names.to_ident["evt.type"]),
+            event_types=types,
             output=output, file=rdef.loc.file, line=rdef.loc.line, matches=evaluating.matches,
         )
 
 
+_PLAIN_REF = re.compile(r"([A-Za-z_][A-Za-z0-9_.]*)(?:\[(\d+)\])?")
+
+
+def _item(value: Any, n: int) -> Any:
+    return value[n] if isinstance(value, (list, tuple)) and n < len(value) else None
+
+
+def _plain(value: Any) -> Any:
+    """rule-engine's values as JSON-ready ones (its numbers are Decimals)."""
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
 def compile_definitions(defs: Definitions, names: FieldNames | None = None,
-                        host: str | None = None) -> tuple[RuleSet | None, list[Problem]]:
+                        host: str | None = None,
+                        limits: Limits = DEFAULT_LIMITS) -> tuple[RuleSet | None, list[Problem]]:
     names = names or FieldNames.from_catalog()
-    compiler = _Compiler(defs, names)
-    compiler.check_macros()
-    rules = [c for c in (compiler.rule(r) for r in defs.rules.values()) if c is not None]
+    compiler = _Compiler(defs, names, limits)
+    rules: list[CompiledRule] = []
+    try:
+        compiler.check_macros()
+        for rdef in defs.rules.values():
+            compiled = compiler.rule(rdef)
+            if compiled is not None:
+                rules.append(compiled)
+    except _OutOfTime:
+        pass  # the problem is recorded; what is left is not compiled
     problems = compiler.expander.problems + compiler.problems
     if problems:
         return None, problems
-    return RuleSet(rules, names, defs.files, host), []
+    return RuleSet(rules, names, defs.files, host, compiler.skipped, compiler.warnings), []

@@ -22,16 +22,20 @@ PRIORITIES = ("EMERGENCY", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "I
 PRIORITY_ALIASES = {"INFO": "INFORMATIONAL", "WARN": "WARNING", "CRIT": "CRITICAL", "EMERG": "EMERGENCY"}
 ACTIONS = ("alert", "deny", "audit")
 EXCEPTION_COMPS = ("=", "!=", "<", "<=", ">", ">=", "in", "startswith", "endswith", "contains")
+# Falco's exception comps: every binary operator of its condition language.
+FALCO_EXCEPTION_COMPS = (*EXCEPTION_COMPS, "==", "pmatch", "intersects", "icontains", "bcontains",
+                         "bstartswith", "glob", "iglob", "regex")
 
 RULE_KEYS = {"desc", "condition", "output", "priority", "tags", "enabled", "action", "exceptions",
-             "source", "override", "append"}
+             "source", "override", "append", "warn_evttypes", "skip-if-unknown-filter"}
 LIST_KEYS = {"items", "override", "append"}
 MACRO_KEYS = {"condition", "override", "append"}
 # What each kind lets `override:` do to each key.
 OVERRIDABLE: dict[str, dict[str, set[str]]] = {
     "rule": {
         "append": {"condition", "output", "desc", "tags", "exceptions"},
-        "replace": {"condition", "output", "desc", "priority", "tags", "exceptions", "enabled", "action"},
+        "replace": {"condition", "output", "desc", "priority", "tags", "exceptions", "enabled", "action",
+                    "warn_evttypes", "skip-if-unknown-filter"},
     },
     "list": {"append": {"items"}, "replace": {"items"}},
     "macro": {"append": {"condition"}, "replace": {"condition"}},
@@ -63,6 +67,7 @@ class MacroDef:
     name: str
     condition: SourcedText
     loc: Loc
+    syntax: str = "ringwatch"
 
 
 @dataclass(slots=True)
@@ -78,6 +83,10 @@ class RuleDef:
     enabled: bool = True
     action: str = "alert"
     exceptions: list[ExceptionDef] = field(default_factory=list)
+    syntax: str = "ringwatch"  # the condition language (the file's: see yamlsrc.FileInfo)
+    source: str = "syscall"
+    warn_evttypes: bool = True  # warn when the condition does not restrict evt.type
+    skip_if_unknown_filter: bool = False  # Falco: skip, not fail, on an unknown field
 
 
 @dataclass(slots=True)
@@ -88,6 +97,7 @@ class Definitions:
     lists: dict[str, ListDef] = field(default_factory=dict)
     macros: dict[str, MacroDef] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
 
 class _Bad(Exception):
@@ -227,10 +237,11 @@ def _exceptions(item: RawItem, known: Sequence[ExceptionDef] = ()) -> list[Excep
             raise _Bad(cloc, f"{where}: comps: expected {wanted}")
         if len(comps) != len(fields):
             raise _Bad(cloc, f"{where}: comps: {len(comps)} operators for {len(fields)} fields")
+        allowed_comps = FALCO_EXCEPTION_COMPS if item.syntax == "falco" else EXCEPTION_COMPS
         for c in comps:
-            if c not in EXCEPTION_COMPS:
+            if c not in allowed_comps:
                 raise _Bad(cloc, f"{where}: comps: unknown operator {c!r} "
-                                 f"(known: {' '.join(EXCEPTION_COMPS)})")
+                                 f"(known: {' '.join(allowed_comps)})")
         values_v = exc.get("values", [])
         values_node = _map_value_node(enode, "values")
         vloc = node_loc(item.file, values_node) if values_node is not None else eloc
@@ -303,6 +314,7 @@ def _new_rule(item: RawItem) -> RuleDef:
         output_loc=item.loc_of("output"),
         priority=_priority(item),
         loc=item.loc,
+        syntax=item.syntax,
     )
     _set_rule_keys(rule, item, set(item.values) - {"condition", "output", "priority"})
     return rule
@@ -319,9 +331,20 @@ def _set_rule_keys(rule: RuleDef, item: RawItem, keys: set[str]) -> None:
         rule.action = _action(item)
     if "exceptions" in keys:
         rule.exceptions = _exceptions(item)
-    if "source" in keys and _str(item, "source") != "syscall":
-        raise _Bad(item.loc_of("source"),
-                   f"source: only 'syscall' is supported, got {item.values['source']!r}")
+    if "source" in keys:
+        rule.source = _str(item, "source")  # a rule of another source is skipped at compile
+    if "warn_evttypes" in keys:
+        rule.warn_evttypes = _bool(item, "warn_evttypes")
+    if "skip-if-unknown-filter" in keys:
+        rule.skip_if_unknown_filter = _bool(item, "skip-if-unknown-filter")
+
+
+def _same_syntax(syntax: str, item: RawItem) -> None:
+    """Appending is textual (Falco's rule): both halves must be in one language."""
+    if item.syntax != syntax:
+        raise _Bad(item.loc_of("condition"),
+                   f"condition: cannot append a {item.syntax}-syntax condition to a {syntax}-syntax one "
+                   "(replace it instead, or mark this file with `- ringwatch: {syntax: " + syntax + "}`)")
 
 
 def _merge_exceptions(old: list[ExceptionDef], new: list[ExceptionDef]) -> list[ExceptionDef]:
@@ -347,6 +370,7 @@ def _override_rule(rule: RuleDef, item: RawItem, spec: dict[str, str]) -> RuleDe
         if how == "replace":
             if key == "condition":
                 rule.condition = _text(item, "condition")
+                rule.syntax = item.syntax
             elif key == "output":
                 rule.output, rule.output_loc = _str(item, "output"), item.loc_of("output")
             elif key == "priority":
@@ -356,6 +380,7 @@ def _override_rule(rule: RuleDef, item: RawItem, spec: dict[str, str]) -> RuleDe
             continue
         if key == "condition":
             extra = _str(item, "condition")
+            _same_syntax(rule.syntax, item)
             rule.condition = rule.condition.append(extra, item.scalar("condition"), item.loc_of("condition"))
         elif key == "output":
             rule.output = rule.output + " " + _str(item, "output")
@@ -368,6 +393,13 @@ def _override_rule(rule: RuleDef, item: RawItem, spec: dict[str, str]) -> RuleDe
     return rule
 
 
+def _is_definition(item: RawItem) -> bool:
+    """A whole definition: not an override, an append, or a bare `enabled:` switch."""
+    if "override" in item.values or item.values.get("append") is True:
+        return False
+    return not (item.kind == "rule" and set(item.values) == {"enabled"})
+
+
 class Merger:
     """Folds items into Definitions in load order, collecting problems."""
 
@@ -377,8 +409,17 @@ class Merger:
 
     def add_file(self, file: str, items: list[RawItem]) -> None:
         self.defs.files.append(file)
+        # A later file that defines a name again replaces it (Falco's override); the same
+        # name defined twice in one file is a mistake that would silently drop the first.
+        defined: dict[tuple[str, str], Loc] = {}
         for item in items:
             try:
+                key = (item.kind, item.name)
+                if key in defined and _is_definition(item):
+                    raise _Bad(item.loc, f"defined twice in this file, first at {defined[key]} "
+                                         "(to change it, use override: in a later file)")
+                if _is_definition(item):
+                    defined[key] = item.loc
                 self._add(item)
             except _Bad as bad:
                 self.problems.append(Problem(bad.loc, item.label, bad.message))
@@ -428,10 +469,11 @@ class Merger:
         macros = self.defs.macros
         if spec is not None and spec.get("condition") == "append":
             old = self._existing(item, macros)
+            _same_syntax(old.syntax, item)
             text = old.condition.append(_str(item, "condition"), item.scalar("condition"),
                                         item.loc_of("condition"))
-            macros[item.name] = MacroDef(item.name, text, old.loc)
+            macros[item.name] = MacroDef(item.name, text, old.loc, old.syntax)
         else:
             if spec is not None:
                 self._existing(item, macros)
-            macros[item.name] = MacroDef(item.name, _text(item, "condition"), item.loc)
+            macros[item.name] = MacroDef(item.name, _text(item, "condition"), item.loc, item.syntax)

@@ -16,6 +16,7 @@ from pathlib import Path
 from monitor import log
 from monitor.sinks.asyncq import AsyncSink
 from monitor.sinks.base import Sink
+from monitor.sinks.falcoshape import FalcoShapeSink
 from monitor.sinks.file import JsonlFileSink
 from monitor.sinks.journal import JournalSink, stdout_is_journal
 from monitor.sinks.kafka import KafkaSink, KafkaSinkOptions
@@ -36,8 +37,15 @@ class Outputs:
         return list(seen.values())
 
     def close(self) -> None:
+        # Every sink is closed even if one fails: the rest hold queued alerts and spools.
+        failed: list[BaseException] = []
         for s in self.all():
-            s.close()
+            try:
+                s.close()
+            except Exception as exc:
+                failed.append(exc)
+        if failed:
+            raise failed[0]
 
 
 @dataclass(frozen=True)
@@ -87,11 +95,11 @@ def _build_into(out: Outputs, cfg: OutputsConfig, wants: Wants, env: dict[str, s
         out.alerts.append(_async(JournalSink(journal_socket), cfg))
     # Under systemd with the journal on, stdout is the journal as well: do not log twice.
     if cfg.alerts.stdout and not (journal and stdout_is_journal(env)):
-        out.alerts.append(shared_stdout())
+        out.alerts.append(_shaped(shared_stdout(), cfg.alerts.stdout_format))
     if cfg.alerts.file is not None:
-        out.alerts.append(_file(cfg.alerts.file, "alerts-file", cfg))
+        out.alerts.append(_shaped(_file(cfg.alerts.file, "alerts-file", cfg), cfg.alerts.file.format))
     if cfg.alerts.kafka_topic:
-        out.alerts.append(_kafka(cfg, cfg.alerts.kafka_topic, "alerts"))
+        out.alerts.append(_shaped(_kafka(cfg, cfg.alerts.kafka_topic, "alerts"), cfg.alerts.kafka_format))
 
     if cfg.events.stdout or wants.events_stdout:
         stdout_events: Sink = shared_stdout()
@@ -107,6 +115,10 @@ def _build_into(out: Outputs, cfg: OutputsConfig, wants: Wants, env: dict[str, s
         out.events.append(JsonlFileSink(wants.record, name="record"))
     if cfg.events.kafka_topic:
         out.events.append(_kafka(cfg, cfg.events.kafka_topic, "events"))
+
+
+def _shaped(sink: Sink, fmt: str) -> Sink:
+    return FalcoShapeSink(sink) if fmt == "falco" else sink
 
 
 def _async(inner: Sink, cfg: OutputsConfig) -> Sink:

@@ -15,15 +15,17 @@ type cannot say. monitor/sinks/factory.py turns them into sinks.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from monitor.errors import ConfigError, UserError
 from monitor.sinks.file import FSYNC_POLICIES
 
 JOURNAL_MODES = ("auto", "always", "never")
+# Alert record shapes: ringwatch's own, or Falco's JSON output (for falcosidekick & co.).
+ALERT_FORMATS = ("ringwatch", "falco")
 COMPRESSION = ("gzip", "snappy", "lz4", "zstd")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
@@ -41,6 +43,11 @@ def _check_topic(topic: str | None, where: str, key: str) -> None:
         raise _error(where, key, f"not a valid Kafka topic name: {topic!r}")
 
 
+def _check_format(fmt: str, where: str, key: str) -> None:
+    if fmt not in ALERT_FORMATS:
+        raise _error(where, key, f"must be one of {', '.join(ALERT_FORMATS)}, got {fmt!r}")
+
+
 def _codec_available(name: str) -> bool:
     import kafka.codec
 
@@ -53,8 +60,10 @@ class FileOutput:
     path: str = ""
     # never | flush (fsync whenever the queue runs dry) | always (after every record)
     fsync: str = "never"
+    format: str = "ringwatch"  # alerts only: ringwatch | falco
 
     def validate(self, where: str, prefix: str) -> None:
+        _check_format(self.format, where, f"{prefix}.format")
         if not self.path.startswith("/"):
             raise _error(where, f"{prefix}.path", f"must be an absolute path, got {self.path!r}")
         if self.fsync not in FSYNC_POLICIES:
@@ -70,8 +79,12 @@ class AlertOutputs:
     journal: str = "auto"
     file: FileOutput | None = None
     kafka_topic: str | None = None
+    stdout_format: str = "ringwatch"  # ringwatch | falco (Falco's JSON alert shape)
+    kafka_format: str = "ringwatch"
 
     def validate(self, where: str, prefix: str) -> None:
+        _check_format(self.stdout_format, where, f"{prefix}.stdout_format")
+        _check_format(self.kafka_format, where, f"{prefix}.kafka_format")
         if self.journal not in JOURNAL_MODES:
             raise _error(where, f"{prefix}.journal",
                          f"must be one of {', '.join(JOURNAL_MODES)}, got {self.journal!r}")
@@ -144,7 +157,7 @@ class KafkaOutput:
                          f"got {self.security_protocol!r}")
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
             value = getattr(self, name)
-            if value is not None and not Path(value).is_file():
+            if value is not None and not os.path.isfile(value):  # never raises (ENAMETOOLONG, NUL)
                 raise _error(where, f"{prefix}.{name}", f"no such file: {value}")
         self._validate_sasl(where, prefix)
         named = {f for f in self.__dataclass_fields__ if f not in ("extra", "key")}
@@ -233,6 +246,8 @@ class OutputsConfig:
                 raise _error(where, f"{prefix}.kafka.bootstrap_servers",
                              f"required when {prefix}.{stream}.kafka_topic is set")
         a, e = self.alerts.file, self.events.file
+        if e is not None and e.format != "ringwatch":
+            raise _error(where, f"{prefix}.events.file.format", "only alerts have a Falco format")
         if a is not None and e is not None and a.path == e.path:
             raise _error(where, f"{prefix}.events.file.path",
                          f"same file as {prefix}.alerts.file.path: {a.path}")

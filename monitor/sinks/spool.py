@@ -13,6 +13,7 @@ the file, so it is still reported after a restart.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,22 @@ class SpoolStats:
     dropped: int
 
 
+def _create_private(path: Path) -> None:
+    """Make the database file 0600 before SQLite does (it would use 0644 minus the umask).
+
+    SQLite gives the -wal and -shm files the database file's mode, so they follow. The
+    spool holds alerts and events, which name users, commands and files.
+    """
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 class Spool:
     """Not thread-safe: one owner thread at a time (the sink's sender)."""
 
@@ -69,7 +86,8 @@ class Spool:
         self.max_records = max_records
         self.max_bytes = max_bytes
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _create_private(path)
             # The sink opens the spool on the caller's thread and then hands it to its
             # sender thread; only one thread uses it at a time.
             self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)

@@ -260,7 +260,7 @@ def test_cwd_session_group_tty_and_loginuid_at_exec(mon: RunningMonitor, tmp_pat
     # setsid: a new session and group led by the exec'd process, without a terminal.
     leader = run(["setsid", "/usr/bin/true"], cwd=tmp_path)
     ev = exec_event(mon, leader, "/usr/bin/true")
-    assert ev["proc.cwd"] == str(tmp_path)
+    assert ev["proc.cwd"] == f"{tmp_path}/"  # Falco's form: a trailing slash
     assert (ev["proc.sid"], ev["proc.vpgid"], ev["proc.tty"]) == (leader, leader, 0)
     auid = int(Path("/proc/self/loginuid").read_text())
     assert ev["user.loginuid"] == (-1 if auid == 0xFFFFFFFF else auid)

@@ -21,7 +21,8 @@ FIELDS = (
           "owner/group/other write bits against its uid and gid (root: always); supplementary "
           "groups, ACLs and read-only mounts are not considered"),
     Field("proc.exe_deleted", bool, "the executed file had no name left when it ran (unlinked)"),
-    Field("proc.cwd", str, "working directory at exec, resolved by the kernel (exec events)"),
+    Field("proc.cwd", str, "working directory at exec, resolved by the kernel, with a trailing / as "
+          "in Falco (exec events)"),
     Field("proc.tty", int, "controlling terminal at exec, encoded as /proc/PID/stat's tty_nr; 0 if "
           "none (exec events)"),
     Field("proc.sid", int, "session id at exec, in the process's pid namespace (exec events)"),
@@ -58,5 +59,6 @@ def exe_fields(rec: ExecRecord) -> dict[str, Any]:
         ev["proc.vpgid"] = task.vpgid
         ev["user.loginuid"] = -1 if task.loginuid == 0xFFFFFFFF else task.loginuid
         if task.cwd is not None:
-            ev["proc.cwd"] = task.cwd
+            # Falco's cwd ends with "/": `proc.cwd startswith "/dev/shm/"` holds in /dev/shm.
+            ev["proc.cwd"] = task.cwd.rstrip("/") + "/"
     return ev

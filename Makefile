@@ -3,10 +3,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 
-.PHONY: run setup test test-setup lint bench clean install uninstall
+.PHONY: run setup test test-setup lint bench clean install uninstall deb
 
-# Alerts on stdout, and every program started (exec events) so you can watch it work.
-RUN_ARGS ?= --events execve,execveat
+# Alerts on stdout, and every program started (exec events) so you can watch it work,
+# one readable line each (-o json for JSON lines).
+RUN_ARGS ?= -o text --events execve,execveat
 run: setup
 	$(VENV)/bin/ringwatch run $(RUN_ARGS) $(ARGS)
 
@@ -32,6 +33,11 @@ install: setup
 
 uninstall:
 	@bash scripts/uninstall.sh
+
+# dist/ringwatch_<version>_all.deb: the venv, unit, config (a conffile) and rules.d, for
+# `apt install ./dist/ringwatch_*.deb` on Debian 12 (scripts/build-deb.sh; VERSION=, OUT=).
+deb: setup
+	@bash scripts/build-deb.sh
 
 lint: test-setup
 	$(VENV)/bin/ruff check monitor tests

@@ -27,6 +27,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Alerts to stdout by default; events only when asked (they are many). config `outputs`.
     outputs = factory.build(cfg.outputs, factory.Wants(
         events_stdout=args.events is not None, events_types=_event_types(args.events), record=args.record,
+        stdout_format=_stdout_format(args),
     ))
     opts = RunOptions(
         duration=args.duration, event_sinks=outputs.events, alert_sinks=outputs.alerts,
@@ -39,6 +40,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
         outputs.close()  # their threads, and what Kafka holds goes to its spool
         raise
     return monitor.run()
+
+
+def _stdout_format(args: argparse.Namespace) -> str:
+    from monitor.sinks.textfmt import default_format
+
+    return str(args.output) if args.output else default_format(sys.stdout.isatty())
+
+
+def _add_output_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", choices=["text", "json"],
+                        help="stdout format: one readable line per alert/event, or JSON lines "
+                             "(default: text on a terminal, JSON otherwise)")
 
 
 def _event_types(spec: str | None) -> frozenset[str] | None:
@@ -77,10 +90,15 @@ def _add_unsafe_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_rules_validate(args: argparse.Namespace) -> int:
+    """Exit 1 when the rules have errors (a finding); 2 when a PATH given cannot be read."""
     from monitor.rules import check
 
-    ruleset, problems = check(config.rule_sources(args.paths, defaults=not args.no_default_rules,
-                                                  allow_unsafe=args.allow_unsafe_files))
+    for path in args.paths:
+        if not path.exists():
+            raise UserError(f"{path}: no such rules file or directory")
+    sources = config.rule_sources(args.paths, defaults=not args.no_default_rules,
+                                  allow_unsafe=args.allow_unsafe_files)
+    ruleset, problems = check(sources)
     if ruleset is None:
         for problem in problems:
             print(problem, file=sys.stderr)
@@ -98,8 +116,29 @@ def _cmd_rules_validate(args: argparse.Namespace) -> int:
         print(f"ringwatch: {len(str(exc).splitlines())} error(s) in rules", file=sys.stderr)
         return 1
     skipped = f", {len(ruleset.skipped)} skipped" if ruleset.skipped else ""
-    print(f"ok: {len(ruleset.rules)} rules{skipped} from {len(ruleset.files)} file(s)")
+    fallbacks = ruleset.fallbacks()
+    extra = (f"; {len(fallbacks)} evaluated by rule-engine, not compiled: "
+             + ", ".join(f"{r.name!r} ({r.fallback_reason})" for r in fallbacks)) if fallbacks else ""
+    print(f"ok: {len(ruleset.rules)} rules{skipped} from {len(ruleset.files)} file(s){extra}")
     return 0
+
+
+def _live_rule_stats(args: argparse.Namespace) -> dict[str, dict[str, int]] | None:
+    """Per-rule counters of the instance behind --control-socket; None without one."""
+    if args.control_socket is None:
+        return None
+    from monitor.service import control
+
+    snap = control.request(Path(args.control_socket), "stats")
+    rules = snap.get("rules") if isinstance(snap, dict) else None
+    return rules if isinstance(rules, dict) else {}
+
+
+def table(rows: list[list[str]]) -> str:
+    """Columns as wide as their widest cell (long rule names included); the last is left ragged."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths, strict=False)), r[-1]]).rstrip()
+                     for r in rows)
 
 
 def _cmd_rules_list(args: argparse.Namespace) -> int:
@@ -108,12 +147,18 @@ def _cmd_rules_list(args: argparse.Namespace) -> int:
     from monitor.rules import load
 
     ruleset = load(_rule_sources(args))
-    rows: list[dict[str, Any]] = [
-        {"name": r.name, "priority": r.priority, "enabled": r.enabled, "action": r.action,
-         "tags": list(r.tags), "event_types": None if r.event_types is None else sorted(r.event_types),
-         "file": r.file, "line": r.line}
-        for r in ruleset.rules
-    ]
+    live = _live_rule_stats(args)
+    rows: list[dict[str, Any]] = []
+    for r in ruleset.rules:
+        row: dict[str, Any] = {
+            "name": r.name, "priority": r.priority, "enabled": r.enabled, "action": r.action,
+            "tags": list(r.tags), "event_types": None if r.event_types is None else sorted(r.event_types),
+            "file": r.file, "line": r.line,
+            "evaluator": "compiled" if r.compiled else f"rule-engine ({r.fallback_reason})"}
+        if live is not None:
+            # A rule the running instance has not loaded (changed since its last reload) has none.
+            row["live"] = live.get(r.name)
+        rows.append(row)
     # Rules that cannot run here (a field ringwatch lacks, another source): listed, with why.
     rows += [
         {"name": s.name, "priority": s.priority, "enabled": "skipped", "action": "", "tags": [],
@@ -124,14 +169,22 @@ def _cmd_rules_list(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row))
         return 0
-    print(f"{'NAME':40} {'PRIORITY':13} {'ENABLED':7} {'ACTION':6} {'EVENT TYPES':20} TAGS")
+    head = ["NAME", "PRIORITY", "ENABLED", "ACTION"]
+    if live is not None:
+        head += ["EVALUATED", "MATCHED", "ERRORS"]
+    cells = [[*head, "EVENT TYPES", "TAGS"]]
     for row in rows:
         if "skipped" in row:
-            print(f"{row['name']:40} {row['priority']:13} {'skipped':7} {'':6} {'':20} {row['skipped']}")
+            blank = ["-"] * (3 if live is not None else 0)
+            cells.append([row["name"], row["priority"], "skipped", "", *blank, "", row["skipped"]])
             continue
+        line = [row["name"], row["priority"], "yes" if row["enabled"] else "no", row["action"]]
+        if live is not None:
+            st = row["live"] or {}
+            line += [str(st.get(k, "-")) for k in ("evaluated", "matched", "errors")]
         types = "*" if row["event_types"] is None else ",".join(row["event_types"])
-        print(f"{row['name']:40} {row['priority']:13} {'yes' if row['enabled'] else 'no':7} "
-              f"{row['action']:6} {types:20} {','.join(row['tags'])}")
+        cells.append([*line, types, ",".join(row["tags"])])
+    print(table(cells))
     return 0
 
 
@@ -150,7 +203,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from monitor.sinks.stream import StreamSink
 
     ruleset = load(_rule_sources(args))
-    out = StreamSink("stdout")
+    from monitor.sinks.base import dumps
+    from monitor.sinks.textfmt import FORMATS
+
+    out = StreamSink("stdout", fmt=FORMATS.get(_stdout_format(args), dumps))
 
     def malformed(lineno: int, reason: str) -> None:
         print(f"{args.events}:{lineno}: skipped malformed event: {reason}", file=sys.stderr)
@@ -166,44 +222,59 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ringwatch", description="eBPF host security monitor")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-json", action="store_true", help="structured JSON logs on stderr")
+    from monitor.version import version
+
+    p = argparse.ArgumentParser(
+        prog="ringwatch", description="eBPF host security monitor",
+        epilog="Exit status: 0 success; 1 findings (rules validate found errors, a reload was "
+               "rejected, the tail stream ended); 2 usage or operator error (bad arguments, "
+               "config, unreadable file, service unreachable, missing privileges).")
+    p.add_argument("--version", action="version", version=f"ringwatch {version()}")
+    opscli.global_args(p, config_opt=True, control=True, top=True)
     sub = p.add_subparsers(dest="cmd", required=True)
 
     run = sub.add_parser("run", help="monitor in the foreground")
-    run.add_argument("--config", type=Path, help=f"config file (default {config.DEFAULT_CONFIG_PATH})")
+    opscli.global_args(run, config_opt=True, control=True,
+                       config_help=f"config file (default {config.DEFAULT_CONFIG_PATH})")
     run.add_argument("--duration", type=float, help="stop after this many seconds")
     run.add_argument("--record", type=Path, help="also write every event as JSON lines here")
     run.add_argument(
         "--set", action="append", metavar="KEY=VALUE",
         help="override a config key, e.g. --set sensor.ringbuf_bytes=65536 (repeatable)",
     )
-    run.add_argument("--control-socket", help="unix socket for `ringwatch stats` (control.socket)")
     run.add_argument("--events", nargs="?", const="all", metavar="TYPE,...",
                      help="also write events to stdout: all, or only these types (e.g. execve,execveat)")
     run.add_argument("--require-enforcement", action="store_true",
                      help="refuse to start (exit 2) unless deny rules can be enforced (BPF LSM)")
+    _add_output_arg(run)
     _add_rules_args(run)
     run.set_defaults(func=_cmd_run)
 
-    rules = sub.add_parser("rules", help="check and list rules").add_subparsers(
-        dest="rules_cmd", required=True)
-    validate = rules.add_parser("validate", help="load rules with PATHs; list every error")
-    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    rules_p = sub.add_parser("rules", help="check and list rules")
+    opscli.global_args(rules_p)
+    rules = rules_p.add_subparsers(dest="rules_cmd", required=True)
+    validate = rules.add_parser(
+        "validate", help="load the rules the service would load, plus PATHs; list every error (exit 1)")
+    opscli.global_args(validate)
+    validate.add_argument("paths", nargs="*", type=Path, metavar="PATH")
     validate.add_argument("--no-default-rules", action="store_true",
                           help="skip the packaged default ruleset")
     _add_unsafe_arg(validate)
     validate.set_defaults(func=_cmd_rules_validate)
-    listing = rules.add_parser("list", help="loaded rules: name, priority, enabled, event types, tags")
+    listing = rules.add_parser("list", help="loaded rules: name, priority, enabled, event types, tags; "
+                               "with --control-socket, a running instance's evaluations, matches, errors")
+    opscli.global_args(listing, control=True)
     _add_rules_args(listing)
     listing.add_argument("--json", action="store_true", help="one JSON object per rule")
     listing.set_defaults(func=_cmd_rules_list)
     fields = rules.add_parser("fields", help="the field names conditions and outputs may use")
+    opscli.global_args(fields)
     fields.set_defaults(func=_cmd_rules_fields)
 
     replay = sub.add_parser("replay", help="evaluate recorded events (JSON lines) against the rules")
+    opscli.global_args(replay)
     replay.add_argument("events", type=Path, metavar="EVENTS.jsonl")
+    _add_output_arg(replay)
     _add_rules_args(replay)
     replay.set_defaults(func=_cmd_replay)
     opscli.add_subcommands(sub)

@@ -89,6 +89,23 @@ class ControlConfig:
 
 
 @dataclass
+class MetricsConfig:
+    # Serve Prometheus metrics (every `ringwatch stats` counter) over HTTP.
+    enabled: bool = False
+    # HOST:PORT to listen on; loopback by default: the metrics say what runs on the host.
+    # Port 0 picks a free port (logged as metrics_listening).
+    address: str = "127.0.0.1:9376"
+
+    def validate(self, where: str, prefix: str) -> None:
+        from monitor.service.metrics import parse_address
+
+        try:
+            parse_address(self.address)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {prefix}.address: {exc}") from None
+
+
+@dataclass
 class DropAlertConfig:
     # Alert (CRITICAL, rule "ringwatch: events dropped") when records are lost.
     enabled: bool = True
@@ -124,6 +141,7 @@ class Config:
     sensor: SensorConfig = field(default_factory=SensorConfig)
     lineage: LineageConfig = field(default_factory=LineageConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     drop_alert: DropAlertConfig = field(default_factory=DropAlertConfig)
     enforcement: EnforcementConfig = field(default_factory=EnforcementConfig)
     outputs: OutputsConfig = field(default_factory=OutputsConfig)

@@ -75,7 +75,7 @@ class Monitor:
         self._started = time.monotonic()
         self.ops = Operations(
             cfg, stats=self.stats, losses=self._losses, alert=self.pipeline.emit.alert, warn=self.log.warning,
-            pin_dir=cfg.lineage.bpffs_dir,
+            info=self.log.info, emit=self.pipeline.emit, pin_dir=cfg.lineage.bpffs_dir,
         )
 
     def _all_sinks(self) -> list[Sink]:
@@ -94,6 +94,7 @@ class Monitor:
             outputs=stats.sink_stats(self._all_sinks()),
             alerts_by_rule=self.pipeline.emit.alert_counts,
         )
+        snap["alerts"] = self.pipeline.emit.alert_stats()  # with priorities
         snap["service"] = self.ops.stats()
         rb = snap["ringbuf"]
         rb["fill_bytes"] = self.sensor.fill_bytes()

@@ -36,14 +36,16 @@ REPO = Path(__file__).resolve().parent.parent
 # Popen pid is nspawn's and the container's init is its child.
 _BOOT = r"""
 set -euo pipefail
-top="$1" repo="$2"
+top="$1" repo="$2" install="$3"
 mount -t tmpfs -o mode=0700 ringwatch-test "$top"
 mkdir -p "$top/upper" "$top/work" "$top/root"
 mount -t overlay overlay -o "lowerdir=/,upperdir=$top/upper,workdir=$top/work" "$top/root"
 mkdir -p /run/systemd/nspawn
 mount -t tmpfs tmpfs /run/systemd/nspawn
 root="$top/root"
-DESTDIR="$root" BINDIR= bash "$repo/scripts/install.sh"
+if [ "$install" = install ]; then
+    DESTDIR="$root" BINDIR= bash "$repo/scripts/install.sh"
+fi
 rm -f "$root"/etc/systemd/system/multi-user.target.wants/* "$root"/etc/systemd/system/timers.target.wants/*
 exec systemd-nspawn -D "$root" -b --keep-unit --register=no --private-network --console=passive \
     --capability=CAP_BPF,CAP_PERFMON --system-call-filter='bpf perf_event_open' --bind=/sys/fs/bpf
@@ -51,8 +53,10 @@ exec systemd-nspawn -D "$root" -b --keep-unit --register=no --private-network --
 
 
 class SystemdContainer:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, install: bool = True) -> None:
+        """install=False boots without `scripts/install.sh` (for installing the .deb)."""
         self.workdir = workdir
+        self.install = install
         self.top = workdir / "mnt"
         self.log_path = workdir / "nspawn.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -69,7 +73,8 @@ class SystemdContainer:
         script.write_text(_BOOT)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                ["unshare", "-m", "--propagation", "private", "bash", str(script), str(self.top), str(REPO)],
+                ["unshare", "-m", "--propagation", "private", "bash", str(script), str(self.top), str(REPO),
+                 "install" if self.install else "bare"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd="/",
             )
         deadline = time.monotonic() + timeout
@@ -114,6 +119,13 @@ class SystemdContainer:
         if check:
             assert res.returncode == 0, f"{cmd} exited {res.returncode}:\n{res.stdout}\n{res.stderr}"
         return res
+
+    def put(self, host_file: Path, dest: str) -> str:
+        """Copy a host file into the container's (overlay) root; returns its path inside."""
+        target = self.root / dest.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(host_file.read_bytes())
+        return dest
 
     def show(self, unit: str, *props: str) -> dict[str, str]:
         out = self.run("systemctl", "show", unit, *(f"--property={p}" for p in props)).stdout

@@ -266,3 +266,158 @@ def test_gzip_batches_reach_the_broker(tansu: TansuBroker, tmp_path: Path) -> No
     assert 0 < rate < 0.5, rate
     msgs = one_partition(read_topic(tansu.bootstrap, "alerts", 200))
     assert ids_in_order(msgs) == [f"r-{i:06d}" for i in range(200)]
+
+
+@pytest.mark.parametrize("write_ahead", [None, 0.005])
+def test_outage_logged_and_counted_when_it_starts_and_ends(tmp_path: Path, write_ahead: float | None) -> None:
+    from structlog.testing import capture_logs
+
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    with capture_logs() as logs:
+        sink = sink_for(broker.bootstrap, tmp_path / "spool.db", write_ahead_s=write_ahead)
+        try:
+            for i in range(50):
+                sink.emit(alert(i, "a"))
+            sink.flush(20)  # write-ahead: committed, not yet acknowledged
+            wait_until(lambda: sink.stats()["written"] == 50, 20, "the first records acknowledged")
+            assert sink.stats()["outages"] == 0 and sink.stats()["outage_active"] == 0
+
+            broker.kill()
+            stop = threading.Event()
+
+            emitted: list[int] = []
+
+            def produce() -> None:  # a steady stream across the outage
+                while not stop.is_set():
+                    sink.emit(alert(len(emitted), "b"))
+                    emitted.append(1)
+                    time.sleep(0.01)
+
+            t = threading.Thread(target=produce)
+            t.start()
+            wait_until(lambda: sink.stats()["outage_active"] == 1, 20, "the outage to be noticed")
+            time.sleep(3)  # several failed rounds and retries: still one outage
+            st = sink.stats()
+            assert st["outages"] == 1 and st["outage_s"] >= 2, st
+            broker.start()
+            wait_until(lambda: sink.stats()["outage_active"] == 0, 60, "the outage to end")
+            stop.set()
+            t.join()
+            sink.flush(30)
+            wait_until(lambda: sink.stats()["spooled"] == 0, 60, "the spool to drain")
+            st = sink.stats()
+            assert st["outages"] == 1 and st["outage_s"] >= 3 and st["dropped"] == 0, st
+            # The restarted broker is empty: it holds the stream from the outage on, in order.
+            n = len(emitted)
+            msgs = one_partition(read_topic(broker.bootstrap, "alerts", n))
+            assert ids_in_order(msgs) == [f"b-{i:06d}" for i in range(n)]
+        finally:
+            sink.close(1)
+            broker.stop()
+    events = [e for e in logs if e["event"].startswith("kafka outage")]
+    assert [e["event"] for e in events] == ["kafka outage started", "kafka outage ended"], events
+    assert events[1]["duration_s"] >= 3 and events[1]["spooled"] > 0
+
+
+CHILD = """
+import json, sys, time
+from pathlib import Path
+sys.path.insert(0, {repo!r})
+from tests.test_sinks_kafka import alert, sink_for
+sink = sink_for({bootstrap!r}, Path({spool!r}), write_ahead_s={write_ahead!r}, durable={durable!r})
+for i in range(1000):
+    sink.emit(alert(i, "k"))
+# write-ahead: many intervals, and far less than a producer's bootstrap timeout
+time.sleep({sleep!r})
+print("emitted", flush=True)
+time.sleep(60)
+"""
+
+
+def _killed_after_emitting(tmp_path: Path, spool: Path, write_ahead: float | None,
+                           durable: bool = False, sleep: float = 0.3) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.kafka_broker import REPO
+
+    code = CHILD.format(repo=str(REPO), bootstrap=f"127.0.0.1:{free_port()}", spool=str(spool),
+                        write_ahead=write_ahead, durable=durable, sleep=sleep)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "emitted"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+
+
+def test_write_ahead_sigkill_loses_nothing_older_than_the_interval(tmp_path: Path) -> None:
+    from monitor.sinks.spool import Spool
+
+    # Without write-ahead the records wait in memory while the broker is unreachable: a
+    # SIGKILL loses them (the window is the queue).
+    _killed_after_emitting(tmp_path, tmp_path / "memory.db", None)
+    memory = Spool(tmp_path / "memory.db", 100_000, 1 << 30)
+    assert len(memory) < 1000
+    memory.close()
+
+    # With it, everything emitted more than an interval before the kill is on disk...
+    spool = tmp_path / "wal.db"
+    _killed_after_emitting(tmp_path, spool, 0.005)
+    kept = Spool(spool, 100_000, 1 << 30)
+    assert [json.loads(r.value)["id"] for r in kept.peek(2000)] == [f"k-{i:06d}" for i in range(1000)]
+    kept.close()
+
+    # ...and is delivered, in order, by the next run once a broker answers.
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    sink = sink_for(broker.bootstrap, spool, write_ahead_s=0.005)
+    try:
+        for i in range(1000, 1100):
+            sink.emit(alert(i, "k"))
+        wait_until(lambda: sink.stats()["written"] >= 1100, 60, "the spool to drain")
+        st = sink.stats()
+        assert st["spooled"] == 0 and st["dropped"] == 0, st
+        msgs = one_partition(read_topic(broker.bootstrap, "alerts", 1100))
+        assert ids_in_order(msgs) == [f"k-{i:06d}" for i in range(1100)]
+    finally:
+        sink.close(1)
+        broker.stop()
+
+
+def test_write_ahead_delivery_in_order(tansu: TansuBroker, tmp_path: Path) -> None:
+    sink = sink_for(tansu.bootstrap, tmp_path / "spool.db", write_ahead_s=0.005)
+    n = 3000
+    for i in range(n):
+        sink.emit(alert(i))
+    sink.flush(30)  # committed: nothing held only in memory
+    assert sink.stats()["queued"] == 0
+    wait_until(lambda: sink.stats()["written"] >= n, 60, "every record acknowledged")
+    st = sink.stats()
+    sink.close()
+    assert st["written"] == n and st["dropped"] == 0 and st["outages"] == 0, st
+    msgs = one_partition(read_topic(tansu.bootstrap, "alerts", n))
+    assert ids_in_order(msgs) == [f"r-{i:06d}" for i in range(n)]
+
+
+def test_durable_sigkill_right_after_emit_loses_nothing(tmp_path: Path) -> None:
+    from monitor.sinks.spool import Spool
+
+    spool = tmp_path / "durable.db"
+    _killed_after_emitting(tmp_path, spool, None, durable=True, sleep=0)
+    kept = Spool(spool, 100_000, 1 << 30)
+    assert [json.loads(r.value)["id"] for r in kept.peek(2000)] == [f"k-{i:06d}" for i in range(1000)]
+    kept.close()
+    broker = TansuBroker(tmp_path)
+    broker.start()
+    sink = sink_for(broker.bootstrap, spool, durable=True)
+    try:
+        sink.emit(alert(1000, "k"))
+        wait_until(lambda: sink.stats()["written"] >= 1001, 60, "the spool to drain")
+        msgs = one_partition(read_topic(broker.bootstrap, "alerts", 1001))
+        assert ids_in_order(msgs) == [f"k-{i:06d}" for i in range(1001)]
+    finally:
+        sink.close(1)
+        broker.stop()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import uuid
 from dataclasses import dataclass, field
 from itertools import zip_longest
@@ -12,6 +14,23 @@ _PROCESS_FIELDS = {
     "exe": "proc.exe", "cmdline": "proc.cmdline", "uid": "user.uid", "user": "user.name",
     "exec_id": "proc.exec_id",
 }
+
+# Read by every alert (process_of, ancestors_of), whatever the rule's output names.
+ALERT_FIELDS = frozenset({*_PROCESS_FIELDS.values(), "evt.time", "proc.apid", "proc.aname",
+                          "proc.aexe", "proc.pname", "proc.pexe"})
+
+
+class AlertIds:
+    """Unique alert ids, cheaper than uuid4 (which reads os.urandom on every call):
+    128 random bits drawn once per process, then a counter. Unique across restarts and
+    hosts as uuid4 is, with the counter telling one process's alerts apart."""
+
+    def __init__(self) -> None:
+        self.prefix = secrets.token_hex(16)
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self.prefix}-{next(self._count)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +76,13 @@ class Alert:
 
     @classmethod
     def build(cls, *, rule: str, priority: str, tags: list[str], action: str, output: str,
-              output_fields: dict[str, Any], event: dict[str, Any], host: str) -> Alert:
+              output_fields: dict[str, Any], event: dict[str, Any], host: str,
+              ids: AlertIds | None = None) -> Alert:
         return cls(rule=rule, priority=priority, tags=list(tags), action=action, output=output,
                    output_fields=output_fields, event=event, host=host,
                    time=event.get("evt.time"), process=process_of(event),
-                   ancestors=ancestors_of(event))
+                   ancestors=ancestors_of(event),
+                   id=ids.next() if ids is not None else str(uuid.uuid4()))
 
     def to_dict(self) -> dict[str, Any]:
         # Built by hand, not asdict(): that deep-copies the event, once per alert.

@@ -12,7 +12,8 @@ from typing import Any
 
 import rule_engine
 
-from monitor.rules.alert import Alert
+from monitor.rules.alert import ALERT_FIELDS, Alert, AlertIds
+from monitor.rules.compiled import Unsupported, compile_condition, fields_read
 from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError, nesting, suggest
 from monitor.rules.evtypes import known_event_types
 from monitor.rules.falco.bridge import MissingField, UnknownField
@@ -62,6 +63,13 @@ class CompiledRule:
     line: int
     matches: Callable[[Event], bool] = field(repr=False, compare=False)
     stats: RuleStats = field(default_factory=RuleStats, compare=False)
+    # rule-engine's own evaluation of the same guarded condition: what `matches` is
+    # when the compiler does not handle the rule (`compiled` False), and the reference
+    # the differential test holds the compiled code to.
+    engine_matches: Callable[[Event], bool] | None = field(default=None, repr=False, compare=False)
+    compiled: bool = field(default=False, compare=False)
+    fallback_reason: str = field(default="", compare=False)
+    fields: frozenset[str] = field(default=frozenset(), compare=False)  # fields the condition reads
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,7 @@ class RuleSet:
         self.skipped = skipped or []
         self.warnings = warnings or []
         self.host = host or socket.gethostname()
+        self.ids = AlertIds()
         enabled = [r for r in rules if r.enabled]
         self._untyped = [r for r in enabled if r.event_types is None]
         types: set[str] = set()
@@ -143,10 +152,25 @@ class RuleSet:
                 rule=r.name, priority=r.priority, tags=list(r.tags), action=r.action,
                 output=r.output.render(event),
                 output_fields=r.output.values(event),
-                event=event, host=self.host,
+                event=event, host=self.host, ids=self.ids,
             )
             for r in self.matching(event)
         ]
+
+    def fallbacks(self) -> list[CompiledRule]:
+        """Rules evaluated by rule-engine because the compiler does not handle them."""
+        return [r for r in self.rules if not r.compiled]
+
+    def referenced_fields(self) -> frozenset[str]:
+        """Every event field an enabled rule's condition or output reads, plus those an
+        alert always carries (process and lineage, `Alert.build`): what an event must
+        provide for these rules; a lazy event may leave any other field uncomputed."""
+        out: set[str] = set(ALERT_FIELDS)
+        for r in self.rules:
+            if r.enabled:
+                out |= r.fields
+                out.update(r.output.fields)
+        return frozenset(out)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {r.name: {"evaluated": r.stats.evaluated, "matched": r.stats.matched,
@@ -346,12 +370,22 @@ class _Compiler:
             self.problems.append(Problem(rdef.condition.loc, label,
                                          "condition: nested too deeply to compile"))
             return None
+        matches: Callable[[Event], bool] = evaluating.matches
+        reason = ""
+        try:
+            matches = compile_condition(evaluating.statement).matches
+        except Unsupported as exc:
+            reason = str(exc)
+        except RecursionError:
+            reason = "nested too deeply for the compiler"
         return CompiledRule(
             name=rdef.name, desc=rdef.desc, priority=rdef.priority, tags=tuple(rdef.tags),
             enabled=rdef.enabled, action=rdef.action, condition=falco.strip(),
             source_condition=rdef.condition.value.strip(), ast=plain.statement.expression,
             event_types=types,
-            output=output, file=rdef.loc.file, line=rdef.loc.line, matches=evaluating.matches,
+            output=output, file=rdef.loc.file, line=rdef.loc.line, matches=matches,
+            engine_matches=evaluating.matches, compiled=not reason, fallback_reason=reason,
+            fields=fields_read(evaluating.statement),
         )
 
 

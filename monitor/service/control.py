@@ -2,8 +2,9 @@
 
 Served from the daemon's main loop between ring-buffer polls, so a handler reads
 counters without racing the thread that updates them. The protocol is one request
-line (a command word) and one JSON reply, then the server closes the connection:
-`{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
+line (a command word, optionally a space and an argument) and one JSON reply, then the
+server closes the connection: `{"ok": true, "result": ...}` or `{"ok": false, "error": "..."}`.
+A stream command (`tail`) instead takes the connection over (monitor/service/tail.py).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 from monitor.errors import UserError
 
 DEFAULT_SOCKET = Path("/run/ringwatch/control.sock")
-MAX_REQUEST = 256
+MAX_REQUEST = 4096
 # How long the main loop waits for a connected client to send its command: short,
 # because the ring buffer is not being drained meanwhile.
 REQUEST_TIMEOUT_S = 0.2
@@ -29,6 +30,8 @@ REQUEST_TIMEOUT_S = 0.2
 MAX_PER_TURN = 8
 
 Handler = Callable[[], Any]
+# Gets the connection and the request's argument; returns True if it keeps the connection.
+StreamHandler = Callable[[socket.socket, str], bool]
 
 
 class ControlError(UserError):
@@ -45,9 +48,11 @@ def _in_use(path: Path) -> bool:
 
 
 class ControlServer:
-    def __init__(self, path: Path, handlers: Mapping[str, Handler]) -> None:
+    def __init__(self, path: Path, handlers: Mapping[str, Handler],
+                 streams: Mapping[str, StreamHandler] | None = None) -> None:
         self.path = path
         self.handlers = dict(handlers)
+        self.streams = dict(streams or {})
         self.requests = 0
         self.errors = 0
         self._sock: socket.socket | None = None
@@ -96,12 +101,13 @@ class ControlServer:
                 conn, _ = self._sock.accept()
             except (BlockingIOError, InterruptedError):
                 break
-            with conn:
-                self._answer(conn)
+            if not self._answer(conn):
+                conn.close()
             served += 1
         return served
 
-    def _answer(self, conn: socket.socket) -> None:
+    def _answer(self, conn: socket.socket) -> bool:
+        """Reply to one request; True when a stream handler took the connection over."""
         conn.settimeout(REQUEST_TIMEOUT_S)
         try:
             raw = b""
@@ -110,18 +116,31 @@ class ControlServer:
                 if not chunk:
                     break
                 raw += chunk
-            reply = self._dispatch(raw.split(b"\n", 1)[0].decode("utf-8", "replace").strip())
+            line = raw.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
+            word, _, arg = line.partition(" ")
+            stream = self.streams.get(word)
+            if stream is not None:
+                self.requests += 1
+                try:
+                    return stream(conn, arg)
+                except Exception as exc:  # as for handlers: never the daemon's end
+                    self.errors += 1
+                    reply = {"ok": False, "error": f"{word}: {type(exc).__name__}: {exc}"}
+                    conn.sendall(json.dumps(reply).encode() + b"\n")
+                    return False
+            reply = self._dispatch(line)
             conn.sendall(json.dumps(reply, default=str).encode() + b"\n")
         except OSError:
             # The client went away or was too slow: its problem, not the daemon's.
             self.errors += 1
+        return False
 
     def _dispatch(self, cmd: str) -> dict[str, Any]:
         self.requests += 1
         handler = self.handlers.get(cmd)
         if handler is None:
             self.errors += 1
-            known = ", ".join(sorted(self.handlers))
+            known = ", ".join(sorted([*self.handlers, *self.streams]))
             return {"ok": False, "error": f"unknown command {cmd!r} (known: {known})"}
         try:
             return {"ok": True, "result": handler()}
@@ -138,17 +157,24 @@ class ControlServer:
             self.path.unlink()
 
 
+def connect(path: Path, timeout: float | None = 10.0) -> socket.socket:
+    """A connection to the daemon behind `path`; a UserError that names the socket if none answers."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.settimeout(timeout)
+    try:
+        s.connect(str(path))
+    except OSError as exc:
+        s.close()
+        hint = ""
+        if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
+            hint = " (is ringwatch running? --control-socket or control.socket picks another instance)"
+        raise ControlError(f"cannot reach ringwatch at {path}: {exc.strerror}{hint}") from exc
+    return s
+
+
 def request(path: Path, cmd: str, timeout: float = 10.0) -> Any:
     """Ask the daemon behind `path`; a UserError that names the socket if none answers."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as s:
-        s.settimeout(timeout)
-        try:
-            s.connect(str(path))
-        except OSError as exc:
-            hint = ""
-            if exc.errno in (errno.ENOENT, errno.ECONNREFUSED):
-                hint = " (is ringwatch running? --control-socket or control.socket picks another instance)"
-            raise ControlError(f"cannot reach ringwatch at {path}: {exc.strerror}{hint}") from exc
+    with connect(path, timeout) as s:
         try:
             s.sendall(cmd.encode() + b"\n")
             chunks = []

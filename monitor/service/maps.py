@@ -185,7 +185,8 @@ def entries_of(m: dict[str, Any]) -> int | None:
         return None
 
 
-def to_info(m: dict[str, Any], pid: int | None = None, held: set[int] | None = None) -> MapInfo:
+def to_info(m: dict[str, Any], pid: int | None = None, held: set[int] | None = None,
+            count: bool = True) -> MapInfo:
     return MapInfo(
         id=int(m["id"]),
         name=str(m.get("name", "")),
@@ -193,7 +194,7 @@ def to_info(m: dict[str, Any], pid: int | None = None, held: set[int] | None = N
         key_size=int(m.get("bytes_key", 0)),
         value_size=int(m.get("bytes_value", 0)),
         max_entries=int(m.get("max_entries", 0)),
-        entries=entries_of(m),
+        entries=entries_of(m) if count else None,
         memlock_bytes=int(m.get("bytes_memlock", 0)),
         pinned=list(m.get("pinned", [])),
         pids=sorted(
@@ -203,10 +204,11 @@ def to_info(m: dict[str, Any], pid: int | None = None, held: set[int] | None = N
     )
 
 
-def report(pid: int | None, pin_dir: str, bpftool: str = "bpftool") -> MapsReport:
+def report(pid: int | None, pin_dir: str, bpftool: str = "bpftool", count: bool = True) -> MapsReport:
+    """count=False skips walking keys (entries None): the metrics need memory, not counts."""
     held = held_map_ids(pid) if pid is not None else set()
     chosen = select(bpftool_maps(bpftool), pid, pin_dir, held)
-    infos = (to_info(m, pid, held) for m in chosen)
+    infos = (to_info(m, pid, held, count) for m in chosen)
     return MapsReport(pid, pin_dir, sorted(infos, key=lambda i: i.id))
 
 

@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from monitor.config import Config
+from monitor.service import maps
 from monitor.service.control import ControlError, ControlServer
 from monitor.service.dropwatch import DropWatch
+from monitor.service.metrics import MetricsServer
 from monitor.service.notify import Notifier
 from monitor.service.stats import LossCounts
+from monitor.service.tail import Subscribable, TailHub
 
 
 class Operations:
@@ -33,6 +36,8 @@ class Operations:
         pin_dir: str,
         notifier: Notifier | None = None,
         warn: Callable[..., Any] | None = None,
+        info: Callable[..., Any] | None = None,
+        emit: Subscribable | None = None,
         status_interval_s: float = 10.0,
     ) -> None:
         self.cfg = cfg
@@ -44,13 +49,18 @@ class Operations:
         self.status_interval_s = status_interval_s
         self._last_status: float | None = None
         self._alert = alert
-        self.control = ControlServer(Path(cfg.control.socket), {"stats": stats, "info": self.info})
+        self.tail = TailHub(emit) if emit is not None else None
+        streams = {"tail": self.tail.accept} if self.tail is not None else {}
+        self.control = ControlServer(Path(cfg.control.socket), {"stats": stats, "info": self.info}, streams)
         self.drops = self._dropwatch(cfg)
         self.reloads = 0
         self.reload_errors = 0
         self.last_reload_error = ""
         self.control_error = ""
         self._warn = warn or (lambda *a, **k: None)
+        self._info = info or (lambda *a, **k: None)
+        self.metrics: MetricsServer | None = None
+        self.metrics_error = ""
 
     @staticmethod
     def _dropwatch(cfg: Config) -> DropWatch:
@@ -72,11 +82,42 @@ class Operations:
         now = time.monotonic()
         self.drops.start(now)
         self._last_status = now  # READY carries the first status line
+        self._start_metrics()
         self.notifier.ready(status)
+
+    def _start_metrics(self) -> None:
+        """Like the control socket: a taken port costs the metrics, not the monitor."""
+        if not self.cfg.metrics.enabled:
+            return
+        pid, pin_dir = os.getpid(), self.pin_dir
+        server = MetricsServer(self.cfg.metrics.address,
+                               lambda: maps.report(pid, pin_dir, count=False))
+        try:
+            bound = server.start()
+        except OSError as exc:
+            self.metrics_error = f"metrics.address {self.cfg.metrics.address}: {exc.strerror or exc}"
+            self._warn("metrics_unavailable", error=self.metrics_error)
+            return
+        self.metrics_error = ""
+        self.metrics = server
+        server.publish(self._stats())  # a scrape right after READY=1 sees numbers
+        self._info("metrics_listening", address=bound)
+
+    def _stop_metrics(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
 
     def tick(self) -> None:
         self.control.serve_pending()
+        if self.tail is not None:
+            self.tail.reap()
         now = time.monotonic()
+        if self.metrics is not None and self.metrics.due(now):
+            try:
+                self.metrics.publish(self._stats())
+            except Exception as exc:  # stale metrics are not worth stopping the monitor for
+                self._warn("metrics_snapshot_failed", error=f"{type(exc).__name__}: {exc}")
         if self.cfg.drop_alert.enabled and self.drops.due(now):
             alert = self.drops.check(self._losses(), now)
             if alert is not None:
@@ -133,13 +174,17 @@ class Operations:
             if cfg.control.socket != self.cfg.control.socket:
                 old = self.control
                 old.close()
-                self.control = ControlServer(Path(cfg.control.socket), old.handlers)
+                self.control = ControlServer(Path(cfg.control.socket), old.handlers, old.streams)
                 self._open_control(self.control)
+            metrics_changed = cfg.metrics != self.cfg.metrics
             if cfg.drop_alert != self.cfg.drop_alert:
                 # Keep the baseline: drops counted so far are still owed an alert.
                 self.drops.min_interval_s = cfg.drop_alert.min_interval_s
                 self.drops.check_interval_s = cfg.drop_alert.check_interval_s
             self.cfg = cfg
+            if metrics_changed:
+                self._stop_metrics()
+                self._start_metrics()
         self.notifier.send(ready=1, status=status, errno=errno.EINVAL if error else 0)
 
     def stopping(self) -> None:
@@ -147,6 +192,9 @@ class Operations:
 
     def close(self) -> None:
         self.control.close()
+        if self.tail is not None:
+            self.tail.close()
+        self._stop_metrics()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -157,9 +205,11 @@ class Operations:
             "control_error": self.control_error,
             "control_requests": self.control.requests,
             "control_errors": self.control.errors,
+            "metrics_error": self.metrics_error,
             "reloads": self.reloads,
             "reload_errors": self.reload_errors,
             # Why the last reload failed ("" once one succeeds): what `ringwatch reload` prints.
             "last_reload_error": self.last_reload_error,
             "drop_alert": self.drops.stats(),
+            **({"tail": self.tail.stats()} if self.tail is not None else {}),
         }

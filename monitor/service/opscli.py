@@ -96,12 +96,79 @@ def _cmd_reload(args: argparse.Namespace) -> int:
         time.sleep(RELOAD_POLL_S)
 
 
+class StreamEnded(UserError):
+    """The daemon closed the tail stream (it stopped, or cut off a client that fell behind)."""
+
+    exit_code = 1
+
+
+def _tail_filter(args: argparse.Namespace) -> dict[str, Any]:
+    types = sorted({t.strip() for spec in args.type or [] for t in spec.split(",") if t.strip()})
+    return {"rules": list(args.rule or []), "priority": args.priority, "events": bool(args.events or types),
+            "types": types, "pid": args.pid, "exe": args.exe}
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    """Print the daemon's alerts (and events) as they happen, until Ctrl-C or --count."""
+    from monitor.sinks.base import dumps
+    from monitor.sinks.textfmt import default_format, line
+
+    fmt = args.output or default_format(sys.stdout.isatty())
+    sock = control.connect(_socket(args), timeout=10.0)
+    with sock:
+        sock.sendall(b"tail " + json.dumps(_tail_filter(args)).encode() + b"\n")
+        reader = sock.makefile("rb")
+        first = reader.readline()
+        try:
+            reply = json.loads(first)
+        except json.JSONDecodeError as exc:
+            raise control.ControlError(f"tail: malformed reply {first[:80]!r}: {exc}") from exc
+        if not reply.get("ok"):
+            raise control.ControlError(str(reply.get("error")))
+        sock.settimeout(None)  # quiet hosts send nothing for a long time
+        shown = 0
+        try:
+            for raw in reader:
+                record = json.loads(raw)
+                if "tail_dropped" in record:
+                    print(f"ringwatch: {record['tail_dropped']} records dropped: this client read too slowly",
+                          file=sys.stderr)
+                    continue
+                print(line(record) if fmt == "text" else dumps(record), flush=True)
+                shown += 1
+                if args.count is not None and shown >= args.count:
+                    return 0
+        except KeyboardInterrupt:
+            return 0
+    raise StreamEnded("the service closed the stream (stopped or restarted)")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def global_args(p: argparse.ArgumentParser, *, config_opt: bool = False, control: bool = False,
+                top: bool = False, config_help: str | None = None) -> None:
+    """Options accepted before the subcommand and after it (`ringwatch stats --log-json`).
+
+    On a subcommand they default to SUPPRESS, so that leaving them out there keeps what
+    was given before the subcommand; the top-level parser supplies the defaults."""
+    def dflt(value: Any) -> Any:
+        return value if top else argparse.SUPPRESS
+
+    p.add_argument("--log-level", default=dflt("info"), choices=LOG_LEVELS, help="log verbosity (stderr)")
+    p.add_argument("--log-json", action="store_true", default=dflt(False),
+                   help="structured JSON logs on stderr")
+    if config_opt:
+        p.add_argument("--config", type=Path, default=dflt(None),
+                       help=config_help or f"config naming control.socket "
+                                           f"(default {config.DEFAULT_CONFIG_PATH})")
+    if control:
+        p.add_argument("--control-socket", default=dflt(None),
+                       help="the running daemon's control socket (overrides --config)")
+
+
 def _client_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config", type=Path,
-        help=f"config naming control.socket (default {config.DEFAULT_CONFIG_PATH})",
-    )
-    p.add_argument("--control-socket", help="the running daemon's control socket (overrides --config)")
+    global_args(p, config_opt=True, control=True)
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -122,3 +189,17 @@ def add_subcommands(sub: Any) -> None:
     rl.add_argument("--pid", type=int, help="the daemon's pid (default: asked over the socket)")
     rl.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the verdict")
     rl.set_defaults(func=_cmd_reload)
+
+    tl = sub.add_parser("tail", help="live alerts (and events) of a running ringwatch, filtered")
+    global_args(tl, config_opt=True, control=True)
+    tl.add_argument("--rule", action="append", metavar="NAME", help="only this rule's alerts (repeatable)")
+    tl.add_argument("--priority", metavar="LEVEL", help="only alerts at this priority or more severe")
+    tl.add_argument("--events", action="store_true", help="events too, not only alerts")
+    tl.add_argument("--type", action="append", metavar="TYPE,...",
+                    help="only these event types (alerts by their event); implies --events")
+    tl.add_argument("--pid", type=int, help="only this process")
+    tl.add_argument("--exe", metavar="PATH", help="only this executable (proc.exe)")
+    tl.add_argument("-o", "--output", choices=["text", "json"],
+                    help="text lines or JSON lines (default: text on a terminal)")
+    tl.add_argument("--count", type=int, metavar="N", help="exit after N records")
+    tl.set_defaults(func=_cmd_tail)

@@ -32,5 +32,9 @@ class Sink(Protocol):
     def stats(self) -> dict[str, int]: ...
 
 
+# json.dumps() with any non-default argument builds a new encoder on every call.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def dumps(record: dict[str, Any]) -> str:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=str)
+    return _ENCODE(record)

@@ -15,13 +15,14 @@ from pathlib import Path
 
 from monitor import log
 from monitor.sinks.asyncq import AsyncSink
-from monitor.sinks.base import Sink
+from monitor.sinks.base import Sink, dumps
 from monitor.sinks.falcoshape import FalcoShapeSink
 from monitor.sinks.file import JsonlFileSink
 from monitor.sinks.journal import JournalSink, stdout_is_journal
 from monitor.sinks.kafka import KafkaSink, KafkaSinkOptions
 from monitor.sinks.settings import FileOutput, OutputsConfig
 from monitor.sinks.stream import StreamSink
+from monitor.sinks.textfmt import FORMATS
 from monitor.sinks.typefilter import TypeFilterSink
 
 
@@ -55,6 +56,7 @@ class Wants:
     events_stdout: bool = False  # run --events
     events_types: frozenset[str] | None = None  # run --events TYPE,...: only these on stdout
     record: Path | None = None  # run --record PATH
+    stdout_format: str = "json"  # run -o: json, or text (monitor/sinks/textfmt.py)
 
 
 def use_journal(mode: str, socket_path: Path, environ: Mapping[str, str]) -> bool:
@@ -86,7 +88,8 @@ def _build_into(out: Outputs, cfg: OutputsConfig, wants: Wants, env: dict[str, s
     def shared_stdout() -> Sink:
         nonlocal stdout
         if stdout is None:
-            stdout = _async(StreamSink("stdout"), cfg)
+            fmt = FORMATS.get(wants.stdout_format, dumps)
+            stdout = _async(StreamSink("stdout", fmt=fmt), cfg)
         return stdout
 
     journal_socket = Path(cfg.journal_socket)
@@ -144,5 +147,7 @@ def _kafka(cfg: OutputsConfig, topic: str, stream: str) -> Sink:
         # so its own error, not this timer, decides.
         ack_timeout_s=k.delivery_timeout_ms / 1000 + 2,
         close_timeout_s=cfg.shutdown_timeout_s,
+        write_ahead_s=k.write_ahead_ms / 1000 if k.write_ahead_ms else None,
+        durable=k.durable,
     )
     return KafkaSink(opts, name=f"kafka-{stream}")

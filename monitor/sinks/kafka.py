@@ -10,6 +10,12 @@ rounds are sent in sequence order to one partition per host (the key is the host
 When a round fails, or acknowledgements are slow, the unacknowledged records and
 everything behind them go to the spool, and from then on new records go through the
 spool too until it is empty, so nothing overtakes a spooled record.
+
+Outages: the first failed round, or a round whose acknowledgements take longer than
+`spill_after_s`, starts an outage (logged "kafka outage started", counted in `outages`);
+the next round acknowledged in full ends it (logged "kafka outage ended" with its length
+and what was spooled meanwhile; `outage_s` adds it up). A broker that is down for minutes
+is thus logged once when it goes and once when it is back, however many retries between.
 """
 
 from __future__ import annotations
@@ -17,10 +23,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import queue
+import secrets
 import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +60,15 @@ class KafkaSinkOptions:
     backoff_min_s: float = 0.2
     backoff_max_s: float = 30.0
     close_timeout_s: float = 5.0
+    # Write-ahead: every this many seconds the sender commits what waits in memory to the
+    # spool (one transaction) and sends only from the spool, so a SIGKILL loses at most
+    # what was emitted since the last commit. None: records wait in memory and reach
+    # the spool only when the broker is slow or down.
+    write_ahead_s: float | None = None
+    # Durable: emit() itself commits the record to the spool before it returns (one
+    # transaction per record, on the caller's thread), so nothing emit() accepted is lost
+    # to a crash of ringwatch. For alerts: it costs the caller a commit per record.
+    durable: bool = False
     extra_headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
@@ -72,6 +87,9 @@ class KafkaSink:
         self._seq = itertools.count(self._spool.max_seq + 1)
         self._queue: queue.Queue[_Pending] = queue.Queue(maxsize=opts.queue_size)
         self._key = opts.key.encode()
+        # Ids for records that have none: 64 random bits per sink, then a counter (32 hex).
+        self._id_prefix = secrets.token_hex(8)
+        self._ids = itertools.count()
         self._producer: Any = None
         # Start degraded if an earlier run left records behind: they go first.
         self._degraded = len(self._spool) > 0
@@ -91,12 +109,29 @@ class KafkaSink:
         self._spooled_total = 0
         self._unreported_drops = 0
         self._next_drop_report = 0.0
+        self._outages = 0
+        self._outage_since: float | None = None  # monotonic start of the current outage
+        self._outage_spooled_at_start = 0
+        self._outage_s_done = 0.0  # length of the outages that ended
+        # Write-ahead: a committer thread moves the queue to the spool; the sender sends
+        # from the spool only. The lock makes the spool theirs in turn.
+        self._spool_lock = threading.Lock()
+        self._committed = threading.Event()
+        self._committer: threading.Thread | None = None
+        self._wal = opts.write_ahead_s is not None or opts.durable
+        self._emit_lock = threading.Lock()  # durable: sequence numbers in commit order
+        if opts.write_ahead_s is not None and not opts.durable:
+            self._committer = threading.Thread(target=self._commit_loop, name=f"spool-{name}", daemon=True)
+            self._committer.start()
         self._thread = threading.Thread(target=self._run, name=f"sink-{name}", daemon=True)
         self._thread.start()
 
-    # -- the consumer's side: never blocks ------------------------------------------------
+    # -- the consumer's side: never blocks (durable: one spool commit) -------------------
 
     def emit(self, record: dict[str, Any]) -> None:
+        if self.opts.durable:
+            self._emit_durable(record)
+            return
         try:
             self._queue.put_nowait(_Pending(next(self._seq), record))
         except queue.Full:
@@ -105,6 +140,22 @@ class KafkaSink:
             return
         with self._lock:
             self._accepted += 1
+
+    def _emit_durable(self, record: dict[str, Any]) -> None:
+        with self._emit_lock:
+            pending = _Pending(next(self._seq), record)
+            with self._lock:
+                self._accepted += 1
+            try:
+                encoded = self._encode(pending)
+            except (TypeError, ValueError) as exc:  # not JSON-serialisable: lost, counted
+                self.log.error("kafka record not serialisable: dropped", error=repr(exc))
+                with self._settled_cv:
+                    self._errors += 1
+                    self._settled += 1
+                return
+            self._to_spool([encoded])
+        self._committed.set()
 
     def flush(self, timeout: float) -> None:
         """Wait until nothing is held only in memory: acknowledged or spooled."""
@@ -141,6 +192,10 @@ class KafkaSink:
                 "spooled": sp.depth,
                 "spooled_bytes": sp.bytes,
                 "spooled_total": self._spooled_total,
+                "outages": self._outages,
+                "outage_active": int(self._outage_since is not None),
+                "outage_s": int(self._outage_s_done + (time.monotonic() - self._outage_since
+                                                       if self._outage_since is not None else 0)),
             }
 
     def _closed(self) -> bool:
@@ -166,6 +221,17 @@ class KafkaSink:
                 self._settled_cv.notify_all()
 
     def _step(self) -> None:
+        if self._wal:
+            now = time.monotonic()
+            if now < self._next_attempt:
+                self._closing.wait(min(0.05, self._next_attempt - now))
+                return
+            if len(self._spool) == 0:
+                self._committed.wait(0.1)
+                self._committed.clear()
+                return
+            self._drain_spool_round()
+            return
         if self._degraded:
             self._spill_queue()
             now = time.monotonic()
@@ -178,7 +244,40 @@ class KafkaSink:
         if batch:
             self._deliver(batch, time.monotonic() + self.opts.ack_timeout_s)
 
+    def _commit_loop(self) -> None:
+        """Write-ahead: every write_ahead_s, everything waiting in memory goes into the
+        spool in one transaction, whatever the sender is waiting for meanwhile."""
+        interval = self.opts.write_ahead_s or 0.005
+        while True:
+            closing = self._closing.wait(interval)
+            try:
+                self._commit_queue()
+            except Exception as exc:  # keep committing: a dead committer loses data
+                self.log.error("spool commit error", error=repr(exc))
+            if closing:
+                return
+
+    def _commit_queue(self) -> None:
+        batch: list[SpoolRecord] = []
+        while len(batch) < self.opts.queue_size:
+            more = self._take(0)
+            if not more:
+                break
+            batch.extend(more)
+        if batch:
+            self._to_spool(batch)
+            self._committed.set()
+
     def _finish(self) -> None:
+        if self._wal:
+            if self._committer is not None:
+                self._committer.join()  # its last commit follows the close
+            while len(self._spool) and time.monotonic() < self._close_deadline:
+                before = len(self._spool)
+                self._drain_spool_round()
+                if len(self._spool) >= before:
+                    break
+            return
         while not self._degraded and time.monotonic() < self._close_deadline:
             batch = self._take(0)
             if not batch:
@@ -211,7 +310,7 @@ class KafkaSink:
         # Alerts carry "id", events "evt.id": the same id in every sink, for de-duplication.
         rid = rec.get("id") or rec.get("evt.id")
         if rid is None:
-            rid = uuid.uuid4().hex
+            rid = f"{self._id_prefix}{next(self._ids):016x}"  # uuid4 per record is slow
             rec = {"id": rid, **rec}
         return SpoolRecord(p.seq, self.opts.topic, self._key, dumps(rec).encode(), str(rid))
 
@@ -230,7 +329,8 @@ class KafkaSink:
 
     def _to_spool(self, records: list[SpoolRecord]) -> None:
         try:
-            refused = self._spool.append(records)
+            with self._spool_lock:
+                refused = self._spool.append(records)
         except sqlite3.Error as exc:  # disk full, I/O error: the whole batch is lost
             self.log.error("spool write failed: records dropped", error=repr(exc),
                            dropped=len(records), spool=str(self.opts.spool_path))
@@ -268,7 +368,10 @@ class KafkaSink:
                 self._enter_degraded()
 
     def _drain_spool_round(self) -> None:
-        batch = self._spool.peek(self.opts.round_records)
+        with self._spool_lock:
+            batch = self._spool.peek(self.opts.round_records)
+        if not batch and self._wal:
+            return
         if not batch:
             self._degraded = False
             self._backoff = self.opts.backoff_min_s
@@ -282,7 +385,8 @@ class KafkaSink:
         if poisoned:
             self._reject(batch[ok], settle=False)  # it was settled when it was spooled
         if done:
-            self._spool.delete_through(batch[done - 1].seq)
+            with self._spool_lock:
+                self._spool.delete_through(batch[done - 1].seq)
         with self._lock:
             self._written += ok
         if done < len(batch) and not poisoned:
@@ -301,7 +405,7 @@ class KafkaSink:
                 self._settled_cv.notify_all()
 
     def _enter_degraded(self) -> None:
-        if not self._degraded:
+        if not self._degraded and not self._wal:
             self.log.warning("kafka unreachable: spooling", spool=str(self.opts.spool_path))
         self._degraded = True
         self._next_attempt = time.monotonic() + self._backoff
@@ -354,7 +458,9 @@ class KafkaSink:
                     self._failed_round("kafka acknowledgement timed out", None)
                     return i, False
                 if now - waited_from > self.opts.spill_after_s:
-                    self._spill_queue()
+                    self._outage_start("kafka acknowledgements slow", None)
+                    if not self._wal:  # write-ahead commits by itself
+                        self._spill_queue()
                 # A timeout of this wait, or the failure checked below.
                 with contextlib.suppress(Exception):
                     fut.get(timeout=min(0.2, deadline - now))
@@ -367,12 +473,38 @@ class KafkaSink:
             if _is_poison(send_error):
                 return len(futures), True
             self._failed_round("kafka send failed", send_error)
+            return len(futures), False
+        if futures:
+            self._outage_end()
         return len(futures), False
 
     def _failed_round(self, what: str, exc: BaseException | None) -> None:
         with self._lock:
             self._send_failures += 1
-        self.log.warning(what, error=repr(exc) if exc else None)
+        self._outage_start(what, exc)
+        self.log.debug(what, error=repr(exc) if exc else None)
+
+    def _outage_start(self, what: str, exc: BaseException | None) -> None:
+        if self._outage_since is not None:
+            return
+        with self._lock:
+            self._outages += 1
+            self._outage_since = time.monotonic()
+            self._outage_spooled_at_start = self._spooled_total
+            outages = self._outages
+        self.log.warning("kafka outage started", reason=what, error=repr(exc) if exc else None,
+                         outages=outages, spool=str(self.opts.spool_path))
+
+    def _outage_end(self) -> None:
+        if self._outage_since is None:
+            return
+        with self._lock:
+            length = time.monotonic() - self._outage_since
+            self._outage_s_done += length
+            self._outage_since = None
+            spooled = self._spooled_total - self._outage_spooled_at_start
+        self.log.warning("kafka outage ended", duration_s=round(length, 3), spooled=spooled,
+                         spool_depth=len(self._spool))
 
 
 def _is_poison(exc: BaseException | None) -> bool:

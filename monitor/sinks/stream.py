@@ -1,10 +1,11 @@
-"""JSON lines on a text stream (stdout, which systemd hands to the journal)."""
+"""JSON lines (or readable text lines) on a text stream (stdout, which systemd hands to the journal)."""
 
 from __future__ import annotations
 
 import io
 import os
 import sys
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from monitor.sinks.base import dumps
@@ -19,8 +20,10 @@ class StreamSink:
     (tests' StringIO) are written to directly.
     """
 
-    def __init__(self, name: str = "stdout", stream: TextIO | None = None) -> None:
+    def __init__(self, name: str = "stdout", stream: TextIO | None = None,
+                 fmt: Callable[[dict[str, Any]], str] = dumps) -> None:
         self.name = name
+        self._fmt = fmt
         self._stream = stream or sys.stdout
         try:
             self._stream.flush()
@@ -31,7 +34,7 @@ class StreamSink:
         self._errors = 0
 
     def emit(self, record: dict[str, Any]) -> None:
-        line = dumps(record) + "\n"
+        line = self._fmt(record) + "\n"
         try:
             if self._fd is None:
                 self._stream.write(line)

@@ -1,0 +1,345 @@
+"""Differential test: the compiled evaluator (monitor/rules/compiled.py) gives rule-engine's
+verdict (match, no match, or an error) for every rule and event we have.
+
+Rules: the packaged default rules, the exec-only fixture rules and EXTRA below (one rule
+per construct the compiler handles, and some it hands back to rule-engine). Events: the
+recorded fixture, events shaped like the replay benchmark's, each of those with every
+catalog field missing, null or of a wrong type, and seeded random events built from the
+rules' own literals (so that rules do match).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Callable, Iterable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rule_engine import ast
+
+from bench.replay_rate import _event as bench_event
+from monitor.events import catalog
+from monitor.paths import rules_dir
+from monitor.rules import CompiledRule, RuleSet, load
+from monitor.rules.compiled import _literal_alternatives
+from tests.rules_util import EXEC_RULES, exec_event, sources, write
+
+FIXTURE_EVENTS = Path(__file__).resolve().parent / "fixtures" / "exec_events.jsonl"
+
+# Each condition exercises one construct (field types: see `ringwatch rules fields`).
+EXTRA_CONDITIONS = [
+    'proc.name == "bash"', 'proc.name != "bash"', "proc.name == null", "proc.name != null",
+    "user.uid == 0", "user.uid != 0", "user.uid == 0.5", "user.uid != 2.5", "user.uid < 1000",
+    "user.uid <= 0", "user.uid > 0", "user.uid >= 65534", "1000 > user.uid", "user.uid < 0.5",
+    "user.uid == proc.pid", "user.uid != proc.pid", "proc.pid < proc.ppid", "proc.name == proc.pname",
+    "proc.name != proc.pname", "evt.failed == false", "evt.failed != true", "evt.failed",
+    "not evt.failed", "user.uid in [0, 33, 65534]", "proc.name in ['bash', 'sh', 'x']",
+    "evt.failed in [true]", "proc.argv in [['bash']]", '"-e" in proc.argv', '"ba" in proc.name',
+    "proc.name in proc.argv", "proc.name in proc.cmdline", "user.uid in proc.apid",
+    '"O_TRUNC" in evt.arg.flags', 'proc.exe =~ "^/tmp/"', 'proc.exe =~ "^/(tmp|var)/"',
+    'proc.exe =~ "^(?:/tmp/|/dev/shm/|a\\\\|b)"', 'proc.exe =~ ".*\\\\.sh$"', 'proc.exe =~~ "bin"',
+    'proc.exe =~~ "(?i)BIN"', 'proc.exe !~ "^/usr/"', 'proc.exe !~~ "bin"', 'proc.exe !~ "(?i)^/USR"',
+    'proc.exe startswith "/usr/"', 'proc.exe endswith "sh"', 'proc.aname[0] == "bash"',
+    'proc.aname[5] == "x"', 'proc.aname[-1] == "systemd"', 'proc.aname&[7] == null',
+    "proc.aname[0] == null", 'proc.argv[1:] == ["-c"]', 'proc.argv[1:2] == ["-c"]',
+    "proc.argv[:1]", '(proc.aname ?? ["none"])[0] == "none"', '(proc.pname ?? "x") == "x"',
+    '[a for a in proc.argv if a == "-c"]', "[a for a in proc.argv[1:] if a =~ \"^-\"]",
+    '[a for a in (proc.aname ?? []) if a in ["bash", "cron"]]', "[a for a in proc.apid if a > 1]",
+    '[a for a in proc.argv if not (a =~ "-")]', '[a for a in proc.argv if a !~ "^-"]',
+    '[a for a in proc.argv if a != "bash"]', '[(a).as_upper for a in proc.argv]',
+    '[a for a in proc.argv] == ["bash"]', '[x for x in proc.aname ?? proc.argv]', '[p for p in proc.apid]',
+    'not [a for a in proc.argv if "x" in a]', '[proc.name, "x"] == ["bash", "x"]',
+    "proc.name.as_lower == 'bash'", "proc.args.to_int == 1 or proc.name == 'x'",
+    "user.uid + 1 == 1", "user.uid == 0 ? proc.name == 'bash' : false",
+    '[a for a in [b for b in proc.argv] if a]', "proc.apid == [1]", "proc.apid[0] == 1",
+    '(evt.type == "execve" or evt.type == "fork") and not (user.uid < 1000)',
+    "user.uid in [0.1, 2]", "[a for a in proc.argv[1:] if a]",
+]
+
+
+def _extra_rules(tmp_path: Path) -> Path:
+    text = "".join(f"- rule: extra {i}\n  condition: {json.dumps(c)}\n  output: o %proc.name\n"
+                   f"  priority: INFO\n" for i, c in enumerate(EXTRA_CONDITIONS))
+    text += """
+- rule: extra exceptions
+  condition: evt.type == "execve"
+  output: o
+  priority: INFO
+  exceptions:
+    - name: e
+      fields: [proc.exe, user.uid, proc.aname, proc.cmdline, proc.name]
+      comps: [startswith, "<", contains, endswith, "!="]
+      values:
+        - [/usr/lib/, 100, systemd, --quiet, bash]
+"""
+    return write(tmp_path, "extra.yaml", text)
+
+
+FALCO_STABLE = Path(__file__).resolve().parent / "fixtures" / "falco" / "falco_rules.yaml"
+
+
+def _rulesets(tmp_path: Path) -> dict[str, RuleSet]:
+    return {
+        "default": load(sources(rules_dir() / "default.yaml")),
+        "exec fixture": load(sources(EXEC_RULES)),
+        # Falco's stable rules as written, lowered from Falco's syntax (monitor/rules/falco/).
+        "falco stable": load(sources(FALCO_STABLE)),
+        "extra": load(sources(_extra_rules(tmp_path))),
+    }
+
+
+# --- events ---------------------------------------------------------------------------------
+
+WRONG_TYPES: list[Any] = [
+    None, 0, 1, -1, 2**70, 0.5, 0.1, math.nan, math.inf, True, False, "", "bash", "/tmp/x",
+    [], ["bash"], ["bash", 5], [["x"]], [None], {"a": 1}, {}, [1.5, "x"],
+]
+
+
+def _literals(rule: CompiledRule) -> list[Any]:
+    """String and number literals in a rule's condition (regex prefixes unescaped)."""
+    out: set[Any] = set()
+    stack = [rule.ast]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.StringExpression, ast.FloatExpression)):
+            out.add(node.value)
+            if isinstance(node.value, str):
+                out.update(_literal_alternatives(node.value) or ())
+        for name in ("left", "right", "member", "container", "expression", "result", "iterable",
+                     "condition", "value", "item", "object", "start", "stop"):
+            child = getattr(node, name, None)
+            if isinstance(child, ast.ExpressionBase):
+                stack.append(child)
+            elif isinstance(child, (tuple, list, set, frozenset)):
+                stack.extend(c for c in child if isinstance(c, ast.ExpressionBase))
+    return sorted(out, key=repr)
+
+
+def _field_literals(rule: CompiledRule, ruleset: RuleSet) -> dict[str, list[Any]]:
+    """For each field the condition compares with literals, those literals."""
+    out: dict[str, set[Any]] = {}
+    stack = [rule.ast]
+    while stack:
+        node = stack.pop()
+        sides = [getattr(node, n, None) for n in ("left", "right", "member", "container")]
+        sym = [x for x in sides if isinstance(x, ast.SymbolExpression) and x.scope is None
+               and x.name in ruleset.names.to_field]
+        lits = [x for x in sides if isinstance(x, ast.LiteralExpressionBase) and x.is_reduced]
+        if sym and lits:
+            target = out.setdefault(ruleset.field_of(sym[0].name), set())
+            for lit in lits:
+                values = lit.evaluate(None)
+                for v in values if isinstance(values, tuple) else (values,):
+                    if isinstance(v, str):
+                        target.add(v)
+                        target.update(_literal_alternatives(v) or ())
+                    elif v is not None:
+                        target.add(v)
+        stack.extend(x for x in sides if isinstance(x, ast.ExpressionBase))
+        for name in ("expression", "result", "iterable", "condition", "value", "item", "object"):
+            child = getattr(node, name, None)
+            if isinstance(child, ast.ExpressionBase):
+                stack.append(child)
+    return {k: sorted(v, key=repr) for k, v in out.items()}
+
+
+def _base_events() -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in FIXTURE_EVENTS.read_text().splitlines() if line.strip()]
+    rng = random.Random(7)
+    events += [bench_event(rng, i, 10**9 + i) for i in range(300)]
+    events.append(exec_event())
+    return events
+
+
+def _variant_bases(base: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One event of each type among the recorded ones, and the rules tests' exec event."""
+    by_type = {ev.get("evt.type"): ev for ev in base}
+    return [*by_type.values(), exec_event()]
+
+
+def _field_variants(base: dict[str, Any], names: Iterable[str] = catalog.FIELDS) -> Iterator[dict[str, Any]]:
+    for name in names:
+        ev = dict(base)
+        ev.pop(name, None)
+        yield ev
+        for value in WRONG_TYPES:
+            yield {**base, name: value}
+
+
+def _random_events(ruleset: RuleSet, n: int, seed: int) -> Iterator[dict[str, Any]]:
+    """Events aimed at one rule each in turn: its event types, and the fields it reads
+    set from its own literals (alone, extended, joined), of the wrong type now and then."""
+    rng = random.Random(seed)
+    rules = ruleset.rules
+    literals = {r.name: _literals(r) or ["x"] for r in rules}
+    by_field = {r.name: _field_literals(r, ruleset) for r in rules}
+    all_types = sorted(set().union(*(r.event_types or set() for r in rules)) | {"execve"})
+
+    def value(tp: type, pool: list[Any]) -> Any:
+        roll = rng.random()
+        if roll < 0.06:
+            return rng.choice(WRONG_TYPES)
+        strings = [v for v in pool if isinstance(v, str)] or ["x"]
+        numbers = [int(v) for v in pool if isinstance(v, Decimal) and v.is_finite()] + [0, 1, 33, 999]
+        if tp is str:
+            text = rng.choice(strings)
+            if roll < 0.3:
+                text += rng.choice(strings)
+            elif roll < 0.4:
+                text = rng.choice(["", "x", "/"]) + text + rng.choice(["", "x", "/"])
+            return text
+        if tp is int:
+            return rng.choice(numbers) if roll < 0.9 else rng.randint(-5, 70000)
+        if tp is bool:
+            return rng.random() < 0.5
+        return [value(str, pool) if rng.random() < 0.9 else rng.choice(numbers)
+                for _ in range(rng.randint(0, 4))]
+
+    for i in range(n):
+        rule = rules[i % len(rules)]
+        pool = literals[rule.name]
+        ev: dict[str, Any] = {}
+        for name in sorted(rule.fields | {rng.choice(list(catalog.FIELDS))}):
+            if rng.random() < 0.9:
+                own = by_field[rule.name].get(name)
+                ev[name] = value(catalog.FIELDS[name].type, own if own and rng.random() < 0.6 else pool)
+        ev["evt.type"] = rng.choice(sorted(rule.event_types) if rule.event_types else all_types)
+        yield ev
+
+
+# --- verdicts -------------------------------------------------------------------------------
+
+def verdict(fn: Callable[[dict[str, Any]], bool], event: dict[str, Any]) -> Any:
+    try:
+        return bool(fn(event))
+    except Exception as exc:  # an error is a verdict too (RuleSet counts it)
+        return f"error {type(exc).__name__}"
+
+
+def _disagreements(rules: list[CompiledRule], events: Iterator[dict[str, Any]]) -> tuple[list[str], int]:
+    bad: list[str] = []
+    hits = 0
+    for ev in events:
+        for rule in rules:
+            assert rule.engine_matches is not None
+            want = verdict(rule.engine_matches, ev)
+            got = verdict(rule.matches, ev)
+            hits += want is True
+            if want != got and len(bad) < 10:
+                bad.append(f"{rule.name!r}: rule-engine {want}, compiled {got} on {ev}")
+    return bad, hits
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::rule_engine.errors.MappingAttributeLookupDeprecation")
+
+
+@pytest.fixture(scope="module")
+def rulesets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, RuleSet]:
+    return _rulesets(tmp_path_factory.mktemp("rules"))
+
+
+def test_no_fallbacks_on_shipped_and_fixture_rules(rulesets: dict[str, RuleSet]) -> None:
+    for label in ("default", "exec fixture"):
+        assert [(r.name, r.fallback_reason) for r in rulesets[label].fallbacks()] == [], label
+    # What the compiler hands back to rule-engine, by construct (a ternary, arithmetic,
+    # attributes such as as_lower, nested comprehensions).
+    fallbacks = rulesets["extra"].fallbacks()
+    assert 0 < len(fallbacks) < len(EXTRA_CONDITIONS) // 4, [(r.name, r.fallback_reason) for r in fallbacks]
+
+
+@pytest.mark.parametrize("label", ["default", "exec fixture", "extra"])
+def test_recorded_and_synthesised_events(rulesets: dict[str, RuleSet], label: str) -> None:
+    rules = rulesets[label].rules
+    base = _base_events()
+
+    def events() -> Iterator[dict[str, Any]]:
+        yield from base
+        for ev in _variant_bases(base):
+            yield from _field_variants(ev)
+
+    bad, hits = _disagreements(rules, events())
+    assert bad == []
+    assert hits > 0  # the events reach matches, not only misses
+
+
+# events per rule: the extra rules are many and short
+@pytest.mark.parametrize(("label", "per_rule"), [("default", 100), ("exec fixture", 100), ("extra", 20)])
+def test_random_events(rulesets: dict[str, RuleSet], label: str, per_rule: int) -> None:
+    ruleset = rulesets[label]
+    bad, hits = _disagreements(ruleset.rules, _random_events(ruleset, per_rule * len(ruleset.rules), seed=13))
+    assert bad == []
+    assert hits > 0
+
+
+def test_every_default_rule_matches_some_random_event(rulesets: dict[str, RuleSet]) -> None:
+    # The random events are only a test if they reach each rule's match: count per rule.
+    ruleset = rulesets["default"]
+    events = list(_random_events(ruleset, 100 * len(ruleset.rules), seed=13))
+    never = [r.name for r in ruleset.rules if not any(verdict(r.engine_matches, ev) is True  # type: ignore[arg-type]
+                                                     for ev in events)]
+    assert len(never) <= 2, never
+
+
+@pytest.mark.parametrize("label", ["default", "exec fixture", "extra"])
+def test_matching_events_with_each_read_field_wrong(rulesets: dict[str, RuleSet], label: str) -> None:
+    # For each rule, a random event it matches, then that event with each field the rule
+    # reads missing or of a wrong type: near a match is where a wrong operator shows.
+    ruleset = rulesets[label]
+    events = list(_random_events(ruleset, 100 * len(ruleset.rules), seed=13))
+
+    def variants() -> Iterator[dict[str, Any]]:
+        for rule in ruleset.rules:
+            hit = next((ev for ev in events if verdict(rule.engine_matches, ev) is True), None)  # type: ignore[arg-type]
+            if hit is not None:
+                yield hit
+                yield from _field_variants(hit, sorted(rule.fields))
+
+    bad, hits = _disagreements(ruleset.rules, variants())
+    assert bad == []
+    assert hits > 0
+
+
+def test_cli_names_rules_left_to_rule_engine(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from monitor.cli import main
+
+    path = write(tmp_path, "r.yaml", """
+- rule: plain
+  condition: proc.name == "x"
+  output: o
+  priority: INFO
+- rule: ternary
+  condition: "user.uid == 0 ? true : false"
+  output: o
+  priority: INFO
+""")
+    assert main(["rules", "validate", "--no-default-rules", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "1 evaluated by rule-engine, not compiled: 'ternary' (TernaryExpression)" in out
+    assert main(["rules", "list", "--json", "--no-default-rules", "--rules", str(path)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["evaluator"] for r in rows] == ["compiled", "rule-engine (TernaryExpression)"]
+
+
+def test_referenced_fields_are_what_conditions_outputs_and_alerts_read(tmp_path: Path) -> None:
+    rs = load(sources(write(tmp_path, "r.yaml", """
+- rule: a
+  condition: evt.type == "execve" and [x for x in (proc.aname ?? []) if x == "y"] and fd.num >= 0
+  output: o %evt.arg.flags %proc.argv[1]
+  priority: INFO
+- rule: switched off
+  condition: evt.type == "execve" and cgroup.id == 1
+  output: o %group.gid
+  priority: INFO
+  enabled: false
+""")))
+    got = rs.referenced_fields()
+    assert {"evt.type", "proc.aname", "fd.num", "evt.arg.flags", "proc.argv"} <= got
+    assert {"proc.pid", "proc.exe", "user.name", "evt.time", "proc.apid", "proc.aexe"} <= got  # alerts
+    assert not {"cgroup.id", "group.gid", "evt.cpu", "proc.pcmdline"} & got  # disabled, or unused
+    default = load(sources(rules_dir() / "default.yaml")).referenced_fields()
+    assert len(default) < len(catalog.FIELDS) and "fd.nameraw" in default

@@ -72,6 +72,10 @@ enum rw_flood_stat {
 #define RW_EXEC_F_ARG_READ_FAILED (1u << 2)
 #define RW_EXEC_F_FILENAME_TRUNCATED (1u << 3)
 #define RW_EXEC_F_EXE_MEMFD (1u << 4)     /* the executed file is a memfd (fileless) */
+#define RW_EXEC_F_EXE_DELETED (1u << 5)   /* the executed file has no name left (unlinked) */
+#define RW_EXEC_F_EXEPATH (1u << 6)       /* exepath holds the kernel-resolved path */
+#define RW_EXEC_F_EXEPATH_TRUNCATED (1u << 7) /* too deep or too long to resolve */
+#define RW_EXEC_F_CWD (1u << 8)           /* cwd holds the kernel-resolved working directory */
 
 /* Process lineage, kept by the kernel programs in an LRU hash pinned on bpffs so that it
  * outlives the monitor. Keyed by identity, not pid: a pid can be reused, (tgid, start)
@@ -98,7 +102,7 @@ struct rw_proc {
     __u32 flags;           /* RW_PROC_F_* */
     __u32 args_len;        /* bytes of args used (NUL-separated, cut at RW_PROC_ARGS_LEN) */
     char comm[RW_COMM_LEN];
-    char exe[RW_PATH_LEN];
+    char exe[RW_PATH_LEN]; /* the executed file as the kernel resolved it (exec's exepath) */
     char args[RW_PROC_ARGS_LEN];
 };
 
@@ -144,7 +148,24 @@ struct rw_exec {
     __u32 args_len;        /* bytes of args used */
     __s32 dirfd;           /* execveat only; AT_FDCWD (-100) for execve */
     __u32 at_flags;        /* execveat only */
-    char filename[RW_PATH_LEN];
+    /* The file the kernel executed (bprm->file at sched_process_exec; for a script, its
+     * interpreter), whatever path string was passed: */
+    __u64 exe_ino;
+    __u64 exe_ctime_ns;    /* inode change time, ns since the epoch */
+    __u64 exe_mtime_ns;    /* inode modification time, ns since the epoch */
+    __u32 exe_uid;         /* owner */
+    __u32 exe_gid;
+    __u32 exe_nlink;
+    __u16 exe_mode;        /* i_mode: type and permission bits */
+    __u16 _pad1;
+    char exepath[RW_PATH_LEN]; /* walked from its dentry and mount (RW_EXEC_F_EXEPATH) */
+    /* The process at exec, from its task: */
+    __u32 tty;             /* controlling terminal as /proc/PID/stat's tty_nr; 0 if none */
+    __u32 sid;             /* session id, in the process's own pid namespace */
+    __u32 vpgid;           /* process group id, in the process's own pid namespace */
+    __u32 loginuid;        /* audit login uid; 4294967295 if never set */
+    char cwd[RW_PATH_LEN]; /* working directory (RW_EXEC_F_CWD) */
+    char filename[RW_PATH_LEN]; /* as passed to execve (relative, a symlink, "" ...) */
     char args[RW_ARGS_BUF];
 };
 
@@ -163,16 +184,12 @@ struct rw_fork {
 #define RW_SC_F_PATH2_TRUNCATED (1u << 3)
 #define RW_SC_F_ADDR_FAILED (1u << 4)     /* sockaddr unreadable */
 #define RW_SC_F_SOCKET (1u << 5)          /* dup source is a socket: family/addr/port are its peer */
-#define RW_SC_F_BASE (1u << 6)            /* base holds the directory of a relative path */
-#define RW_SC_F_BASE_TRUNCATED (1u << 7)  /* too deep or too long: base is unusable */
+#define RW_SC_F_BASE (1u << 6)            /* kpath: the directory of a relative path */
+#define RW_SC_F_BASE_TRUNCATED (1u << 7)  /* too deep or too long: kpath is unusable */
+#define RW_SC_F_RESOLVED (1u << 8)        /* kpath: the file an open returned, resolved */
 #define RW_AUX_LEN 32
-/* Directory a relative path is relative to, captured at the syscall: its components,
- * leaf first, NUL-separated (userspace reverses them). One component is read with at
- * most RW_BASE_COMP bytes; the buffer has that much slack past RW_BASE_LEN. */
-#define RW_BASE_LEN 256
-#define RW_BASE_COMP 64
-#define RW_BASE_BUF (RW_BASE_LEN + RW_BASE_COMP)
-#define RW_BASE_DEPTH 24
+/* Path walks (dentry to the mount root, then across mounts) give up past this depth. */
+#define RW_WALK_DEPTH 32
 
 /* Any other syscall, recorded at sys_exit with its arguments (read from the saved
  * registers) and return value. Which arguments are paths or addresses depends on nr;
@@ -196,9 +213,10 @@ struct rw_syscall {
     char aux[RW_AUX_LEN];  /* mount: filesystem type */
     char path[RW_PATH_LEN];
     char path2[RW_PATH_LEN];
-    __u32 base_len;        /* bytes of base used */
-    __u32 base_depth;      /* components in base */
-    char base[RW_BASE_BUF];
+    /* A path the kernel resolved from a struct path, absolute from the global root:
+     * for a successful open, the file the returned fd refers to (RW_SC_F_RESOLVED);
+     * else, for a relative path, the directory it was relative to (RW_SC_F_BASE). */
+    char kpath[RW_PATH_LEN];
 };
 
 /* Set by userspace only, on a record it rebuilt from a coalescing entry: it reports

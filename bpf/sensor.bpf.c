@@ -29,6 +29,8 @@
 #include <linux/fdtable.h>
 #include <linux/net.h>
 #include <net/sock.h>
+#include <linux/tty.h>
+#include <linux/tty_driver.h>
 #endif
 
 /* Syscall numbers (RW_NR_<name>) come from the event catalogue, monitor/events/catalog.py,
@@ -70,7 +72,8 @@ BPF_ARRAY(open_filter, u32, 1);
 #define RW_BPF_CMD_MAX 64
 BPF_ARRAY(bpf_cmd_wanted, u8, RW_BPF_CMD_MAX + 1);
 BPF_PERCPU_ARRAY(filtered_opens, u64, 1);
-BPF_PERCPU_ARRAY(pfx_scratch, struct rw_pfx_key, 1);
+/* [0]: the path an open was given; [1]: the path of the file it returned. */
+BPF_PERCPU_ARRAY(pfx_scratch, struct rw_pfx_key, 2);
 BPF_PERCPU_ARRAY(lineage_stats, u64, RW_LIN_STAT_MAX);
 /* Syscall records are built here, not in the ring buffer: a record that is coalesced or
  * throttled must not take ring space (a reserved-then-discarded record still occupies
@@ -246,10 +249,15 @@ static __always_inline void lineage_exec(const struct rw_exec *e)
         count_lineage(RW_LIN_INSERTS);
     }
     __builtin_memcpy(p->comm, e->h.comm, sizeof(p->comm));
-    __builtin_memcpy(p->exe, e->filename, sizeof(p->exe));
+    /* Ancestors are judged by what they executed, not by the string they passed. */
+    if (e->flags & RW_EXEC_F_EXEPATH)
+        __builtin_memcpy(p->exe, e->exepath, sizeof(p->exe));
+    else
+        __builtin_memcpy(p->exe, e->filename, sizeof(p->exe));
     __builtin_memcpy(p->args, e->args, sizeof(p->args));
     p->args_len = e->args_len < RW_PROC_ARGS_LEN ? e->args_len : RW_PROC_ARGS_LEN;
-    p->flags = (e->flags & RW_EXEC_F_FILENAME_TRUNCATED) ? RW_PROC_F_EXE_TRUNCATED : 0;
+    /* Without a resolved path the string passed stands in: cut, or not what ran. */
+    p->flags = (e->flags & RW_EXEC_F_EXEPATH) ? 0 : RW_PROC_F_EXE_TRUNCATED;
     p->exec_ns = e->h.ktime_ns;
     p->uid = e->h.uid;
     p->cgroup_id = e->h.cgroup_id;
@@ -333,6 +341,21 @@ static __always_inline int on_exec_enter(struct pt_regs *regs, u32 nr)
     e->syscall_nr = nr;
     e->flags = 0;
     e->ret = 0;
+    /* Filled at sched_process_exec, which a failed exec never reaches. */
+    e->exepath[0] = 0;
+    e->exe_ino = 0;
+    e->exe_ctime_ns = 0;
+    e->exe_mtime_ns = 0;
+    e->exe_uid = 0;
+    e->exe_gid = 0;
+    e->exe_nlink = 0;
+    e->exe_mode = 0;
+    e->_pad1 = 0;
+    e->tty = 0;
+    e->sid = 0;
+    e->vpgid = 0;
+    e->loginuid = 0;
+    e->cwd[0] = 0;
     if (nr == RW_NR_execveat) {
         e->dirfd = (s32)a0;
         e->at_flags = (u32)a4;
@@ -439,22 +462,33 @@ static __always_inline void read_sockaddr(struct rw_syscall *r, const void *uadd
     r->port = __builtin_bswap16(port);
 }
 
-/* The directory behind a struct path, leaf first, up to the global root: mount points
- * are crossed, so a chroot or a bind mount cannot hide where a file really is. */
-static __always_inline void read_base(struct rw_syscall *r, const void *path)
+/* The path of a struct path (a dentry in a mount), absolute from the global root, in
+ * w->buf: right-aligned, it ends with the NUL at buf[RW_PATH_LEN - 1] and starts at the
+ * offset returned; -1 when it is deeper than RW_WALK_DEPTH or longer than RW_PATH_LEN - 1.
+ * Names are taken from dentries up to the mount's root, then from the mount point in the
+ * parent mount (as d_path does, and Tetragon), so a chroot, a bind mount, a symlink or
+ * ".." cannot make a file look like it is elsewhere. A dentry that is its own parent
+ * below a mount root is a pseudo file (memfd, pipe, anon inode): its name alone, after
+ * "/", as d_path prints it. The one walk for cwd/dirfd bases, executables and opens. */
+struct rw_walk {
+    char buf[2 * RW_PATH_LEN]; /* names are copied at offsets < RW_PATH_LEN, < RW_PATH_LEN long */
+};
+BPF_PERCPU_ARRAY(walk_scratch, struct rw_walk, 1);
+
+static __always_inline int walk_path(struct rw_walk *w, const void *path)
 {
     const void *dentry = rd_ptr(path, RW_OFF_PATH_DENTRY);
     const void *vfsmnt = rd_ptr(path, RW_OFF_PATH_MNT);
 #ifdef RW_OFF_MOUNT_MNT
     const void *mnt = (const char *)vfsmnt - RW_OFF_MOUNT_MNT;
 #endif
-    u32 off = 0, depth = 0;
+    u32 pos = RW_PATH_LEN - 1;
     int i;
 
+    w->buf[RW_PATH_LEN - 1] = 0;
     #pragma unroll
-    for (i = 0; i < RW_BASE_DEPTH; i++) {
-        const void *parent = rd_ptr(dentry, RW_OFF_DENTRY_D_PARENT);
-        if (dentry == rd_ptr(vfsmnt, RW_OFF_VFSMOUNT_ROOT) || dentry == parent) {
+    for (i = 0; i < RW_WALK_DEPTH; i++) {
+        if (dentry == rd_ptr(vfsmnt, RW_OFF_VFSMOUNT_ROOT)) {
 #ifdef RW_OFF_MOUNT_MNT
             const void *mparent = rd_ptr(mnt, RW_OFF_MOUNT_PARENT);
             if (mparent == mnt || !mparent)
@@ -464,27 +498,63 @@ static __always_inline void read_base(struct rw_syscall *r, const void *path)
             vfsmnt = (const char *)mnt + RW_OFF_MOUNT_MNT;
             continue;
 #else
-            goto truncated; /* no struct mount without BTF: cannot cross */
+            if (rd_ptr(dentry, RW_OFF_DENTRY_D_PARENT) == dentry)
+                goto done; /* no struct mount without BTF: a mount's root ends the walk */
+            return -1;
 #endif
         }
-        if (off >= RW_BASE_LEN)
-            goto truncated;
-        const char *name = rd_ptr(dentry, RW_OFF_DENTRY_D_NAME + RW_OFF_QSTR_NAME);
-        long n = bpf_probe_read_kernel_str(&r->base[off & (RW_BASE_LEN - 1)], RW_BASE_COMP, name);
-        if (n <= 0 || n == RW_BASE_COMP)
-            goto truncated;
-        off += n;
-        depth++;
+        u32 len = rd_u32(dentry, RW_OFF_DENTRY_D_NAME + RW_OFF_QSTR_LEN);
+        if (len == 0 || len >= pos)
+            return -1;
+        /* clang knows len < pos <= 254 and drops masks that change nothing; the verifier
+         * needs them to bound the accesses: the empty asm hides what clang knows. */
+        pos -= len;
+        asm volatile("" : "+r"(pos), "+r"(len));
+        pos &= RW_PATH_LEN - 1;
+        bpf_probe_read_kernel(&w->buf[pos], len & (RW_PATH_LEN - 1),
+                              rd_ptr(dentry, RW_OFF_DENTRY_D_NAME + RW_OFF_QSTR_NAME));
+        pos -= 1;
+        asm volatile("" : "+r"(pos));
+        pos &= RW_PATH_LEN - 1;
+        w->buf[pos] = '/';
+        const void *parent = rd_ptr(dentry, RW_OFF_DENTRY_D_PARENT);
+        if (parent == dentry)
+            goto done; /* pseudo file: no directory above it */
         dentry = parent;
     }
-truncated:
-    r->flags |= RW_SC_F_BASE_TRUNCATED;
-    count_drop(RW_DROP_PATH_TRUNCATED);
-    return;
+    return -1;
 done:
-    r->base_len = off;
-    r->base_depth = depth;
-    r->flags |= RW_SC_F_BASE;
+    if (pos == RW_PATH_LEN - 1) {
+        pos -= 1;
+        w->buf[pos] = '/'; /* the root itself */
+    }
+    return (int)pos;
+}
+
+/* walk_path into dst (RW_PATH_LEN bytes); the path's length, or -1 with dst empty. */
+static __always_inline int resolve_path(char *dst, const void *path)
+{
+    u32 zero = 0;
+    struct rw_walk *w = walk_scratch.lookup(&zero);
+    dst[0] = 0;
+    if (!w)
+        return -1;
+    int pos = walk_path(w, path);
+    if (pos < 0)
+        return -1;
+    bpf_probe_read_kernel_str(dst, RW_PATH_LEN, &w->buf[pos & (RW_PATH_LEN - 1)]);
+    return RW_PATH_LEN - 1 - pos;
+}
+
+/* The directory a relative path is relative to: the cwd or the dirfd's file. */
+static __always_inline void read_base(struct rw_syscall *r, const void *path)
+{
+    if (resolve_path(r->kpath, path) > 0) {
+        r->flags |= RW_SC_F_BASE;
+    } else {
+        r->flags |= RW_SC_F_BASE_TRUNCATED;
+        count_drop(RW_DROP_PATH_TRUNCATED);
+    }
 }
 
 /* Whether the text alone says where a path is: absolute, no "//", no "/." component
@@ -519,7 +589,13 @@ static __always_inline int canonical_absolute(const char *p)
     return 0; /* no NUL within RW_PATH_LEN - 1 bytes: truncated, not judged */
 }
 
-/* 1 if the open of this path must not make a record. The path is left in pk. */
+static __always_inline int open_prefix_wanted(struct rw_pfx_key *pk, long len)
+{
+    pk->prefixlen = (u32)len * 8;
+    return open_prefixes.lookup(pk) != 0;
+}
+
+/* 1 if the path an open was given is not one the rules ask for. The path is left in pk. */
 static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upath, long *n)
 {
     /* Zeroed first: the record copies all RW_PATH_LEN bytes, and coalescing compares
@@ -530,13 +606,15 @@ static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upat
     u32 *on = open_filter.lookup(&zero);
     if (!on || !*on || *n <= 1 || !canonical_absolute(pk->path))
         return 0;
-    pk->prefixlen = (u32)(*n - 1) * 8;
-    if (open_prefixes.lookup(pk))
-        return 0;
+    return !open_prefix_wanted(pk, *n - 1);
+}
+
+static __always_inline void count_filtered_open(void)
+{
+    u32 zero = 0;
     u64 *f = filtered_opens.lookup(&zero);
     if (f)
         (*f)++;
-    return 1;
 }
 
 /* ---- The syscall lane: coalescing, throttling, output ----------------------------
@@ -792,16 +870,26 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
     bpf_probe_read_kernel(&a4, sizeof(a4), &regs->r8);
     bpf_probe_read_kernel(&a5, sizeof(a5), &regs->r9);
 
-    /* Opens are most syscalls on a host: the path filter runs before anything else. */
-    struct rw_pfx_key *pk = 0;
-    long open_n = 0;
+    /* Opens are most syscalls on a host: the path filter runs before anything else.
+     * It judges the path as given and, for an open that returned a file, the path of that
+     * file (resolved here from the fd, so a symlink or ".." cannot smuggle a wanted file
+     * past the filter): the record is kept if either is wanted. */
+    struct rw_pfx_key *pk = 0, *rk = 0;
+    long open_n = 0, res_n = -1;
     if (nr == RW_NR_open || nr == RW_NR_openat || nr == RW_NR_openat2) {
-        u32 zero = 0;
+        u32 zero = 0, one = 1;
         pk = pfx_scratch.lookup(&zero);
-        if (!pk)
+        rk = pfx_scratch.lookup(&one);
+        if (!pk || !rk)
             return 0;
-        if (open_filtered(pk, (const char *)(nr == RW_NR_open ? a0 : a1), &open_n))
+        int drop = open_filtered(pk, (const char *)(nr == RW_NR_open ? a0 : a1), &open_n);
+        const void *opened = ret >= 0 ? fd_file((u64)ret) : 0;
+        if (opened)
+            res_n = resolve_path(rk->path, (const char *)opened + RW_OFF_FILE_F_PATH);
+        if (drop && (res_n <= 0 || !open_prefix_wanted(rk, res_n))) {
+            count_filtered_open();
             return 0;
+        }
     }
 
     if (nr == RW_NR_bpf && a0 < RW_BPF_CMD_MAX) {
@@ -843,8 +931,7 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
     r->args[4] = a4;
     r->args[5] = a5;
 
-    r->base_len = 0;
-    r->base_depth = 0;
+    r->kpath[0] = 0;
     const char *p1 = 0, *p2 = 0;
     /* Which path names the object (fd.name), and the dirfd it is relative to. */
     int base_for = 0;
@@ -919,8 +1006,13 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
     }
     if (p2)
         read_user_path(r->path2, p2, &r->flags, RW_SC_F_PATH2_FAILED, RW_SC_F_PATH2_TRUNCATED);
+    if (rk && res_n > 0) {
+        /* The opened file's own path makes the cwd/dirfd base unnecessary. */
+        __builtin_memcpy(r->kpath, rk->path, RW_PATH_LEN);
+        r->flags |= RW_SC_F_RESOLVED;
+    }
     char first = base_for == 1 ? r->path[0] : (base_for == 2 ? r->path2[0] : '/');
-    if (first && first != '/') {
+    if (first && first != '/' && !(r->flags & RW_SC_F_RESOLVED)) {
         /* Relative: capture the base directory now; by the time userspace looks, the
          * process may have changed directory or exited. */
         const void *base = 0;
@@ -992,11 +1084,88 @@ RAW_TRACEPOINT_PROBE(sys_exit)
         count_drop(RW_DROP_FILENAME_FAILED);
     if (e->flags & RW_EXEC_F_FILENAME_TRUNCATED)
         count_drop(RW_DROP_FILENAME_TRUNCATED);
+    if (e->flags & RW_EXEC_F_EXEPATH_TRUNCATED)
+        count_drop(RW_DROP_PATH_TRUNCATED); /* proc.exepath missing: too deep or long */
     count_produced(RW_REC_EXEC);
     if (events.ringbuf_output(e, sizeof(*e), 0) != 0)
         count_drop(RW_DROP_RINGBUF_FULL);
     pending_exec.delete(&tid);
     return 0;
+}
+
+/* What the kernel executed: bprm->file, whatever string was passed (relative, a
+ * symlink, "" with AT_EMPTY_PATH); for a script, its interpreter (the file that became
+ * the image, as /proc/PID/exe shows). Its path, inode and whether it still has a name. */
+static __always_inline void exe_truth(struct rw_exec *e, const void *file)
+{
+    const void *dentry = rd_ptr(file, RW_OFF_FILE_F_PATH + RW_OFF_PATH_DENTRY);
+    const void *inode = rd_ptr(file, RW_OFF_FILE_F_INODE);
+    if (resolve_path(e->exepath, (const char *)file + RW_OFF_FILE_F_PATH) > 0)
+        e->flags |= RW_EXEC_F_EXEPATH;
+    else
+        e->flags |= RW_EXEC_F_EXEPATH_TRUNCATED;
+    e->exe_ino = rd_u64(inode, RW_OFF_INODE_I_INO);
+    /* Multigrain timestamps (6.13+) keep a flag in the top bit of i_ctime_nsec: ns fit
+     * in 30 bits. Reading 4 bytes of 6.1's long tv_nsec is the same on little-endian. */
+    e->exe_ctime_ns = rd_u64(inode, RW_OFF_INODE_CTIME_SEC) * 1000000000ull +
+                      (rd_u32(inode, RW_OFF_INODE_CTIME_NSEC) & 0x3fffffff);
+    e->exe_mtime_ns = rd_u64(inode, RW_OFF_INODE_MTIME_SEC) * 1000000000ull +
+                      (rd_u32(inode, RW_OFF_INODE_MTIME_NSEC) & 0x3fffffff);
+    e->exe_uid = rd_u32(inode, RW_OFF_INODE_I_UID);
+    e->exe_gid = rd_u32(inode, RW_OFF_INODE_I_GID);
+    e->exe_nlink = rd_u32(inode, RW_OFF_INODE_I_NLINK);
+    u16 mode = 0;
+    bpf_probe_read_kernel(&mode, sizeof(mode), (const char *)inode + RW_OFF_INODE_I_MODE);
+    e->exe_mode = mode;
+    e->_pad1 = 0;
+    /* Fileless execution: the image came from a memfd, whose dentry is "memfd:NAME". */
+    char name[6] = {};
+    bpf_probe_read_kernel(name, sizeof(name), rd_ptr(dentry, RW_OFF_DENTRY_D_NAME + RW_OFF_QSTR_NAME));
+    int memfd = name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' &&
+                name[4] == 'd' && name[5] == ':';
+    if (memfd)
+        e->flags |= RW_EXEC_F_EXE_MEMFD;
+    /* Deleted: no links left, or unhashed though not a root (d_unlinked()). A memfd
+     * never had a name: it is reported as a memfd, not as deleted. */
+    int unhashed = rd_ptr(dentry, RW_OFF_DENTRY_D_HASH_PPREV) == 0 &&
+                   rd_ptr(dentry, RW_OFF_DENTRY_D_PARENT) != dentry;
+    if (!memfd && (e->exe_nlink == 0 || unhashed))
+        e->flags |= RW_EXEC_F_EXE_DELETED;
+}
+
+/* A pid as the process's own pid namespace numbers it: pid->numbers[pid->level].nr
+ * (struct upid is an int and a pointer: 16 bytes). */
+static __always_inline u32 rw_pid_vnr(const void *pid)
+{
+    if (!pid)
+        return 0;
+    u32 level = rd_u32(pid, RW_OFF_PID_LEVEL);
+    return rd_u32(pid, RW_OFF_PID_NUMBERS + (level & 31) * 16);
+}
+
+#define RW_PIDTYPE_PGID 2
+#define RW_PIDTYPE_SID 3
+
+/* The exec'ing process's session, group, terminal, login uid and working directory. */
+static __always_inline void exec_task_fields(struct rw_exec *e)
+{
+    const void *task = (const void *)bpf_get_current_task();
+    const void *signal = rd_ptr(task, RW_OFF_TASK_SIGNAL);
+    e->sid = rw_pid_vnr(rd_ptr(signal, RW_OFF_SIGNAL_PIDS + RW_PIDTYPE_SID * sizeof(void *)));
+    e->vpgid = rw_pid_vnr(rd_ptr(signal, RW_OFF_SIGNAL_PIDS + RW_PIDTYPE_PGID * sizeof(void *)));
+    e->loginuid = rd_u32(task, RW_OFF_TASK_LOGINUID);
+    e->tty = 0;
+    const void *tty = rd_ptr(signal, RW_OFF_SIGNAL_TTY);
+    if (tty) {
+        /* new_encode_dev(MKDEV(driver->major, driver->minor_start + index)) */
+        const void *driver = rd_ptr(tty, RW_OFF_TTY_DRIVER);
+        u32 major = rd_u32(driver, RW_OFF_TTY_DRIVER_MAJOR);
+        u32 minor = rd_u32(driver, RW_OFF_TTY_DRIVER_MINOR_START) + rd_u32(tty, RW_OFF_TTY_INDEX);
+        e->tty = (minor & 0xff) | (major << 8) | ((minor & ~0xffu) << 12);
+    }
+    const void *fs = rd_ptr(task, RW_OFF_TASK_FS);
+    if (fs && resolve_path(e->cwd, (const char *)fs + RW_OFF_FS_PWD) > 0)
+        e->flags |= RW_EXEC_F_CWD;
 }
 
 /* Between sys_enter and sys_exit of a successful exec: the new image is known here.
@@ -1009,14 +1178,8 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     struct rw_exec *e = pending_exec.lookup(&old_pid);
     if (!e)
         return 0;
-    /* Fileless execution: the image came from a memfd, whose dentry is "memfd:NAME". */
-    const void *bprm = (const void *)ctx->args[2];
-    const void *dentry = rd_ptr(rd_ptr(bprm, RW_OFF_BINPRM_FILE), RW_OFF_FILE_F_PATH + RW_OFF_PATH_DENTRY);
-    char name[6] = {};
-    bpf_probe_read_kernel(name, sizeof(name), rd_ptr(dentry, RW_OFF_DENTRY_D_NAME + RW_OFF_QSTR_NAME));
-    if (name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && name[3] == 'f' && name[4] == 'd' &&
-        name[5] == ':')
-        e->flags |= RW_EXEC_F_EXE_MEMFD;
+    exe_truth(e, rd_ptr((const void *)ctx->args[2], RW_OFF_BINPRM_FILE));
+    exec_task_fields(e);
     if (old_pid == tid)
         return 0;
     /* A non-leader thread that exec'd has taken over the leader's pid (de_thread). */

@@ -166,15 +166,29 @@ def run(argv: list[str], **kw: Any) -> int:
     return p.pid
 
 
-def action(name: str, *args: str) -> dict[str, Any]:
+def action(name: str, *args: str, python: str = sys.executable) -> dict[str, Any]:
     """Run a tests/default_rules_actions.py action; its JSON report (pid, ppid, ...)."""
-    p = subprocess.Popen([sys.executable, str(ACTIONS), name, *args],
+    p = subprocess.Popen([python, str(ACTIONS), name, *args],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, f"{name} failed ({p.returncode}): {err}"
     report: dict[str, Any] = json.loads(out)
     report["proc_pid"] = p.pid
     return report
+
+
+@contextlib.contextmanager
+def installed_as(name: str) -> Iterator[Path]:
+    """The Python interpreter installed under a system program's name in a private
+    directory below /usr/lib/: what a genuine program of that name looks like to the
+    default rules (proc.exepath carries the name, in a directory only root writes)."""
+    d = Path(f"/usr/lib/ringwatch-test-{uuid.uuid4().hex[:8]}")
+    d.mkdir()
+    try:
+        shutil.copy(os.path.realpath(sys.executable), d / name)
+        yield d / name
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def me() -> tuple[int, str]:
@@ -488,13 +502,18 @@ def test_write_below_etc_and_to_sudoers(mon: AlertMonitor, tmp_path: Path) -> No
 def test_kernel_module_injection(mon: AlertMonitor, tmp_path: Path) -> None:
     garbage = tmp_path / "rootkit.ko"
     garbage.write_bytes(b"\x7fELF" + os.urandom(4092))  # not a module: the load fails
-    benign = action("module_load", str(garbage), "systemd-udevd")  # the system's own loader
+    with installed_as("systemd-udevd") as udevd:  # the system's own loader
+        benign = action("module_load", str(garbage), python=str(udevd))
+    # The same name without the image: prctl(PR_SET_NAME) makes no program trusted.
+    renamed = action("module_load", str(garbage), "systemd-udevd")
     bad = action("module_load", str(garbage))
     assert bad["finit"][0] == -1 and bad["init"][0] == -1, bad
     for evt_type in ("finit_module", "init_module"):
         a = alert_for(mon, "Linux kernel module injection", bad["pid"], **{"evt.type": evt_type})
         assert_attributed(a, bad["pid"], *me())
         assert a["event"]["evt.failed"] is True
+        a = alert_for(mon, "Linux kernel module injection", renamed["pid"], **{"evt.type": evt_type})
+        assert a["event"]["proc.name"] == "systemd-udevd" and a["event"]["proc.is_name_exe"] is False
     assert_no_alerts(mon, [benign["pid"]], "a load by systemd-udevd")
 
 

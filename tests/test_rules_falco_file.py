@@ -18,6 +18,7 @@ from tests.rules_util import load_text, problems_of, sources, write
 STABLE = Path(__file__).resolve().parent / "fixtures" / "falco" / "falco_rules.yaml"
 HEAD = "- required_engine_version: 0.26.0\n"
 EXEC = {"evt.type": "execve", "proc.name": "bash", "proc.pname": "sshd", "proc.exe": "/usr/bin/bash",
+        "proc.exepath": "/usr/bin/bash",
         "proc.argv": ["bash"], "proc.cmdline": "bash -i", "user.uid": 0, "user.name": "root",
         "proc.aname": ["sshd", "systemd"], "evt.time": "2026-12-01T10:00:00.123456789Z", "evt.ts": 17}
 
@@ -100,7 +101,7 @@ def test_exceptions_with_falco_comps(tmp_path: Path) -> None:
     assert m({**EXEC, "proc.cmdline": "bash -c x"})
     assert not m({**EXEC, "proc.cmdline": "bash -i"})  # icontains exception
     assert not m({**EXEC, "proc.cmdline": "x", "proc.pname": "cron"})  # in list + pmatch
-    assert m({**EXEC, "proc.cmdline": "x", "proc.pname": "cron", "proc.exe": "/opt/bash"})
+    assert m({**EXEC, "proc.cmdline": "x", "proc.pname": "cron", "proc.exepath": "/opt/bash"})
     assert not m({**EXEC, "proc.cmdline": "x", "proc.aname": ["x", "init"]})  # any ancestor
 
 
@@ -123,14 +124,14 @@ def test_a_rule_needing_a_field_ringwatch_lacks_is_skipped_naming_it(tmp_path: P
 
 
 def test_rules_list_shows_skipped_rules_and_why(tmp_path: Path) -> None:
-    path = write(tmp_path, "f.yaml", HEAD + rule("needs tty", "evt.type = execve and proc.tty != 0"))
+    path = write(tmp_path, "f.yaml", HEAD + rule("needs pgrp", "evt.type = execve and proc.vpgid.name = x"))
     run = subprocess.run([sys.executable, "-m", "monitor", "rules", "list", "--json", "--no-default-rules",
                           "--rules", str(path)], capture_output=True, text=True, cwd=REPO_ROOT,
                          env={"RINGWATCH_RULES_D": "/nonexistent", "PATH": "/usr/bin:/bin"}, check=True)
     rows = [json.loads(line) for line in run.stdout.splitlines()]
-    assert rows == [{"name": "needs tty", "priority": "WARNING", "enabled": "skipped", "action": "",
+    assert rows == [{"name": "needs pgrp", "priority": "WARNING", "enabled": "skipped", "action": "",
                      "tags": [], "event_types": [], "file": str(path), "line": 2,
-                     "skipped": "needs field proc.tty, which ringwatch does not provide"}]
+                     "skipped": "needs field proc.vpgid.name, which ringwatch does not provide"}]
 
 
 def test_skip_if_unknown_filter(tmp_path: Path) -> None:
@@ -209,6 +210,8 @@ STABLE_ENABLED = {
     "Clear Log Activities", "Redirect STDOUT/STDIN to Network Connection in Container",
     # proc.duration (Falco's proc_is_new macro).
     "Read sensitive file trusted after startup",
+    # proc.tty and proc.exepath, resolved by the kernel at exec (monitor/events/exe.py).
+    "Execution from /dev/shm", "Terminal shell in container",
 }
 
 
@@ -279,13 +282,13 @@ def test_a_macro_syntax_error_is_reported_at_the_macro(tmp_path: Path) -> None:
 
 
 def test_validate_prints_skips_as_warnings(tmp_path: Path) -> None:
-    path = write(tmp_path, "f.yaml", HEAD + rule("needs tty", "evt.type = execve and proc.tty != 0"))
+    path = write(tmp_path, "f.yaml", HEAD + rule("needs pgrp", "evt.type = execve and proc.vpgid.name = x"))
     cmd = [sys.executable, "-m", "monitor", "rules", "validate", "--no-default-rules", str(path)]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT,
                          env={"RINGWATCH_RULES_D": "/nonexistent", "PATH": "/usr/bin:/bin"}, check=False)
     assert run.returncode == 0
     assert run.stdout == "ok: 0 rules, 1 skipped from 1 file(s)\n"
-    assert run.stderr == (f"warning: {path}:2:3: rule 'needs tty': skipped: needs field proc.tty, "
+    assert run.stderr == (f"warning: {path}:2:3: rule 'needs pgrp': skipped: needs field proc.vpgid.name, "
                           "which ringwatch does not provide\n")
 
 

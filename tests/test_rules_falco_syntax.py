@@ -100,6 +100,7 @@ def test_syntax_errors_say_where(text: str, pos: int, message: str) -> None:
 # --- lowered and evaluated ----------------------------------------------------------
 
 EXEC = {"evt.type": "execve", "proc.name": "bash", "proc.pname": "sshd", "proc.exe": "/usr/bin/bash",
+        "proc.exepath": "/usr/bin/bash",
         "proc.argv": ["-bash", "-c", "id"], "proc.args": "-c id", "proc.cmdline": "bash -c id",
         "proc.aname": ["sshd", "systemd"], "proc.apid": [100, 1], "proc.pid": 200, "user.uid": 0,
         "evt.res": 0, "evt.failed": False, "evt.errno": ""}

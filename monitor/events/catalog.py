@@ -15,6 +15,7 @@ from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
 from monitor.enforce.event import deny_fields
+from monitor.events import exe
 from monitor.events import syscall_args as sa
 from monitor.events.fields import (
     ARG_DIRFD,
@@ -80,6 +81,7 @@ def _exec(rec: ExecRecord, name: str, ev: Event, res: PathResolver) -> None:
     ev["proc.argv_truncated"] = rec.argv_truncated
     ev["proc.is_exe_from_memfd"] = rec.exe_from_memfd
     ev["evt.arg.dirfd"] = rec.dirfd
+    ev.update(exe.exe_fields(rec))
 
 
 def _fork(rec: ForkRecord, name: str, ev: Event, res: PathResolver) -> None:
@@ -108,7 +110,7 @@ CATALOG: tuple[EventType, ...] = (
     EventType("exec", RecordType.EXEC, _exec, (
         Field("proc.argv_truncated", bool, "argv was cut at the kernel's bound"),
         Field("proc.is_exe_from_memfd", bool, "the executed file is a memfd (fileless execution)"),
-        ARG_DIRFD,
+        ARG_DIRFD, *exe.FIELDS,
     ), FilterRole.PROCESS, {"execve": 59, "execveat": 322}),
     EventType("fork", RecordType.FORK, _fork, (
         Field("proc.child_pid", int, "the new process (fork events)"),
@@ -121,6 +123,7 @@ CATALOG: tuple[EventType, ...] = (
         *PATH, ARG_FLAGS, ARG_MODE, ARG_DIRFD, FD_NUM,
         Field("evt.is_open_read", bool, "opened for reading"),
         Field("evt.is_open_write", bool, "opened for writing (or truncation)"),
+        Field("fd.is_resolved", bool, "fd.name is the kernel's path of the file actually opened"),
     ), FilterRole.OPEN_PATH, {"open": 2, "openat": 257, "openat2": 437}),
     EventType("unlink", RecordType.SYSCALL, sa.unlink, (*PATH, ARG_FLAGS),
               types={"unlink": 87, "unlinkat": 263, "rmdir": 84}),

@@ -29,7 +29,8 @@ COMMON = (
     Field("proc.tid", int, "thread id"),
     Field("proc.ppid", int, "parent process id (real parent's tgid)"),
     Field("proc.name", str, "process name (comm, at most 15 characters)"),
-    Field("proc.exe", str, "path of the executable as passed to execve"),
+    Field("proc.exe", str, "path of the executable as passed to execve (Falco: the first "
+          "argument); on other events, the lineage's proc.exepath"),
     Field("proc.args", str, "arguments after argv[0], space separated"),
     Field("proc.argv", list, "argument vector"),
     Field("proc.cmdline", str, "proc.name and proc.args, like Falco"),
@@ -44,14 +45,22 @@ COMMON = (
 # Added by the lineage stage from the kernel's lineage map.
 LINEAGE = (
     Field("proc.exec_id", str, "unique id of this process image on this host"),
-    Field("proc.pexe", str, "parent's executable path"),
+    Field("proc.exepath", str, "the file the kernel executed, resolved in the kernel from the exec's "
+          "struct file (dentry and mount walk): symlinks, relative paths, execveat dirfds and "
+          "AT_EMPTY_PATH cannot hide it; for a script, its interpreter; /memfd:NAME for a memfd"),
+    Field("proc.is_name_exe", bool, "proc.name is the executed file's own name (cut to 15 "
+          "characters): false after prctl(PR_SET_NAME), a write to /proc/self/comm, an exec "
+          "through a differently named symlink, and for scripts (the file is the interpreter)"),
+    Field("proc.pexe", str, "parent's executable path (the kernel-resolved one, as proc.pexepath)"),
+    Field("proc.pexepath", str, "the file the parent executed, resolved by the kernel"),
     Field("proc.pname", str, "parent's name"),
     Field("proc.pcmdline", str, "parent's command line"),
     Field("proc.pexec_id", str, "parent's exec id"),
     Field("proc.aname", list, "ancestor names, nearest first: [0] is the parent (unlike Falco, "
           "whose aname[0] is the process itself)"),
     Field("proc.apid", list, "ancestor pids, nearest first"),
-    Field("proc.aexe", list, "ancestor executable paths, nearest first"),
+    Field("proc.aexe", list, "ancestor executable paths, nearest first (as proc.aexepath)"),
+    Field("proc.aexepath", list, "files the ancestors executed, resolved by the kernel, nearest first"),
 )
 
 # Syscall events: kernel coalescing (bpf/sensor.bpf.c, emit_syscall) folds identical
@@ -73,8 +82,10 @@ RESULT = (
     Field("evt.errno", str, "errno name of a failed syscall, e.g. ENOENT; empty on success"),
 )
 
-FD_NAME = Field("fd.name", str, "file path (absolute and normalised when it can be known; the executable "
-                "for exec denials), socket peer ip:port, unix socket path, or memfd:NAME")
+FD_NAME = Field("fd.name", str, "file path: for an open that returned a file, that file's path resolved "
+                "by the kernel (symlinks and .. followed, see fd.is_resolved); else the path given, "
+                "made absolute and normalised when it can be known (the executable for exec "
+                "denials); socket peer ip:port, unix socket path, or memfd:NAME")
 FD_TYPE = Field("fd.type", str, "file, ipv4, ipv6, unix, memfd, ...")
 FD_NUM = Field("fd.num", int, "file descriptor returned (open, socket, memfd_create); -1 on failure")
 

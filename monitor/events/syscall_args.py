@@ -92,7 +92,11 @@ def open_(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) ->
     dirfd = AT_FDCWD if name == "open" else _s32(r.args[0])
     flags, mode = (r.args[1], r.args[2]) if name == "open" else (r.args[2], r.args[3])
     name, rel = res.resolve(r.h.pid, dirfd, r.path, r.base)
+    if r.resolved is not None:
+        # What was opened, not what was typed: a symlink or ".." cannot disguise it.
+        name = r.resolved
     _path_fields(ev, name, r.path, rel)
+    ev["fd.is_resolved"] = r.resolved is not None
     acc = flags & 3
     ev["evt.arg.flags"] = open_flags(flags)
     ev["evt.arg.mode"] = mode & 0o7777

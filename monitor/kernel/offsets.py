@@ -12,7 +12,9 @@ from pathlib import Path
 
 from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
 
-# macro suffix -> (struct, member path)
+# macro suffix -> (struct, member path). A path may list alternatives, newest layout first,
+# separated by "|": the first one the kernel's BTF has is used (inode times moved from
+# `struct timespec64 i_ctime` (6.1) to `__i_ctime` (6.6) to `i_ctime_sec`/`_nsec` (6.11)).
 KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "TASK_PID": ("task_struct", "pid"),
     "TASK_TGID": ("task_struct", "tgid"),
@@ -58,6 +60,28 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "MOUNT_PARENT": ("mount", "mnt_parent"),
     "MOUNT_MOUNTPOINT": ("mount", "mnt_mountpoint"),
     "VFSMOUNT_ROOT": ("vfsmount", "mnt_root"),
+    # Executable and open truth: the path walk's name lengths, and the executed file's
+    # inode (number, times, owner, link count) and whether its dentry is still hashed.
+    "QSTR_LEN": ("qstr", "len"),
+    "DENTRY_D_HASH_PPREV": ("dentry", "d_hash.pprev"),
+    "INODE_I_INO": ("inode", "i_ino"),
+    "INODE_I_UID": ("inode", "i_uid.val"),
+    "INODE_I_GID": ("inode", "i_gid.val"),
+    "INODE_I_NLINK": ("inode", "i_nlink"),
+    "INODE_CTIME_SEC": ("inode", "i_ctime_sec|__i_ctime.tv_sec|i_ctime.tv_sec"),
+    "INODE_CTIME_NSEC": ("inode", "i_ctime_nsec|__i_ctime.tv_nsec|i_ctime.tv_nsec"),
+    "INODE_MTIME_SEC": ("inode", "i_mtime_sec|__i_mtime.tv_sec|i_mtime.tv_sec"),
+    "INODE_MTIME_NSEC": ("inode", "i_mtime_nsec|__i_mtime.tv_nsec|i_mtime.tv_nsec"),
+    # The process at exec: login uid, session and group ids, controlling terminal.
+    "TASK_LOGINUID": ("task_struct", "loginuid.val"),
+    "SIGNAL_PIDS": ("signal_struct", "pids"),
+    "SIGNAL_TTY": ("signal_struct", "tty"),
+    "PID_LEVEL": ("pid", "level"),
+    "PID_NUMBERS": ("pid", "numbers"),
+    "TTY_INDEX": ("tty_struct", "index"),
+    "TTY_DRIVER": ("tty_struct", "driver"),
+    "TTY_DRIVER_MAJOR": ("tty_driver", "major"),
+    "TTY_DRIVER_MINOR_START": ("tty_driver", "minor_start"),
 }
 
 
@@ -73,8 +97,24 @@ class Offsets:
         return flags
 
 
+def member_path(btf: BTF, struct_name: str, paths: str) -> str:
+    """The first alternative of `paths` that the BTF has (the last one if none: its error
+    is the one to report)."""
+    alternatives = paths.split("|")
+    for path in alternatives[:-1]:
+        try:
+            btf.offset_of(struct_name, path)
+        except BTFError:
+            continue
+        return path
+    return alternatives[-1]
+
+
 def from_btf(btf: BTF) -> Offsets:
-    return Offsets("btf", {k: btf.offset_of(s, p) for k, (s, p) in KERNEL_FIELDS.items()})
+    values: dict[str, int | str] = {
+        k: btf.offset_of(s, member_path(btf, s, p)) for k, (s, p) in KERNEL_FIELDS.items()
+    }
+    return Offsets("btf", values)
 
 
 # struct mount is private to fs/ (fs/mount.h): headers cannot give its layout.
@@ -83,8 +123,9 @@ _BTF_ONLY = frozenset({"MOUNT_MNT", "MOUNT_PARENT", "MOUNT_MOUNTPOINT"})
 
 def from_headers() -> Offsets:
     """offsetof() expressions, evaluated by the compiler against whatever headers it has."""
+    # Of alternative paths the last (oldest layout): the headers bcc finds are old ones.
     values: dict[str, int | str] = {
-        k: f"__builtin_offsetof(struct {s},{p})" for k, (s, p) in KERNEL_FIELDS.items()
+        k: f"__builtin_offsetof(struct {s},{p.split('|')[-1]})" for k, (s, p) in KERNEL_FIELDS.items()
         if k not in _BTF_ONLY
     }
     return Offsets("headers", values)

@@ -26,10 +26,9 @@ SC_F_ADDR_FAILED = 1 << 4
 SC_F_SOCKET = 1 << 5
 SC_F_BASE = 1 << 6
 SC_F_BASE_TRUNCATED = 1 << 7
+SC_F_RESOLVED = 1 << 8
 SC_F_COUNT_ONLY = 1 << 31  # userspace only: a rebuilt record reporting repeats
-BASE_LEN = 256
-BASE_COMP = 64
-BASE_BUF = BASE_LEN + BASE_COMP
+WALK_DEPTH = 32
 PROC_ARGS_LEN = 128
 PROC_F_BACKFILLED = 1 << 0
 PROC_F_EXE_TRUNCATED = 1 << 1
@@ -100,6 +99,10 @@ EXEC_F_FILENAME_FAILED = 1 << 1
 EXEC_F_ARG_READ_FAILED = 1 << 2
 EXEC_F_FILENAME_TRUNCATED = 1 << 3
 EXEC_F_EXE_MEMFD = 1 << 4
+EXEC_F_EXE_DELETED = 1 << 5
+EXEC_F_EXEPATH = 1 << 6
+EXEC_F_EXEPATH_TRUNCATED = 1 << 7
+EXEC_F_CWD = 1 << 8
 
 
 class CHeader(ct.Structure):
@@ -129,6 +132,20 @@ class CExec(ct.Structure):
         ("args_len", ct.c_uint32),
         ("dirfd", ct.c_int32),
         ("at_flags", ct.c_uint32),
+        ("exe_ino", ct.c_uint64),
+        ("exe_ctime_ns", ct.c_uint64),
+        ("exe_mtime_ns", ct.c_uint64),
+        ("exe_uid", ct.c_uint32),
+        ("exe_gid", ct.c_uint32),
+        ("exe_nlink", ct.c_uint32),
+        ("exe_mode", ct.c_uint16),
+        ("_pad1", ct.c_uint16),
+        ("exepath", ct.c_char * PATH_LEN),
+        ("tty", ct.c_uint32),
+        ("sid", ct.c_uint32),
+        ("vpgid", ct.c_uint32),
+        ("loginuid", ct.c_uint32),
+        ("cwd", ct.c_char * PATH_LEN),
         ("filename", ct.c_char * PATH_LEN),
         ("args", ct.c_char * ARGS_BUF),
     ]
@@ -167,9 +184,7 @@ class CSyscall(ct.Structure):
         ("aux", ct.c_char * AUX_LEN),
         ("path", ct.c_char * PATH_LEN),
         ("path2", ct.c_char * PATH_LEN),
-        ("base_len", ct.c_uint32),
-        ("base_depth", ct.c_uint32),
-        ("base", ct.c_char * BASE_BUF),
+        ("kpath", ct.c_char * PATH_LEN),
     ]
 
 
@@ -315,6 +330,32 @@ class Header:
     comm: str
 
 
+@dataclass(frozen=True, slots=True)
+class ExeFile:
+    """The file the kernel executed (bprm->file), whatever path string was passed."""
+
+    path: str | None  # resolved by the kernel from its dentry and mount; None if too deep/long
+    ino: int
+    ctime_ns: int
+    mtime_ns: int
+    uid: int
+    gid: int
+    mode: int
+    nlink: int
+    deleted: bool
+
+    def writable_by(self, uid: int, gid: int) -> bool:
+        """Mode bits against owner and group: uid 0 can write any file (DAC override);
+        supplementary groups, ACLs and read-only mounts are not considered."""
+        if uid == 0:
+            return True
+        if self.uid == uid:
+            return bool(self.mode & 0o200)
+        if self.gid == gid:
+            return bool(self.mode & 0o020)
+        return bool(self.mode & 0o002)
+
+
 @dataclass(slots=True)
 class ExecRecord:
     h: Header
@@ -330,6 +371,19 @@ class ExecRecord:
     arg_read_failed: bool
     filename_truncated: bool
     exe_from_memfd: bool = False
+    exe: ExeFile | None = None  # None: the exec failed, or ran before sched_process_exec
+    task: ExecTask | None = None  # likewise
+
+
+@dataclass(frozen=True, slots=True)
+class ExecTask:
+    """The process as the kernel had it at exec."""
+
+    tty: int  # tty_nr encoding, 0 = none
+    sid: int
+    vpgid: int
+    loginuid: int  # 4294967295 = never set
+    cwd: str | None  # None if too deep or long to resolve
 
 
 @dataclass(slots=True)
@@ -378,6 +432,8 @@ class SyscallRecord:
     path2: str
     # Directory the kernel saw a relative path relative to; None if not captured.
     base: str | None = None
+    # The path of the file a successful open returned, resolved by the kernel.
+    resolved: str | None = None
     # Coalescing: occurrences this record stands for, and when the first of them was
     # (CLOCK_MONOTONIC ns; h.ktime_ns is the last).
     count: int = 1
@@ -444,13 +500,15 @@ def decode(data: int, size: int) -> Record:
             _text(e.filename), argv, e.dirfd, e.at_flags,
             bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
             bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),
-            bool(e.flags & EXEC_F_EXE_MEMFD),
+            bool(e.flags & EXEC_F_EXE_MEMFD), _exe_file(e), _exec_task(e),
         )
     if kind is RecordType.SYSCALL:
         r = ct.cast(data, ct.POINTER(CSyscall)).contents
         return SyscallRecord(
             _header(r.h), r.nr, r.ret, tuple(r.args), r.flags & ~SC_F_COUNT_ONLY, r.family, r.port,
-            bytes(r.addr), _text(r.aux), _text(r.path), _text(r.path2), _base(data, r),
+            bytes(r.addr), _text(r.aux), _text(r.path), _text(r.path2),
+            _text(r.kpath) if r.flags & SC_F_BASE else None,
+            _text(r.kpath) if r.flags & SC_F_RESOLVED else None,
             r.count, r.first_ns or r.h.ktime_ns, bool(r.flags & SC_F_COUNT_ONLY),
         )
     if kind is RecordType.THROTTLE:
@@ -469,15 +527,20 @@ def decode(data: int, size: int) -> Record:
     return ExitRecord(_header(x.h), (x.exit_status >> 8) & 0xFF, x.exit_status & 0x7F)
 
 
-_BASE_OFFSET = CSyscall.base.offset
+def _exec_task(e: CExec) -> ExecTask | None:
+    if not e.flags & (EXEC_F_EXEPATH | EXEC_F_EXEPATH_TRUNCATED):
+        return None  # sched_process_exec did not run: nothing of the task was read
+    return ExecTask(e.tty, e.sid, e.vpgid, e.loginuid, _text(e.cwd) if e.flags & EXEC_F_CWD else None)
 
 
-def _base(data: int, r: CSyscall) -> str | None:
-    if not r.flags & SC_F_BASE:
+def _exe_file(e: CExec) -> ExeFile | None:
+    if not e.flags & (EXEC_F_EXEPATH | EXEC_F_EXEPATH_TRUNCATED):
         return None
-    raw = ct.string_at(data + _BASE_OFFSET, min(r.base_len, BASE_BUF))
-    leaf_first = [_text(c) for c in raw.split(b"\0")[: r.base_depth]]
-    return "/" + "/".join(reversed(leaf_first))
+    return ExeFile(
+        _text(e.exepath) if e.flags & EXEC_F_EXEPATH else None, e.exe_ino, e.exe_ctime_ns,
+        e.exe_mtime_ns, e.exe_uid, e.exe_gid, e.exe_mode, e.exe_nlink,
+        bool(e.flags & EXEC_F_EXE_DELETED),
+    )
 
 
 def _decode_deny(d: CDeny) -> DenyRecord:

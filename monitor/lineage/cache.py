@@ -137,7 +137,9 @@ class Lineage:
                 if info is None:
                     # The kernel makes an entry at every exec: only a racing eviction gets here.
                     info = ProcInfo(h.tgid, key[1], h.ppid, 0, h.uid, h.comm, "", [])
-                info.comm, info.exe, info.argv = h.comm, rec.filename, rec.argv
+                # As the kernel's entry has it: the resolved path of what ran.
+                exepath = rec.exe.path if rec.exe is not None else None
+                info.comm, info.exe, info.argv = h.comm, exepath or rec.filename, rec.argv
                 info.exec_ns, info.uid, info.cgroup_id = h.ktime_ns, h.uid, h.cgroup_id
                 info.backfilled = False
                 self._put(info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from monitor.events.exe import name_is_exe
 from monitor.kernel.records import ExecRecord
 from monitor.lineage.cache import Lineage
 from monitor.stage import Item
@@ -27,7 +28,10 @@ class LineageStage:
         if not isinstance(item.record, ExecRecord):
             # The record itself carries no image: the lineage entry has the last exec's.
             args = info.argv[1:]
+            # The lineage keeps only the kernel-resolved path of what the process runs.
             ev.setdefault("proc.exe", info.exe)
+            ev.setdefault("proc.exepath", info.exe)
+            ev.setdefault("proc.is_name_exe", name_is_exe(ev.get("proc.name", ""), info.exe))
             ev.setdefault("proc.argv", info.argv)
             ev.setdefault("proc.args", " ".join(args))
             ev.setdefault("proc.cmdline", " ".join([info.comm, *args]))
@@ -36,8 +40,10 @@ class LineageStage:
             parent = ancestors[0]
             ev["proc.pname"] = parent.comm
             ev["proc.pexe"] = parent.exe
+            ev["proc.pexepath"] = parent.exe
             ev["proc.pcmdline"] = parent.cmdline()
             ev["proc.pexec_id"] = lin.exec_id(parent)
         ev["proc.aname"] = [a.comm for a in ancestors]
         ev["proc.apid"] = [a.tgid for a in ancestors]
         ev["proc.aexe"] = [a.exe for a in ancestors]
+        ev["proc.aexepath"] = ev["proc.aexe"]

@@ -25,13 +25,10 @@ from monitor.rules.names import FieldNames
 ANCESTORS = {
     "proc.aname": ("proc.aname", "proc.name", str),
     "proc.apid": ("proc.apid", "proc.pid", int),
-    "proc.aexepath": ("proc.aexe", "proc.exe", str),
+    "proc.aexepath": ("proc.aexepath", "proc.exepath", str),
 }
 # Falco name -> (ringwatch expression, type) when the catalog has no field of that name.
 DERIVED: dict[str, tuple[str, type]] = {
-    # Falco: the executable's full path; ringwatch's proc.exe is the path execve was given.
-    "proc.exepath": ("proc.exe", str),
-    "proc.pexepath": ("proc.pexe", str),
     # Falco: the raw return value; ringwatch's evt.res is that number.
     "evt.rawres": ("evt.res", int),
     # Falco: a one-letter fd type.

@@ -261,6 +261,10 @@ HIT_EVENTS: list[dict[str, Any]] = [
     # "Read sensitive file trusted after startup"
     {"evt.type": "open", "evt.is_open_read": True, "fd.type": "file", "fd.num": 4, "fd.name": "/etc/shadow",
      "fd.directory": "/etc", "proc.name": "nginx", "proc.duration": 6 * 10**9},
+    # "Run shell untrusted": a shell under a web server (its ancestor macros read proc.aname)
+    {"evt.type": "execve", "evt.res": 0, "evt.failed": False, "evt.errno": "", "proc.name": "sh",
+     "proc.exe": "/bin/sh", "proc.cmdline": "sh -c id", "proc.pname": "nginx", "proc.pexe": "/usr/sbin/nginx",
+     "proc.pcmdline": "nginx", "proc.aname": ["nginx", "systemd"], "proc.apid": [10, 1]},
     # the Falco-syntax extras: iglob, fd.typechar in (4, 6)
     {"evt.type": "openat", "fd.name": "/Etc/Passwd", "fd.type": "ipv6", "proc.name": "Bash"},
 ]
@@ -312,7 +316,7 @@ def test_defaults_plus_falco_stable_rules_all_compile() -> None:
     # What `ringwatch rules validate tests/fixtures/falco/falco_rules.yaml` loads: the
     # packaged defaults and Falco's stable rules (the ones ringwatch can run), as one set.
     ruleset = load(sources(FALCO_STABLE, defaults=True))
-    assert len(ruleset.rules) == 35  # as `rules validate` reports (some defaults share a name)
+    assert len(ruleset.rules) == 37  # as `rules validate` reports (some defaults share a name)
     assert [(r.name, r.fallback_reason) for r in ruleset.fallbacks()] == []
 
 

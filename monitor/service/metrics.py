@@ -136,6 +136,8 @@ def families(snap: Mapping[str, Any]) -> Families:
     _alerts(f, _section(snap, "alerts"))
     _drops(f, _section(snap, "drops"))
     _ringbuf(f, _section(snap, "ringbuf"))
+    _lanes(f, _section(snap, "lanes"))
+    _flood(f, _section(snap, "flood"))
     _outputs(f, _section(snap, "outputs"))
     _service(f, _section(snap, "service"))
     kf = _section(snap, "kernel_filter")
@@ -203,6 +205,52 @@ def _ringbuf(f: Families, rb: Mapping[str, Any]) -> None:
         if key in rb:
             f.gauge(name, doc, rb[key], ("ringbuf", key))
     f.use(("ringbuf", "fill_hwm_pct"))  # high_water_bytes / size_bytes
+
+
+# Per-lane record outcomes (process and syscall ring buffers): their sum is exact.
+_LANE_OUTCOMES = ("produced", "delivered", "coalesced", "throttled", "lost")
+_LANE_GAUGES = (
+    ("unaccounted", "ringwatch_lane_records_in_flight", "Records produced and not yet accounted for."),
+    ("bytes", "ringwatch_lane_ringbuf_size_bytes", "Size of a lane's ring buffer."),
+    ("fill_bytes", "ringwatch_lane_ringbuf_fill_bytes", "Bytes in a lane's ring buffer not yet consumed."),
+    ("fill_hwm_bytes", "ringwatch_lane_ringbuf_fill_high_water_bytes",
+     "Most bytes seen waiting in a lane's ring buffer."),
+)
+
+
+def _lanes(f: Families, lanes: Mapping[str, Any]) -> None:
+    for lane, st in lanes.items():
+        if not isinstance(st, Mapping):
+            continue
+        for outcome in _LANE_OUTCOMES:
+            if outcome in st:
+                f.counter("ringwatch_lane_records", "Records of a lane, by outcome: produced == delivered "
+                          "+ coalesced + throttled + lost (+ in flight).", st[outcome],
+                          ("lanes", lane, outcome), lane=lane, outcome=outcome)
+        for key, name, doc in _LANE_GAUGES:
+            if key in st:
+                f.gauge(name, doc, st[key], ("lanes", lane, key), lane=lane)
+
+
+def _flood(f: Families, flood: Mapping[str, Any]) -> None:
+    for key, value in flood.items():
+        if key == "throttled_by":
+            continue
+        if _num(value):
+            f.counter("ringwatch_flood_records", "Syscall records folded or refused under a flood, by kind.",
+                      value, ("flood", key), kind=key)
+    by = flood.get("throttled_by")
+    if isinstance(by, Mapping):
+        for who, n in by.items():
+            if _num(n):
+                f.counter("ringwatch_throttled_records", "Syscall records throttled, by process or cgroup.",
+                          n, ("flood", "throttled_by", str(who)), source=str(who))
+            elif isinstance(n, Mapping):
+                for k, v in n.items():
+                    if _num(v):
+                        f.counter("ringwatch_throttled_records", "Syscall records throttled, by process "
+                                  "or cgroup.", v, ("flood", "throttled_by", str(who), str(k)),
+                                  source=f"{who}:{k}")
 
 
 def _outputs(f: Families, outputs: Mapping[str, Any]) -> None:

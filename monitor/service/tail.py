@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import queue
+import select
 import socket
 import threading
 from collections.abc import Mapping
@@ -184,12 +185,19 @@ class TailClient:
                 self.conn.close()
 
     def _peer_gone(self) -> bool:
-        """The client hung up (clients send nothing after the request: EOF means gone)."""
+        """The client hung up (clients send nothing after the request: EOF means gone).
+
+        Asked with select() first: the socket has a write timeout, and on such a socket
+        Python waits out the timeout even for MSG_DONTWAIT, then raises TimeoutError,
+        which once read as "gone" and dropped live clients."""
         try:
-            return self.conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except (BlockingIOError, InterruptedError):
+            readable, _, _ = select.select([self.conn], [], [], 0)
+            if not readable:
+                return False
+            return self.conn.recv(1, socket.MSG_PEEK) == b""
+        except (BlockingIOError, InterruptedError, TimeoutError):
             return False
-        except OSError:
+        except (OSError, ValueError):
             return True
 
     def close(self) -> None:

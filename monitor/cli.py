@@ -27,7 +27,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # Alerts to stdout by default; events only when asked (they are many). config `outputs`.
     outputs = factory.build(cfg.outputs, factory.Wants(
         events_stdout=args.events is not None, events_types=_event_types(args.events), record=args.record,
-        stdout_format=_stdout_format(args),
+        stdout_format=_stdout_format(args, cfg.outputs.alerts.stdout_format),
     ))
     opts = RunOptions(
         duration=args.duration, event_sinks=outputs.events, alert_sinks=outputs.alerts,
@@ -42,10 +42,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return monitor.run()
 
 
-def _stdout_format(args: argparse.Namespace) -> str:
+def _stdout_format(args: argparse.Namespace, configured: str = "") -> str:
+    """-o wins; then `outputs.alerts.stdout_format: text` in the config; else text on a terminal."""
     from monitor.sinks.textfmt import default_format
 
-    return str(args.output) if args.output else default_format(sys.stdout.isatty())
+    if args.output:
+        return str(args.output)
+    if configured == "text":
+        return "text"
+    return default_format(sys.stdout.isatty())
 
 
 def _add_output_arg(parser: argparse.ArgumentParser) -> None:

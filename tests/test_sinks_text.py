@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,10 @@ def bpffs_dir() -> Iterator[Path]:
 
 
 @pytest.mark.kernel
-def test_run_prints_text_lines(tmp_path: Path, bpffs_dir: Path) -> None:
+@pytest.mark.parametrize("how", ["flag", "config"])
+def test_run_prints_text_lines(tmp_path: Path, bpffs_dir: Path, how: str) -> None:
+    """`run -o text`, or `outputs.alerts.stdout_format: text` in the config: stdout is a
+    file here (not a terminal), so without either it would be JSON."""
     marker = f"rwtxt{uuid.uuid4().hex[:8]}"
     exe = tmp_path / marker
     shutil.copy("/bin/true", exe)
@@ -65,8 +69,12 @@ def test_run_prints_text_lines(tmp_path: Path, bpffs_dir: Path) -> None:
         '  output: "marker ran (pid=%proc.pid)"\n'
         "  priority: WARNING\n"
     )
-    cfg = {"lineage": {"bpffs_dir": str(bpffs_dir), "max_entries": 4096}, "enforcement": {"enabled": False}}
-    mon = RunningMonitor(tmp_path / "mon", cfg, args=["-o", "text", "--events", "execve",
+    cfg: dict[str, Any] = {"lineage": {"bpffs_dir": str(bpffs_dir), "max_entries": 4096},
+                           "enforcement": {"enabled": False}}
+    flag = ["-o", "text"] if how == "flag" else []
+    if how == "config":
+        cfg["outputs"] = {"alerts": {"stdout_format": "text"}}
+    mon = RunningMonitor(tmp_path / "mon", cfg, args=[*flag, "--events", "execve",
                                                       "--no-default-rules", "--rules", str(rules)])
     with mon:
         proc = subprocess.Popen([str(exe)])

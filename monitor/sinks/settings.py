@@ -79,11 +79,14 @@ class AlertOutputs:
     journal: str = "auto"
     file: FileOutput | None = None
     kafka_topic: str | None = None
-    stdout_format: str = "ringwatch"  # ringwatch | falco (Falco's JSON alert shape)
+    # ringwatch | falco (Falco's JSON alert shape) | text (one readable line per alert and
+    # event; `run -o` overrides it)
+    stdout_format: str = "ringwatch"
     kafka_format: str = "ringwatch"
 
     def validate(self, where: str, prefix: str) -> None:
-        _check_format(self.stdout_format, where, f"{prefix}.stdout_format")
+        if self.stdout_format != "text":
+            _check_format(self.stdout_format, where, f"{prefix}.stdout_format")
         _check_format(self.kafka_format, where, f"{prefix}.kafka_format")
         if self.journal not in JOURNAL_MODES:
             raise _error(where, f"{prefix}.journal",

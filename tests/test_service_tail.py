@@ -152,6 +152,9 @@ def test_tail_streams_one_rules_alerts_live(tmp_path: Path, bpffs_dir: Path) -> 
         vanished.sendall(b"tail {}\n")
         vanished.recv(4096)
         vanished.close()
+        # The vanished one is reaped before the commands attach, so counting 3 below means
+        # both commands are subscribed (not "two, and the vanished one not yet noticed").
+        wait_clients(sock, 1)
         as_json = subprocess.Popen(tail_cmd(sock, "--rule", "Tail wanted", "-o", "json", "--count", "2"),
                                    cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         as_text = subprocess.Popen(tail_cmd(sock, "--rule", "Tail wanted", "-o", "text", "--count", "1"),

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.monitor_proc import RunningMonitor, read_jsonl
+from tests.monitor_proc import RunningMonitor
 
 pytestmark = pytest.mark.kernel
 
@@ -93,6 +93,6 @@ def test_own_falco_rule_with_ancestor_index_fires(mon: RunningMonitor) -> None:
     assert alert["output_fields"]["evt.res"] == "SUCCESS"
     assert alert["output"].endswith("shadow read by cat parent=sh file=/etc/shadow res=SUCCESS")
     # the recorded event has ringwatch's own meaning: aname[0] is the parent
-    events = [e for e in read_jsonl(mon.record_path) if e.get("fd.name") == "/etc/shadow"
-              and e.get("proc.name") == "cat"]
-    assert events and events[-1]["proc.aname"][0] == "sh"
+    # (waited for: the record file and stdout are written by different threads)
+    event = mon.wait_for(lambda e: e.get("fd.name") == "/etc/shadow" and e.get("proc.name") == "cat")
+    assert event["proc.aname"][0] == "sh"

@@ -16,6 +16,7 @@ from typing import Any
 
 from monitor.kernel.records import ThrottleRecord
 from monitor.rules.alert import Alert
+from monitor.service.ratelimit import AlertRateLimit
 from monitor.stage import Item
 
 RULE = "ringwatch: syscall flood throttled"
@@ -29,23 +30,18 @@ PROCESS_FIELDS = (
 
 
 @dataclass
-class ThrottleWatch:
-    min_interval_s: float = 30.0
-    alerts: int = 0
+class ThrottleWatch(AlertRateLimit):
     notices: int = 0
     # Throttle records held back by the rate limit since the last alert: pid -> name.
     _held: dict[int, str] = field(default_factory=dict)
-    _last_alert: float | None = None
 
     def notice(self, ev: dict[str, Any], now: float) -> dict[str, Any] | None:
         """An alert for this throttle event, unless one went out less than min_interval_s ago."""
         self.notices += 1
-        if self._last_alert is not None and now - self._last_alert < self.min_interval_s:
+        if not self.allow(now):
             self._held[int(ev.get("proc.pid", 0))] = str(ev.get("proc.name", ""))
             return None
         held, self._held = self._held, {}
-        self._last_alert = now
-        self.alerts += 1
         return build_alert(ev, held)
 
     def stats(self) -> dict[str, int | float]:

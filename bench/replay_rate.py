@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, installed or not
 
 from monitor import paths  # noqa: E402
+from monitor.events.catalog import FIELD_TYPES  # noqa: E402
 from monitor.replay import replay_lines  # noqa: E402
 from monitor.rules import RuleSources, load  # noqa: E402
 from monitor.sinks.stream import StreamSink  # noqa: E402
@@ -165,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="timed rounds; the best is reported (default 3)")
     args = p.parse_args(argv)
     sources = RuleSources(paths=tuple(args.rules), defaults=not args.no_default_rules,
-                          default_dir=paths.rules_dir())
+                          default_dir=paths.rules_dir(), fields=FIELD_TYPES)
     with tempfile.TemporaryDirectory(prefix="rw-replay-") as tmp:
         path = args.file
         if path is None:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from monitor.events.catalog import FIELD_TYPES
 from monitor.rules.names import FieldNames
 from monitor.rules.output import OutputTemplate, TemplateError
 from tests.rules_util import exec_event, load_text
 
-NAMES = FieldNames.from_catalog()
+NAMES = FieldNames.from_types(FIELD_TYPES)
 
 
 def render(template: str, event: dict[str, object]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
@@ -275,6 +276,8 @@ class Catalogue:
 
 CATALOGUE = Catalogue(CATALOG)
 FIELDS: dict[str, Field] = CATALOGUE.fields()
+# What the rules engine is handed: it knows no fields of its own.
+FIELD_TYPES: Mapping[str, type] = MappingProxyType({name: f.type for name, f in FIELDS.items()})
 ALL_EVENT_TYPES = CATALOGUE.event_types()
 OPEN_TYPES = CATALOGUE.types_with_role(FilterRole.OPEN_PATH)
 EXEC_TYPES = frozenset(CATALOGUE.by_type["execve"].types)

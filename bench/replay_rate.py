@@ -67,11 +67,13 @@ def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
         "group.gid": 0,
         "cgroup.id": 1,
         "proc.pname": parent,
-        "proc.pexe": f"/usr/bin/{parent}",
+        "proc.pexe": parent,
+        "proc.pexepath": f"/usr/bin/{parent}",
         "proc.pcmdline": parent,
+        # [0], the process itself, is filled in below.
         "proc.aname": [parent, "systemd"],
-        "proc.apid": [pid - 1, 1],
-        "proc.aexe": [f"/usr/bin/{parent}", "/lib/systemd/systemd"],
+        "proc.apid": [pid, pid - 1, 1],
+        "proc.aexepath": [f"/usr/bin/{parent}", "/lib/systemd/systemd"],
         "proc.exec_id": f"b00t:{pid}:{ts}",
         "proc.pexec_id": f"b00t:{pid - 1}:0",
     }
@@ -83,9 +85,12 @@ def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
         exe, argv = rng.choice(BENIGN)
     name = Path(exe).name
     ev["proc.name"] = name
+    ev["proc.aname"] = [name, *ev["proc.aname"]]
+    ev["proc.aexepath"] = [exe, *ev["proc.aexepath"]]
     ev.update(
         {
-            "proc.exe": exe,
+            "proc.exe": argv[0],
+            "proc.exepath": exe,
             "proc.argv": argv,
             "proc.args": " ".join(argv[1:]),
             "proc.cmdline": " ".join([name, *argv[1:]]),
@@ -95,8 +100,10 @@ def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
         ev.update(
             {
                 "evt.type": "execve",
-                "evt.res": 0,
+                "evt.res": "SUCCESS",
+                "evt.rawres": 0,
                 "evt.failed": False,
+                "evt.arg.filename": exe,
                 "evt.errno": "",
                 "proc.argv_truncated": False,
             }

@@ -159,7 +159,8 @@ def test_rules_fields_prints_every_field_with_its_type() -> None:
     assert res.returncode == 0, res.stderr
     rows = {line.split()[0]: line.split()[1] for line in res.stdout.splitlines()}
     assert len(rows) == len(res.stdout.splitlines()), "a field listed twice"
-    expected = {"evt.type": "str", "evt.failed": "bool", "evt.res": "int", "proc.name": "str",
+    expected = {"evt.type": "str", "evt.failed": "bool", "evt.res": "str", "evt.rawres": "int",
+                "proc.name": "str",
                 "proc.pid": "int", "proc.aname": "list", "proc.argv": "list", "fd.name": "str",
                 "fd.rport": "int", "user.uid": "int", "evt.arg.request": "str", "evt.arg.cmd": "str",
                 "enforce.rule": "str"}

@@ -262,9 +262,10 @@ HIT_EVENTS: list[dict[str, Any]] = [
     {"evt.type": "open", "evt.is_open_read": True, "fd.type": "file", "fd.num": 4, "fd.name": "/etc/shadow",
      "fd.directory": "/etc", "proc.name": "nginx", "proc.duration": 6 * 10**9},
     # "Run shell untrusted": a shell under a web server (its ancestor macros read proc.aname)
-    {"evt.type": "execve", "evt.res": 0, "evt.failed": False, "evt.errno": "", "proc.name": "sh",
-     "proc.exe": "/bin/sh", "proc.cmdline": "sh -c id", "proc.pname": "nginx", "proc.pexe": "/usr/sbin/nginx",
-     "proc.pcmdline": "nginx", "proc.aname": ["nginx", "systemd"], "proc.apid": [10, 1]},
+    {"evt.type": "execve", "evt.res": "SUCCESS", "evt.rawres": 0, "evt.failed": False, "evt.errno": "",
+     "proc.name": "sh", "proc.exe": "/bin/sh", "proc.cmdline": "sh -c id", "proc.pname": "nginx",
+     "proc.pexe": "/usr/sbin/nginx", "proc.pcmdline": "nginx", "proc.aname": ["sh", "nginx", "systemd"],
+     "proc.apid": [20, 10, 1]},
     # the Falco-syntax extras: iglob, fd.typechar in (4, 6)
     {"evt.type": "openat", "fd.name": "/Etc/Passwd", "fd.type": "ipv6", "proc.name": "Bash"},
 ]
@@ -415,7 +416,8 @@ def test_referenced_fields_are_what_conditions_outputs_and_alerts_read(tmp_path:
 """)))
     got = rs.referenced_fields()
     assert {"evt.type", "proc.aname", "fd.num", "evt.arg.flags", "proc.argv"} <= got
-    assert {"proc.pid", "proc.exe", "user.name", "evt.time", "proc.apid", "proc.aexe"} <= got  # alerts
+    alert_reads = {"proc.pid", "proc.exepath", "user.name", "evt.time", "proc.apid", "proc.aexepath"}
+    assert alert_reads <= got
     assert not {"cgroup.id", "group.gid", "evt.cpu", "proc.pcmdline"} & got  # disabled, or unused
     default = load(sources(rules_dir() / "default.yaml")).referenced_fields()
     assert len(default) < len(catalog.FIELDS) and "fd.nameraw" in default

@@ -23,7 +23,7 @@ RULE = "ringwatch: syscall flood throttled"
 PRIORITY = "WARNING"
 # Fields of the flooding process the alert carries, as the event has them.
 PROCESS_FIELDS = (
-    "proc.pid", "proc.name", "proc.exe", "proc.cmdline", "proc.ppid", "proc.pname",
+    "proc.pid", "proc.name", "proc.exe", "proc.exepath", "proc.cmdline", "proc.ppid", "proc.pname",
     "proc.pcmdline", "proc.aname", "proc.apid", "proc.exec_id", "user.uid", "user.name",
     "cgroup.id", "throttle.scope", "throttle.count", "throttle.rate", "throttle.burst",
 )
@@ -65,8 +65,9 @@ class ThrottleAlerts:
 
 def build_alert(ev: dict[str, Any], held: dict[int, str]) -> dict[str, Any]:
     fields = {k: ev[k] for k in PROCESS_FIELDS if k in ev}
-    lineage = " < ".join(f"{n}({p})" for n, p in zip(ev.get("proc.aname", []), ev.get("proc.apid", []),
-                                                      strict=False))
+    # [0] is the process itself (Falco's indexing): the lineage is what follows.
+    lineage = " < ".join(f"{n}({p})" for n, p in zip(ev.get("proc.aname", [])[1:],
+                                                      ev.get("proc.apid", [])[1:], strict=False))
     others = ""
     if held:
         fields["throttled_meanwhile"] = {str(p): n for p, n in sorted(held.items())}
@@ -78,7 +79,7 @@ def build_alert(ev: dict[str, Any], held: dict[int, str]) -> dict[str, Any]:
         tags=["ringwatch", "internal", "throttle"],
         action="alert",
         output=(
-            f"ringwatch: syscall records of pid {ev.get('proc.pid')} ({ev.get('proc.exe', '')}, "
+            f"ringwatch: syscall records of pid {ev.get('proc.pid')} ({ev.get('proc.exepath', '')}, "
             f"cmdline {ev.get('proc.cmdline', '')!r}) over the {ev.get('throttle.scope')} budget of "
             f"{ev.get('throttle.rate')}/s: {ev.get('throttle.count')} throttled so far, not seen by "
             f"the rules; lineage {lineage or '-'}{others}"

@@ -188,3 +188,17 @@ def test_run_refuses_bad_rules_before_touching_the_kernel(tmp_path: Path) -> Non
     assert "ringwatch: 1 error in rules:" in res.stderr
     assert f"{bad}:2:14: rule 'a': unknown field 'proc.nam'" in res.stderr
     assert res.stdout == ""
+
+
+def test_the_field_table_in_docs_is_the_catalogues() -> None:
+    """docs/FIELDS.md is generated (`ringwatch rules fields --markdown`); adding a field
+    without regenerating it fails here."""
+    from monitor.cli import fields_markdown
+    from monitor.events.catalog import FIELDS
+
+    text = (REPO / "docs" / "FIELDS.md").read_text()
+    assert text == fields_markdown(), "stale: ringwatch rules fields --markdown > docs/FIELDS.md"
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(FIELDS)
+    row = {r.split("`")[1]: r for r in rows}
+    assert "| yes |" in row["proc.aname"] and "| - |" in row["proc.is_name_exe"]

@@ -80,8 +80,9 @@ def test_smoke_run_writes_complete_results(root: None, tmp_path: Path) -> None:
         # Every event out: the output holds more than the generator's opens.
         if name.startswith("events_"):
             assert sr["trials"][0]["records_written"] > sr["trials"][0]["events_seen"], sr
-    assert searches["alerting"]["trials"][0]["alerts"] > 0
-    assert searches["quiet"]["trials"][0]["alerts"] == 0
+    # The generator's opens of /etc/shadow alert. (Whether the quiet trial saw none depends
+    # on what else runs on a host-wide traced machine: the table reports it.)
+    assert searches["alerting"]["trials"][0]["alerts"] >= searches["alerting"]["trials"][0]["events_seen"]
     first = searches["alerting"]["trials"][0]
     assert first["events_seen"] > 0, first
     # Whether a trial passes depends on the machine's speed and load: the harness must

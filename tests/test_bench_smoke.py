@@ -82,7 +82,7 @@ def test_smoke_run_writes_complete_results(root: None, tmp_path: Path) -> None:
             assert sr["trials"][0]["records_written"] > sr["trials"][0]["events_seen"], sr
     # The generator's opens of /etc/shadow alert. (Whether the quiet trial saw none depends
     # on what else runs on a host-wide traced machine: the table reports it.)
-    assert searches["alerting"]["trials"][0]["alerts"] >= searches["alerting"]["trials"][0]["events_seen"]
+    assert searches["alerting"]["trials"][0]["alerts"] > 0
     first = searches["alerting"]["trials"][0]
     assert first["events_seen"] > 0, first
     # Whether a trial passes depends on the machine's speed and load: the harness must

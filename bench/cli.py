@@ -20,7 +20,7 @@ from bench.context import PRESETS, Context, Settings, remove_pins
 from bench.errors import BenchError
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("overhead", "throughput", "footprint", "replay", "flood")
+SECTIONS = ("overhead", "throughput", "outputs", "footprint", "replay", "flood")
 
 
 def _log(msg: str) -> None:
@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help=f"JSON output (default {RESULTS}/latest.json)")
     p.add_argument("--open-path", help="file the overhead open loop opens (default: a file in the work dir)")
     p.add_argument("--watched-path", default="/etc/shadow",
-                   help="file the throughput generator opens: one the default rules watch")
+                   help="file the alerting throughput generator opens: one the default rules watch")
+    p.add_argument("--quiet-path", default="/etc/hostname",
+                   help="file the quiet throughput generator opens: under a watched prefix (so it "
+                        "passes the kernel filter), matching no rule")
     p.add_argument("--cgroup", action="store_true",
                    help="confine the benchmark to a cgroup and ringwatch's tracing to it "
                         "(sensor.cgroups): for a machine busy with other work")
@@ -100,10 +103,13 @@ def _run_sections(
     for r in args.rules:
         if not r.exists():
             raise BenchError(f"--rules: {r}: no such file or directory")
+    if not Path(args.quiet_path).is_file():
+        raise BenchError(f"--quiet-path: {args.quiet_path}: not a file")
     ctx = Context.create(settings, workdir, args.open_path, args.watched_path,
-                         tuple(r.resolve() for r in args.rules), cg)
+                         tuple(r.resolve() for r in args.rules), cg, args.quiet_path)
     mode = "exec"
-    if "footprint" in sections or "throughput" in sections:
+    live = "throughput" in sections or "outputs" in sections
+    if "footprint" in sections or live:
         results["footprint"] = footprint.run(ctx, _log)
         # Opens are the interesting events once ringwatch records them; execs until then.
         mode = "open" if results["footprint"]["open_events_seen"] else "exec"
@@ -111,8 +117,8 @@ def _run_sections(
             del results["footprint"]
     if "overhead" in sections:
         results["overhead"] = overhead.run(ctx, _log)
-    if "throughput" in sections:
-        results["throughput"] = throughput.run(ctx, mode, _log)
+    if live:
+        results["throughput"] = throughput.run(ctx, mode, sections, _log)
     if "replay" in sections:
         results["replay"] = replay.run(ctx.python)
     if "flood" in sections:

@@ -34,16 +34,21 @@ class Settings:
     start_rate: dict[str, float]
 
 
+# First offered rate of each throughput search (bench/throughput.py), events/s.
+_START_RATES = {"quiet": 10_000, "alerting": 5_000, "exec": 250, "events_file": 5_000,
+                "events_kafka": 5_000}
+
 PRESETS = {
     "full": Settings(rounds=5, open_n=1_000_000, getppid_n=5_000_000, forkexec_n=5_000,
                      window_s=10, max_doublings=8, bisect_steps=3, idle_s=10, lag_limit_s=2.0,
-                     start_rate={"open": 5_000, "exec": 250}),
+                     start_rate=dict(_START_RATES)),
     "quick": Settings(rounds=2, open_n=100_000, getppid_n=500_000, forkexec_n=300,
                       window_s=3, max_doublings=4, bisect_steps=1, idle_s=3, lag_limit_s=2.0,
-                      start_rate={"open": 5_000, "exec": 250}),
+                      start_rate=dict(_START_RATES)),
     "smoke": Settings(rounds=1, open_n=2_000, getppid_n=10_000, forkexec_n=20,
                       window_s=1, max_doublings=0, bisect_steps=0, idle_s=1, lag_limit_s=5.0,
-                      start_rate={"open": 1_000, "exec": 200}),
+                      start_rate={"quiet": 1_000, "alerting": 1_000, "exec": 200,
+                                  "events_file": 1_000, "events_kafka": 1_000}),
 }
 
 
@@ -86,11 +91,15 @@ class Context:
     interesting_open_path: str  # throughput: a file the default rules watch
     exec_path: str
     rules: tuple[Path, ...] = ()  # extra rules files, beside the defaults
+    # throughput: a file under a watched prefix (passes the kernel's path filter) that no
+    # rule matches
+    quiet_open_path: str = "/etc/hostname"
+    cgroup: Path | None = None  # --cgroup: the benchmark's own cgroup
 
     @classmethod
     def create(cls, settings: Settings, workdir: Path, open_path: str | None,
                interesting_open_path: str, rules: tuple[Path, ...] = (),
-               cgroup: Path | None = None) -> Context:
+               cgroup: Path | None = None, quiet_open_path: str = "/etc/hostname") -> Context:
         workdir.mkdir(parents=True, exist_ok=True)
         build_dir = Path(__file__).resolve().parent / "build"
         config = workdir / "ringwatch.yaml"
@@ -110,4 +119,6 @@ class Context:
             interesting_open_path=interesting_open_path,
             exec_path="/bin/true",
             rules=rules,
+            quiet_open_path=quiet_open_path,
+            cgroup=cgroup,
         )

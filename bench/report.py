@@ -11,6 +11,18 @@ from typing import Any
 
 MB = 1024 * 1024
 
+# Live zero-loss searches (bench/throughput.py) with the targets.
+LIVE_TARGETS = {
+    "quiet": ("events/s end to end, zero loss, non-alerting (passes the kernel filter, no rule)", 100_000),
+    "alerting": ("events/s end to end, zero loss, every event alerts", 30_000),
+    "exec": ("exec events/s end to end, zero loss", 100_000),
+}
+# Every event out: targeted at the quiet search's rate (the pipeline's own).
+OUTPUT_TARGETS = {
+    "events_file": "events/s into the events file, every event out, zero loss (vs the quiet rate)",
+    "events_kafka": "events/s into Kafka (Tansu, loopback), every event out, zero loss (vs the quiet rate)",
+}
+
 
 @dataclass(frozen=True)
 class Target:
@@ -35,10 +47,27 @@ def targets(results: dict[str, Any]) -> list[Target]:
         out.append(Target("getppid: ringwatch within 1.2x of the no-op floor", v, 1.2,
                           v <= 1.2 if v is not None else None))
     tp = results.get("throughput")
-    if tp:
-        best = tp["best_events_per_s"]
-        note = f"{tp['mode']} events; search ended by the {tp['bound']}"
-        out.append(Target("events/s end to end, zero drops", best, 100_000, best >= 100_000, note))
+    searches = tp.get("searches", {}) if tp else {}
+    for name, (label, limit) in LIVE_TARGETS.items():
+        sr = searches.get(name)
+        if sr is None:
+            continue
+        best = sr["best_events_per_s"]
+        note = f"measured: zero-loss search, search ended by the {sr['bound']}"
+        out.append(Target(label, best, limit, best >= limit, note))
+    quiet = searches.get("quiet")
+    for name, label in OUTPUT_TARGETS.items():
+        sr = searches.get(name)
+        if sr is None:
+            continue
+        best = sr["best_events_per_s"]
+        # The bar: the events stream keeps pace with the pipeline's own zero-loss
+        # rate (the quiet search, when it ran).
+        limit = quiet["best_events_per_s"] if quiet else None
+        note = (f"measured: zero-loss search, {_fmt(sr['best_records_written_per_s'])} records/s "
+                f"written in all; search ended by the {sr['bound']}")
+        out.append(Target(label, best, limit if limit is not None else 0.0,
+                          best >= limit if limit is not None else None, note))
     fl = results.get("flood")
     if fl:
         for t in fl["trials"]:
@@ -54,8 +83,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
         idle = fp["idle_cpu_fraction"] * 100
         out.append(Target("idle CPU, % of a core", idle, 1.0, idle < 1.0))
         rss = [fp["idle_rss_bytes"]]
-        if tp and tp.get("under_load"):
-            rss.append(tp["under_load"]["rss_bytes"])
+        rss += [sr["under_load"]["rss_bytes"] for sr in searches.values() if sr.get("under_load")]
         worst = max(rss) / MB
         out.append(Target("RSS, MB (idle and under load)", worst, 200, worst < 200))
     return out
@@ -101,18 +129,21 @@ def render(results: dict[str, Any]) -> str:
             lines.append("ringwatch records produced/lost while each loop ran (all rounds, all it traces): "
                          + ", ".join(f"{k} {v['produced']}/{v['lost']}" for k, v in per_loop.items()))
     tp = results.get("throughput")
-    if tp:
+    searches = tp.get("searches", {}) if tp else {}
+    for name, sr in searches.items():
         lines.append("")
-        lines.append(f"Throughput ({tp['interesting']}, {tp['window_s']:g}s windows):")
-        for t in tp["trials"]:
+        lines.append(f"Throughput, {name}: {sr['interesting']} ({tp['window_s']:g}s windows; "
+                     "each trial a fresh ringwatch; pass = zero loss, every event written, drained in time)")
+        for t in sr["trials"]:
             status = "pass" if t["passed"] else "FAIL " + t["reason"]
             gen = ("" if t["generator_kept_up"]
                    else f" (generator reached only {_fmt(t['generator_ops_per_s'])}/s)")
             lines.append(f"  offered {_fmt(t['target']):>10}/s  seen {_fmt(t['achieved']):>10}/s  "
-                         f"all records {_fmt(t.get('all_records_per_s')):>10}/s  "
+                         f"written {_fmt(t.get('records_written_per_s')):>10}/s  "
+                         f"alerts {_fmt(t.get('alerts'), 0):>8}  "
                          f"cpu {t['cpu_fraction'] * 100:5.1f}%  {status}{gen}")
-        lines.append(f"  best with nothing lost: {_fmt(tp['best_events_per_s'])} events/s "
-                     f"(search ended by the {tp['bound']})")
+        lines.append(f"  best with nothing lost: {_fmt(sr['best_events_per_s'])} events/s "
+                     f"(search ended by the {sr['bound']})")
     rp = results.get("replay")
     if rp:
         lines.append("")
@@ -131,9 +162,11 @@ def render(results: dict[str, Any]) -> str:
                      f"idle CPU {fp['idle_cpu_fraction'] * 100:.2f}% of a core "
                      f"over {fp['idle_window_s']:g}s; "
                      f"idle RSS {fp['idle_rss_bytes'] / MB:.0f} MB (peak {fp['peak_rss_bytes'] / MB:.0f} MB)")
-        if tp and tp.get("under_load"):
-            ul = tp["under_load"]
-            lines.append(f"  under load (best trial): CPU {ul['cpu_fraction'] * 100:.0f}% of a core, "
+        for name, sr in searches.items():
+            ul = sr.get("under_load")
+            if not ul:
+                continue
+            lines.append(f"  under load ({name}, best trial): CPU {ul['cpu_fraction'] * 100:.0f}% of a core, "
                          f"RSS {ul['rss_bytes'] / MB:.0f} MB (peak {ul['peak_rss_bytes'] / MB:.0f} MB)")
         bpf = fp["bpf"]
         lines.append(f"  locked BPF memory: maps {bpf['map_bytes_memlock'] / MB:.2f} MB "

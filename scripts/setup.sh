@@ -17,7 +17,9 @@ if [ "$(id -u)" -ne 0 ]; then
     say "must run as root (BPF programs and apt need it)"; exit 2
 fi
 
-apt_pkgs=(python3-bpfcc bpftool linux-headers-amd64 python3-venv python3-pip)
+# python3-crc32c: kafka-python checksums every record batch; without the C module its
+# pure-Python CRC32C capped the Kafka output at about 7k records/s (bench/sink_rate.py).
+apt_pkgs=(python3-bpfcc bpftool linux-headers-amd64 python3-venv python3-pip python3-crc32c)
 if [ "$want_test" = 1 ]; then
     # qemu + static busybox: the LSM enforcement VM; systemd: journald and unit checks;
     # bpfcc-tools: syscount-bpfcc for the benchmark comparison; systemd-container:

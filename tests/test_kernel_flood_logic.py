@@ -84,3 +84,17 @@ def test_drop_alert_carries_each_lane() -> None:
     f = alert["output_fields"]
     assert f["lane.syscall.lost"] == 20 and f["lane.process.lost"] == 0 and f["lane.syscall.coalesced"] == 20
     assert "syscall lane: 20 lost of 100 produced" in alert["output"]
+
+
+def test_default_syscall_lane_holds_one_process_burst() -> None:
+    """A flood of distinct records passes the throttle's burst at the flooder's speed: the
+    default lane must hold it whole (with the earlier 8 MiB, ~20k records of a 30000
+    burst were lost in the flood's first second)."""
+    from monitor.config import SensorConfig
+    from monitor.kernel.sensor import PAGE_SIZE, burst_bytes, ringbuf_pages
+
+    cfg = SensorConfig()
+    need = burst_bytes(cfg.throttle_process_rate, cfg.throttle_process_burst)
+    assert need > 8 * 1024 * 1024  # the burst is what the old default could not hold
+    assert ringbuf_pages(cfg.ringbuf_bytes) * PAGE_SIZE >= need
+    assert burst_bytes(0, cfg.throttle_process_burst) == 0  # no throttling: no burst to hold

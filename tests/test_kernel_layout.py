@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes as ct
+import random
 import subprocess
 from pathlib import Path
 
@@ -58,3 +59,40 @@ def test_enums_match() -> None:
         assert f"RW_REC_{t.name} = {t.value}," in header
     for r in records.DropReason:
         assert f"RW_DROP_{r.name} = {r.value}," in header
+
+
+def _ctypes_values(obj: ct.Structure, prefix: str = "") -> dict[str, object]:
+    """Every (flattened) field of a ctypes structure as the struct layout should unpack it."""
+    out: dict[str, object] = {}
+    for fname, ftype, *_ in obj._fields_:
+        val = getattr(obj, fname)
+        if isinstance(val, ct.Structure):
+            out.update(_ctypes_values(val, f"{prefix}{fname}."))
+        elif (isinstance(ftype, type) and issubclass(ftype, ct.Array)
+              and ftype._type_ in (ct.c_char, ct.c_uint8)):
+            # The raw bytes: a c_char array's value stops at the first NUL.
+            out[prefix + fname] = ct.string_at(ct.addressof(obj) + getattr(type(obj), fname).offset,
+                                               ct.sizeof(ftype))
+        elif isinstance(val, ct.Array):
+            out[prefix + fname] = tuple(
+                bytes(v) if isinstance(v, ct.Array) else v for v in val)
+        else:
+            out[prefix + fname] = val
+    return out
+
+
+@pytest.mark.parametrize("cname", sorted(records.MIRRORS))
+def test_struct_layouts_read_what_ctypes_reads(cname: str) -> None:
+    """The precompiled struct.Struct decoders are derived from the ctypes mirrors (checked
+    against C above): on random bytes, every field unpacks to what ctypes reads there."""
+    mirror, lay = records.MIRRORS[cname], records.LAYOUTS[cname]
+    rng = random.Random(cname)
+    for _ in range(20):
+        raw = rng.randbytes(ct.sizeof(mirror))
+        want = _ctypes_values(mirror.from_buffer_copy(raw))
+        got = lay.unpack(raw)
+        assert set(lay.index) == set(want), cname
+        for name, value in want.items():
+            i, n = lay.index[name], lay.count[name]
+            assert (got[i] if n == 1 and not isinstance(value, tuple) else tuple(got[i:i + n])) == value, \
+                f"{cname}.{name}"

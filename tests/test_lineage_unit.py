@@ -72,3 +72,42 @@ def test_kernel_value_encoding_round_trips() -> None:
     assert (info.tgid, info.start_ticks, info.ppid, info.pstart_ticks, info.uid) == (42, 7, 1, 1, 1000)
     assert (info.comm, info.exe, info.backfilled) == ("comm-x", "/usr/bin/x", True)
     assert info.argv == ["x", "-a", "b c"]
+
+
+def test_stage_ancestry_follows_lineage_changes_between_events() -> None:
+    """The lineage stage keeps a process's ancestry between events; an exec, fork or exit
+    anywhere (or a cleared cache) must show in the next event, as without the memo."""
+    from monitor.kernel.records import SyscallRecord
+    from monitor.lineage.stage import LineageStage
+    from monitor.stage import Item
+
+    lin = Lineage(None, depth=10, cache_entries=100, ns_per_tick=TICK)
+    lin.backfill([_snap(1, 1, 0, 0, "init"), _snap(10, 2, 1, 1, "bash"), _snap(20, 3, 10, 2, "vim")])
+    stage = LineageStage(lin)
+
+    def event() -> dict[str, object]:
+        rec = SyscallRecord(_header(RecordType.SYSCALL, 20, 3, 10, "vim"), 257, 3, (0,) * 6, 0, 0, 0,
+                            bytes(16), "", "/etc/passwd", "")
+        item = Item(rec)
+        stage(item)
+        return item.event
+
+    first, again = event(), event()
+    # [0] is the process itself, as Falco indexes them.
+    assert first["proc.aname"] == again["proc.aname"] == ["vim", "bash", "init"]
+    assert first["proc.pname"] == "bash" and first["proc.apid"] == [20, 10, 1]
+    assert first["proc.aname"] is not again["proc.aname"]  # each event owns its lists
+    # The parent execs: the child's next event names the new image.
+    ex = ExecRecord(_header(RecordType.EXEC, 10, 2, 1, "zsh"), 0, 59, "/bin/zsh", ["zsh"], -100, 0,
+                    False, False, False, False)
+    stage(Item(ex))
+    after = event()
+    assert after["proc.pname"] == "zsh" and after["proc.aname"] == ["vim", "zsh", "init"]
+    assert after["proc.pexepath"] == "/bin/zsh"
+    assert after["proc.aexepath"] == ["/bin/vim", "/bin/zsh", "/bin/init"]
+    assert after["proc.pexe"] == "zsh" and after["proc.aexe"] == ["vim", "zsh", "init"]  # argv[0]s
+    # The cache cleared (records lost), then only the process itself seen again: its
+    # parent is unknown now, not remembered from before.
+    lin.invalidate()
+    lin.backfill([_snap(20, 3, 10, 2, "vim")])
+    assert event()["proc.aname"] == ["vim"]

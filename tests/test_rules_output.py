@@ -100,3 +100,24 @@ def test_alert_ancestors_fall_back_to_parent(tmp_path: Path) -> None:
     assert alert.to_dict()["ancestors"] == [{"pid": 1, "name": "cron", "exe": "/usr/sbin/cron"}]
     (alert,) = rs.alerts({"evt.type": "execve"})
     assert alert.to_dict()["ancestors"] == [] and alert.output == "shell <NA> by <NA> under <NA> (<NA>)"
+
+
+def test_plain_template_fast_render_equals_the_general_loop() -> None:
+    """A template of plain references renders through one str.format pattern: braces in
+    its text, lists, booleans, missing fields render as the part-by-part loop does."""
+    from monitor.rules.output import FieldRef, OutputTemplate, render_value
+
+    parts = ("a{b} ", FieldRef("fd.name", None), " }{ {0} ", FieldRef("proc.aname", None), "%",
+             FieldRef("evt.failed", None), FieldRef("user.name", None))
+    fast = OutputTemplate("t", parts)
+    assert fast._pattern is not None  # the fast path is the one under test
+    indexed = OutputTemplate("t", (*parts, FieldRef("proc.aname", 1)))
+    assert indexed._pattern is None
+    ev = {"fd.name": "/etc/{shadow}", "proc.aname": ["bash", "sshd"], "evt.failed": True}
+    loop = "".join(p if isinstance(p, str) else render_value(ev.get(p.field)) for p in parts)
+    assert fast.render(ev) == loop == "a{b} /etc/{shadow} }{ {0} bash,sshd%true<NA>"
+    assert indexed.render(ev) == loop + "sshd"
+    twice = OutputTemplate("t", (FieldRef("fd.name", None), " ", FieldRef("user.uid", None), " ",
+                                 FieldRef("fd.name", None)))
+    assert twice.values(ev) == {"fd.name": "/etc/{shadow}", "user.uid": None}
+    assert list(twice.values(ev)) == ["fd.name", "user.uid"]

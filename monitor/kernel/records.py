@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ctypes as ct
 import enum
+import struct
 from dataclasses import dataclass
+from typing import Any
 
 COMM_LEN = 16
 PATH_LEN = 256
@@ -461,11 +463,123 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _header(c: CHeader) -> Header:
-    return Header(
-        RecordType(c.type), c.cpu, c.ktime_ns, c.pid, c.tgid, c.ppid, c.uid, c.gid,
-        c.cgroup_id, c.start_ns, _text(c.comm),
-    )
+def _cstr(raw: bytes) -> str:
+    """A char[N] field as C reads it: up to the first NUL (most optional fields are empty)."""
+    return raw.partition(b"\0")[0].decode("utf-8", "surrogateescape") if raw[0] else ""
+
+
+# -- struct layouts, derived from the ctypes mirrors ---------------------------------------
+# The ctypes structures above stay the one definition (checked against C by the layout
+# test). Reading fields through ctypes costs about 3 us a record; one precompiled
+# struct.Struct per record type, built from the same _fields_ and offsets, unpacks a whole
+# record in one call. Nested structures are flattened ("h.pid"), char arrays become bytes,
+# byte arrays bytes, other arrays one value per element.
+
+_SCALAR_CODES: dict[Any, str] = {
+    ct.c_uint8: "B", ct.c_int8: "b", ct.c_uint16: "H", ct.c_int16: "h",
+    ct.c_uint32: "I", ct.c_int32: "i", ct.c_uint64: "Q", ct.c_int64: "q",
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A ctypes mirror as one struct.Struct: `index[name]` is the position of a
+    (flattened) field in the unpacked tuple; arrays of scalars take `count` positions."""
+
+    struct: struct.Struct
+    index: dict[str, int]
+    count: dict[str, int]
+
+    def unpack(self, buf: bytes | memoryview) -> tuple[object, ...]:
+        return self.struct.unpack_from(buf)
+
+
+def _scalar_code(ctype: Any) -> str:
+    for base, code in _SCALAR_CODES.items():
+        if ct.sizeof(ctype) == ct.sizeof(base) and ctype._type_ == base._type_:
+            return code
+    raise TypeError(f"no struct code for {ctype!r}")
+
+
+def _flatten(cls: type[ct.Structure], base: int, prefix: str,
+             out: list[tuple[int, str, str, int]]) -> None:
+    for fname, ftype, *_ in cls._fields_:
+        off = base + getattr(cls, fname).offset
+        name = prefix + fname
+        t: Any = ftype  # ctypes' array attributes (_type_, _length_) are not in its stubs
+        if isinstance(t, type) and issubclass(t, ct.Structure):
+            _flatten(t, off, name + ".", out)
+        elif isinstance(t, type) and issubclass(t, ct.Array):
+            elem: Any = t._type_
+            n = ct.sizeof(t) // ct.sizeof(elem)
+            if elem in (ct.c_char, ct.c_uint8):
+                out.append((off, name, f"{n}s", 1))
+            elif isinstance(elem, type) and issubclass(elem, ct.Array):
+                # An array of char arrays (names): one bytes value per element.
+                out.append((off, name, f"{ct.sizeof(elem)}s" * n, n))
+            else:
+                out.append((off, name, _scalar_code(elem) * n, n))
+        else:
+            out.append((off, name, _scalar_code(t), 1))
+
+
+def layout(cls: type[ct.Structure]) -> Layout:
+    fields: list[tuple[int, str, str, int]] = []
+    _flatten(cls, 0, "", fields)
+    fmt, index, count, pos, at = ["<"], {}, {}, 0, 0
+    for off, name, code, n in sorted(fields):
+        if off > at:
+            fmt.append(f"{off - at}x")  # padding the compiler inserted
+        fmt.append(code)
+        index[name], count[name] = pos, n
+        pos += n
+        at = off + struct.calcsize("<" + code)
+    if ct.sizeof(cls) > at:
+        fmt.append(f"{ct.sizeof(cls) - at}x")
+    s = struct.Struct("".join(fmt))
+    if s.size != ct.sizeof(cls):
+        raise TypeError(f"{cls.__name__}: struct layout of {s.size} bytes, ctypes {ct.sizeof(cls)}")
+    return Layout(s, index, count)
+
+
+LAYOUTS: dict[str, Layout] = {cname: layout(cls) for cname, cls in MIRRORS.items()}
+_EXEC, _FORK, _EXIT = LAYOUTS["rw_exec"], LAYOUTS["rw_fork"], LAYOUTS["rw_exit"]
+_SYSCALL, _THROTTLE, _DENY = LAYOUTS["rw_syscall"], LAYOUTS["rw_throttle"], LAYOUTS["rw_deny"]
+_HEADER = LAYOUTS["rw_header"]
+# The header comes first in every record: its fields are the first positions of each tuple.
+_H_TYPE, _H_CPU, _H_KTIME, _H_PID, _H_TGID, _H_PPID, _H_UID, _H_GID, _H_CGROUP, _H_START, _H_COMM = (
+    _HEADER.index[n] for n in ("type", "cpu", "ktime_ns", "pid", "tgid", "ppid", "uid", "gid",
+                               "cgroup_id", "start_ns", "comm"))
+_TYPES = {t.value: t for t in RecordType}
+
+
+def _fields(lay: Layout, *names: str) -> tuple[int, ...]:
+    return tuple(lay.index[n] for n in names)
+
+
+(_E_RET, _E_NR, _E_FLAGS, _E_ARGC, _E_ARGS_LEN, _E_DIRFD, _E_AT_FLAGS, _E_INO, _E_CTIME, _E_MTIME,
+ _E_UID, _E_GID, _E_NLINK, _E_MODE, _E_EXEPATH, _E_TTY, _E_SID, _E_VPGID, _E_LOGINUID, _E_CWD,
+ _E_FILENAME) = _fields(
+    _EXEC, "ret", "syscall_nr", "flags", "argc", "args_len", "dirfd", "at_flags", "exe_ino",
+    "exe_ctime_ns", "exe_mtime_ns", "exe_uid", "exe_gid", "exe_nlink", "exe_mode", "exepath", "tty",
+    "sid", "vpgid", "loginuid", "cwd", "filename")
+(_S_COUNT, _S_FIRST, _S_RET, _S_ARGS, _S_NR, _S_FLAGS, _S_FAMILY, _S_PORT, _S_ADDR, _S_AUX, _S_PATH,
+ _S_PATH2, _S_KPATH) = _fields(
+    _SYSCALL, "count", "first_ns", "ret", "args", "nr", "flags", "family", "port", "addr", "aux",
+    "path", "path2", "kpath")
+_S_NARGS = _SYSCALL.count["args"]
+_F_PPID, _F_PTGID, _F_PSTART = _fields(_FORK, "parent_pid", "parent_tgid", "parent_start_ns")
+_X_STATUS = _EXIT.index["exit_status"]
+_T_SCOPE, _T_NR, _T_THROTTLED, _T_RATE, _T_BURST = _fields(
+    _THROTTLE, "scope", "nr", "throttled", "rate", "burst")
+(_D_HOOK, _D_RULE, _D_RET, _D_FLAGS, _D_FAMILY, _D_PORT, _D_ADDR, _D_ANC_PID, _D_ANC_COMM,
+ _D_PATH) = _fields(
+    _DENY, "hook", "rule_id", "ret", "flags", "family", "port", "addr", "anc_pid", "anc_comm", "path")
+
+
+def _header(v: tuple[Any, ...]) -> Header:
+    return Header(_TYPES[v[_H_TYPE]], v[_H_CPU], v[_H_KTIME], v[_H_PID], v[_H_TGID], v[_H_PPID],
+                  v[_H_UID], v[_H_GID], v[_H_CGROUP], v[_H_START], _cstr(v[_H_COMM]))
 
 
 class DecodeError(ValueError):
@@ -478,83 +592,91 @@ _SIZES = {RecordType.EXEC: ct.sizeof(CExec), RecordType.FORK: ct.sizeof(CFork),
 
 
 _ARGS_OFFSET = CExec.args.offset
+_HEADER_SIZE = ct.sizeof(CHeader)
 
 
 def decode(data: int, size: int) -> Record:
     """Decode the record at address `data` (a bcc ring-buffer callback pointer)."""
-    if size < ct.sizeof(CHeader):
+    if size < _HEADER_SIZE:
         raise DecodeError(f"record of {size} bytes is shorter than its header")
-    rtype = ct.cast(data, ct.POINTER(ct.c_uint32))[0]
-    try:
-        kind = RecordType(rtype)
-    except ValueError as exc:
-        raise DecodeError(f"unknown record type {rtype}") from exc
+    return decode_bytes(ct.string_at(data, size))
+
+
+def decode_bytes(buf: bytes) -> Record:
+    """Decode one record from its bytes."""
+    size = len(buf)
+    if size < _HEADER_SIZE:
+        raise DecodeError(f"record of {size} bytes is shorter than its header")
+    rtype = int.from_bytes(buf[:4], "little")
+    kind = _TYPES.get(rtype)
+    if kind is None:
+        raise DecodeError(f"unknown record type {rtype}")
     if size < _SIZES[kind]:
         raise DecodeError(f"{kind.name} record of {size} bytes, expected {_SIZES[kind]}")
-    if kind is RecordType.EXEC:
-        e = ct.cast(data, ct.POINTER(CExec)).contents
-        args = ct.string_at(data + _ARGS_OFFSET, min(e.args_len, ARGS_BUF))
-        argv = [_text(a) for a in args.split(b"\0")[: e.argc]]
-        return ExecRecord(
-            _header(e.h), e.ret, e.syscall_nr,
-            _text(e.filename), argv, e.dirfd, e.at_flags,
-            bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
-            bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),
-            bool(e.flags & EXEC_F_EXE_MEMFD), _exe_file(e), _exec_task(e),
-        )
     if kind is RecordType.SYSCALL:
-        r = ct.cast(data, ct.POINTER(CSyscall)).contents
+        v = _SYSCALL.struct.unpack_from(buf)
+        flags = v[_S_FLAGS]
+        kpath = _cstr(v[_S_KPATH]) if flags & (SC_F_BASE | SC_F_RESOLVED) else None
         return SyscallRecord(
-            _header(r.h), r.nr, r.ret, tuple(r.args), r.flags & ~SC_F_COUNT_ONLY, r.family, r.port,
-            bytes(r.addr), _text(r.aux), _text(r.path), _text(r.path2),
-            _text(r.kpath) if r.flags & SC_F_BASE else None,
-            _text(r.kpath) if r.flags & SC_F_RESOLVED else None,
-            r.count, r.first_ns or r.h.ktime_ns, bool(r.flags & SC_F_COUNT_ONLY),
+            _header(v), v[_S_NR], v[_S_RET], v[_S_ARGS:_S_ARGS + _S_NARGS], flags & ~SC_F_COUNT_ONLY,
+            v[_S_FAMILY], v[_S_PORT], v[_S_ADDR], _cstr(v[_S_AUX]), _cstr(v[_S_PATH]),
+            _cstr(v[_S_PATH2]), kpath if flags & SC_F_BASE else None,
+            kpath if flags & SC_F_RESOLVED else None,
+            v[_S_COUNT], v[_S_FIRST] or v[_H_KTIME], bool(flags & SC_F_COUNT_ONLY),
+        )
+    if kind is RecordType.EXEC:
+        v = _EXEC.struct.unpack_from(buf)
+        flags = v[_E_FLAGS]
+        args = buf[_ARGS_OFFSET:_ARGS_OFFSET + min(v[_E_ARGS_LEN], ARGS_BUF)]
+        argv = [_text(a) for a in args.split(b"\0")[: v[_E_ARGC]]]
+        exe: ExeFile | None = None
+        task: ExecTask | None = None
+        # Without EXEPATH(_TRUNCATED) sched_process_exec did not run: nothing of the task was read.
+        if flags & (EXEC_F_EXEPATH | EXEC_F_EXEPATH_TRUNCATED):
+            exe = ExeFile(
+                _cstr(v[_E_EXEPATH]) if flags & EXEC_F_EXEPATH else None, v[_E_INO], v[_E_CTIME],
+                v[_E_MTIME], v[_E_UID], v[_E_GID], v[_E_MODE], v[_E_NLINK],
+                bool(flags & EXEC_F_EXE_DELETED),
+            )
+            task = ExecTask(v[_E_TTY], v[_E_SID], v[_E_VPGID], v[_E_LOGINUID],
+                            _cstr(v[_E_CWD]) if flags & EXEC_F_CWD else None)
+        return ExecRecord(
+            _header(v), v[_E_RET], v[_E_NR], _cstr(v[_E_FILENAME]), argv, v[_E_DIRFD], v[_E_AT_FLAGS],
+            bool(flags & EXEC_F_ARGV_TRUNCATED), bool(flags & EXEC_F_FILENAME_FAILED),
+            bool(flags & EXEC_F_ARG_READ_FAILED), bool(flags & EXEC_F_FILENAME_TRUNCATED),
+            bool(flags & EXEC_F_EXE_MEMFD), exe, task,
         )
     if kind is RecordType.THROTTLE:
-        t = ct.cast(data, ct.POINTER(CThrottle)).contents
+        v = _THROTTLE.struct.unpack_from(buf)
         try:
-            scope = ThrottleScope(t.scope)
+            scope = ThrottleScope(v[_T_SCOPE])
         except ValueError as exc:
-            raise DecodeError(f"throttle record with unknown scope {t.scope}") from exc
-        return ThrottleRecord(_header(t.h), scope, t.nr, t.throttled, t.rate, t.burst)
+            raise DecodeError(f"throttle record with unknown scope {v[_T_SCOPE]}") from exc
+        return ThrottleRecord(_header(v), scope, v[_T_NR], v[_T_THROTTLED], v[_T_RATE], v[_T_BURST])
     if kind is RecordType.DENY:
-        return _decode_deny(ct.cast(data, ct.POINTER(CDeny)).contents)
+        return _decode_deny(_DENY.struct.unpack_from(buf))
     if kind is RecordType.FORK:
-        f = ct.cast(data, ct.POINTER(CFork)).contents
-        return ForkRecord(_header(f.h), f.parent_pid, f.parent_tgid, f.parent_start_ns)
-    x = ct.cast(data, ct.POINTER(CExit)).contents
-    return ExitRecord(_header(x.h), (x.exit_status >> 8) & 0xFF, x.exit_status & 0x7F)
+        v = _FORK.struct.unpack_from(buf)
+        return ForkRecord(_header(v), v[_F_PPID], v[_F_PTGID], v[_F_PSTART])
+    v = _EXIT.struct.unpack_from(buf)
+    status = v[_X_STATUS]
+    return ExitRecord(_header(v), (status >> 8) & 0xFF, status & 0x7F)
 
 
-def _exec_task(e: CExec) -> ExecTask | None:
-    if not e.flags & (EXEC_F_EXEPATH | EXEC_F_EXEPATH_TRUNCATED):
-        return None  # sched_process_exec did not run: nothing of the task was read
-    return ExecTask(e.tty, e.sid, e.vpgid, e.loginuid, _text(e.cwd) if e.flags & EXEC_F_CWD else None)
-
-
-def _exe_file(e: CExec) -> ExeFile | None:
-    if not e.flags & (EXEC_F_EXEPATH | EXEC_F_EXEPATH_TRUNCATED):
-        return None
-    return ExeFile(
-        _text(e.exepath) if e.flags & EXEC_F_EXEPATH else None, e.exe_ino, e.exe_ctime_ns,
-        e.exe_mtime_ns, e.exe_uid, e.exe_gid, e.exe_mode, e.exe_nlink,
-        bool(e.flags & EXEC_F_EXE_DELETED),
-    )
-
-
-def _decode_deny(d: CDeny) -> DenyRecord:
+def _decode_deny(v: tuple[Any, ...]) -> DenyRecord:
     try:
-        hook = DenyHook(d.hook)
+        hook = DenyHook(v[_D_HOOK])
     except ValueError as exc:
-        raise DecodeError(f"DENY record with unknown hook {d.hook}") from exc
+        raise DecodeError(f"DENY record with unknown hook {v[_D_HOOK]}") from exc
     ancestors = []
-    for pid, comm in zip(d.anc_pid, d.anc_comm, strict=True):
+    for i in range(DENY_ANCESTORS):
+        pid = v[_D_ANC_PID + i]
         if not pid:
             break
-        ancestors.append((int(pid), _text(comm.value)))
-    addr_len = {2: 4, 10: 16}.get(d.family, 0) if hook == DenyHook.CONNECT else 0
+        ancestors.append((pid, _cstr(v[_D_ANC_COMM + i])))
+    family = v[_D_FAMILY]
+    addr_len = {2: 4, 10: 16}.get(family, 0) if hook == DenyHook.CONNECT else 0
     return DenyRecord(
-        _header(d.h), hook, d.rule_id, d.ret, bool(d.flags & DENY_F_AUDIT),
-        _text(d.path), d.family, d.port, bytes(d.addr)[:addr_len], ancestors,
+        _header(v), hook, v[_D_RULE], v[_D_RET], bool(v[_D_FLAGS] & DENY_F_AUDIT),
+        _cstr(v[_D_PATH]), family, v[_D_PORT], v[_D_ADDR][:addr_len], ancestors,
     )

@@ -39,6 +39,7 @@ from monitor.kernel.records import (
     RECORD_LOST,
     CCoalKey,
     CCoalVal,
+    CSyscall,
     DecodeError,
     DropReason,
     FloodStat,
@@ -50,6 +51,8 @@ from monitor.kernel.records import (
 
 BPF_DIR = paths.bpf_dir()
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# Each BPF ring-buffer record is preceded by an 8-byte header (length, page offset).
+RINGBUF_RECORD_HEADER = 8
 # /proc/PID/stat counts process start in USER_HZ ticks; lineage keys use the same unit.
 NS_PER_TICK = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 SYSCALL_NR_MAX = 512  # RW_NR_MAX in bpf/sensor.bpf.c
@@ -72,6 +75,12 @@ def ringbuf_pages(nbytes: int) -> int:
     """Pages for a ring buffer of at least nbytes: the kernel wants a power of two."""
     pages = max(1, -(-nbytes // PAGE_SIZE))
     return 1 << (pages - 1).bit_length()
+
+
+def burst_bytes(rate: int, burst: int) -> int:
+    """Ring-buffer bytes one process's throttle burst of syscall records fills (0: no
+    throttling, so no burst to hold)."""
+    return burst * (ct.sizeof(CSyscall) + RINGBUF_RECORD_HEADER) if rate else 0
 
 
 # What packaging/systemd/ringwatch.service's CapabilityBoundingSet grants, and why
@@ -326,6 +335,15 @@ class Sensor:
             throttle_process_rate=self.cfg.throttle_process_rate,
             throttle_cgroup_rate=self.cfg.throttle_cgroup_rate,
         )
+        burst = burst_bytes(self.cfg.throttle_process_rate, self.cfg.throttle_process_burst)
+        if burst > self.lane_bytes[SYSCALL]:
+            # A flood of distinct records passes the bucket's burst at the flooder's
+            # speed, far faster than userspace drains: what the lane cannot hold is lost.
+            self._log.warning("syscall_lane_below_burst", ringbuf_bytes=self.lane_bytes[SYSCALL],
+                              burst_bytes=burst, burst=self.cfg.throttle_process_burst,
+                              detail="a flood of distinct syscall records can lose records in its "
+                                     "first burst; raise sensor.ringbuf_bytes or lower "
+                                     "sensor.throttle_process_burst")
 
     def _open_lineage(self, migration: lineage_map.Migration) -> None:
         if migration.reason:

@@ -80,6 +80,10 @@ class Lineage:
         self.boot_id = boot_id[:8]
         self._cache: OrderedDict[Key, ProcInfo] = OrderedDict()
         self.stats = LineageStats()
+        # Bumped whenever what ancestors() can return may change (an entry added, replaced,
+        # evicted or changed in place, the cache cleared): callers may keep an ancestry
+        # computed at one generation until the next.
+        self.generation = 0
 
     def ticks(self, start_ns: int) -> int:
         return start_ns // self.ns_per_tick
@@ -88,6 +92,7 @@ class Lineage:
         return f"{self.boot_id}:{info.tgid}:{info.start_ticks}:{info.exec_ns}"
 
     def _put(self, info: ProcInfo) -> None:
+        self.generation += 1
         self._cache[info.key] = info
         self._cache.move_to_end(info.key)
         if len(self._cache) > self.cache_entries:
@@ -99,6 +104,7 @@ class Lineage:
     def invalidate(self) -> None:
         """Records were lost: the cache may be stale; the kernel map is not."""
         self._cache.clear()
+        self.generation += 1
         self.stats.cache_invalidations += 1
 
     def get(self, key: Key) -> ProcInfo | None:
@@ -146,6 +152,7 @@ class Lineage:
             return info
         if isinstance(rec, ExitRecord) and info is not None:
             info.exit_ns = h.ktime_ns
+            self.generation += 1
         return info
 
     def _kernel_pstart(self, key: Key) -> int:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from monitor.events.exe import name_is_exe
 from monitor.kernel.records import ExecRecord
 from monitor.lineage.cache import Lineage
-from monitor.lineage.process import ProcInfo
+from monitor.lineage.process import Key, ProcInfo
 from monitor.stage import Item
+
+MEMO_ENTRIES = 4096  # processes whose ancestry is kept between two lineage changes
+
+# The ancestry of one process, computed once per lineage generation: the parent's fields
+# and, nearest first, the ancestors' names, pids, argv[0]s and executables.
+_Ancestry = tuple[dict[str, Any], list[str], list[int], list[str], list[str]]
 
 
 class LineageStage:
@@ -15,6 +23,34 @@ class LineageStage:
     def __init__(self, lineage: Lineage | None = None) -> None:
         # Set once the kernel map exists (after attach); until then events carry no ancestry.
         self.lineage = lineage
+        # Walking the ancestor chain was a third of a quiet event's cost, though it changes
+        # only when a process record (or a cache change) arrives: the fields are kept per
+        # process until Lineage.generation moves. Keyed by the Lineage too: it is replaced
+        # whole at attach.
+        self._memo: dict[Key, _Ancestry] = {}
+        self._memo_of: Lineage | None = None
+        self._memo_gen = -1
+
+    def _ancestry(self, lin: Lineage, info: ProcInfo) -> _Ancestry:
+        if lin is not self._memo_of or lin.generation != self._memo_gen:
+            self._memo.clear()
+            self._memo_of, self._memo_gen = lin, lin.generation
+        found = self._memo.get(info.key)
+        if found is not None:
+            return found
+        ancestors = lin.ancestors(info)
+        parent_fields: dict[str, Any] = {}
+        if ancestors:
+            parent = ancestors[0]
+            parent_fields = {
+                "proc.pname": parent.comm, "proc.pexe": argv0(parent), "proc.pexepath": parent.exe,
+                "proc.pcmdline": parent.cmdline(), "proc.pexec_id": lin.exec_id(parent),
+            }
+        found = (parent_fields, [a.comm for a in ancestors], [a.tgid for a in ancestors],
+                 [argv0(a) for a in ancestors], [a.exe for a in ancestors])
+        if len(self._memo) < MEMO_ENTRIES:
+            self._memo[info.key] = found
+        return found
 
     def __call__(self, item: Item) -> None:
         lin = self.lineage
@@ -37,20 +73,15 @@ class LineageStage:
             ev.setdefault("proc.argv", info.argv)
             ev.setdefault("proc.args", " ".join(args))
             ev.setdefault("proc.cmdline", " ".join([info.comm, *args]))
-        ancestors = lin.ancestors(info)
-        if ancestors:
-            parent = ancestors[0]
-            ev["proc.pname"] = parent.comm
-            ev["proc.pexe"] = argv0(parent)
-            ev["proc.pexepath"] = parent.exe
-            ev["proc.pcmdline"] = parent.cmdline()
-            ev["proc.pexec_id"] = lin.exec_id(parent)
+        parent_fields, aname, apid, aexe, aexepath = self._ancestry(lin, info)
+        ev.update(parent_fields)
         # Falco's indexing: [0] is the process itself (as this event sees it), then the
-        # parent, the grandparent, ...
-        ev["proc.aname"] = [ev.get("proc.name", info.comm), *(a.comm for a in ancestors)]
-        ev["proc.apid"] = [info.tgid, *(a.tgid for a in ancestors)]
-        ev["proc.aexe"] = [ev.get("proc.exe", argv0(info)), *(argv0(a) for a in ancestors)]
-        ev["proc.aexepath"] = [ev.get("proc.exepath", info.exe), *(a.exe for a in ancestors)]
+        # parent, the grandparent, ... New lists: each event owns its own (outputs
+        # serialise them later, on other threads).
+        ev["proc.aname"] = [ev.get("proc.name", info.comm), *aname]
+        ev["proc.apid"] = [info.tgid, *apid]
+        ev["proc.aexe"] = [ev.get("proc.exe", argv0(info)), *aexe]
+        ev["proc.aexepath"] = [ev.get("proc.exepath", info.exe), *aexepath]
 
 
 def argv0(info: ProcInfo) -> str:

@@ -138,7 +138,7 @@ def test_threads_are_not_processes(monitor: RunningMonitor) -> None:
            "[t.start() for t in ts]; [t.join() for t in ts]"
     p = subprocess.run([sys.executable, "-c", code], check=True)
     del p
-    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and e.get("proc.argv", [None])[-1] == code)
+    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and (e.get("proc.argv") or [None])[-1] == code)
     pid = ev["proc.pid"]
     monitor.wait_for(lambda e: e["evt.type"] == "exit" and e["proc.pid"] == pid)
     mine = [e for e in monitor.events() if e["proc.pid"] == pid and e["evt.type"] in ("fork", "exit")]

@@ -261,15 +261,21 @@ class KafkaSink:
                 return
 
     def _commit_queue(self) -> None:
+        batch = self._take_queued()
+        if batch:
+            self._to_spool(batch)
+            self._committed.set()
+
+    def _take_queued(self) -> list[SpoolRecord]:
+        """Everything waiting in memory, in order; bounded, as under a flood the queue
+        refills as fast as it is read."""
         batch: list[SpoolRecord] = []
         while len(batch) < self.opts.queue_size:
             more = self._take(0)
             if not more:
                 break
             batch.extend(more)
-        if batch:
-            self._to_spool(batch)
-            self._committed.set()
+        return batch
 
     def _finish(self) -> None:
         if self._wal:
@@ -319,13 +325,7 @@ class KafkaSink:
 
     def _spill_queue(self) -> None:
         """Move everything waiting in memory to the spool (in order, one transaction)."""
-        batch: list[SpoolRecord] = []
-        # Bounded: under a flood the queue refills as fast as it is read.
-        while len(batch) < self.opts.queue_size:
-            more = self._take(0)
-            if not more:
-                break
-            batch.extend(more)
+        batch = self._take_queued()
         if batch:
             self._to_spool(batch)
             self._degraded = True

@@ -71,6 +71,13 @@ def run_shell() -> dict[str, Any]:
     return _me(child=child.pid)
 
 
+def run_shell_cmd(command: str) -> dict[str, Any]:
+    """A look-alike of run_shell: `sh -c COMMAND`, for Falco's known shell command lines."""
+    child = subprocess.Popen(["sh", "-c", command])
+    child.wait()
+    return _me(child=child.pid)
+
+
 def clear_log(directory: str) -> dict[str, Any]:
     """clear_log_activities.go: O_CREAT|O_TRUNC|O_WRONLY of DIR/syslog."""
     path = os.path.join(directory, "syslog")
@@ -205,7 +212,7 @@ def connect(host: str, port: str) -> dict[str, Any]:
 
 ACTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     f.__name__: f
-    for f in (open_read, sleep_then_read, run_shell, clear_log, write_file, ptrace_attach,
+    for f in (open_read, sleep_then_read, run_shell, run_shell_cmd, clear_log, write_file, ptrace_attach,
               ptrace_traceme, memfd_exec, packet_socket, inet_socket, redirect_stdout, module_load,
               drop_and_exec, run_image_binary, connect)
 }

@@ -53,6 +53,19 @@ def open_read(path: str) -> dict[str, Any]:
     return _me(path=path)
 
 
+def fork_open(path: str) -> dict[str, Any]:
+    """A child forked at once opens PATH (the parent's own image is what it just exec'd)."""
+    child = os.fork()
+    if child == 0:
+        try:
+            with open(path, "rb"):
+                pass
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    return _me(child=child)
+
+
 def sleep_then_read(seconds: str, path: str) -> dict[str, Any]:
     """read_sensitive_file_trusted_after_startup.go: the program, run as `httpd`, sleeps
     past Falco's 5 s "new process" window, then opens the file. It reports its pid at once
@@ -212,9 +225,9 @@ def connect(host: str, port: str) -> dict[str, Any]:
 
 ACTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     f.__name__: f
-    for f in (open_read, sleep_then_read, run_shell, run_shell_cmd, clear_log, write_file, ptrace_attach,
-              ptrace_traceme, memfd_exec, packet_socket, inet_socket, redirect_stdout, module_load,
-              drop_and_exec, run_image_binary, connect)
+    for f in (open_read, fork_open, sleep_then_read, run_shell, run_shell_cmd, clear_log, write_file,
+              ptrace_attach, ptrace_traceme, memfd_exec, packet_socket, inet_socket, redirect_stdout,
+              module_load, drop_and_exec, run_image_binary, connect)
 }
 
 

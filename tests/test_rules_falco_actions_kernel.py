@@ -608,3 +608,20 @@ def test_a_log_append_without_truncation_is_quiet(bench: Bench) -> None:
     assert (d / "syslog").exists()
     settle(bench)
     assert rules_for(bench, m) == []
+
+
+def test_a_parent_is_judged_by_the_image_it_just_exec_ed(bench: Bench) -> None:
+    """`sh -c 'exec python3 ...'`: the shell becomes python3, which forks a child that reads
+    /etc/shadow by a traversal path. The child's parent is python3, no shell, so the
+    traversal rule fires, every time: the child's open (syscall lane) must not be judged
+    before its parent's exec (process lane) has reached the lineage."""
+    markers = [new_marker() for _ in range(15)]
+    for m in markers:
+        subprocess.run(["sh", "-c", f"exec {PY} {ACTIONS} fork_open /etc/../etc/../etc/shadow {m}"],
+                       check=True, capture_output=True)
+    settle(bench)
+    pnames = {m: sorted({a["event"]["proc.pname"] for a in alerts_of(bench, m)}) for m in markers}
+    fired = {m: rules_for(bench, m) for m in markers}
+    assert all(p == ["python3"] for p in pnames.values()), pnames
+    both = sorted(["Directory traversal monitored file read", SENSITIVE_READ])
+    assert all(f == both for f in fired.values()), fired

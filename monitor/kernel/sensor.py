@@ -222,6 +222,8 @@ class Sensor:
         self._positions: dict[str, RingPositions] = {}
         self._budget = POLL_BUDGET
         self._chunk = SYSCALL_CHUNK
+        # A syscall record read while a process record waited: handled after that one.
+        self._held: ct.Array[ct.c_char] | None = None
         # Records read from each lane's ring, decodable or not.
         self.received = {lane: 0 for lane in LANES}
         self.lane_hwm = {lane: 0 for lane in LANES}
@@ -365,6 +367,14 @@ class Sensor:
         return -1 if self._budget <= 0 else 0
 
     def _syscall_callback(self, _ctx: Any, data: int, size: int) -> int:
+        process = self._positions.get(PROCESS)
+        if process is not None and process.fill():
+            # A process record came in meanwhile: it may be what this record's process (or
+            # its parent) became before this syscall, an exec, a fork. The lineage must
+            # have it first. This record is consumed already: held, handled right after
+            # the process lane (_drain_lanes).
+            self._held = ct.create_string_buffer(ct.string_at(data, size), size)
+            return -1
         self._record(SYSCALL, data, size)
         self._chunk -= 1
         # A chunk at a time: then the process lane gets its turn again.
@@ -385,6 +395,10 @@ class Sensor:
             self._managers[PROCESS].consume()
             self._chunk = SYSCALL_CHUNK
             self._managers[SYSCALL].consume()
+            held, self._held = self._held, None
+            if held is not None:
+                self._managers[PROCESS].consume()
+                self._record(SYSCALL, ct.addressof(held), len(held))
             if sum(self.received.values()) == before:
                 break
         return sum(self.received.values()) - start

@@ -1,11 +1,12 @@
 """The sensor's two lanes, drained in causal order (pure logic over stand-in rings).
 
-A process record (exec, fork) committed while the syscall lane is being consumed may be
-what a later syscall record's process became before that syscall: `sh -c 'exec python3
-...'` whose child opens a file. Its open must reach the lineage after the exec, or the
-child is judged with its parent's old image (seen live: an exec record written to the
-record file 30 ms after its child's opens). The rings here are lists; the positions are
-what the sensor reads (bytes not yet consumed), as on the real position pages.
+The lanes are merged by time. A process record (exec, fork) committed while the syscall
+lane is being consumed may be what a later syscall record's process became before that
+syscall: `sh -c 'exec python3 ...'` whose child opens a file must be judged after the
+exec (seen live: an exec record written 30 ms after its child's opens). And a syscall
+made just before an exec (PTRACE_TRACEME, then exec) belongs to the old image, even if
+the exec's record is read first. The rings here are lists; the positions are what the
+sensor reads (bytes not yet consumed), as on the real position pages.
 """
 
 from __future__ import annotations
@@ -37,15 +38,15 @@ class ListRing:
         return sum(len(r) for r in self.queue)
 
 
-def syscall(pid: int) -> bytes:
+def syscall(pid: int, ktime_ns: int) -> bytes:
     r = CSyscall()
-    r.h.type, r.h.pid, r.h.tgid, r.nr = RecordType.SYSCALL, pid, pid, 257
+    r.h.type, r.h.pid, r.h.tgid, r.h.ktime_ns, r.nr = RecordType.SYSCALL, pid, pid, ktime_ns, 257
     return bytes(r)
 
 
-def fork(pid: int) -> bytes:
+def fork(pid: int, ktime_ns: int) -> bytes:
     f = CFork()
-    f.h.type, f.h.pid, f.h.tgid = RecordType.FORK, pid, pid
+    f.h.type, f.h.pid, f.h.tgid, f.h.ktime_ns = RecordType.FORK, pid, pid, ktime_ns
     return bytes(f)
 
 
@@ -72,11 +73,21 @@ def drain(syscalls: list[bytes], commit_after: int, late: bytes) -> list[tuple[s
 
 
 def test_a_process_record_committed_mid_chunk_goes_before_later_syscalls() -> None:
-    seen = drain([syscall(1), syscall(2), syscall(3)], commit_after=1, late=fork(9))
+    seen = drain([syscall(1, 10), syscall(2, 30), syscall(3, 40)], commit_after=1, late=fork(9, 20))
     assert seen == [("SYSCALL", 1), ("FORK", 9), ("SYSCALL", 2), ("SYSCALL", 3)]
 
 
+def test_a_syscall_made_before_a_process_record_goes_first_though_read_after() -> None:
+    seen = drain([syscall(1, 10), syscall(2, 20), syscall(3, 40)], commit_after=1, late=fork(9, 30))
+    assert seen == [("SYSCALL", 1), ("SYSCALL", 2), ("FORK", 9), ("SYSCALL", 3)]
+
+
+def test_process_records_after_the_last_syscall_are_handed_on_too() -> None:
+    seen = drain([syscall(1, 10)], commit_after=1, late=fork(9, 20))
+    assert seen == [("SYSCALL", 1), ("FORK", 9)]
+
+
 def test_every_record_is_handled_once_whatever_the_interleaving() -> None:
-    seen = drain([syscall(i) for i in range(1, 1200)], commit_after=700, late=fork(9))
+    seen = drain([syscall(i, 10 * i) for i in range(1, 1200)], commit_after=700, late=fork(9, 7005))
     assert [p for t, p in seen if t == "SYSCALL"] == list(range(1, 1200))
-    assert seen.index(("FORK", 9)) == 700
+    assert seen.index(("FORK", 9)) == 700  # after syscall 700 (t=7000), before 701

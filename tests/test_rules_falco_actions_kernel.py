@@ -415,8 +415,10 @@ def act_ptrace_attach(b: Bench, m: str) -> Expect:
 def act_ptrace_traceme(b: Bench, m: str) -> Expect:
     # ptrace_anti_debug_attempt.go: `sleep 3600` started with Ptrace: true (PTRACE_TRACEME
     # in the child before its exec).
+    # The call is made before the exec: by the image that was (python3), not by sleep.
     r = py_action("ptrace_traceme", m)
-    return Expect(pid=r["child"], fields={"evt.type": "ptrace"})
+    return Expect(pid=r["child"], fields={"evt.type": "ptrace", "proc.name": "python3",
+                                          "proc.exepath": os.path.realpath(PY)})
 
 
 def act_find_aws_credentials(b: Bench, m: str) -> Expect:

@@ -229,9 +229,9 @@ def settle(bench: Bench) -> None:
     wait_alert(bench, "Read sensitive file untrusted", marker)
 
 
-def container_exec(bench: Bench, name: str, *argv: str, tty: bool = False, workdir: str = "/",
+def container_exec(bench: Bench, name: str, *argv: str, tty: bool = False,
                    check: bool = True) -> subprocess.CompletedProcess[str]:
-    cmd = [*PODMAN, "exec", "-w", workdir, *(["-it"] if tty else []), name, *argv]
+    cmd = [*PODMAN, "exec", *(["-it"] if tty else []), name, *argv]
     if tty:
         # `podman exec -it` wants a terminal: script(1) gives it one, as a user's would be.
         cmd = ["script", "-qec", " ".join(f"'{c}'" for c in cmd), "/dev/null"]
@@ -314,7 +314,7 @@ def act_contact_k8s_api(b: Bench, m: str) -> Expect:
     # No event-generator action: a container process connecting to the API server's address
     # (the container has no network: the attempt is the behaviour).
     container_exec(b, b.plain, PY, IN_CTR_ACTIONS, "connect", K8S_API_IP, "443", m)
-    return Expect(container=b.plain, fields={"evt.type": "connect", "fd.rport": 443})
+    return Expect(container=b.plain, fields={"evt.type": "connect", "fd.sip": K8S_API_IP, "fd.rport": 443})
 
 
 def act_netcat_in_container(b: Bench, m: str) -> Expect:
@@ -400,9 +400,9 @@ def act_debugfs_privileged(b: Bench, m: str) -> Expect:
 
 def act_release_agent(b: Bench, m: str) -> Expect:
     # detect_release_agent_file_container_escapes.go: as root with CAP_SYS_ADMIN,
-    # sh -c "echo 'hello world' > release_agent" (in the working directory).
-    container_exec(b, b.privileged, "/bin/sh", "-c", "echo 'hello world' > release_agent", m, workdir="/tmp")
-    return Expect(container=b.privileged, fields={"fd.name": "/tmp/release_agent", "proc.name": "sh"})
+    # sh -c "echo 'hello world' > release_agent" (in the working directory, here /).
+    container_exec(b, b.privileged, "/bin/sh", "-c", "echo 'hello world' > release_agent", m)
+    return Expect(container=b.privileged, fields={"fd.name": "/release_agent", "proc.name": "sh"})
 
 
 def act_ptrace_attach(b: Bench, m: str) -> Expect:
@@ -446,7 +446,8 @@ def act_drop_and_execute(b: Bench, m: str) -> Expect:
     # drop_and_execute_new_binary_in_container.go: copy ls into /bin (the container's upper
     # layer) and run the copy.
     container_exec(b, b.plain, PY, IN_CTR_ACTIONS, "drop_and_exec", f"x{m}")
-    return Expect(container=b.plain, fields={"evt.type": "execve"})
+    dropped = f"/bin/falco-event-generator-syscall-DropAndExecuteNewBinaryInContainer-x{m}"
+    return Expect(container=b.plain, fields={"evt.type": "execve", "proc.exepath": dropped})
 
 
 def act_ssh_non_standard_port(b: Bench, m: str) -> Expect:
@@ -455,7 +456,7 @@ def act_ssh_non_standard_port(b: Bench, m: str) -> Expect:
     subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=1", "-o", "StrictHostKeyChecking=no",
                     "-p", "443", f"{m}@{OUTBOUND_IP}"], capture_output=True, timeout=30, check=False,
                    stdin=subprocess.DEVNULL)
-    return Expect(fields={"evt.type": "connect", "fd.rport": 443, "proc.name": "ssh"})
+    return Expect(fields={"evt.type": "connect", "fd.sip": OUTBOUND_IP, "fd.rport": 443, "proc.name": "ssh"})
 
 
 def act_memfd_exec(b: Bench, m: str) -> Expect:

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
 from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
@@ -52,17 +53,22 @@ def remove_container(name: str) -> None:
     subprocess.run([*PODMAN, "rm", "-f", "-t", "0", name], capture_output=True, timeout=60, check=False)
 
 
-def remove_v1_cgroup_dirs(relative: str) -> None:
+def remove_v1_cgroup_dirs(relative: str, timeout: float = 10.0) -> None:
     """Remove what runc made for a --cgroup-parent in each cgroup v1 hierarchy (a hybrid
-    host): directories only, deepest first; busy ones (still in use) stay."""
+    host): directories only, deepest first. conmon leaves its own a moment after `podman
+    rm` returns, so busy ones are retried for a while; any still busy then stay."""
     with open("/proc/mounts") as fh:
         mounts = [line.split()[1] for line in fh if line.split()[2] == "cgroup"]
-    for mnt in mounts:
-        top = Path(mnt) / relative.lstrip("/")
-        if not top.is_dir():
-            continue
-        for d in sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+    tops = [Path(mnt) / relative.lstrip("/") for mnt in mounts]
+    deadline = time.monotonic() + timeout
+    while True:
+        for top in (t for t in tops if t.is_dir()):
+            subdirs = (p for p in top.rglob("*") if p.is_dir())
+            for d in sorted(subdirs, key=lambda p: len(p.parts), reverse=True):
+                with suppress(OSError):
+                    d.rmdir()
             with suppress(OSError):
-                d.rmdir()
-        with suppress(OSError):
-            top.rmdir()
+                top.rmdir()
+        if not any(t.is_dir() for t in tops) or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)

@@ -115,4 +115,13 @@
     install_debs "container identity test runtime" podman runc
 )
 
+# --- Falco's stable rules, each fired by its event-generator action --------------------
+# (tests/test_rules_falco_actions_kernel.py): debugfs in a privileged container, script(1)
+# for a terminal, login as a system user, passwd reading /etc/shadow (a trusted reader).
+(
+    set -euo pipefail
+    say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
+    install_debs "falco action test tools" e2fsprogs bsdutils login passwd
+)
+
 exit 0

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import tarfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from monitor.events.container import ContainerResolver, container_of_cgroup, split_image
-from tests.monitor_proc import REPO, RunningMonitor
+from tests.monitor_proc import RunningMonitor
+from tests.podman_util import PODMAN, import_busybox_image, remove_container, run_container
 
 ID = "8a53e5dfaa07dc628350bf7753c7a03ecb7e0df9c81ec8a220215d8e55c6ec02"
 
@@ -55,34 +53,19 @@ def test_an_exited_process_is_never_taken_for_the_host(tmp_path: Path) -> None:
 
 
 # --- a real container -----------------------------------------------------------------------
-# Podman with runc (crun refuses this host's hybrid cgroups) and explicit ulimits (podman's
-# defaults exceed this machine's hard limits). The image is a static busybox, imported.
-PODMAN = ["podman", "--runtime", "runc"]
-RUN = ["run", "-d", "--network", "none", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
 IMAGE = "localhost/ringwatch-test:1"
 
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> str:
-    assert shutil.which("podman"), "podman missing: scripts/setup-test-extras.sh installs it"
-    busybox = REPO / ".cache" / "busybox-static" / "bin" / "busybox"
-    root = tmp_path_factory.mktemp("rootfs")
-    (root / "bin").mkdir()
-    shutil.copy(busybox, root / "bin" / "busybox")
-    for applet in ("sh", "sleep", "cat"):
-        os.symlink("busybox", root / "bin" / applet)
-    tar = root.parent / "rootfs.tar"
-    with tarfile.open(tar, "w") as tf:
-        tf.add(root, arcname=".")
-    subprocess.run([*PODMAN, "import", str(tar), IMAGE], check=True, capture_output=True, timeout=120)
-    return IMAGE
+    return import_busybox_image(tmp_path_factory.mktemp("rootfs"), IMAGE)
 
 
 @pytest.fixture
 def container_name() -> Iterator[str]:
     name = f"rwtest-{uuid.uuid4().hex[:8]}"
     yield name
-    subprocess.run([*PODMAN, "rm", "-f", "-t", "0", name], capture_output=True, timeout=60, check=False)
+    remove_container(name)
 
 
 @pytest.mark.kernel
@@ -91,9 +74,7 @@ def test_a_podman_container_is_named_from_its_cgroup_and_state(
         tmp_path: Path, image: str, container_name: str, privileged: bool) -> None:
     with RunningMonitor(tmp_path) as mon:
         flags = ["--privileged"] if privileged else []
-        out = subprocess.run([*PODMAN, *RUN, *flags, "--name", container_name, image, "/bin/sleep", "30"],
-                             check=True, capture_output=True, text=True, timeout=120).stdout
-        full_id = out.strip().splitlines()[-1]
+        full_id = run_container(container_name, image, *flags, command=("/bin/sleep", "30"))
         pid = int(subprocess.run([*PODMAN, "inspect", "-f", "{{.State.Pid}}", container_name], check=True,
                                  capture_output=True, text=True, timeout=60).stdout)
         ev = mon.wait_for(lambda e: e["evt.type"] == "execve" and e["proc.pid"] == pid

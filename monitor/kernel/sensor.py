@@ -17,6 +17,7 @@ import select
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -231,6 +232,9 @@ class Sensor:
         self._positions: dict[str, RingPositions] = {}
         self._budget = POLL_BUDGET
         self._chunk = SYSCALL_CHUNK
+        # Process records read, not yet handed on: they wait for the syscall records that
+        # happened before them (_syscall_callback).
+        self._waiting: deque[Record] = deque()
         # Records read from each lane's ring, decodable or not.
         self.received = {lane: 0 for lane in LANES}
         self.lane_hwm = {lane: 0 for lane in LANES}
@@ -358,7 +362,7 @@ class Sensor:
             max_entries=self.procs.info.max_entries,
         )
 
-    def _record(self, lane: str, data: int, size: int) -> None:
+    def _read(self, lane: str, data: int, size: int) -> Record | None:
         if self._measure[lane]:
             # The first record since a poll began: the backlog is at its largest.
             self._measure[lane] = False
@@ -371,19 +375,42 @@ class Sensor:
         except (DecodeError, ValueError) as exc:
             self.decode_errors += 1
             self._log.warning("decode_error", error=str(exc))
-            return
+            return None
         self.delivered[rec.h.type] += 1
-        self._on_record(rec)
+        return rec
 
+    def _release(self, until_ns: int | None = None) -> None:
+        """Hand on the process records read so far, up to a time (all without one)."""
+        waiting = self._waiting
+        while waiting and (until_ns is None or waiting[0].h.ktime_ns <= until_ns):
+            self._on_record(waiting.popleft())
+
+    # The two lanes are merged by time: a process record is handed on before the first
+    # syscall record that happened after it, not before those that happened before it.
+    # An exec or fork must reach the lineage before its child's (or its own) next syscall
+    # is judged, and a syscall made just before an exec belongs to the old image (seen
+    # live both ways: an exec written 30 ms after its child's opens; a PTRACE_TRACEME made
+    # before an exec shown with the command line the exec gave).
+    #
     # libbpf keeps consuming while records keep coming: under a storm one poll would
     # never return. A negative return ends the consume after this (consumed) record, so
     # the main loop still handles signals, reloads, stats and flushes.
     def _process_callback(self, _ctx: Any, data: int, size: int) -> int:
-        self._record(PROCESS, data, size)
+        rec = self._read(PROCESS, data, size)
+        if rec is not None:
+            self._waiting.append(rec)
         return -1 if self._budget <= 0 else 0
 
     def _syscall_callback(self, _ctx: Any, data: int, size: int) -> int:
-        self._record(SYSCALL, data, size)
+        process = self._positions.get(PROCESS)
+        if process is not None and process.fill():
+            # Process records came in meanwhile: read them now (the other lane's own
+            # manager), so that those that happened before this syscall go first.
+            self._managers[PROCESS].consume()
+        rec = self._read(SYSCALL, data, size)
+        if rec is not None:
+            self._release(rec.h.ktime_ns)
+            self._on_record(rec)
         self._chunk -= 1
         # A chunk at a time: then the process lane gets its turn again.
         return -1 if self._budget <= 0 or self._chunk <= 0 else 0
@@ -403,8 +430,11 @@ class Sensor:
             self._managers[PROCESS].consume()
             self._chunk = SYSCALL_CHUNK
             self._managers[SYSCALL].consume()
+            if not self._positions[SYSCALL].fill():
+                self._release()  # no syscall record waits: nothing can come before them
             if sum(self.received.values()) == before:
                 break
+        self._release()
         return sum(self.received.values()) - start
 
     def poll(self, timeout_ms: int | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
 from monitor.enforce.event import deny_fields
-from monitor.events import exe
+from monitor.events import creds, exe
 from monitor.events import syscall_args as sa
 from monitor.events.fields import (
     ARG_DIRFD,
@@ -25,11 +25,13 @@ from monitor.events.fields import (
     COALESCE,
     COMMON,
     CONTAINER,
+    FD_L4PROTO,
     FD_NAME,
     FD_NUM,
     FD_RIP,
     FD_RPORT,
     FD_SIP,
+    FD_SIP_NAME,
     FD_SPORT,
     FD_TYPE,
     LINEAGE,
@@ -139,18 +141,20 @@ CATALOG: tuple[EventType, ...] = (
         Field("evt.arg.target", str, "symlink target, as given"),
         Field("evt.arg.linkpath", str, "symlink path created"),
     ), types={"symlink": 88, "symlinkat": 266}),
-    EventType("connect", RecordType.SYSCALL, sa.connect, (*SOCKET, ARG_FD, FD_SIP, FD_SPORT),
-              types={"connect": 42}),
+    EventType("connect", RecordType.SYSCALL, sa.connect, (
+        *SOCKET, ARG_FD, FD_SIP, FD_SPORT, FD_L4PROTO, FD_SIP_NAME,
+    ), types={"connect": 42}),
     EventType("socket", RecordType.SYSCALL, sa.socket, (
         Field("evt.arg.domain", str, "socket domain: AF_INET, AF_PACKET, ..."),
         Field("evt.arg.sotype", str, "socket type: SOCK_STREAM, SOCK_RAW, ..."),
         Field("evt.arg.proto", int, "socket protocol"),
-        FD_NUM,
+        FD_NUM, FD_L4PROTO,
     ), types={"socket": 41}),
     EventType("dup", RecordType.SYSCALL, sa.dup, (
         *SOCKET,
         Field("evt.arg.oldfd", int, "dup2/dup3 source fd"),
         Field("evt.arg.newfd", int, "dup2/dup3 target fd (0, 1 or 2: recorded only then)"),
+        FD_L4PROTO,
     ), types={"dup2": 33, "dup3": 292}),
     EventType("ptrace", RecordType.SYSCALL, sa.ptrace, (
         Field("evt.arg.request", str, "ptrace request: PTRACE_ATTACH, PTRACE_TRACEME, ..."),
@@ -178,7 +182,7 @@ CATALOG: tuple[EventType, ...] = (
     # Enforcement (deny/audit rules, bpf/lsm.bpf.c): conditions of deny rules and the
     # fields of evt.type "enforce" events.
     EventType("enforce", RecordType.DENY, _deny, (
-        *RESULT, FD_NAME, FD_SIP, FD_SPORT, FD_RIP, FD_RPORT,
+        *RESULT, FD_NAME, FD_SIP, FD_SPORT, FD_RIP, FD_RPORT, FD_SIP_NAME,
         Field("fd.snet", str, "destination network, CIDR (deny rules: fd.snet in [\"10.0.0.0/8\"])"),
         Field("enforce.action", str, "deny (the kernel refused the operation) or audit (reported only)"),
         Field("enforce.op", str, "operation an enforce event is about: exec, open or connect"),
@@ -256,7 +260,7 @@ class Catalogue:
     def fields(self) -> dict[str, Field]:
         """Every field an event can carry, each once (families share declarations)."""
         table: dict[str, Field] = {}
-        for f in (*COMMON, *LINEAGE, *RESULT, *CONTAINER, *COALESCE,
+        for f in (*COMMON, *LINEAGE, *RESULT, *CONTAINER, *COALESCE, *creds.FIELDS,
                   *(f for e in self.entries for f in e.fields)):
             seen = table.setdefault(f.name, f)
             if seen.type is not f.type:

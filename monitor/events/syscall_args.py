@@ -147,9 +147,34 @@ def symlink(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) 
     ev["evt.arg.linkpath"] = link
 
 
+# IPPROTO_* -> Falco's fd.l4proto (libsinsp add_socket / filtercheck TYPE_L4PROTO).
+_L4 = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+_SOCK_RAW = 3
+
+
+def l4proto(r: SyscallRecord) -> str | None:
+    """The transport of the kernel's socket behind the fd (sk_type, sk_protocol), named as
+    Falco names it: tcp, udp, icmp (ping sockets, IPv4 or IPv6) or raw (SOCK_RAW of any
+    protocol); None for a socket that is not AF_INET/AF_INET6 or an unknown protocol
+    (Falco's "<NA>"). Never taken from the syscall's arguments."""
+    s = r.sock
+    if s is None or s.family not in (2, 10):
+        return None
+    if s.type == _SOCK_RAW:
+        return "raw"
+    return _L4.get(s.protocol)
+
+
+def _l4_field(r: SyscallRecord, ev: dict[str, Any]) -> None:
+    proto = l4proto(r)
+    if proto is not None:
+        ev["fd.l4proto"] = proto
+
+
 def connect(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
     ev["evt.arg.fd"] = _s32(r.args[0])
     _socket_fields(r, ev)
+    _l4_field(r, ev)
     if "fd.rip" in ev:
         # Outbound: the server is the remote end (Falco rules use either name).
         ev["fd.sip"], ev["fd.sport"] = ev["fd.rip"], ev["fd.rport"]
@@ -176,6 +201,7 @@ def socket(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -
     ev["evt.arg.sotype"] = _SOCK_TYPES.get(r.args[1] & 0xF, str(r.args[1] & 0xF))
     ev["evt.arg.proto"] = _s32(r.args[2])
     ev["fd.num"] = r.ret if r.ret >= 0 else -1
+    _l4_field(r, ev)
 
 
 def dup(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
@@ -183,6 +209,7 @@ def dup(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> N
     ev["evt.arg.newfd"] = _s32(r.args[1])
     if r.flags & SC_F_SOCKET:
         _socket_fields(r, ev)
+        _l4_field(r, ev)
 
 
 def ptrace(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:

@@ -27,6 +27,7 @@ SC_F_SOCKET = 1 << 5
 SC_F_BASE = 1 << 6
 SC_F_BASE_TRUNCATED = 1 << 7
 SC_F_RESOLVED = 1 << 8
+SC_F_SOCKINFO = 1 << 20  # sk_type/sk_protocol hold the kernel's socket of the fd
 SC_F_COUNT_ONLY = 1 << 31  # userspace only: a rebuilt record reporting repeats
 WALK_DEPTH = 32
 PROC_ARGS_LEN = 128
@@ -103,6 +104,8 @@ EXEC_F_EXE_DELETED = 1 << 5
 EXEC_F_EXEPATH = 1 << 6
 EXEC_F_EXEPATH_TRUNCATED = 1 << 7
 EXEC_F_CWD = 1 << 8
+EXEC_F_EXE_UPPER_LAYER = 1 << 20  # on overlayfs, in the upper (written) layer
+EXEC_F_EXE_LOWER_LAYER = 1 << 21  # on overlayfs, in a lower (image) layer
 
 
 class CHeader(ct.Structure):
@@ -148,6 +151,9 @@ class CExec(ct.Structure):
         ("cwd", ct.c_char * PATH_LEN),
         ("filename", ct.c_char * PATH_LEN),
         ("args", ct.c_char * ARGS_BUF),
+        ("cap_effective", ct.c_uint64),
+        ("cap_permitted", ct.c_uint64),
+        ("cap_inheritable", ct.c_uint64),
     ]
 
 
@@ -185,6 +191,13 @@ class CSyscall(ct.Structure):
         ("path", ct.c_char * PATH_LEN),
         ("path2", ct.c_char * PATH_LEN),
         ("kpath", ct.c_char * PATH_LEN),
+        ("cap_effective", ct.c_uint64),
+        ("cap_permitted", ct.c_uint64),
+        ("cap_inheritable", ct.c_uint64),
+        ("sk_type", ct.c_uint16),
+        ("sk_protocol", ct.c_uint16),
+        ("sk_family", ct.c_uint16),
+        ("_pad2", ct.c_uint16),
     ]
 
 
@@ -356,6 +369,32 @@ class ExeFile:
         return bool(self.mode & 0o002)
 
 
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """A task's capability sets as the kernel held them (task->cred), bit n = capability n."""
+
+    effective: int
+    permitted: int
+    inheritable: int
+
+
+class Layer(enum.Enum):
+    """Where on overlayfs the executed file is (Falco's proc.is_exe_upper/lower_layer)."""
+
+    NONE = "none"  # not on overlayfs
+    UPPER = "upper"  # in the upper layer: written after the mount (a container's writes)
+    LOWER = "lower"  # in a lower layer (a container's image)
+
+
+@dataclass(frozen=True, slots=True)
+class SockInfo:
+    """The kernel's socket behind an fd: sk->sk_family, sk_type and sk_protocol."""
+
+    family: int
+    type: int
+    protocol: int
+
+
 @dataclass(slots=True)
 class ExecRecord:
     h: Header
@@ -373,6 +412,8 @@ class ExecRecord:
     exe_from_memfd: bool = False
     exe: ExeFile | None = None  # None: the exec failed, or ran before sched_process_exec
     task: ExecTask | None = None  # likewise
+    caps: Caps | None = None  # at sys_exit: the new image's after a successful exec
+    layer: Layer = Layer.NONE  # of the executed file (meaningful when exe is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,6 +482,8 @@ class SyscallRecord:
     # Rebuilt by userspace from a coalescing entry nobody flushed: it only reports
     # `count` more repeats of an event already delivered; rules do not see it again.
     count_only: bool = False
+    caps: Caps | None = None  # the caller's, at the event
+    sock: SockInfo | None = None  # the kernel's socket of the fd, when the syscall has one
 
 
 @dataclass(slots=True)
@@ -501,6 +544,7 @@ def decode(data: int, size: int) -> Record:
             bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
             bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),
             bool(e.flags & EXEC_F_EXE_MEMFD), _exe_file(e), _exec_task(e),
+            Caps(e.cap_effective, e.cap_permitted, e.cap_inheritable), _layer(e.flags),
         )
     if kind is RecordType.SYSCALL:
         r = ct.cast(data, ct.POINTER(CSyscall)).contents
@@ -510,6 +554,8 @@ def decode(data: int, size: int) -> Record:
             _text(r.kpath) if r.flags & SC_F_BASE else None,
             _text(r.kpath) if r.flags & SC_F_RESOLVED else None,
             r.count, r.first_ns or r.h.ktime_ns, bool(r.flags & SC_F_COUNT_ONLY),
+            Caps(r.cap_effective, r.cap_permitted, r.cap_inheritable),
+            SockInfo(r.sk_family, r.sk_type, r.sk_protocol) if r.flags & SC_F_SOCKINFO else None,
         )
     if kind is RecordType.THROTTLE:
         t = ct.cast(data, ct.POINTER(CThrottle)).contents
@@ -525,6 +571,14 @@ def decode(data: int, size: int) -> Record:
         return ForkRecord(_header(f.h), f.parent_pid, f.parent_tgid, f.parent_start_ns)
     x = ct.cast(data, ct.POINTER(CExit)).contents
     return ExitRecord(_header(x.h), (x.exit_status >> 8) & 0xFF, x.exit_status & 0x7F)
+
+
+def _layer(flags: int) -> Layer:
+    if flags & EXEC_F_EXE_UPPER_LAYER:
+        return Layer.UPPER
+    if flags & EXEC_F_EXE_LOWER_LAYER:
+        return Layer.LOWER
+    return Layer.NONE
 
 
 def _exec_task(e: CExec) -> ExecTask | None:

@@ -50,6 +50,7 @@ from monitor.rules.falco.parser import quote as falco_quote
 from monitor.rules.falco.parser import unescape
 
 ELEMENT = "rw_x"  # the comprehension variable for multi-valued fields
+SIP_NAME = "fd.sip.name"  # names resolved in the background; only =, != and in, as in Falco
 _TYPE_NAMES = {str: "string", int: "number", bool: "boolean", list: "list"}
 
 
@@ -193,11 +194,26 @@ class Lowerer:
         if isinstance(right, (FieldRef, Transform)):
             other = self._operand(right)
             return self._field_vs_field(subject, node.op, other, node.pos)
+        if subject.text == SIP_NAME:
+            return self._sip_name(subject, node.op, right, node.pos)
         var = ELEMENT if subject.many else subject.text
         test = self._test(var, subject.type, name, node.op, right, node.pos)
         if subject.many:
             return f"[{ELEMENT} for {ELEMENT} in {subject.text} if {test}]"
         return test
+
+    def _sip_name(self, subject: Resolved, op: str, right: Any, pos: int) -> str:
+        """libsinsp's compare_domain: `= N` holds when fd.sip is one of N's addresses, `in`
+        when it is one of any listed name's, `!=` when it is none of N's (and only on an
+        IP socket event: fd.sip.name is unset elsewhere). fd.sip.name is the list of the
+        watched names whose addresses hold fd.sip (monitor/events/dns.py)."""
+        if op in ("=", "==", "!=", "in"):
+            test = self._test(ELEMENT, str, SIP_NAME, "=" if op == "!=" else op, right, pos)
+            any_of = f"[{ELEMENT} for {ELEMENT} in {subject.text} if {test}]"
+            if op == "!=":
+                return f"({subject.text} != null and not {any_of})"
+            return any_of
+        raise LowerError(pos, f"{SIP_NAME} supports only =, != and in (as in Falco), not {op!r}")
 
     def _field_vs_field(self, a: Resolved, op: str, b: Resolved, pos: int) -> str:
         ops = {"=": "==", "==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}

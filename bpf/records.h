@@ -237,6 +237,13 @@ struct rw_syscall {
     __u16 sk_protocol;     /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP ... (RW_SC_F_SOCKINFO) */
     __u16 sk_family;       /* the socket's AF_* (RW_SC_F_SOCKINFO) */
     __u16 _pad2;
+    /* The socket's own ends as the kernel holds them at sys_exit (RW_SC_F_SOCKINFO; all
+     * zero while unbound/unconnected), not the sockaddr the caller passed: */
+    __u16 sk_lport;        /* local port, host byte order */
+    __u16 sk_rport;        /* remote port, host byte order */
+    __u32 _pad3;
+    __u8 sk_laddr[16];     /* local address, network byte order (IPv4 in [0..4)) */
+    __u8 sk_raddr[16];     /* remote address */
 };
 
 /* Set by userspace only, on a record it rebuilt from a coalescing entry: it reports

@@ -466,6 +466,20 @@ static __always_inline void sock_info(struct rw_syscall *r, const void *file)
     r->sk_type = type;
     r->sk_protocol = proto;
     r->sk_family = family;
+    /* Its ends, as the kernel set them (what connect really connected to, whatever the
+     * caller's sockaddr memory holds by now). */
+    u16 lport = 0, rport = 0;
+    bpf_probe_read_kernel(&lport, sizeof(lport), (const char *)sk + RW_OFF_SOCK_NUM);
+    bpf_probe_read_kernel(&rport, sizeof(rport), (const char *)sk + RW_OFF_SOCK_DPORT);
+    r->sk_lport = lport;
+    r->sk_rport = __builtin_bswap16(rport);
+    if (family == 2 /* AF_INET */) {
+        bpf_probe_read_kernel(r->sk_laddr, 4, (const char *)sk + RW_OFF_SOCK_RCV_SADDR);
+        bpf_probe_read_kernel(r->sk_raddr, 4, (const char *)sk + RW_OFF_SOCK_DADDR);
+    } else if (family == 10 /* AF_INET6 */) {
+        bpf_probe_read_kernel(r->sk_laddr, 16, (const char *)sk + RW_OFF_SOCK_V6_RCV_SADDR);
+        bpf_probe_read_kernel(r->sk_raddr, 16, (const char *)sk + RW_OFF_SOCK_V6_DADDR);
+    }
     r->flags |= RW_SC_F_SOCKINFO;
 }
 

@@ -32,6 +32,8 @@ from tests.monitor_proc import RunningMonitor, read_jsonl
 
 pytestmark = pytest.mark.kernel
 
+STABLE = Path(__file__).resolve().parent / "fixtures" / "falco" / "falco_rules.yaml"
+
 Event = dict[str, Any]
 TAG = uuid.uuid4().hex[:8]
 MARK = f"/dev/shm/rw-capmark-{TAG}"
@@ -96,14 +98,15 @@ def mon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMonitor]:
         "control": {"socket": f"/run/rw-falcofields-{os.getpid()}.sock"},
         "outputs": {"alerts": {"journal": "never"}},
     }
-    m = RunningMonitor(work, cfg, args=["--no-default-rules", "--rules", str(rules)],
+    m = RunningMonitor(work, cfg, args=["--no-default-rules", "--rules", str(rules), "--rules", str(STABLE)],
                        env={"RINGWATCH_RULES_D": "/nonexistent/rules.d"})
     Path(MARK).write_text("marker\n")
     os.chmod(MARK, 0o644)
     try:
         (cg / "cgroup.procs").write_text(str(os.getpid()))
         m.start(timeout=180)
-        assert m.wait_log("rules_loaded")["rules"] == 6
+        loaded = m.wait_log("rules_loaded")
+        assert (loaded["rules"], loaded["skipped"]) == (6 + 25, {})  # Falco's 25 stable rules, all
         yield m
         assert m.stop() == 0
     finally:
@@ -216,6 +219,9 @@ def test_l4proto_comes_from_the_kernels_socket(mon: RunningMonitor) -> None:
         # sock says IPPROTO_TCP.
         tcp = child(f"import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0)\n"
                     f"s.connect(('127.0.0.1', {tcp_port}))\n")
+        peer, _ = server.accept()
+        client_port = peer.getpeername()[1]
+        peer.close()
     finally:
         server.close()
     udp = child("import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
@@ -240,7 +246,11 @@ def test_l4proto_comes_from_the_kernels_socket(mon: RunningMonitor) -> None:
         return wait(mon, lambda e: e.get("proc.pid") == pid and e["evt.type"] == "socket"
                     and e["evt.arg.domain"] != "AF_UNIX", f"socket by {pid}")
 
-    assert connect_of(tcp)["fd.l4proto"] == "tcp"
+    tcp_ev = connect_of(tcp)
+    assert tcp_ev["fd.l4proto"] == "tcp"
+    # The kernel's ends of the connected socket, as the server saw them.
+    assert (tcp_ev["fd.connected"], tcp_ev["fd.cip"], tcp_ev["fd.cport"]) == (True, "127.0.0.1", client_port)
+    assert (tcp_ev["fd.sip"], tcp_ev["fd.sport"], tcp_ev["fd.lport"]) == ("127.0.0.1", tcp_port, client_port)
     sock_ev = socket_of(tcp)
     assert (sock_ev["evt.arg.proto"], sock_ev["fd.l4proto"]) == (0, "tcp")
     assert connect_of(udp)["fd.l4proto"] == "udp"
@@ -347,3 +357,41 @@ def test_sip_name_matches_what_the_name_resolves_to(mon: RunningMonitor) -> None
     wait(mon, lambda a: a["rule"] == rule and a["event"]["fd.sport"] == hit + 1, "second alert", alerts=True)
     assert [a for a in alerts_of(mon, rule) if a["event"]["fd.sip"] != "127.0.0.1"] == []
     assert alerts_of(mon, "Connect to a name that does not resolve") == []
+
+
+# --- Falco's "Disallowed SSH Connection Non Standard Port" -----------------------------
+
+
+def test_ssh_to_a_non_standard_port_fires_and_its_near_misses_do_not(mon: RunningMonitor,
+                                                                     tmp_path: Path) -> None:
+    # Falco's proc.exe is argv[0]: a program run as ".../ssh" (a link to python3). A
+    # non-blocking connect is EINPROGRESS, which the rule's `outbound` macro accepts.
+    ssh = tmp_path / "ssh"
+    ssh.symlink_to(os.path.realpath(sys.executable))
+    code = ("import socket, sys\ns = socket.socket({family})\ns.setblocking(False)\n"
+            "try:\n    s.connect(({addr!r}, {port}))\nexcept BlockingIOError:\n    pass\n")
+
+    def run(family: str, addr: str, port: int, prog: Path = ssh) -> int:
+        p = subprocess.Popen([str(prog), "-c", code.format(family=family, addr=addr, port=port)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode(errors="replace")
+        return p.pid
+
+    # TEST-NET addresses, routed out but never answered: the connect stays in progress.
+    misses = {
+        "standard port": run("socket.AF_INET", "198.51.100.7", 22),
+        "private network": run("socket.AF_INET", "10.11.12.13", 443),
+        "loopback": run("socket.AF_INET", "127.0.0.1", 443),
+        "udp": run("socket.AF_INET, socket.SOCK_DGRAM", "198.51.100.7", 443),
+        "not ssh": run("socket.AF_INET", "198.51.100.7", 443, prog=Path(sys.executable)),
+    }
+    hit = run("socket.AF_INET", "198.51.100.7", 4444)  # last: judged after all the misses
+    rule = "Disallowed SSH Connection Non Standard Port"
+    alert = wait(mon, lambda a: a["rule"] == rule and a["event"]["proc.pid"] == hit, "ssh alert", alerts=True)
+    ev = alert["event"]
+    assert (ev["fd.sip"], ev["fd.sport"], ev["fd.l4proto"], ev["evt.errno"]) == ("198.51.100.7", 4444, "tcp",
+                                                                                 "EINPROGRESS")
+    assert ev["fd.cip"] != "0.0.0.0" and ev["fd.connected"] is True
+    fired = {a["event"]["proc.pid"] for a in alerts_of(mon, rule)}
+    assert {name for name, pid in misses.items() if pid in fired} == set()

@@ -216,6 +216,8 @@ STABLE_ENABLED = {
     # resolved in the background) with k8s.ns.name (monitor/events/creds.py, exe.py, dns.py).
     "Linux Kernel Module Injection Detected", "Detect release_agent File Container Escapes",
     "Drop and execute new binary in container", "Contact K8S API Server From Container",
+    # fd.l4proto, fd.connected and Falco's fd.ip/fd.net/fd.snet checks on the kernel's ends.
+    "Disallowed SSH Connection Non Standard Port",
 }
 
 

@@ -50,9 +50,8 @@ def mon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMonitor]:
     try:
         m.start(timeout=180)
         loaded = m.wait_log("rules_loaded")
-        assert loaded["rules"] == 25  # 24 of Falco's 25 stable rules, and this test's own
-        assert loaded["skipped"]["Disallowed SSH Connection Non Standard Port"] == (
-            "needs field fd.connected (through macro outbound), which ringwatch does not provide")
+        assert loaded["rules"] == 26  # Falco's 25 stable rules, and this test's own
+        assert loaded["skipped"] == {}
         yield m
         assert m.stop() == 0
     finally:

@@ -143,6 +143,18 @@ CATALOG: tuple[EventType, ...] = (
     ), types={"symlink": 88, "symlinkat": 266}),
     EventType("connect", RecordType.SYSCALL, sa.connect, (
         *SOCKET, ARG_FD, FD_SIP, FD_SPORT, FD_L4PROTO, FD_SIP_NAME,
+        Field("fd.connected", bool, "connect returned 0 or EINPROGRESS (Falco's fd.connected after a "
+              "connect); then fd.rip/fd.sip and the port are the peer the kernel's socket holds, not "
+              "the caller's sockaddr"),
+        Field("fd.name_changed", bool, "the connect gave the fd a peer (as fd.connected; Falco also says "
+              "false for a reconnect to the same peer)"),
+        Field("fd.cip", str, "client (local) IP of the connecting socket, from the kernel"),
+        Field("fd.cport", int, "client (local) port of the connecting socket, from the kernel"),
+        Field("fd.lip", str, "local IP (as fd.cip on connect)"),
+        Field("fd.lport", int, "local port (as fd.cport on connect)"),
+        Field("fd.sip.hex", str, "fd.sip as 32 hex digits (IPv4 as ::ffff:a.b.c.d): Falco's fd.ip, "
+              "fd.net, fd.snet checks compare ranges of it"),
+        Field("fd.cip.hex", str, "fd.cip as 32 hex digits, as fd.sip.hex"),
     ), types={"connect": 42}),
     EventType("socket", RecordType.SYSCALL, sa.socket, (
         Field("evt.arg.domain", str, "socket domain: AF_INET, AF_PACKET, ..."),

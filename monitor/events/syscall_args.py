@@ -12,6 +12,7 @@ import posixpath
 from collections.abc import Callable
 from typing import Any
 
+from monitor.events.addrs import addr_hex
 from monitor.events.paths import AT_FDCWD, PathResolver
 from monitor.kernel.records import SC_F_SOCKET, SyscallRecord
 
@@ -171,13 +172,43 @@ def _l4_field(r: SyscallRecord, ev: dict[str, Any]) -> None:
         ev["fd.l4proto"] = proto
 
 
+_EINPROGRESS = 115
+
+
+def _kernel_ends(r: SyscallRecord, ev: dict[str, Any], remote: bool) -> None:
+    """The socket's ends as the kernel holds them: the local one always (when bound), the
+    remote one when `remote` (it replaces what the caller's sockaddr said)."""
+    s = r.sock
+    if s is None or s.family not in (2, 10):
+        return
+    if remote and any(s.raddr):
+        ip = _addr_text(s.family, s.raddr)
+        ev["fd.rip"], ev["fd.rport"] = ip, s.rport
+        ev["fd.name"] = f"{ip}:{s.rport}" if s.family == 2 else f"[{ip}]:{s.rport}"
+        ev["fd.type"] = "ipv4" if s.family == 2 else "ipv6"
+        ev["fd.sockfamily"] = _FAMILIES[s.family]
+    if any(s.laddr) or s.lport:
+        ip = _addr_text(s.family, s.laddr)
+        ev["fd.lip"] = ev["fd.cip"] = ip
+        ev["fd.lport"] = ev["fd.cport"] = s.lport
+        ev["fd.cip.hex"] = addr_hex(ip)
+
+
 def connect(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
     ev["evt.arg.fd"] = _s32(r.args[0])
     _socket_fields(r, ev)
     _l4_field(r, ev)
+    # Falco: connected once connect returned 0 or EINPROGRESS; that also names the fd
+    # after the peer it now has. Then the peer is the kernel's, not the caller's memory
+    # (which another thread may have rewritten before sys_exit read it).
+    connected = r.ret >= 0 or r.ret == -_EINPROGRESS
+    ev["fd.connected"] = connected
+    ev["fd.name_changed"] = connected
+    _kernel_ends(r, ev, remote=connected)
     if "fd.rip" in ev:
         # Outbound: the server is the remote end (Falco rules use either name).
         ev["fd.sip"], ev["fd.sport"] = ev["fd.rip"], ev["fd.rport"]
+        ev["fd.sip.hex"] = addr_hex(ev["fd.sip"])
 
 
 def _socket_fields(r: SyscallRecord, ev: dict[str, Any]) -> None:

@@ -91,6 +91,10 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     # fd.l4proto: the socket's own type and protocol, not what socket() was asked for.
     "SOCK_TYPE": ("sock", "sk_type"),
     "SOCK_PROTOCOL": ("sock", "sk_protocol"),
+    # fd.cip/fd.lport...: the socket's local end (inet_rcv_saddr, inet_num).
+    "SOCK_NUM": ("sock", "__sk_common.skc_num"),
+    "SOCK_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
+    "SOCK_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
     # proc.is_exe_upper_layer: the executed file's superblock (overlayfs?) and inode.
     "DENTRY_D_SB": ("dentry", "d_sb"),
     "DENTRY_D_INODE": ("dentry", "d_inode"),

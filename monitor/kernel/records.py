@@ -198,6 +198,11 @@ class CSyscall(ct.Structure):
         ("sk_protocol", ct.c_uint16),
         ("sk_family", ct.c_uint16),
         ("_pad2", ct.c_uint16),
+        ("sk_lport", ct.c_uint16),
+        ("sk_rport", ct.c_uint16),
+        ("_pad3", ct.c_uint32),
+        ("sk_laddr", ct.c_uint8 * 16),
+        ("sk_raddr", ct.c_uint8 * 16),
     ]
 
 
@@ -388,11 +393,16 @@ class Layer(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SockInfo:
-    """The kernel's socket behind an fd: sk->sk_family, sk_type and sk_protocol."""
+    """The kernel's socket behind an fd: sk->sk_family, sk_type, sk_protocol and its two ends
+    (addresses: 4 bytes for AF_INET, 16 for AF_INET6, empty otherwise; zero while unset)."""
 
     family: int
     type: int
     protocol: int
+    laddr: bytes = b""
+    lport: int = 0
+    raddr: bytes = b""
+    rport: int = 0
 
 
 @dataclass(slots=True)
@@ -555,7 +565,7 @@ def decode(data: int, size: int) -> Record:
             _text(r.kpath) if r.flags & SC_F_RESOLVED else None,
             r.count, r.first_ns or r.h.ktime_ns, bool(r.flags & SC_F_COUNT_ONLY),
             Caps(r.cap_effective, r.cap_permitted, r.cap_inheritable),
-            SockInfo(r.sk_family, r.sk_type, r.sk_protocol) if r.flags & SC_F_SOCKINFO else None,
+            _sock_info(r) if r.flags & SC_F_SOCKINFO else None,
         )
     if kind is RecordType.THROTTLE:
         t = ct.cast(data, ct.POINTER(CThrottle)).contents
@@ -571,6 +581,12 @@ def decode(data: int, size: int) -> Record:
         return ForkRecord(_header(f.h), f.parent_pid, f.parent_tgid, f.parent_start_ns)
     x = ct.cast(data, ct.POINTER(CExit)).contents
     return ExitRecord(_header(x.h), (x.exit_status >> 8) & 0xFF, x.exit_status & 0x7F)
+
+
+def _sock_info(r: CSyscall) -> SockInfo:
+    n = {2: 4, 10: 16}.get(r.sk_family, 0)
+    return SockInfo(r.sk_family, r.sk_type, r.sk_protocol, bytes(r.sk_laddr)[:n], r.sk_lport,
+                    bytes(r.sk_raddr)[:n], r.sk_rport)
 
 
 def _layer(flags: int) -> Layer:

@@ -196,8 +196,9 @@ struct rw_fork {
 #define RW_SC_F_BASE (1u << 6)            /* kpath: the directory of a relative path */
 #define RW_SC_F_BASE_TRUNCATED (1u << 7)  /* too deep or too long: kpath is unusable */
 #define RW_SC_F_RESOLVED (1u << 8)        /* kpath: the file an open returned, resolved */
-/* sk_type/sk_protocol hold the kernel's socket behind the syscall's fd (connect, dup of a
- * socket) or the fd it returned (socket). High bit: flags added from bit 9 on stay clear. */
+/* sock_* hold the kernel's socket behind the syscall's fd (connect, dup of a
+ * socket) or the fd it returned (socket); named sock_*, not sk_*: net/sock.h defines sk_family,
+ * sk_num, ... as macros. High bit: flags added from bit 9 on stay clear. */
 #define RW_SC_F_SOCKINFO (1u << 20)
 #define RW_AUX_LEN 32
 /* Path walks (dentry to the mount root, then across mounts) give up past this depth. */
@@ -233,17 +234,17 @@ struct rw_syscall {
     __u64 cap_effective;
     __u64 cap_permitted;
     __u64 cap_inheritable;
-    __u16 sk_type;         /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW ... (RW_SC_F_SOCKINFO) */
-    __u16 sk_protocol;     /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP ... (RW_SC_F_SOCKINFO) */
-    __u16 sk_family;       /* the socket's AF_* (RW_SC_F_SOCKINFO) */
+    __u16 sock_type;      /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW ... (RW_SC_F_SOCKINFO) */
+    __u16 sock_protocol;  /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP ... (RW_SC_F_SOCKINFO) */
+    __u16 sock_family;    /* the socket's AF_* (RW_SC_F_SOCKINFO) */
     __u16 _pad2;
     /* The socket's own ends as the kernel holds them at sys_exit (RW_SC_F_SOCKINFO; all
      * zero while unbound/unconnected), not the sockaddr the caller passed: */
-    __u16 sk_lport;        /* local port, host byte order */
-    __u16 sk_rport;        /* remote port, host byte order */
+    __u16 sock_lport;     /* local port, host byte order */
+    __u16 sock_rport;     /* remote port, host byte order */
     __u32 _pad3;
-    __u8 sk_laddr[16];     /* local address, network byte order (IPv4 in [0..4)) */
-    __u8 sk_raddr[16];     /* remote address */
+    __u8 sock_laddr[16];  /* local address, network byte order (IPv4 in [0..4)) */
+    __u8 sock_raddr[16];  /* remote address */
 };
 
 /* Set by userspace only, on a record it rebuilt from a coalescing entry: it reports

@@ -463,22 +463,22 @@ static __always_inline void sock_info(struct rw_syscall *r, const void *file)
     bpf_probe_read_kernel(&family, sizeof(family), (const char *)sk + RW_OFF_SOCK_FAMILY);
     bpf_probe_read_kernel(&type, sizeof(type), (const char *)sk + RW_OFF_SOCK_TYPE);
     bpf_probe_read_kernel(&proto, sizeof(proto), (const char *)sk + RW_OFF_SOCK_PROTOCOL);
-    r->sk_type = type;
-    r->sk_protocol = proto;
-    r->sk_family = family;
+    r->sock_type = type;
+    r->sock_protocol = proto;
+    r->sock_family = family;
     /* Its ends, as the kernel set them (what connect really connected to, whatever the
      * caller's sockaddr memory holds by now). */
     u16 lport = 0, rport = 0;
     bpf_probe_read_kernel(&lport, sizeof(lport), (const char *)sk + RW_OFF_SOCK_NUM);
     bpf_probe_read_kernel(&rport, sizeof(rport), (const char *)sk + RW_OFF_SOCK_DPORT);
-    r->sk_lport = lport;
-    r->sk_rport = __builtin_bswap16(rport);
+    r->sock_lport = lport;
+    r->sock_rport = __builtin_bswap16(rport);
     if (family == 2 /* AF_INET */) {
-        bpf_probe_read_kernel(r->sk_laddr, 4, (const char *)sk + RW_OFF_SOCK_RCV_SADDR);
-        bpf_probe_read_kernel(r->sk_raddr, 4, (const char *)sk + RW_OFF_SOCK_DADDR);
+        bpf_probe_read_kernel(r->sock_laddr, 4, (const char *)sk + RW_OFF_SOCK_RCV_SADDR);
+        bpf_probe_read_kernel(r->sock_raddr, 4, (const char *)sk + RW_OFF_SOCK_DADDR);
     } else if (family == 10 /* AF_INET6 */) {
-        bpf_probe_read_kernel(r->sk_laddr, 16, (const char *)sk + RW_OFF_SOCK_V6_RCV_SADDR);
-        bpf_probe_read_kernel(r->sk_raddr, 16, (const char *)sk + RW_OFF_SOCK_V6_DADDR);
+        bpf_probe_read_kernel(r->sock_laddr, 16, (const char *)sk + RW_OFF_SOCK_V6_RCV_SADDR);
+        bpf_probe_read_kernel(r->sock_raddr, 16, (const char *)sk + RW_OFF_SOCK_V6_DADDR);
     }
     r->flags |= RW_SC_F_SOCKINFO;
 }

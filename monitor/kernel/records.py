@@ -27,7 +27,7 @@ SC_F_SOCKET = 1 << 5
 SC_F_BASE = 1 << 6
 SC_F_BASE_TRUNCATED = 1 << 7
 SC_F_RESOLVED = 1 << 8
-SC_F_SOCKINFO = 1 << 20  # sk_type/sk_protocol hold the kernel's socket of the fd
+SC_F_SOCKINFO = 1 << 20  # sock_type/sock_protocol hold the kernel's socket of the fd
 SC_F_COUNT_ONLY = 1 << 31  # userspace only: a rebuilt record reporting repeats
 WALK_DEPTH = 32
 PROC_ARGS_LEN = 128
@@ -194,15 +194,15 @@ class CSyscall(ct.Structure):
         ("cap_effective", ct.c_uint64),
         ("cap_permitted", ct.c_uint64),
         ("cap_inheritable", ct.c_uint64),
-        ("sk_type", ct.c_uint16),
-        ("sk_protocol", ct.c_uint16),
-        ("sk_family", ct.c_uint16),
+        ("sock_type", ct.c_uint16),
+        ("sock_protocol", ct.c_uint16),
+        ("sock_family", ct.c_uint16),
         ("_pad2", ct.c_uint16),
-        ("sk_lport", ct.c_uint16),
-        ("sk_rport", ct.c_uint16),
+        ("sock_lport", ct.c_uint16),
+        ("sock_rport", ct.c_uint16),
         ("_pad3", ct.c_uint32),
-        ("sk_laddr", ct.c_uint8 * 16),
-        ("sk_raddr", ct.c_uint8 * 16),
+        ("sock_laddr", ct.c_uint8 * 16),
+        ("sock_raddr", ct.c_uint8 * 16),
     ]
 
 
@@ -584,9 +584,9 @@ def decode(data: int, size: int) -> Record:
 
 
 def _sock_info(r: CSyscall) -> SockInfo:
-    n = {2: 4, 10: 16}.get(r.sk_family, 0)
-    return SockInfo(r.sk_family, r.sk_type, r.sk_protocol, bytes(r.sk_laddr)[:n], r.sk_lport,
-                    bytes(r.sk_raddr)[:n], r.sk_rport)
+    n = {2: 4, 10: 16}.get(r.sock_family, 0)
+    return SockInfo(r.sock_family, r.sock_type, r.sock_protocol, bytes(r.sock_laddr)[:n], r.sock_lport,
+                    bytes(r.sock_raddr)[:n], r.sock_rport)
 
 
 def _layer(flags: int) -> Layer:

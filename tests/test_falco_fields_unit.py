@@ -198,3 +198,17 @@ def test_enrich_sets_sip_name_from_the_published_answer() -> None:
     item.event = {"evt.type": "openat"}
     enrich(item)
     assert "fd.sip.name" not in item.event
+
+
+def test_the_new_fields_are_in_the_catalogue() -> None:
+    from monitor.events.catalog import describe
+
+    table = {f["name"]: f for f in describe()}
+    for name in ("thread.cap_effective", "thread.cap_permitted", "thread.cap_inheritable", "fd.l4proto",
+                 "proc.is_exe_upper_layer", "proc.is_exe_lower_layer", "fd.sip.name", "fd.connected",
+                 "fd.name_changed", "fd.cip", "fd.cport", "fd.lip", "fd.lport", "fd.sip.hex", "fd.cip.hex",
+                 "k8s.ns.name"):
+        assert name in table and table[name]["desc"], name
+    assert table["fd.l4proto"]["events"] == ["connect", "socket", "dup"]
+    assert table["proc.is_exe_upper_layer"]["events"] == ["exec"]
+    assert table["fd.sip.name"]["type"] == "list"

@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from monitor.events.addrs import addr_hex
 from monitor.events.creds import CAPABILITIES, caps_fields, caps_text
 from monitor.events.decode import Decode
-from monitor.events.dns import DnsWatch, is_hostname
+from monitor.events.dns import DnsWatch
 from monitor.events.enrich import Enrich
 from monitor.kernel.records import Caps, Header, RecordType, SockInfo, SyscallRecord
+from monitor.netaddr import addr_hex, is_hostname
 from monitor.rules import RuleSources, load
 from monitor.rules.ruleset import RuleSet
 from monitor.stage import Item

@@ -18,24 +18,19 @@ until a name's first answer arrives, it matches nothing either.
 from __future__ import annotations
 
 import ipaddress
-import re
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from monitor.netaddr import is_hostname
+
 FIELD = "fd.sip.name"
 BASE_REFRESH_S = 10.0
 MAX_REFRESH_S = 320.0
-# A name worth asking the resolver about: letters, digits, '-', '_' and dots.
-_HOSTNAME = re.compile(r"^(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_.])?\Z")
 
 Resolver = Callable[[str], frozenset[str]]
-
-
-def is_hostname(text: str) -> bool:
-    return bool(_HOSTNAME.match(text)) and ".." not in text
 
 
 def resolve(name: str) -> frozenset[str]:

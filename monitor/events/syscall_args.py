@@ -12,9 +12,9 @@ import posixpath
 from collections.abc import Callable
 from typing import Any
 
-from monitor.events.addrs import addr_hex
 from monitor.events.paths import AT_FDCWD, PathResolver
 from monitor.kernel.records import SC_F_SOCKET, SyscallRecord
+from monitor.netaddr import addr_hex
 
 _OPEN_FLAGS = [
     (0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),

@@ -14,7 +14,9 @@ from typing import Any
 
 from rule_engine import ast
 
-from monitor.events.dns import FIELD, is_hostname
+from monitor.netaddr import is_hostname
+
+FIELD = "fd.sip.name"  # the field monitor.events.dns fills
 
 
 def _attrs(node: Any) -> Iterator[Any]:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from monitor.events.addrs import addr_hex
+from monitor.netaddr import addr_hex
 from monitor.rules.condition import quote as engine_quote
 from monitor.rules.falco.ast import (
     And,

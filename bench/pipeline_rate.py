@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from monitor import paths
+from monitor.events.catalog import FIELD_TYPES
 from monitor.kernel.records import ExecRecord, Header, RecordType, SyscallRecord
 from monitor.lineage.cache import Lineage
 from monitor.pipeline import Pipeline
@@ -43,7 +44,7 @@ def _records(kind: str, n: int) -> list[object]:
 
 
 def measure(kind: str, n: int, rounds: int) -> dict[str, float]:
-    rules = load(RuleSources(default_dir=paths.rules_dir()))
+    rules = load(RuleSources(default_dir=paths.rules_dir(), fields=FIELD_TYPES))
     best = 0.0
     alerts = 0
     for _ in range(rounds):

@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script from anywhere, installed or not
 
 from monitor import paths  # noqa: E402
+from monitor.events.catalog import FIELD_TYPES  # noqa: E402
 from monitor.replay import replay_lines  # noqa: E402
 from monitor.rules import RuleSources, load  # noqa: E402
 from monitor.sinks.stream import StreamSink  # noqa: E402
@@ -66,11 +67,13 @@ def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
         "group.gid": 0,
         "cgroup.id": 1,
         "proc.pname": parent,
-        "proc.pexe": f"/usr/bin/{parent}",
+        "proc.pexe": parent,
+        "proc.pexepath": f"/usr/bin/{parent}",
         "proc.pcmdline": parent,
+        # [0], the process itself, is filled in below.
         "proc.aname": [parent, "systemd"],
-        "proc.apid": [pid - 1, 1],
-        "proc.aexe": [f"/usr/bin/{parent}", "/lib/systemd/systemd"],
+        "proc.apid": [pid, pid - 1, 1],
+        "proc.aexepath": [f"/usr/bin/{parent}", "/lib/systemd/systemd"],
         "proc.exec_id": f"b00t:{pid}:{ts}",
         "proc.pexec_id": f"b00t:{pid - 1}:0",
     }
@@ -82,9 +85,12 @@ def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
         exe, argv = rng.choice(BENIGN)
     name = Path(exe).name
     ev["proc.name"] = name
+    ev["proc.aname"] = [name, *ev["proc.aname"]]
+    ev["proc.aexepath"] = [exe, *ev["proc.aexepath"]]
     ev.update(
         {
-            "proc.exe": exe,
+            "proc.exe": argv[0],
+            "proc.exepath": exe,
             "proc.argv": argv,
             "proc.args": " ".join(argv[1:]),
             "proc.cmdline": " ".join([name, *argv[1:]]),
@@ -94,8 +100,10 @@ def _event(rng: random.Random, i: int, ts: int) -> dict[str, Any]:
         ev.update(
             {
                 "evt.type": "execve",
-                "evt.res": 0,
+                "evt.res": "SUCCESS",
+                "evt.rawres": 0,
                 "evt.failed": False,
+                "evt.arg.filename": exe,
                 "evt.errno": "",
                 "proc.argv_truncated": False,
             }
@@ -165,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="timed rounds; the best is reported (default 3)")
     args = p.parse_args(argv)
     sources = RuleSources(paths=tuple(args.rules), defaults=not args.no_default_rules,
-                          default_dir=paths.rules_dir())
+                          default_dir=paths.rules_dir(), fields=FIELD_TYPES)
     with tempfile.TemporaryDirectory(prefix="rw-replay-") as tmp:
         path = args.file
         if path is None:

@@ -20,7 +20,7 @@ import yaml
 
 from monitor import paths, safefile
 from monitor.errors import ConfigError
-from monitor.events.catalog import ALL_EVENT_TYPES
+from monitor.events.catalog import ALL_EVENT_TYPES, FIELD_TYPES
 from monitor.rules.loader import RuleSources
 from monitor.sinks.settings import OutputsConfig
 from monitor.yamltext import PARSE_FAILURES, describe
@@ -34,7 +34,7 @@ def rule_sources(rule_paths: Iterable[Path] = (), defaults: bool = True,
                  allow_unsafe: bool = False) -> RuleSources:
     """ringwatch's rules, in load order: the packaged ruleset, rules.d, then `rule_paths`."""
     return RuleSources(paths=tuple(rule_paths), defaults=defaults, default_dir=paths.rules_dir(),
-                       system_dir=SYSTEM_RULES_DIR, allow_unsafe=allow_unsafe)
+                       system_dir=SYSTEM_RULES_DIR, allow_unsafe=allow_unsafe, fields=FIELD_TYPES)
 
 
 @dataclass

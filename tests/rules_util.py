@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from monitor.events.catalog import FIELD_TYPES
 from monitor.paths import rules_dir
 from monitor.rules import RuleSet, RuleSources, check, load
 from monitor.rules.problems import Problem
@@ -26,7 +27,8 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
 
 def sources(*paths: Path, defaults: bool = False) -> RuleSources:
     # system_dir=None: a host's /etc/ringwatch/rules.d must not change test results.
-    return RuleSources(paths=tuple(paths), defaults=defaults, default_dir=rules_dir(), system_dir=None)
+    return RuleSources(paths=tuple(paths), defaults=defaults, default_dir=rules_dir(), system_dir=None,
+                       fields=FIELD_TYPES)
 
 
 def load_text(tmp_path: Path, text: str, name: str = "rules.yaml") -> RuleSet:

@@ -33,15 +33,15 @@ def refusal(tmp_path: Path, cond: str) -> str:
 
 def test_exec_exact_and_prefix(tmp_path: Path) -> None:
     (s,) = specs(tmp_path, rule(
-        "x", 'evt.type in ["execve", "execveat"] and (proc.exe == "/tmp/evil" '
-             'or proc.exe startswith "/dev/shm/")'))
+        "x", 'evt.type in ["execve", "execveat"] and (proc.exepath == "/tmp/evil" '
+             'or proc.exepath startswith "/dev/shm/")'))
     assert s == DenySpec("x", Hook.EXEC, Mode.ENFORCE, paths=("/tmp/evil",), prefixes=("/dev/shm/",))
 
 
 def test_open_with_exceptions_uid_and_cgroup(tmp_path: Path) -> None:
     (s,) = specs(tmp_path, rule(
         "o", 'evt.type == "openat" and fd.name startswith "/etc/shadow" and user.uid != 0 '
-             'and cgroup.id == 77 and not proc.exe in ["/usr/sbin/sshd", "/usr/bin/passwd"]'))
+             'and cgroup.id == 77 and not proc.exepath in ["/usr/sbin/sshd", "/usr/bin/passwd"]'))
     assert s.hook is Hook.OPEN and s.prefixes == ("/etc/shadow",)
     assert s.uid == (UidOp.NE, 0) and s.cgroup_id == 77
     assert s.except_exes == ("/usr/sbin/sshd", "/usr/bin/passwd")
@@ -49,7 +49,7 @@ def test_open_with_exceptions_uid_and_cgroup(tmp_path: Path) -> None:
 
 def test_rule_exceptions_section_becomes_kernel_exceptions(tmp_path: Path) -> None:
     text = rule("o", 'evt.type == "open" and fd.name == "/etc/passwd"') + (
-        "  exceptions:\n    - name: trusted\n      fields: [proc.exe]\n"
+        "  exceptions:\n    - name: trusted\n      fields: [proc.exepath]\n"
         "      values: [[/usr/bin/id]]\n")
     (s,) = specs(tmp_path, text)
     assert s.except_exes == ("/usr/bin/id",)
@@ -67,8 +67,8 @@ def test_connect_networks_and_port(tmp_path: Path) -> None:
 
 
 def test_modes_rule_audit_and_global_audit(tmp_path: Path) -> None:
-    deny = rule("d", 'evt.type == "execve" and proc.exe == "/a"')
-    audit = rule("a", 'evt.type == "execve" and proc.exe == "/b"', action="audit")
+    deny = rule("d", 'evt.type == "execve" and proc.exepath == "/a"')
+    audit = rule("a", 'evt.type == "execve" and proc.exepath == "/b"', action="audit")
     alert = rule("plain", 'evt.type == "execve" and proc.name == "x"', action="alert")
     got = {s.rule: s.mode for s in specs(tmp_path, deny, audit, alert)}
     assert got == {"d": Mode.ENFORCE, "a": Mode.AUDIT}  # alert rules are not enforcement's
@@ -78,24 +78,26 @@ def test_modes_rule_audit_and_global_audit(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("cond", "why"), [
     ('evt.type == "execve" and proc.name == "evil"', "field proc.name has no kernel check"),
-    ('proc.exe == "/tmp/evil"', "must name the operation with evt.type"),
-    ('evt.type in ["execve", "openat"] and proc.exe == "/x"', "spans several hooks (exec, open)"),
-    ('evt.type == "execve" and (proc.exe == "/x" or user.uid == 0)', "`or` across"),
-    ('evt.type == "execve" and proc.exe endswith "evil"', "is not a plain prefix"),
-    ('evt.type == "execve" and proc.exe =~ "^/tmp/[a-z]+"', "is not a plain prefix"),
-    ('evt.type == "execve" and proc.exe == "evil"', "absolute paths only"),
-    ('evt.type == "execve" and proc.exe == "/tmp/../evil"', "is not normalised"),
+    ('proc.exepath == "/tmp/evil"', "must name the operation with evt.type"),
+    # argv[0] is whatever the caller passes: the kernel checks the file, and so must the rule.
+    ('evt.type == "execve" and proc.exe == "/tmp/evil"', "proc.exe is argv[0], which the caller chooses"),
+    ('evt.type in ["execve", "openat"] and proc.exepath == "/x"', "spans several hooks (exec, open)"),
+    ('evt.type == "execve" and (proc.exepath == "/x" or user.uid == 0)', "`or` across"),
+    ('evt.type == "execve" and proc.exepath endswith "evil"', "is not a plain prefix"),
+    ('evt.type == "execve" and proc.exepath =~ "^/tmp/[a-z]+"', "is not a plain prefix"),
+    ('evt.type == "execve" and proc.exepath == "evil"', "absolute paths only"),
+    ('evt.type == "execve" and proc.exepath == "/tmp/../evil"', "is not normalised"),
     ('evt.type == "execve" and user.uid == 0', "would deny every exec"),
-    ('evt.type == "fork" and proc.exe == "/x"', "evt.type 'fork' has no LSM hook"),
+    ('evt.type == "fork" and proc.exepath == "/x"', "evt.type 'fork' has no LSM hook"),
     ('evt.type == "openat" and fd.name == "/x" and fd.sport == 22', "fd.sport applies to connect only"),
-    ('evt.type == "execve" and proc.exe == "/x" and not proc.exe in ["/y"]',
-     "proc.exe exceptions apply to open rules only"),
+    ('evt.type == "execve" and proc.exepath == "/x" and not proc.exepath in ["/y"]',
+     "proc.exepath exceptions apply to open rules only"),
     ('evt.type == "open" and fd.name == "/x" and fd.name != "/y"', "fd.name: a negated test"),
     ('evt.type == "connect" and fd.snet in ["10.0.0.1/8"]', "has host bits set"),
     ('evt.type == "connect" and fd.sip == "10.0.0.0/8"', "does not appear to be an IPv4 or IPv6"),
     ('evt.type == "connect" and fd.name == "/x"', "fd.name cannot be checked on connect"),
-    ('evt.type == "execve" and proc.exe == "/x" and user.uid > 5', "only ==, !=, in"),
-    ('evt.type == "execve" and "/x" in proc.exe', "substring test on proc.exe"),
+    ('evt.type == "execve" and proc.exepath == "/x" and user.uid > 5', "only ==, !=, in"),
+    ('evt.type == "execve" and "/x" in proc.exepath', "substring test on proc.exepath"),
 ])
 def test_refusals_name_rule_and_reason(tmp_path: Path, cond: str, why: str) -> None:
     msg = refusal(tmp_path, cond)
@@ -107,7 +109,7 @@ def test_refusals_name_rule_and_reason(tmp_path: Path, cond: str, why: str) -> N
 def test_every_bad_rule_is_listed(tmp_path: Path) -> None:
     with pytest.raises(TranslateError) as err:
         specs(tmp_path, rule("b1", 'evt.type == "execve" and proc.name == "a"'),
-              rule("ok", 'evt.type == "execve" and proc.exe == "/a"'),
+              rule("ok", 'evt.type == "execve" and proc.exepath == "/a"'),
               rule("b2", 'evt.type == "open" and proc.args == "x" and fd.name == "/a"'))
     lines = str(err.value).splitlines()
     assert len(lines) == 2 and "'b1'" in lines[0] and "'b2'" in lines[1]
@@ -155,7 +157,7 @@ def test_rules_validate_checks_deny_rules(tmp_path: Path, capsys: pytest.Capture
     bad = tmp_path / "bad.yaml"
     bad.write_text(rule("b", 'evt.type == "execve" and proc.name == "a"'))
     good = tmp_path / "good.yaml"
-    good.write_text(rule("g", 'evt.type == "execve" and proc.exe == "/a"'))
+    good.write_text(rule("g", 'evt.type == "execve" and proc.exepath == "/a"'))
     assert main(["rules", "validate", "--no-default-rules", str(good)]) == 0
     assert main(["rules", "validate", "--no-default-rules", str(bad)]) == 1
     err = capsys.readouterr().err

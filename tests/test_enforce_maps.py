@@ -148,7 +148,7 @@ def test_fill_read_back_refill_and_empty(root: None, maps_only: Any) -> None:
 DENY_RULE = """\
 - rule: no evil exec
   desc: test
-  condition: evt.type == "execve" and proc.exe == "/tmp/evil"
+  condition: evt.type == "execve" and proc.exepath == "/tmp/evil"
   output: "denied %fd.name"
   priority: CRITICAL
   action: deny
@@ -198,7 +198,7 @@ def test_require_enforcement_refuses_to_start(root: None, tmp_path: Path) -> Non
 
 def test_untranslatable_deny_rule_stops_start(root: None, tmp_path: Path) -> None:
     rules = tmp_path / "bad.yaml"
-    rules.write_text(DENY_RULE.replace('proc.exe == "/tmp/evil"', 'proc.name == "evil"'))
+    rules.write_text(DENY_RULE.replace('proc.exepath == "/tmp/evil"', 'proc.name == "evil"'))
     proc = subprocess.run(
         [sys.executable, "-m", "monitor", "run", "--rules", str(rules), "--no-default-rules",
          "--duration", "5"],

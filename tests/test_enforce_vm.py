@@ -92,7 +92,7 @@ def test_audit_reports_without_denying(guest: dict[str, Any]) -> None:
     assert guest["open_audited"] == 0
     a = alert_checks(guest["alert_audit"], "audit", guest)
     assert a["rule"] == "audit open"
-    assert a["event"]["evt.res"] == 0
+    assert (a["event"]["evt.res"], a["event"]["evt.rawres"]) == ("SUCCESS", 0)
     assert a["process"]["pid"] == guest["pid"]
 
 

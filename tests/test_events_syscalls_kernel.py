@@ -69,7 +69,7 @@ def test_open_flags_mode_and_fd(mon: RunningMonitor, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         os.open(missing, os.O_RDONLY)
     ev = _find(mon, lambda e: _mine(("openat", "open"))(e) and e.get("fd.name") == str(missing))
-    assert (ev["evt.res"], ev["evt.errno"], ev["fd.num"]) == (-2, "ENOENT", -1)
+    assert (ev["evt.res"], ev["evt.rawres"], ev["evt.errno"], ev["fd.num"]) == ("ENOENT", -2, "ENOENT", -1)
     assert ev["evt.is_open_read"] is True
 
 
@@ -105,7 +105,7 @@ def test_connect_ipv4_ipv6_unix(mon: RunningMonitor, tmp_path: Path) -> None:
             port = srv.getsockname()[1]
             cli.connect((host, port))
             ev = _find(mon, lambda e, p=port: _mine(("connect",))(e) and e.get("fd.rport") == p)
-            assert ev["fd.rip"] == host and ev["evt.res"] == 0
+            assert ev["fd.rip"] == host and ev["evt.rawres"] == 0
             assert (ev["fd.sip"], ev["fd.sport"]) == (host, port)
             assert ev["fd.type"] == ("ipv4" if family == socket.AF_INET else "ipv6")
             assert ev["fd.name"] == (f"{host}:{port}" if family == socket.AF_INET else f"[{host}]:{port}")
@@ -137,7 +137,7 @@ def test_ptrace_attach_and_set_uid(mon: RunningMonitor) -> None:
         target.kill()
         target.wait()
     ev = _find(mon, lambda e: _mine(("ptrace",))(e) and e.get("evt.arg.pid") == target.pid)
-    assert ev["evt.arg.request"] == "PTRACE_ATTACH" and ev["evt.res"] == 0
+    assert ev["evt.arg.request"] == "PTRACE_ATTACH" and ev["evt.rawres"] == 0
 
     child = os.fork()
     if child == 0:
@@ -169,7 +169,7 @@ def test_file_operations_with_two_paths(mon: RunningMonitor, tmp_path: Path) -> 
     ev = _find(mon, lambda e: _mine(("chmod", "fchmodat"))(e) and e.get("fd.name") == str(b))
     assert ev["evt.arg.mode"] == 0o600
     ev = _find(mon, lambda e: _mine(("unlink", "unlinkat"))(e) and e.get("fd.name") == str(c))
-    assert ev["evt.res"] == 0
+    assert ev["evt.rawres"] == 0
 
 
 def test_mount_memfd_modules_bpf(mon: RunningMonitor, tmp_path: Path) -> None:

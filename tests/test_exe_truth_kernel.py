@@ -118,7 +118,7 @@ def wait(path_of: Callable[[], list[Event]], pred: Callable[[Event], bool], what
 def exec_event(mon: RunningMonitor, pid: int, exepath: str | None = None) -> Event:
     """The first successful exec of pid (of exepath, if given)."""
     return wait(mon.events, lambda e: e.get("proc.pid") == pid and e["evt.type"] in ("execve", "execveat")
-                and e["evt.res"] == 0 and exepath in (None, e.get("proc.exepath")),
+                and e["evt.rawres"] == 0 and exepath in (None, e.get("proc.exepath")),
                 f"exec of pid {pid}", mon)
 
 
@@ -139,7 +139,8 @@ def rules_for(mon: RunningMonitor, pid: int) -> list[str]:
 def test_relative_exec_from_dev_shm_is_resolved_and_raises(mon: RunningMonitor, shm_true: Path) -> None:
     pid = run([f"./{shm_true.name}"], cwd="/dev/shm")  # execve("./rw-x-...")
     ev = exec_event(mon, pid)
-    assert ev["proc.exe"] == f"./{shm_true.name}"  # what was passed (Falco's proc.exe)
+    assert ev["evt.arg.filename"] == f"./{shm_true.name}"  # what was passed
+    assert ev["proc.exe"] == f"./{shm_true.name}"  # argv[0] (Falco's proc.exe), the same here
     assert ev["proc.exepath"] == str(shm_true)  # what ran
     st = shm_true.stat()
     assert ev["proc.exe_ino"] == st.st_ino
@@ -157,7 +158,7 @@ def test_symlink_elsewhere_is_reported_by_its_target(mon: RunningMonitor, shm_tr
     finally:
         link.unlink()
     ev = exec_event(mon, pid)
-    assert (ev["proc.exe"], ev["proc.exepath"]) == (str(link), str(shm_true))
+    assert (ev["evt.arg.filename"], ev["proc.exepath"]) == (str(link), str(shm_true))
     alert(mon, "Execution from /dev/shm", pid, **{"proc.exepath": str(shm_true)})
 
 
@@ -166,8 +167,9 @@ def test_execveat_empty_path_has_the_real_exepath(mon: RunningMonitor, shm_true:
     pid = py(f"import os\nfd = os.open({str(shm_true)!r}, os.O_RDONLY)\n"
              "if os.fork() == 0:\n    os.execve(fd, ['innocent'], {})\nos.wait()\n")
     ev = wait(mon.events, lambda e: e.get("proc.ppid") == pid and e["evt.type"] == "execveat"
-              and e["evt.res"] == 0, "execveat by the child", mon)
-    assert ev["proc.exe"] == ""  # nothing was passed
+              and e["evt.rawres"] == 0, "execveat by the child", mon)
+    assert ev["evt.arg.filename"] == ""  # nothing was passed
+    assert ev["proc.exe"] == "innocent"  # argv[0]: anything the caller likes
     assert ev["proc.exepath"] == str(shm_true)
     alert(mon, "Execution from /dev/shm", ev["proc.pid"], **{"evt.type": "execveat"})
 
@@ -181,12 +183,12 @@ def test_deleted_and_memfd_executables_are_marked(mon: RunningMonitor, shm_true:
                "os.write(fd, open('/bin/true', 'rb').read())\n"
                "if os.fork() == 0:\n    os.execve(fd, ['x'], {})\nos.wait()\n")
     ev = wait(mon.events, lambda e: e.get("proc.ppid") == deleted and e["evt.type"] == "execveat"
-              and e["evt.res"] == 0, "exec of a deleted file", mon)
+              and e["evt.rawres"] == 0, "exec of a deleted file", mon)
     assert ev["proc.exe_deleted"] is True and ev["proc.is_exe_from_memfd"] is False
     assert ev["proc.exepath"] == str(gone)  # where it was: the dentry keeps its name
     alert(mon, "Execution from /dev/shm", ev["proc.pid"])
     ev = wait(mon.events, lambda e: e.get("proc.ppid") == memfd and e["evt.type"] == "execveat"
-              and e["evt.res"] == 0, "exec of a memfd", mon)
+              and e["evt.rawres"] == 0, "exec of a memfd", mon)
     assert ev["proc.is_exe_from_memfd"] is True and ev["proc.exe_deleted"] is False
     assert ev["proc.exepath"] == "/memfd:rw-payload"
     alert(mon, "Fileless execution via memfd_create", ev["proc.pid"])
@@ -204,8 +206,9 @@ def test_ancestors_carry_their_resolved_exepath(mon: RunningMonitor, tmp_path: P
     child = int(pids.read_text())
     ev = exec_event(mon, child)
     assert ev["proc.ppid"] == parent
-    assert ev["proc.pexepath"] == str(shell) and ev["proc.aexepath"][0] == str(shell)
-    assert ev["proc.exepath"] == os.path.realpath("/bin/sh")
+    assert ev["proc.pexepath"] == str(shell) and ev["proc.aexepath"][1] == str(shell)
+    assert ev["proc.exepath"] == ev["proc.aexepath"][0] == os.path.realpath("/bin/sh")
+    assert ev["proc.pexe"] == ev["proc.aexe"][1] == f"./{shell.name}"  # the parent's argv[0]
 
 
 def test_is_exe_writable_follows_mode_and_owner(mon: RunningMonitor, shm_true: Path) -> None:
@@ -279,7 +282,7 @@ def test_too_deep_to_resolve_is_missing_not_wrong(mon: RunningMonitor, tmp_path:
     shutil.copy("/bin/true", deep / "t")
     pid = run([str(deep / "t")])
     ev = exec_event(mon, pid)
-    assert "proc.exepath" not in ev and ev["proc.exe"] == str(deep / "t")
+    assert "proc.exepath" not in ev and ev["evt.arg.filename"] == str(deep / "t")
     assert ev["proc.exe_ino"] == (deep / "t").stat().st_ino  # the inode is still known
     # The rule falls back to the path as passed, absolute here.
     alert(mon, "Execution from a temporary directory", pid)

@@ -308,7 +308,7 @@ def test_exec_from_overlay_upper_and_lower_layer(mon: RunningMonitor, overlay: P
 
     def exec_of(name: str) -> Event:
         return wait(mon, lambda e: e.get("proc.pid") == pids[name] and e["evt.type"] == "execve"
-                    and e["evt.res"] == 0 and "bash" not in e.get("proc.exepath", "bash"), f"exec {name}")
+                    and e["evt.rawres"] == 0 and "bash" not in e.get("proc.exepath", "bash"), f"exec {name}")
 
     got = {n: (exec_of(n)["proc.is_exe_upper_layer"], exec_of(n)["proc.is_exe_lower_layer"]) for n in pids}
     assert got == {"lower": (False, True), "upper": (True, False), "touched": (True, False),

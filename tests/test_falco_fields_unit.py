@@ -19,10 +19,9 @@ from monitor.events.dns import DnsWatch
 from monitor.events.enrich import Enrich
 from monitor.kernel.records import Caps, Header, RecordType, SockInfo, SyscallRecord
 from monitor.netaddr import addr_hex, is_hostname
-from monitor.rules import RuleSources, load
 from monitor.rules.ruleset import RuleSet
 from monitor.stage import Item
-from tests.rules_util import problems_of
+from tests.rules_util import load_text, problems_of
 
 CAP_SYS_ADMIN, CAP_SYS_MODULE = 21, 16
 
@@ -120,9 +119,7 @@ def test_only_host_names_are_watched() -> None:
 
 
 def _rules(tmp_path: Path, text: str) -> RuleSet:
-    path = tmp_path / "r.yaml"
-    path.write_text(text)
-    return load(RuleSources((path,), defaults=False))
+    return load_text(tmp_path, text)
 
 
 FALCO_RULES = """- ringwatch: {syntax: falco}

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor import paths
+from monitor.events.catalog import FIELD_TYPES
 from monitor.kernel.filters import bpf_commands, open_path_prefixes
 from monitor.rules import RuleSources, load
 
@@ -17,7 +18,7 @@ def _ruleset(tmp_path: Path, *conditions: str) -> Any:
     )
     f = tmp_path / "r.yaml"
     f.write_text(text)
-    return load(RuleSources(paths=(f,), defaults=False, system_dir=None))
+    return load(RuleSources(paths=(f,), defaults=False, system_dir=None, fields=FIELD_TYPES))
 
 
 def _prefixes(tmp_path: Path, *conditions: str) -> frozenset[str] | None:
@@ -77,7 +78,7 @@ def test_startswith_a_list(tmp_path: Path) -> None:
         "- rule: r\n  desc: d\n  condition: evt.type == \"openat\" and fd.name startswith boot_dirs\n"
         "  output: o\n  priority: INFO\n"
     )
-    rs = load(RuleSources(paths=(f,), defaults=False, system_dir=None))
+    rs = load(RuleSources(paths=(f,), defaults=False, system_dir=None, fields=FIELD_TYPES))
     assert open_path_prefixes(rs.rules_with_action("alert"), rs.field_of) == {"/etc/", "/boot/"}
 
 
@@ -85,7 +86,7 @@ def test_the_default_ruleset_keeps_opens_under_etc_and_var_log_only(tmp_path: Pa
     """What README promises: with the default rules the kernel keeps opens under /etc/ and
     /var/log/. Prefixes inside another (/etc/sudoers under /etc/) change nothing in an LPM
     trie, so the promise is about the outermost ones."""
-    rs = load(RuleSources(default_dir=paths.rules_dir()))
+    rs = load(RuleSources(default_dir=paths.rules_dir(), fields=FIELD_TYPES))
     got = open_path_prefixes(rs.rules_with_action("alert"), rs.field_of)
     assert got is not None
     outermost = {p for p in got if not any(q != p and p.startswith(q) for q in got)}
@@ -105,5 +106,5 @@ def test_bpf_commands_from_rules(tmp_path: Path) -> None:
     assert _bpf_cmds(tmp_path, 'evt.type == "bpf" and (evt.arg.cmd == "BPF_PROG_LOAD" or '
                                'proc.name == "x")') is None
     assert _bpf_cmds(tmp_path, 'evt.type == "execve"') == frozenset()
-    rs = load(RuleSources(default_dir=paths.rules_dir()))
+    rs = load(RuleSources(default_dir=paths.rules_dir(), fields=FIELD_TYPES))
     assert bpf_commands(rs.rules_with_action("alert"), rs.field_of) == {"BPF_PROG_LOAD"}

@@ -243,8 +243,8 @@ for i in range(30):
     assert f["proc.pid"] == flood.pid
     assert f["throttle.scope"] == "process"
     assert "rw-flood" not in f["proc.cmdline"] and f["proc.cmdline"].startswith("python")
-    assert os.path.realpath(f["proc.exe"]) == os.path.realpath(sys.executable)
-    assert f["proc.apid"][0] == os.getpid()
+    assert f["proc.exepath"] == os.path.realpath(sys.executable)
+    assert f["proc.apid"][:2] == [flood.pid, os.getpid()]
     assert f"pid {flood.pid}" in a["output"]
     notices = [e for e in events if e["evt.type"] == "throttle"]
     assert notices and {e["proc.pid"] for e in notices} == {flood.pid}

@@ -56,8 +56,8 @@ def test_idle_entries_become_count_only_records_and_are_deleted() -> None:
 
 def _throttle_event(pid: int) -> dict[str, object]:
     return {"evt.type": "throttle", "evt.time": "2026-12-01T00:00:00.000000000Z", "proc.pid": pid,
-            "proc.name": "flood", "proc.exe": "/tmp/flood", "proc.cmdline": "flood same",
-            "proc.aname": ["bash", "sshd"], "proc.apid": [10, 1], "throttle.scope": "process",
+            "proc.name": "flood", "proc.exepath": "/tmp/flood", "proc.cmdline": "flood same",
+            "proc.aname": ["flood", "bash", "sshd"], "proc.apid": [42, 10, 1], "throttle.scope": "process",
             "throttle.count": 123, "throttle.rate": 2000, "throttle.burst": 30000}
 
 

@@ -48,11 +48,12 @@ def test_exec_matches_proc(monitor: RunningMonitor) -> None:
     assert ev["proc.pid"] == child.pid
     assert ev["proc.ppid"] == os.getpid() == int(status["PPid"])
     assert ev["proc.argv"] == ["/bin/sleep", "30", mark]
-    assert ev["proc.exe"] == "/bin/sleep"
+    assert ev["proc.exe"] == ev["evt.arg.filename"] == "/bin/sleep"
     assert ev["proc.name"] == "sleep"
     assert ev["proc.cmdline"] == f"sleep 30 {mark}"
     assert ev["user.uid"] == 0 == int(status["Uid"].split()[0])
-    assert ev["evt.res"] == 0 and ev["evt.failed"] is False and ev["evt.errno"] == ""
+    assert (ev["evt.res"], ev["evt.rawres"]) == ("SUCCESS", 0)
+    assert ev["evt.failed"] is False and ev["evt.errno"] == ""
     assert ev["proc.argv_truncated"] is False
     # start_boottime read at its BTF offset equals what /proc reports, to the tick.
     hz = os.sysconf("SC_CLK_TCK")
@@ -108,8 +109,8 @@ def test_failed_exec_reports_enoent(monitor: RunningMonitor) -> None:
     missing = f"/nonexistent/{_marker()}"
     with pytest.raises(FileNotFoundError):
         subprocess.run([missing, "arg1"])
-    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and e.get("proc.exe") == missing)
-    assert ev["evt.res"] == -2
+    ev = monitor.wait_for(lambda e: e["evt.type"] == "execve" and e.get("evt.arg.filename") == missing)
+    assert (ev["evt.res"], ev["evt.rawres"]) == ("ENOENT", -2)
     assert ev["evt.failed"] is True
     assert ev["evt.errno"] == "ENOENT"
     assert ev["proc.argv"] == [missing, "arg1"]

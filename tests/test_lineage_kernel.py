@@ -50,20 +50,25 @@ def test_chain_bash_sh_python_sleep(tmp_path: Path, bpffs_dir: Path) -> None:
         top.wait()
         ev = _exec_of(mon, word)
         assert mon.stop() == 0
-    names = ev["proc.aname"]
-    exes = ev["proc.aexe"]
-    pids = ev["proc.apid"]
+    # Falco's indexing: [0] is the process itself, [1] its parent, ...
+    assert ev["proc.aname"][0] == ev["proc.name"] and ev["proc.apid"][0] == ev["proc.pid"]
+    assert ev["proc.aexepath"][0] == ev["proc.exepath"]
+    names = ev["proc.aname"][1:]
+    exes = ev["proc.aexepath"][1:]
+    pids = ev["proc.apid"][1:]
     assert names[:3] == ["python3", "sh", "bash"] or names[:3] == ["python", "sh", "bash"], names
     # What each ancestor executed, as the kernel resolved it (not the path it was given).
     assert exes[0] == os.path.realpath(sys.executable)
     assert exes[1] == os.path.realpath("/bin/sh")
     assert exes[2] == os.path.realpath("/bin/bash")
-    assert ev["proc.aexepath"] == exes
+    # proc.aexe is each one's argv[0], whatever it was called.
+    assert ev["proc.aexe"][2] == "sh" and ev["proc.aexe"][3] == "/bin/bash"
     assert pids[2] == top.pid
     assert pids[3] == os.getpid()
     assert ev["proc.ppid"] == pids[0]
     assert ev["proc.pname"] == names[0]
-    assert ev["proc.pexe"] == ev["proc.pexepath"] == os.path.realpath(sys.executable)
+    assert ev["proc.pexepath"] == os.path.realpath(sys.executable)
+    assert ev["proc.pexe"] == ev["proc.aexe"][1]
     assert ev["proc.pcmdline"].startswith("python") and "subprocess.run" in ev["proc.pcmdline"]
     # exec ids are unique and the parent's is the one the parent event had.
     assert ev["proc.exec_id"] != ev["proc.pexec_id"]
@@ -99,9 +104,9 @@ def test_orphan_keeps_its_real_parent_across_restart_and_resize(tmp_path: Path, 
             ev = _exec_of(mon, word)
             assert ev["proc.ppid"] == grandchild
             # grandchild -> middle (exited) -> orphan.py's top (exited) -> this test
-            assert ev["proc.apid"][:2] == [grandchild, middle], (label, ev["proc.apid"])
-            assert ev["proc.apid"][3] == os.getpid(), (label, ev["proc.apid"])
-            assert ev["proc.aexe"][1] == os.path.realpath(sys.executable), label
+            assert ev["proc.apid"][1:3] == [grandchild, middle], (label, ev["proc.apid"])
+            assert ev["proc.apid"][4] == os.getpid(), (label, ev["proc.apid"])
+            assert ev["proc.aexepath"][2] == os.path.realpath(sys.executable), label
             return ev
 
         check(first, "live")
@@ -139,10 +144,10 @@ def test_backfill_names_processes_started_before_ringwatch(tmp_path: Path, bpffs
             _poke(fifo, word)
             ev = _exec_of(mon, word)
             assert mon.stop() == 0
-        assert ev["proc.apid"][0] == pre.pid
-        assert ev["proc.pexe"] == os.path.realpath(sys.executable)
+        assert ev["proc.apid"][1] == pre.pid
+        assert ev["proc.pexepath"] == os.path.realpath(sys.executable)
         assert "pre-existing-marker" in ev["proc.pcmdline"]
-        assert ev["proc.apid"][1] == os.getpid()
+        assert ev["proc.apid"][2] == os.getpid()
     finally:
         _poke(fifo, "exit")
         pre.wait()

@@ -159,7 +159,8 @@ def test_rules_fields_prints_every_field_with_its_type() -> None:
     assert res.returncode == 0, res.stderr
     rows = {line.split()[0]: line.split()[1] for line in res.stdout.splitlines()}
     assert len(rows) == len(res.stdout.splitlines()), "a field listed twice"
-    expected = {"evt.type": "str", "evt.failed": "bool", "evt.res": "int", "proc.name": "str",
+    expected = {"evt.type": "str", "evt.failed": "bool", "evt.res": "str", "evt.rawres": "int",
+                "proc.name": "str",
                 "proc.pid": "int", "proc.aname": "list", "proc.argv": "list", "fd.name": "str",
                 "fd.rport": "int", "user.uid": "int", "evt.arg.request": "str", "evt.arg.cmd": "str",
                 "enforce.rule": "str"}
@@ -187,3 +188,17 @@ def test_run_refuses_bad_rules_before_touching_the_kernel(tmp_path: Path) -> Non
     assert "ringwatch: 1 error in rules:" in res.stderr
     assert f"{bad}:2:14: rule 'a': unknown field 'proc.nam'" in res.stderr
     assert res.stdout == ""
+
+
+def test_the_field_table_in_docs_is_the_catalogues() -> None:
+    """docs/FIELDS.md is generated (`ringwatch rules fields --markdown`); adding a field
+    without regenerating it fails here."""
+    from monitor.cli import fields_markdown
+    from monitor.events.catalog import FIELDS
+
+    text = (REPO / "docs" / "FIELDS.md").read_text()
+    assert text == fields_markdown(), "stale: ringwatch rules fields --markdown > docs/FIELDS.md"
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == list(FIELDS)
+    row = {r.split("`")[1]: r for r in rows}
+    assert "| yes |" in row["proc.aname"] and "| - |" in row["proc.is_name_exe"]

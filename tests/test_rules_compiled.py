@@ -262,9 +262,10 @@ HIT_EVENTS: list[dict[str, Any]] = [
     {"evt.type": "open", "evt.is_open_read": True, "fd.type": "file", "fd.num": 4, "fd.name": "/etc/shadow",
      "fd.directory": "/etc", "proc.name": "nginx", "proc.duration": 6 * 10**9},
     # "Run shell untrusted": a shell under a web server (its ancestor macros read proc.aname)
-    {"evt.type": "execve", "evt.res": 0, "evt.failed": False, "evt.errno": "", "proc.name": "sh",
-     "proc.exe": "/bin/sh", "proc.cmdline": "sh -c id", "proc.pname": "nginx", "proc.pexe": "/usr/sbin/nginx",
-     "proc.pcmdline": "nginx", "proc.aname": ["nginx", "systemd"], "proc.apid": [10, 1]},
+    {"evt.type": "execve", "evt.res": "SUCCESS", "evt.rawres": 0, "evt.failed": False, "evt.errno": "",
+     "proc.name": "sh", "proc.exe": "/bin/sh", "proc.cmdline": "sh -c id", "proc.pname": "nginx",
+     "proc.pexe": "/usr/sbin/nginx", "proc.pcmdline": "nginx", "proc.aname": ["sh", "nginx", "systemd"],
+     "proc.apid": [20, 10, 1]},
     # "Contact K8S API Server From Container": fd.sip.name is the watched names fd.sip resolved to
     {"evt.type": "connect", "fd.type": "ipv4", "fd.sip": "10.96.0.1", "container.id": "0123456789ab",
      "container.image.repository": "docker.io/library/alpine", "k8s.ns.name": "default",
@@ -276,7 +277,10 @@ HIT_EVENTS: list[dict[str, Any]] = [
     # "Disallowed SSH Connection Non Standard Port": fd.ip/fd.net/fd.snet on the hex keys
     {"evt.type": "connect", "fd.type": "ipv4", "fd.sip": "198.51.100.7", "fd.sport": 443, "fd.l4proto": "tcp",
      "fd.sip.hex": "00000000000000000000ffffc6336407", "fd.cip.hex": "00000000000000000000ffffc0000202",
-     "evt.res": -115, "evt.errno": "EINPROGRESS", "proc.argv": ["/usr/bin/ssh"], "fd.connected": True},
+     "evt.rawres": -115, "evt.res": "EINPROGRESS", "evt.errno": "EINPROGRESS", "proc.exe": "/usr/bin/ssh",
+     "proc.argv": ["/usr/bin/ssh"], "fd.connected": True},
+    # the Falco-syntax extras: len(proc.cmdline) = 0 (random events no longer draw an empty one)
+    {"evt.type": "execve", "proc.name": "x", "proc.cmdline": ""},
     # the Falco-syntax extras: iglob, fd.typechar in (4, 6)
     {"evt.type": "openat", "fd.name": "/Etc/Passwd", "fd.type": "ipv6", "proc.name": "Bash"},
 ]
@@ -427,7 +431,8 @@ def test_referenced_fields_are_what_conditions_outputs_and_alerts_read(tmp_path:
 """)))
     got = rs.referenced_fields()
     assert {"evt.type", "proc.aname", "fd.num", "evt.arg.flags", "proc.argv"} <= got
-    assert {"proc.pid", "proc.exe", "user.name", "evt.time", "proc.apid", "proc.aexe"} <= got  # alerts
+    alert_reads = {"proc.pid", "proc.exepath", "user.name", "evt.time", "proc.apid", "proc.aexepath"}
+    assert alert_reads <= got
     assert not {"cgroup.id", "group.gid", "evt.cpu", "proc.pcmdline"} & got  # disabled, or unused
     default = load(sources(rules_dir() / "default.yaml")).referenced_fields()
     assert len(default) < len(catalog.FIELDS) and "fd.nameraw" in default

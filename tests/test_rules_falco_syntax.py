@@ -99,16 +99,19 @@ def test_syntax_errors_say_where(text: str, pos: int, message: str) -> None:
 
 # --- lowered and evaluated ----------------------------------------------------------
 
-EXEC = {"evt.type": "execve", "proc.name": "bash", "proc.pname": "sshd", "proc.exe": "/usr/bin/bash",
-        "proc.exepath": "/usr/bin/bash",
+# Events as the pipeline makes them: Falco's field meanings (proc.exe argv[0], proc.aname[0]
+# the process itself, evt.res text and evt.rawres the number).
+EXEC = {"evt.type": "execve", "proc.name": "bash", "proc.pname": "sshd", "proc.exe": "-bash",
+        "proc.exepath": "/usr/bin/bash", "evt.arg.filename": "/usr/bin/bash",
         "proc.argv": ["-bash", "-c", "id"], "proc.args": "-c id", "proc.cmdline": "bash -c id",
-        "proc.aname": ["sshd", "systemd"], "proc.apid": [100, 1], "proc.pid": 200, "user.uid": 0,
-        "evt.res": 0, "evt.failed": False, "evt.errno": ""}
+        "proc.aname": ["bash", "sshd", "systemd"], "proc.apid": [200, 100, 1], "proc.pid": 200,
+        "user.uid": 0, "evt.res": "SUCCESS", "evt.rawres": 0, "evt.failed": False, "evt.errno": ""}
 OPEN = {"evt.type": "openat", "proc.name": "cat", "fd.name": "/etc/shadow", "fd.directory": "/etc",
         "fd.filename": "shadow", "fd.type": "file", "fd.num": 3, "evt.is_open_read": True,
-        "evt.arg.flags": "O_RDONLY|O_CLOEXEC", "evt.res": 3, "evt.failed": False, "evt.errno": "",
-        "proc.aname": ["bash", "sshd"]}
-FAILED_OPEN = {**OPEN, "fd.num": -1, "evt.res": -13, "evt.failed": True, "evt.errno": "EACCES"}
+        "evt.arg.flags": "O_RDONLY|O_CLOEXEC", "evt.res": "SUCCESS", "evt.rawres": 3, "evt.failed": False,
+        "evt.errno": "", "proc.aname": ["cat", "bash", "sshd"]}
+FAILED_OPEN = {**OPEN, "fd.num": -1, "evt.res": "EACCES", "evt.rawres": -13, "evt.failed": True,
+               "evt.errno": "EACCES"}
 
 
 def matcher(tmp_path: Path, condition: str, lists: str = "", macros: str = "") -> Any:

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from monitor.events.catalog import FIELD_TYPES
 from monitor.rules.names import FieldNames
 from monitor.rules.output import OutputTemplate, TemplateError
 from tests.rules_util import exec_event, load_text
 
-NAMES = FieldNames.from_catalog()
+NAMES = FieldNames.from_types(FIELD_TYPES)
 
 
 def render(template: str, event: dict[str, object]) -> str:
@@ -28,8 +29,9 @@ def test_fields_render_and_missing_is_na() -> None:
 
 
 def test_lists_indexes_and_punctuation() -> None:
-    ev = {"proc.aname": ["sshd", "systemd"], "proc.name": "sh"}
-    assert render("a=%proc.aname a0=%proc.aname[0] a5=%proc.aname[5]", ev) == "a=sshd,systemd a0=sshd a5=<NA>"
+    ev = {"proc.aname": ["sh", "sshd", "systemd"], "proc.name": "sh"}
+    want = "a=sh,sshd,systemd a1=sshd a5=<NA>"
+    assert render("a=%proc.aname a1=%proc.aname[1] a5=%proc.aname[5]", ev) == want
     assert render("(%proc.name).", ev) == "(sh)."
     assert render("100% of %proc.name%", ev) == "100% of sh%"
     assert render("x %proc.name.as_lower", ev) == "x sh.as_lower"
@@ -56,9 +58,10 @@ def test_alert_record(tmp_path: Path) -> None:
     rs = load_text(tmp_path, RULE)
     ev = exec_event(
         proc__pname="nginx",
-        proc__aname=["nginx", "systemd"],
-        proc__apid=[50, 1],
-        proc__aexe=["/usr/sbin/nginx", "/lib/systemd/systemd"],
+        # [0] is the process itself, as Falco indexes them; the alert's ancestors follow it.
+        proc__aname=["bash", "nginx", "systemd"],
+        proc__apid=[100, 50, 1],
+        proc__aexepath=["/usr/bin/bash", "/usr/sbin/nginx", "/lib/systemd/systemd"],
         proc__exe=None,
     )
     (a1,) = rs.alerts(ev)
@@ -93,7 +96,7 @@ def test_alert_record(tmp_path: Path) -> None:
 
 def test_alert_ancestors_fall_back_to_parent(tmp_path: Path) -> None:
     rs = load_text(tmp_path, RULE)
-    (alert,) = rs.alerts(exec_event(proc__pname="cron", proc__pexe="/usr/sbin/cron"))
+    (alert,) = rs.alerts(exec_event(proc__pname="cron", proc__pexepath="/usr/sbin/cron"))
     assert alert.to_dict()["ancestors"] == [{"pid": 1, "name": "cron", "exe": "/usr/sbin/cron"}]
     (alert,) = rs.alerts({"evt.type": "execve"})
     assert alert.to_dict()["ancestors"] == [] and alert.output == "shell <NA> by <NA> under <NA> (<NA>)"

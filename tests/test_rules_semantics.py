@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.events.catalog import FIELD_TYPES
 from monitor.rules import RulesError, RuleSources, load
 from monitor.rules.condition import literal_prefix, quote, unquote
 from tests.rules_util import default_rules, exec_event, load_text, problems_of, sources, write
@@ -327,12 +328,12 @@ def test_load_order_defaults_then_system_then_paths(tmp_path: Path) -> None:
     write(s, "10-early.yaml", "- list: who\n  items: [b]\n  override: {items: replace}\n")
     write(s, "ignored.txt", "not yaml at all: [")
     last = write(tmp_path, "cli.yaml", "- list: who\n  items: [d]\n  override: {items: append}\n")
-    rs = load(RuleSources(paths=(last,), default_dir=d, system_dir=s))
+    rs = load(RuleSources(paths=(last,), default_dir=d, system_dir=s, fields=FIELD_TYPES))
     assert rs.rules[0].condition == 'proc.name in ["b", "c", "d"]'
     assert rs.files == [str(d / "default.yaml"), str(s / "10-early.yaml"), str(s / "20-late.yaml"), str(last)]
     # Without the defaults, the override has nothing to override.
     with pytest.raises(RulesError, match="list 'who': overrides a list that no earlier file defines"):
-        load(RuleSources(paths=(last,), defaults=False, default_dir=d, system_dir=None))
+        load(RuleSources(paths=(last,), defaults=False, default_dir=d, system_dir=None, fields=FIELD_TYPES))
 
 
 DIFFERENTIAL = [
@@ -399,7 +400,7 @@ def test_packaged_rules_dir_is_loaded_first_by_default() -> None:
 
     PACKAGE_RULES_DIR = paths.rules_dir()
     assert config.rule_sources().default_dir == PACKAGE_RULES_DIR
-    rs = load(RuleSources(default_dir=PACKAGE_RULES_DIR))
+    rs = load(RuleSources(default_dir=PACKAGE_RULES_DIR, fields=FIELD_TYPES))
     assert str(PACKAGE_RULES_DIR / "default.yaml") in rs.files
     assert all(Path(f).parent == PACKAGE_RULES_DIR for f in rs.files)
     assert rs.rules

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from monitor import config
+from monitor.events.catalog import FIELD_TYPES
 from monitor.rules import RuleSources, check
 from monitor.safefile import UnsafeFileError, unsafe_reason
 from tests.monitor_proc import REPO
@@ -85,7 +86,7 @@ def test_a_symlink_in_a_writable_directory_is_refused(rules: Path, tmp_path: Pat
 
 def test_the_override_loads_anyway(rules: Path) -> None:
     rules.chmod(0o666)
-    src = RuleSources(paths=(rules,), defaults=False, allow_unsafe=True)
+    src = RuleSources(paths=(rules,), defaults=False, allow_unsafe=True, fields=FIELD_TYPES)
     assert check(src)[1] == []
 
 

@@ -36,12 +36,12 @@ def test_filter_priority_is_at_or_above() -> None:
 
 def test_filter_rule_type_pid_exe() -> None:
     f = TailFilter.from_json({"rules": ["A"], "types": ["execve"], "pid": 7, "exe": "/bin/x", "events": True})
-    assert f.alert_ok(alert("A", **{"proc.pid": 7, "proc.exe": "/bin/x"}))
-    assert not f.alert_ok(alert("B", **{"proc.pid": 7, "proc.exe": "/bin/x"}))
-    assert not f.alert_ok(alert("A", **{"proc.pid": 8, "proc.exe": "/bin/x"}))
-    assert not f.alert_ok(alert("A", **{"proc.pid": 7, "proc.exe": "/bin/y"}))
-    assert f.event_ok({"evt.type": "execve", "proc.pid": 7, "proc.exe": "/bin/x"})
-    assert not f.event_ok({"evt.type": "openat", "proc.pid": 7, "proc.exe": "/bin/x"})
+    assert f.alert_ok(alert("A", **{"proc.pid": 7, "proc.exepath": "/bin/x"}))
+    assert not f.alert_ok(alert("B", **{"proc.pid": 7, "proc.exepath": "/bin/x"}))
+    assert not f.alert_ok(alert("A", **{"proc.pid": 8, "proc.exepath": "/bin/x"}))
+    assert not f.alert_ok(alert("A", **{"proc.pid": 7, "proc.exepath": "/bin/y"}))
+    assert f.event_ok({"evt.type": "execve", "proc.pid": 7, "proc.exepath": "/bin/x"})
+    assert not f.event_ok({"evt.type": "openat", "proc.pid": 7, "proc.exepath": "/bin/x"})
 
 
 @pytest.mark.parametrize(("data", "error"), [

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import errno
 import ipaddress
 from typing import Any
 
+from monitor.events.fields import result_fields
 from monitor.kernel.records import DenyHook, DenyRecord
 
 EVENT_TYPE = "enforce"
@@ -18,13 +18,12 @@ def deny_fields(rec: DenyRecord) -> dict[str, Any]:
         "enforce.action": "audit" if rec.audit else "deny",
         "enforce.op": _OPS[rec.hook],
         "enforce.rule_id": rec.rule_id,
-        "evt.res": rec.ret,
-        "evt.failed": rec.ret < 0,
-        "evt.errno": errno.errorcode.get(-rec.ret, str(-rec.ret)) if rec.ret < 0 else "",
-        # The kernel's view of the ancestry at the moment of the decision; the lineage
-        # cache, when it knows the process, replaces these with fuller entries.
-        "proc.apid": [pid for pid, _ in rec.ancestors],
-        "proc.aname": [comm for _, comm in rec.ancestors],
+        **result_fields(rec.ret),
+        # The kernel's view of the ancestry at the moment of the decision, the process
+        # itself first as Falco indexes it; the lineage cache, when it knows the process,
+        # replaces these with fuller entries.
+        "proc.apid": [rec.h.tgid, *(pid for pid, _ in rec.ancestors)],
+        "proc.aname": [rec.h.comm, *(comm for _, comm in rec.ancestors)],
     }
     if rec.hook is DenyHook.CONNECT:
         ip = ipaddress.ip_address(rec.addr) if rec.addr else None

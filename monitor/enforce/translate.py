@@ -4,12 +4,12 @@ The kernel can only check what bpf/lsm.bpf.c has maps for, so a condition is acc
 only as a conjunction of these (after `not` is pushed inward):
 - `evt.type` == / in: picks the hook (execve/execveat -> exec, open/openat/openat2 ->
   open, connect -> connect); exactly one hook per rule;
-- the hook's target: `proc.exe` (exec) or `fd.name` (open) == / in / startswith (an `=~`
+- the hook's target: `proc.exepath` (exec) or `fd.name` (open) == / in / startswith (an `=~`
   whose pattern is a plain prefix); `fd.sip` (addresses) or `fd.snet` (CIDRs) == / in and
   `fd.sport` == for connect (fd.rip / fd.rport, the connect events' names, alike); an
   `or` of such tests on one target is a union;
 - scope: `user.uid` == / != a number; `cgroup.id` == a number;
-- exceptions (open only): `proc.exe` != / not in, i.e. processes running those binaries.
+- exceptions (open only): `proc.exepath` != / not in, i.e. processes running those binaries.
 Anything else is refused, naming the rule and the part the kernel cannot check: a deny
 rule never silently degrades to an alert.
 """
@@ -36,7 +36,10 @@ EVENT_HOOKS: dict[str, Hook] = {
     "open": Hook.OPEN, "openat": Hook.OPEN, "openat2": Hook.OPEN,
     "connect": Hook.CONNECT,
 }
-TARGET_FIELD = {Hook.EXEC: "proc.exe", Hook.OPEN: "fd.name"}
+# The kernel checks the file being executed (bprm->file's path): Falco's proc.exepath.
+# proc.exe is argv[0], which the caller chooses, so deny rules may not name it.
+EXE = "proc.exepath"
+TARGET_FIELD = {Hook.EXEC: EXE, Hook.OPEN: "fd.name"}
 # The syscall events name a connect's destination fd.rip/fd.rport (Falco: remote); deny
 # rules may use those or the server-side names.
 ALIASES = {"fd.rip": "fd.sip", "fd.rport": "fd.sport"}
@@ -154,6 +157,9 @@ class _Translator:
                               "and and/or/not are checked in the kernel")
         name, op, val = m
         positive = (op in ("eq", "in", "eq_fzm")) != negated
+        if name == "proc.exe":
+            raise self.refuse("proc.exe is argv[0], which the caller chooses; name proc.exepath, "
+                              "the file the kernel executes")
         if name == "evt.type":
             if not positive:
                 raise self.refuse("evt.type: a negated event type does not pick a kernel hook")
@@ -163,11 +169,11 @@ class _Translator:
                                       f"{', '.join(sorted(EVENT_HOOKS))})")
                 self.parts.hooks.add(EVENT_HOOKS[t])
             return
-        if name in ("proc.exe", "fd.name", "fd.sip", "fd.snet"):
+        if name in (EXE, "fd.name", "fd.sip", "fd.snet"):
             if positive:
                 self.parts.targets.setdefault(name, []).extend(self.target_values(name, op, val))
                 return
-            if name == "proc.exe" and op in ("eq", "ne", "in"):
+            if name == EXE and op in ("eq", "ne", "in"):
                 self.parts.except_exes.extend(self.strings(val, name))
                 return
             raise self.refuse(f"{name}: a negated test here has no kernel equivalent")
@@ -204,7 +210,7 @@ class _Translator:
         values: list[tuple[str, Any]] = []
         for d in self.disjuncts(node):
             m = self.membership(d)
-            if m is None or m[0] not in ("proc.exe", "fd.name", "fd.sip", "fd.snet", "evt.type") \
+            if m is None or m[0] not in (EXE, "fd.name", "fd.sip", "fd.snet", "evt.type") \
                     or m[1] not in ("eq", "in", "eq_fzm"):
                 raise self.refuse(f"`or` across {_describe(d, self.field_of)}: one kernel hook can only "
                                   "check a union of values of one field (split it into several rules)")
@@ -278,14 +284,14 @@ def translate(name: str, action: str, condition_ast: Any, field_of: Callable[[st
         if hook is not Hook.CONNECT and parts.port is not None:
             raise _Refused("fd.sport applies to connect only")
         if hook is not Hook.OPEN and parts.except_exes:
-            raise _Refused("proc.exe exceptions apply to open rules only")
+            raise _Refused("proc.exepath exceptions apply to open rules only")
         if action not in ("deny", "audit"):
             raise _Refused(f"action {action!r} is not deny or audit")
         mode = Mode.AUDIT if action == "audit" or global_mode is Mode.AUDIT else Mode.ENFORCE
         common: dict[str, Any] = {
             "rule": name, "hook": hook, "mode": mode, "uid": parts.uid,
             "cgroup_id": parts.cgroup_id,
-            "except_exes": tuple(_path("proc.exe", e) for e in parts.except_exes),
+            "except_exes": tuple(_path(EXE, e) for e in parts.except_exes),
         }
         if hook is Hook.CONNECT:
             nets = tuple(_network(f, k, v) for f, vs in parts.targets.items() for k, v in vs)

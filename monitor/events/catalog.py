@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
@@ -76,7 +77,10 @@ class EventType:
 
 def _exec(rec: ExecRecord, name: str, ev: Event, res: PathResolver) -> None:
     args = rec.argv[1:]
-    ev["proc.exe"] = rec.filename
+    # Falco's proc.exe is argv[0]; the path the caller passed is evt.arg.filename; the
+    # file the kernel ran is proc.exepath (exe.exe_fields). Only the last is the truth.
+    ev["proc.exe"] = rec.argv[0] if rec.argv else ""
+    ev["evt.arg.filename"] = rec.filename
     ev["proc.argv"] = rec.argv
     ev["proc.args"] = " ".join(args)
     ev["proc.cmdline"] = " ".join([rec.h.comm, *args])
@@ -112,6 +116,8 @@ CATALOG: tuple[EventType, ...] = (
     EventType("exec", RecordType.EXEC, _exec, (
         Field("proc.argv_truncated", bool, "argv was cut at the kernel's bound"),
         Field("proc.is_exe_from_memfd", bool, "the executed file is a memfd (fileless execution)"),
+        Field("evt.arg.filename", str, "exec events: the path the caller passed to execve/execveat, "
+              "as given (relative, a symlink, empty with AT_EMPTY_PATH)"),
         ARG_DIRFD, *exe.FIELDS,
     ), FilterRole.PROCESS, {"execve": 59, "execveat": 322}),
     EventType("fork", RecordType.FORK, _fork, (
@@ -291,6 +297,8 @@ class Catalogue:
 
 CATALOGUE = Catalogue(CATALOG)
 FIELDS: dict[str, Field] = CATALOGUE.fields()
+# What the rules engine is handed: it knows no fields of its own.
+FIELD_TYPES: Mapping[str, type] = MappingProxyType({name: f.type for name, f in FIELDS.items()})
 ALL_EVENT_TYPES = CATALOGUE.event_types()
 OPEN_TYPES = CATALOGUE.types_with_role(FilterRole.OPEN_PATH)
 EXEC_TYPES = frozenset(CATALOGUE.by_type["execve"].types)

@@ -7,13 +7,13 @@ syscall sets is said by its entry in monitor.events.catalog.
 
 from __future__ import annotations
 
-import errno
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.events.catalog import CATALOGUE, Catalogue, Event, EventType
 from monitor.events.creds import caps_fields
+from monitor.events.fields import result_fields
 from monitor.events.paths import PathResolver
 from monitor.kernel.records import SC_F_PATH_TRUNCATED, ExecRecord, Header, RecordType, SyscallRecord
 from monitor.stage import Item
@@ -29,14 +29,6 @@ def boot_id() -> str:
 def rfc3339_ns(ts_ns: int) -> str:
     secs, ns = divmod(ts_ns, 1_000_000_000)
     return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ns:09d}Z"
-
-
-def result_fields(ret: int) -> Event:
-    return {
-        "evt.res": ret,
-        "evt.failed": ret < 0,
-        "evt.errno": errno.errorcode.get(-ret, str(-ret)) if ret < 0 else "",
-    }
 
 
 class Decode:

@@ -6,6 +6,7 @@ and `ringwatch rules fields` use is built there from these declarations and the 
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 
 
@@ -29,8 +30,8 @@ COMMON = (
     Field("proc.tid", int, "thread id"),
     Field("proc.ppid", int, "parent process id (real parent's tgid)"),
     Field("proc.name", str, "process name (comm, at most 15 characters)"),
-    Field("proc.exe", str, "path of the executable as passed to execve (Falco: the first "
-          "argument); on other events, the lineage's proc.exepath"),
+    Field("proc.exe", str, "the first argument, argv[0], as Falco defines it (whatever the caller "
+          "chose: trust proc.exepath instead); on other events, the process's last exec's"),
     Field("proc.args", str, "arguments after argv[0], space separated"),
     Field("proc.argv", list, "argument vector"),
     Field("proc.cmdline", str, "proc.name and proc.args, like Falco"),
@@ -51,16 +52,17 @@ LINEAGE = (
     Field("proc.is_name_exe", bool, "proc.name is the executed file's own name (cut to 15 "
           "characters): false after prctl(PR_SET_NAME), a write to /proc/self/comm, an exec "
           "through a differently named symlink, and for scripts (the file is the interpreter)"),
-    Field("proc.pexe", str, "parent's executable path (the kernel-resolved one, as proc.pexepath)"),
+    Field("proc.pexe", str, "parent's argv[0] (Falco's meaning; proc.pexepath is its resolved file)"),
     Field("proc.pexepath", str, "the file the parent executed, resolved by the kernel"),
     Field("proc.pname", str, "parent's name"),
     Field("proc.pcmdline", str, "parent's command line"),
     Field("proc.pexec_id", str, "parent's exec id"),
-    Field("proc.aname", list, "ancestor names, nearest first: [0] is the parent (unlike Falco, "
-          "whose aname[0] is the process itself)"),
-    Field("proc.apid", list, "ancestor pids, nearest first"),
-    Field("proc.aexe", list, "ancestor executable paths, nearest first (as proc.aexepath)"),
-    Field("proc.aexepath", list, "files the ancestors executed, resolved by the kernel, nearest first"),
+    Field("proc.aname", list, "names of the process and its ancestors, as Falco indexes them: [0] "
+          "is the process itself, [1] the parent, ...; proc.aname[1:] is the ancestors alone"),
+    Field("proc.apid", list, "pids, as proc.aname: [0] the process, [1] the parent, ..."),
+    Field("proc.aexe", list, "argv[0] of the process and its ancestors, as proc.aname"),
+    Field("proc.aexepath", list, "files the process and its ancestors executed, resolved by the "
+          "kernel, as proc.aname"),
 )
 
 # Syscall events: kernel coalescing (bpf/sensor.bpf.c, emit_syscall) folds identical
@@ -77,10 +79,18 @@ COALESCE = (
 
 # Syscalls and execs: what the call returned.
 RESULT = (
-    Field("evt.res", int, "syscall return value (0 or -errno for execve)"),
+    Field("evt.res", str, "result as Falco gives it: SUCCESS, or the errno name of a failed "
+          "syscall (ENOENT, EPERM, ...)"),
+    Field("evt.rawres", int, "the syscall's return value (an fd, a count, 0, or -errno)"),
     Field("evt.failed", bool, "the syscall returned an error"),
     Field("evt.errno", str, "errno name of a failed syscall, e.g. ENOENT; empty on success"),
 )
+
+
+def result_fields(ret: int) -> dict[str, object]:
+    """The RESULT fields of a return value."""
+    name = errno.errorcode.get(-ret, str(-ret)) if ret < 0 else ""
+    return {"evt.res": name or "SUCCESS", "evt.rawres": ret, "evt.failed": ret < 0, "evt.errno": name}
 
 FD_NAME = Field("fd.name", str, "file path: for an open that returned a file, that file's path resolved "
                 "by the kernel (symlinks and .. followed, see fd.is_resolved); else the path given, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from monitor.events.exe import name_is_exe
 from monitor.kernel.records import ExecRecord
 from monitor.lineage.cache import Lineage
+from monitor.lineage.process import ProcInfo
 from monitor.stage import Item
 
 
@@ -28,8 +29,9 @@ class LineageStage:
         if not isinstance(item.record, ExecRecord):
             # The record itself carries no image: the lineage entry has the last exec's.
             args = info.argv[1:]
-            # The lineage keeps only the kernel-resolved path of what the process runs.
-            ev.setdefault("proc.exe", info.exe)
+            # The lineage keeps the kernel-resolved path of what the process runs (exe)
+            # and its argv; proc.exe is argv[0], as Falco defines it.
+            ev.setdefault("proc.exe", argv0(info))
             ev.setdefault("proc.exepath", info.exe)
             ev.setdefault("proc.is_name_exe", name_is_exe(ev.get("proc.name", ""), info.exe))
             ev.setdefault("proc.argv", info.argv)
@@ -39,11 +41,17 @@ class LineageStage:
         if ancestors:
             parent = ancestors[0]
             ev["proc.pname"] = parent.comm
-            ev["proc.pexe"] = parent.exe
+            ev["proc.pexe"] = argv0(parent)
             ev["proc.pexepath"] = parent.exe
             ev["proc.pcmdline"] = parent.cmdline()
             ev["proc.pexec_id"] = lin.exec_id(parent)
-        ev["proc.aname"] = [a.comm for a in ancestors]
-        ev["proc.apid"] = [a.tgid for a in ancestors]
-        ev["proc.aexe"] = [a.exe for a in ancestors]
-        ev["proc.aexepath"] = ev["proc.aexe"]
+        # Falco's indexing: [0] is the process itself (as this event sees it), then the
+        # parent, the grandparent, ...
+        ev["proc.aname"] = [ev.get("proc.name", info.comm), *(a.comm for a in ancestors)]
+        ev["proc.apid"] = [info.tgid, *(a.tgid for a in ancestors)]
+        ev["proc.aexe"] = [ev.get("proc.exe", argv0(info)), *(argv0(a) for a in ancestors)]
+        ev["proc.aexepath"] = [ev.get("proc.exepath", info.exe), *(a.exe for a in ancestors)]
+
+
+def argv0(info: ProcInfo) -> str:
+    return info.argv[0] if info.argv else ""

@@ -11,13 +11,13 @@ from typing import Any
 
 _PROCESS_FIELDS = {
     "pid": "proc.pid", "tid": "proc.tid", "ppid": "proc.ppid", "name": "proc.name",
-    "exe": "proc.exe", "cmdline": "proc.cmdline", "uid": "user.uid", "user": "user.name",
+    "exe": "proc.exepath", "cmdline": "proc.cmdline", "uid": "user.uid", "user": "user.name",
     "exec_id": "proc.exec_id",
 }
 
 # Read by every alert (process_of, ancestors_of), whatever the rule's output names.
 ALERT_FIELDS = frozenset({*_PROCESS_FIELDS.values(), "evt.time", "proc.apid", "proc.aname",
-                          "proc.aexe", "proc.pname", "proc.pexe"})
+                          "proc.aexepath", "proc.pname", "proc.pexepath"})
 
 
 class AlertIds:
@@ -50,13 +50,14 @@ def _as_list(value: Any) -> list[Any]:
 
 
 def ancestors_of(event: dict[str, Any]) -> list[Ancestor]:
-    """Nearest first, from proc.apid/aname/aexe; the parent alone when only p* fields exist."""
-    pids, names, exes = (_as_list(event.get(k)) for k in ("proc.apid", "proc.aname", "proc.aexe"))
+    """Nearest first, from proc.apid/aname/aexepath (whose [0] is the process itself, as
+    Falco indexes them); the parent alone when only p* fields exist."""
+    pids, names, exes = (_as_list(event.get(k))[1:] for k in ("proc.apid", "proc.aname", "proc.aexepath"))
     if pids or names or exes:
         return [Ancestor(p, n, e) for p, n, e in zip_longest(pids, names, exes)]
     if event.get("proc.ppid") is None and event.get("proc.pname") is None:
         return []
-    return [Ancestor(event.get("proc.ppid"), event.get("proc.pname"), event.get("proc.pexe"))]
+    return [Ancestor(event.get("proc.ppid"), event.get("proc.pname"), event.get("proc.pexepath"))]
 
 
 @dataclass(slots=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitor import safefile
@@ -30,6 +31,9 @@ class RuleSources:
     system_dir: Path | None = None
     # Load files (system_dir and paths) that non-root could have written: development only.
     allow_unsafe: bool = False
+    # The fields the event source provides, name -> Python type: the only fields rules
+    # may name. The engine has none of its own (ringwatch's come from its event catalogue).
+    fields: Mapping[str, type] = field(default_factory=dict)
 
 
 def _dir_files(path: Path) -> list[Path]:
@@ -94,6 +98,7 @@ def check(sources: RuleSources, names: FieldNames | None = None,
         merger.add_file(str(path), items)
     problems += merger.problems
     # Compile what did merge even after errors, so one run reports every problem.
+    names = names or FieldNames.from_types(sources.fields)
     ruleset, compile_problems = compile_definitions(merger.defs, names, limits=limits)
     problems += compile_problems
     return (None, problems) if problems else (ruleset, [])

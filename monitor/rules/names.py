@@ -1,4 +1,6 @@
-"""Falco field names <-> rule-engine identifiers, derived from the field catalog at load time.
+"""Falco field names <-> rule-engine identifiers, derived at load time from the fields the
+event source provides (the engine knows none of its own: ringwatch hands it the event
+catalogue's, see monitor.config.rule_sources).
 
 rule-engine reads `proc.name` as attribute `name` of symbol `proc`, so every catalog name
 is rewritten to one identifier (`proc.name` -> `proc__name`) before parsing, and the
@@ -9,13 +11,11 @@ which is the cheapest shape for rule-engine to evaluate.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import rule_engine
-
-from monitor.events import catalog
-from monitor.events.fields import Field
 
 _NON_IDENT = re.compile(r"[^A-Za-z0-9_]")
 
@@ -45,8 +45,8 @@ class FieldNames:
     namespaces: frozenset[str]  # "proc", "evt", ...: a dotted name under one must be a field
 
     @classmethod
-    def from_catalog(cls, fields: dict[str, Field] | None = None) -> FieldNames:
-        fields = catalog.FIELDS if fields is None else fields
+    def from_types(cls, fields: Mapping[str, type]) -> FieldNames:
+        """From field name -> Python type (bool, int, float, str, list)."""
         to_ident: dict[str, str] = {}
         to_field: dict[str, str] = {}
         for name in fields:
@@ -58,8 +58,8 @@ class FieldNames:
         return cls(
             to_ident=to_ident,
             to_field=to_field,
-            types={name: f.type for name, f in fields.items()},
-            engine_types={to_ident[name]: _engine_type(f.type) for name, f in fields.items()},
+            types=dict(fields),
+            engine_types={to_ident[name]: _engine_type(tp) for name, tp in fields.items()},
             namespaces=frozenset(name.split(".", 1)[0] for name in fields),
         )
 

@@ -409,10 +409,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def compile_definitions(defs: Definitions, names: FieldNames | None = None,
+def compile_definitions(defs: Definitions, names: FieldNames,
                         host: str | None = None,
                         limits: Limits = DEFAULT_LIMITS) -> tuple[RuleSet | None, list[Problem]]:
-    names = names or FieldNames.from_catalog()
     compiler = _Compiler(defs, names, limits)
     rules: list[CompiledRule] = []
     try:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from monitor.rules.alert import Alert
+from monitor.service.ratelimit import AlertRateLimit
 from monitor.service.stats import LossCounts
 
 RULE = "ringwatch: events dropped"
@@ -25,17 +26,13 @@ def _diff(now: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 
 
 @dataclass
-class DropWatch:
-    # At most one alert per this many seconds (Falco: rate 1/30 s, max_burst 1).
-    min_interval_s: float = 30.0
+class DropWatch(AlertRateLimit):
     # How often counters are read at all: reading them costs map lookups.
     check_interval_s: float = 1.0
-    alerts: int = 0
     # Checks that found new drops but were held back by the rate limit.
     suppressed: int = 0
     _baseline: LossCounts = field(default_factory=lambda: LossCounts({}, {}))
     _baseline_time: float | None = None
-    _last_alert: float | None = None
     _last_check: float | None = None
 
     def start(self, now: float) -> None:
@@ -49,7 +46,7 @@ class DropWatch:
         self._last_check = now
         if loss.total() <= self._baseline.total():
             return None
-        if self._last_alert is not None and now - self._last_alert < self.min_interval_s:
+        if not self.allow(now):
             self.suppressed += 1
             return None
         kernel = _diff(loss.kernel, self._baseline.kernel)
@@ -57,8 +54,6 @@ class DropWatch:
         since = self._baseline_time if self._baseline_time is not None else now
         self._baseline = LossCounts(dict(loss.kernel), dict(loss.userspace))
         self._baseline_time = now
-        self._last_alert = now
-        self.alerts += 1
         return build_alert(kernel, user, now - since, loss.lanes)
 
     def stats(self) -> dict[str, int | float]:

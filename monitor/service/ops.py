@@ -64,7 +64,8 @@ class Operations:
 
     @staticmethod
     def _dropwatch(cfg: Config) -> DropWatch:
-        return DropWatch(cfg.drop_alert.min_interval_s, cfg.drop_alert.check_interval_s)
+        return DropWatch(min_interval_s=cfg.drop_alert.min_interval_s,
+                         check_interval_s=cfg.drop_alert.check_interval_s)
 
     def info(self) -> dict[str, Any]:
         """What a client needs to find the daemon's kernel objects."""

@@ -198,7 +198,8 @@ def add_subcommands(sub: Any) -> None:
     tl.add_argument("--type", action="append", metavar="TYPE,...",
                     help="only these event types (alerts by their event); implies --events")
     tl.add_argument("--pid", type=int, help="only this process")
-    tl.add_argument("--exe", metavar="PATH", help="only this executable (proc.exe)")
+    tl.add_argument("--exe", metavar="PATH",
+                    help="only this executable, as the kernel resolved it (proc.exepath)")
     tl.add_argument("-o", "--output", choices=["text", "json"],
                     help="text lines or JSON lines (default: text on a terminal)")
     tl.add_argument("--count", type=int, metavar="N", help="exit after N records")

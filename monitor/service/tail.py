@@ -103,7 +103,8 @@ class TailFilter:
             return False
         if self.pid is not None and event.get("proc.pid") != self.pid:
             return False
-        return self.exe is None or event.get("proc.exe") == self.exe
+        # The file the kernel ran: argv[0] (proc.exe) is whatever the process was called.
+        return self.exe is None or event.get("proc.exepath") == self.exe
 
     def alert_ok(self, alert: Mapping[str, Any]) -> bool:
         if self.rules and alert.get("rule") not in self.rules:

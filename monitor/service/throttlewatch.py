@@ -16,36 +16,32 @@ from typing import Any
 
 from monitor.kernel.records import ThrottleRecord
 from monitor.rules.alert import Alert
+from monitor.service.ratelimit import AlertRateLimit
 from monitor.stage import Item
 
 RULE = "ringwatch: syscall flood throttled"
 PRIORITY = "WARNING"
 # Fields of the flooding process the alert carries, as the event has them.
 PROCESS_FIELDS = (
-    "proc.pid", "proc.name", "proc.exe", "proc.cmdline", "proc.ppid", "proc.pname",
+    "proc.pid", "proc.name", "proc.exe", "proc.exepath", "proc.cmdline", "proc.ppid", "proc.pname",
     "proc.pcmdline", "proc.aname", "proc.apid", "proc.exec_id", "user.uid", "user.name",
     "cgroup.id", "throttle.scope", "throttle.count", "throttle.rate", "throttle.burst",
 )
 
 
 @dataclass
-class ThrottleWatch:
-    min_interval_s: float = 30.0
-    alerts: int = 0
+class ThrottleWatch(AlertRateLimit):
     notices: int = 0
     # Throttle records held back by the rate limit since the last alert: pid -> name.
     _held: dict[int, str] = field(default_factory=dict)
-    _last_alert: float | None = None
 
     def notice(self, ev: dict[str, Any], now: float) -> dict[str, Any] | None:
         """An alert for this throttle event, unless one went out less than min_interval_s ago."""
         self.notices += 1
-        if self._last_alert is not None and now - self._last_alert < self.min_interval_s:
+        if not self.allow(now):
             self._held[int(ev.get("proc.pid", 0))] = str(ev.get("proc.name", ""))
             return None
         held, self._held = self._held, {}
-        self._last_alert = now
-        self.alerts += 1
         return build_alert(ev, held)
 
     def stats(self) -> dict[str, int | float]:
@@ -69,8 +65,9 @@ class ThrottleAlerts:
 
 def build_alert(ev: dict[str, Any], held: dict[int, str]) -> dict[str, Any]:
     fields = {k: ev[k] for k in PROCESS_FIELDS if k in ev}
-    lineage = " < ".join(f"{n}({p})" for n, p in zip(ev.get("proc.aname", []), ev.get("proc.apid", []),
-                                                      strict=False))
+    # [0] is the process itself (Falco's indexing): the lineage is what follows.
+    lineage = " < ".join(f"{n}({p})" for n, p in zip(ev.get("proc.aname", [])[1:],
+                                                      ev.get("proc.apid", [])[1:], strict=False))
     others = ""
     if held:
         fields["throttled_meanwhile"] = {str(p): n for p, n in sorted(held.items())}
@@ -82,7 +79,7 @@ def build_alert(ev: dict[str, Any], held: dict[int, str]) -> dict[str, Any]:
         tags=["ringwatch", "internal", "throttle"],
         action="alert",
         output=(
-            f"ringwatch: syscall records of pid {ev.get('proc.pid')} ({ev.get('proc.exe', '')}, "
+            f"ringwatch: syscall records of pid {ev.get('proc.pid')} ({ev.get('proc.exepath', '')}, "
             f"cmdline {ev.get('proc.cmdline', '')!r}) over the {ev.get('throttle.scope')} budget of "
             f"{ev.get('throttle.rate')}/s: {ev.get('throttle.count')} throttled so far, not seen by "
             f"the rules; lineage {lineage or '-'}{others}"

@@ -38,3 +38,26 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=st
 
 def dumps(record: dict[str, Any]) -> str:
     return _ENCODE(record)
+
+
+class WrappedSink:
+    """A sink in front of another: changes or filters what is emitted, passes the rest on."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    def emit(self, record: dict[str, Any]) -> None:
+        self.inner.emit(record)
+
+    def flush(self, timeout: float) -> None:
+        self.inner.flush(timeout)
+
+    def reopen(self) -> None:
+        self.inner.reopen()
+
+    def close(self) -> None:
+        self.inner.close()
+
+    def stats(self) -> dict[str, int]:
+        return self.inner.stats()

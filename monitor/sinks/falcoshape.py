@@ -10,25 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from monitor.rules.alert import falco_shape
-from monitor.sinks.base import Sink
+from monitor.sinks.base import WrappedSink
 
 
-class FalcoShapeSink:
-    def __init__(self, inner: Sink) -> None:
-        self.inner = inner
-        self.name = inner.name
-
+class FalcoShapeSink(WrappedSink):
     def emit(self, record: dict[str, Any]) -> None:
         self.inner.emit(falco_shape(record))
-
-    def flush(self, timeout: float) -> None:
-        self.inner.flush(timeout)
-
-    def reopen(self) -> None:
-        self.inner.reopen()
-
-    def close(self) -> None:
-        self.inner.close()
-
-    def stats(self) -> dict[str, int]:
-        return self.inner.stats()

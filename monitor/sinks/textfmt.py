@@ -50,7 +50,8 @@ def event_line(event: dict[str, Any]) -> str:
     parts = [short_time(event.get("evt.time")), f"{'event':<8}", clean(etype),
              f"pid={event.get('proc.pid', '-')}", clean(event.get("proc.name", "-"))]
     if etype in _EXEC_TYPES:
-        parts.append(f"exe={clean(event.get('proc.exe', '-'))}")
+        exe = event.get("proc.exepath") or event.get("evt.arg.filename") or "-"
+        parts.append(f"exe={clean(exe)}")
         cmdline = event.get("proc.cmdline")
         if cmdline:
             parts.append(f"cmdline={clean(cmdline)}")

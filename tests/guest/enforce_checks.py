@@ -40,20 +40,20 @@ def rules_yaml(with_evil: bool, with_ok: bool, cgroup_id: int) -> str:
     rules = []
     if with_evil:
         rules.append(("deny exec evil", "deny",
-                      f'evt.type == "execve" and proc.exe == "{BIN}/evil"'))
+                      f'evt.type == "execve" and proc.exepath == "{BIN}/evil"'))
     if with_ok:
-        rules.append(("deny exec ok", "deny", f'evt.type == "execve" and proc.exe == "{BIN}/ok"'))
+        rules.append(("deny exec ok", "deny", f'evt.type == "execve" and proc.exepath == "{BIN}/ok"'))
     rules += [
         ("deny exec for one uid", "deny",
-         f'evt.type == "execve" and proc.exe startswith "{BIN}/scoped/" and user.uid == {UID_SCOPED}'),
+         f'evt.type == "execve" and proc.exepath startswith "{BIN}/scoped/" and user.uid == {UID_SCOPED}'),
         ("deny secret open", "deny",
          f'evt.type in ["open", "openat"] and fd.name startswith "{SECRET}/" '
-         'and not proc.exe in ["/usr/bin/head"]'),
+         'and not proc.exepath in ["/usr/bin/head"]'),
         ("audit open", "audit", f'evt.type == "openat" and fd.name == "{AUDITED}/data"'),
         ("deny net", "deny",
          f'evt.type == "connect" and fd.snet in ["{DENIED_NET}", "{DENIED_NET6}"]'),
         ("deny exec in one cgroup", "deny",
-         f'evt.type == "execve" and proc.exe == "{BIN}/cg" and cgroup.id == {cgroup_id}'),
+         f'evt.type == "execve" and proc.exepath == "{BIN}/cg" and cgroup.id == {cgroup_id}'),
     ]
     out = []
     for name, action, cond in rules:

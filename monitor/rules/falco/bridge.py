@@ -1,16 +1,16 @@
 """Falco's field names resolved to ringwatch expressions, with Falco's meaning.
 
 Three outcomes for a field a Falco condition names:
-- an expression over ringwatch's catalog (`Resolved`): the same field, or one computed
-  from fields ringwatch has, where Falco's meaning differs from ringwatch's name
-  (`proc.aname[0]` is the process itself in Falco, the parent in ringwatch);
+- an expression over ringwatch's catalog (`Resolved`): the same field (ringwatch's
+  fields have Falco's meaning under Falco's names), or one computed from fields ringwatch
+  has (`fd.typechar` from `fd.type`; unindexed `proc.aname`, any ancestor, as
+  `proc.aname[1:]`);
 - `MissingField`: a real Falco field ringwatch does not provide; the rule is skipped
   with a warning naming it (never evaluated with a field that is always null);
 - `UnknownField`: neither Falco nor ringwatch has it (a typo): a load error.
 
 When the event side starts providing a field under Falco's name and meaning, the
-catalog entry wins over everything here except the ancestor shift (ANCESTORS), which
-must go once ringwatch's `proc.aname[0]` is the process itself.
+catalog entry wins over everything here except the ancestor fields (ANCESTORS).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from monitor.rules.falco.fieldtable import FalcoField, falco_fields
 from monitor.rules.names import FieldNames
 
-# Falco ancestor field -> (ringwatch list field, ringwatch field for index 0, element type)
+# Falco ancestor field -> (ringwatch list field, ringwatch field for index 0, element type).
+# Both index alike ([0] the process itself); unindexed, Falco means any ancestor.
 ANCESTORS = {
     "proc.aname": ("proc.aname", "proc.name", str),
     "proc.apid": ("proc.apid", "proc.pid", int),
@@ -29,18 +30,12 @@ ANCESTORS = {
 }
 # Falco name -> (ringwatch expression, type) when the catalog has no field of that name.
 DERIVED: dict[str, tuple[str, type]] = {
-    # Falco: the raw return value; ringwatch's evt.res is that number.
-    "evt.rawres": ("evt.res", int),
-    # Falco: a one-letter fd type.
     # ringwatch records each syscall once, at its exit (bpf/sensor.bpf.c's sys_exit).
     "evt.dir": ('"<"', str),
+    # Falco: a one-letter fd type.
     "fd.typechar": ('(fd.type == "file" ? "f" : (fd.type == "ipv4" ? "4" : (fd.type == "ipv6" ? "6"'
                     ' : (fd.type == "unix" ? "u" : (fd.type == "pipe" ? "p" : null)))))', str),
 }
-# Falco: evt.res is text, "SUCCESS" or the errno name; ringwatch's evt.res is a number.
-EVT_RES_TEXT = ('(evt.errno == null ? null : (evt.errno == "" ? "SUCCESS" : evt.errno))', str)
-# Falco: proc.exe is argv[0]; ringwatch's proc.exe is the path execve was given.
-PROC_EXE_ARGV0 = ("proc.argv[0]", str)
 # Catalog fields that exist but are never set on the events Falco rules test.
 UNSET = frozenset({"fd.snet"})
 
@@ -104,20 +99,17 @@ class Bridge:
             if many_field not in self.names.types:
                 raise MissingField(pos, shown)
             if arg is None:
-                return Resolved(many_field, etype, many=True)
+                return Resolved(f"({many_field} ?? [])[1:]", etype, many=True)
             n = _index(arg)
             if n is None or n < 0:
                 raise UnknownField(pos, f"{name}[{arg}]: the index must be a number >= 0")
             if n == 0:
+                # The same value, and present on events lineage knows nothing about.
                 return Resolved(self_field, etype)
-            return Resolved(f"{many_field}[{n - 1}]", etype)
+            return Resolved(f"{many_field}[{n}]", etype)
         if name in UNSET:
             raise MissingField(pos, shown)
         tp = self._catalog_type(name)
-        if name == "evt.res" and tp is int:
-            return Resolved(*EVT_RES_TEXT)
-        if name == "proc.exe" and arg is None and "proc.argv" in self.names.types:
-            return Resolved(*PROC_EXE_ARGV0)
         if tp is not None:
             if arg is None:
                 return Resolved(name, str if tp is list else tp, many=tp is list)

@@ -76,6 +76,10 @@ enum rw_flood_stat {
 #define RW_EXEC_F_EXEPATH (1u << 6)       /* exepath holds the kernel-resolved path */
 #define RW_EXEC_F_EXEPATH_TRUNCATED (1u << 7) /* too deep or too long to resolve */
 #define RW_EXEC_F_CWD (1u << 8)           /* cwd holds the kernel-resolved working directory */
+/* The executed file is on overlayfs, in its upper (written) or lower (image) layer. High
+ * bits so flags other work adds from bit 9 on cannot collide. */
+#define RW_EXEC_F_EXE_UPPER_LAYER (1u << 20)
+#define RW_EXEC_F_EXE_LOWER_LAYER (1u << 21)
 
 /* Process lineage, kept by the kernel programs in an LRU hash pinned on bpffs so that it
  * outlives the monitor. Keyed by identity, not pid: a pid can be reused, (tgid, start)
@@ -167,6 +171,11 @@ struct rw_exec {
     char cwd[RW_PATH_LEN]; /* working directory (RW_EXEC_F_CWD) */
     char filename[RW_PATH_LEN]; /* as passed to execve (relative, a symlink, "" ...) */
     char args[RW_ARGS_BUF];
+    /* The process's capabilities at sys_exit (task->cred: the new image's after a
+     * successful exec), bit n = capability n. */
+    __u64 cap_effective;
+    __u64 cap_permitted;
+    __u64 cap_inheritable;
 };
 
 /* A new process (not a thread). Header describes the child. */
@@ -187,6 +196,10 @@ struct rw_fork {
 #define RW_SC_F_BASE (1u << 6)            /* kpath: the directory of a relative path */
 #define RW_SC_F_BASE_TRUNCATED (1u << 7)  /* too deep or too long: kpath is unusable */
 #define RW_SC_F_RESOLVED (1u << 8)        /* kpath: the file an open returned, resolved */
+/* sock_* hold the kernel's socket behind the syscall's fd (connect, dup of a
+ * socket) or the fd it returned (socket); named sock_*, not sk_*: net/sock.h defines sk_family,
+ * sk_num, ... as macros. High bit: flags added from bit 9 on stay clear. */
+#define RW_SC_F_SOCKINFO (1u << 20)
 #define RW_AUX_LEN 32
 /* Path walks (dentry to the mount root, then across mounts) give up past this depth. */
 #define RW_WALK_DEPTH 32
@@ -217,6 +230,21 @@ struct rw_syscall {
      * for a successful open, the file the returned fd refers to (RW_SC_F_RESOLVED);
      * else, for a relative path, the directory it was relative to (RW_SC_F_BASE). */
     char kpath[RW_PATH_LEN];
+    /* The caller's capabilities at the event (task->cred), bit n = capability n. */
+    __u64 cap_effective;
+    __u64 cap_permitted;
+    __u64 cap_inheritable;
+    __u16 sock_type;      /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW ... (RW_SC_F_SOCKINFO) */
+    __u16 sock_protocol;  /* IPPROTO_TCP, IPPROTO_UDP, IPPROTO_ICMP ... (RW_SC_F_SOCKINFO) */
+    __u16 sock_family;    /* the socket's AF_* (RW_SC_F_SOCKINFO) */
+    __u16 _pad2;
+    /* The socket's own ends as the kernel holds them at sys_exit (RW_SC_F_SOCKINFO; all
+     * zero while unbound/unconnected), not the sockaddr the caller passed: */
+    __u16 sock_lport;     /* local port, host byte order */
+    __u16 sock_rport;     /* remote port, host byte order */
+    __u32 _pad3;
+    __u8 sock_laddr[16];  /* local address, network byte order (IPv4 in [0..4)) */
+    __u8 sock_raddr[16];  /* remote address */
 };
 
 /* Set by userspace only, on a record it rebuilt from a coalescing entry: it reports

@@ -207,6 +207,16 @@ static __always_inline void fill_header(struct rw_header *h, u32 type)
     bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
+/* thread.cap_*: the current task's subjective credentials (task->cred), what the kernel
+ * checks the task's next privileged operation against. Bit n is capability n. */
+static __always_inline void read_caps(u64 *eff, u64 *prm, u64 *inh)
+{
+    const void *cred = rd_ptr((const void *)bpf_get_current_task(), RW_OFF_TASK_CRED);
+    *eff = rd_u64(cred, RW_OFF_CRED_CAP_EFFECTIVE);
+    *prm = rd_u64(cred, RW_OFF_CRED_CAP_PERMITTED);
+    *inh = rd_u64(cred, RW_OFF_CRED_CAP_INHERITABLE);
+}
+
 /* The child inherits its parent's image (exe, args, comm) until it execs. */
 static __always_inline void lineage_fork(const void *child)
 {
@@ -438,6 +448,39 @@ static __always_inline void socket_peer(struct rw_syscall *r, const void *file)
     else if (family == 10 /* AF_INET6 */)
         bpf_probe_read_kernel(r->addr, 16, (const char *)sk + RW_OFF_SOCK_V6_DADDR);
     r->flags |= RW_SC_F_SOCKET;
+}
+
+/* fd.l4proto: the type and protocol of the socket the kernel holds behind the fd, not the
+ * arguments socket() was given (inet_create fills in IPPROTO_TCP for protocol 0). */
+static __always_inline void sock_info(struct rw_syscall *r, const void *file)
+{
+    if (!file || !is_socket(file))
+        return;
+    const void *sk = rd_ptr(rd_ptr(file, RW_OFF_FILE_PRIVATE_DATA), RW_OFF_SOCKET_SK);
+    if (!sk)
+        return;
+    u16 type = 0, proto = 0, family = 0;
+    bpf_probe_read_kernel(&family, sizeof(family), (const char *)sk + RW_OFF_SOCK_FAMILY);
+    bpf_probe_read_kernel(&type, sizeof(type), (const char *)sk + RW_OFF_SOCK_TYPE);
+    bpf_probe_read_kernel(&proto, sizeof(proto), (const char *)sk + RW_OFF_SOCK_PROTOCOL);
+    r->sock_type = type;
+    r->sock_protocol = proto;
+    r->sock_family = family;
+    /* Its ends, as the kernel set them (what connect really connected to, whatever the
+     * caller's sockaddr memory holds by now). */
+    u16 lport = 0, rport = 0;
+    bpf_probe_read_kernel(&lport, sizeof(lport), (const char *)sk + RW_OFF_SOCK_NUM);
+    bpf_probe_read_kernel(&rport, sizeof(rport), (const char *)sk + RW_OFF_SOCK_DPORT);
+    r->sock_lport = lport;
+    r->sock_rport = __builtin_bswap16(rport);
+    if (family == 2 /* AF_INET */) {
+        bpf_probe_read_kernel(r->sock_laddr, 4, (const char *)sk + RW_OFF_SOCK_RCV_SADDR);
+        bpf_probe_read_kernel(r->sock_raddr, 4, (const char *)sk + RW_OFF_SOCK_DADDR);
+    } else if (family == 10 /* AF_INET6 */) {
+        bpf_probe_read_kernel(r->sock_laddr, 16, (const char *)sk + RW_OFF_SOCK_V6_RCV_SADDR);
+        bpf_probe_read_kernel(r->sock_raddr, 16, (const char *)sk + RW_OFF_SOCK_V6_DADDR);
+    }
+    r->flags |= RW_SC_F_SOCKINFO;
 }
 
 static __always_inline void read_sockaddr(struct rw_syscall *r, const void *uaddr, u64 len)
@@ -930,6 +973,7 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
     r->args[3] = a3;
     r->args[4] = a4;
     r->args[5] = a5;
+    read_caps(&r->cap_effective, &r->cap_permitted, &r->cap_inheritable);
 
     r->kpath[0] = 0;
     const char *p1 = 0, *p2 = 0;
@@ -1026,10 +1070,16 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         if (base)
             read_base(r, base);
     }
-    if (nr == RW_NR_connect)
+    if (nr == RW_NR_connect) {
         read_sockaddr(r, (const void *)a1, a2);
-    if (dup_file)
+        sock_info(r, fd_file(a0));
+    }
+    if (nr == RW_NR_socket && ret >= 0)
+        sock_info(r, fd_file((u64)ret));
+    if (dup_file) {
         socket_peer(r, dup_file);
+        sock_info(r, dup_file);
+    }
     return emit_syscall(r);
 }
 
@@ -1069,6 +1119,7 @@ RAW_TRACEPOINT_PROBE(sys_exit)
     /* Filled now, not at entry: after a successful exec the comm, credentials and
      * (for a non-leader thread) the pid are the new image's. */
     fill_header(&e->h, RW_REC_EXEC);
+    read_caps(&e->cap_effective, &e->cap_permitted, &e->cap_inheritable);
     e->ret = (s64)ctx->args[1];
     if (e->ret == 0)
         lineage_exec(e);
@@ -1091,6 +1142,24 @@ RAW_TRACEPOINT_PROBE(sys_exit)
         count_drop(RW_DROP_RINGBUF_FULL);
     pending_exec.delete(&tid);
     return 0;
+}
+
+/* proc.is_exe_upper_layer, as Falco's drivers compute it: on overlayfs, the file is in
+ * the upper layer when its overlay inode has a positive upper dentry (struct ovl_inode:
+ * __upperdentry right after the embedded VFS inode), else in a lower layer. A file of
+ * the image that was written to (copied up) is upper; one only read or executed is lower. */
+#define RW_OVERLAYFS_SUPER_MAGIC 0x794c7630
+static __always_inline u32 exe_layer(const void *dentry)
+{
+    const void *sb = rd_ptr(dentry, RW_OFF_DENTRY_D_SB);
+    if (!sb || rd_u64(sb, RW_OFF_SB_MAGIC) != RW_OVERLAYFS_SUPER_MAGIC)
+        return 0;
+    const void *inode = rd_ptr(dentry, RW_OFF_DENTRY_D_INODE);
+    const void *upper = inode ? rd_ptr(inode, RW_OFF_OVL_UPPERDENTRY) : 0;
+    const void *upper_inode = upper ? rd_ptr(upper, RW_OFF_DENTRY_D_INODE) : 0;
+    if (upper_inode && rd_u64(upper_inode, RW_OFF_INODE_I_INO) != 0)
+        return RW_EXEC_F_EXE_UPPER_LAYER;
+    return RW_EXEC_F_EXE_LOWER_LAYER;
 }
 
 /* What the kernel executed: bprm->file, whatever string was passed (relative, a
@@ -1131,6 +1200,7 @@ static __always_inline void exe_truth(struct rw_exec *e, const void *file)
                    rd_ptr(dentry, RW_OFF_DENTRY_D_PARENT) != dentry;
     if (!memfd && (e->exe_nlink == 0 || unhashed))
         e->flags |= RW_EXEC_F_EXE_DELETED;
+    e->flags |= exe_layer(dentry);
 }
 
 /* A pid as the process's own pid namespace numbers it: pid->numbers[pid->level].nr

@@ -103,6 +103,7 @@ class Monitor:
         rb["fill_hwm_pct"] = round(100.0 * self.sensor.fill_hwm_bytes / max(1, rb["bytes"]), 1)
         snap["kernel_filter"] = {"filtered_opens": self.sensor.filtered_opens()}
         snap["rules"] = self.rules.stats()
+        snap["dns"] = self.pipeline.enrich.dns.stats()
         if self.enforcer is not None:
             snap["enforcement"] = self.enforcer.stats()
         if self.lineage_watch is not None:
@@ -192,6 +193,7 @@ class Monitor:
             self.log.info("enforcement_reloaded", **plan.summary())
         self.rules = ruleset
         self.pipeline.judge.rules = ruleset
+        self.pipeline.enrich.dns.watch(ruleset.dns_names())
         self._apply_syscall_filter()
         self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files,
                       skipped={s.name: s.reason for s in ruleset.skipped})
@@ -282,6 +284,7 @@ class Monitor:
             filtered = self.sensor.filtered_opens()
             hwm = self.sensor.fill_hwm_bytes
             self.sensor.close()
+            self.pipeline.enrich.dns.stop()
             self.ops.close()
             for sink in self._all_sinks():
                 try:  # one output failing to close must not leave the later ones open

@@ -4,7 +4,7 @@
 |---------|------------------------------------------|---------------------------------------|
 | decode  | monitor/events/decode.py                 | the event's fields (catalogue)        |
 | lineage | monitor/lineage/stage.py                 | process image, parent, ancestors      |
-| enrich  | monitor/events/enrich.py                 | what the host knows (user names)      |
+| enrich  | monitor/events/enrich.py                 | what the host knows (users, fd.sip.name) |
 | judge   | monitor/enforce/stage.py, rules/judge.py | alerts: kernel verdicts, rule matches |
 | emit    | monitor/sinks/emit.py                    | events and alerts to the outputs      |
 
@@ -39,7 +39,9 @@ class Pipeline:
         self.emit = Emit(event_sinks, alert_sinks)
         judges: list[Stage] = [EnforceVerdicts(enforcer)] if enforcer is not None else []
         self.throttle = ThrottleAlerts()
-        self.stages: tuple[Stage, ...] = (self.decode, self.lineage, Enrich(), *judges, self.throttle,
+        self.enrich = Enrich()
+        self.enrich.dns.watch(rules.dns_names())
+        self.stages: tuple[Stage, ...] = (self.decode, self.lineage, self.enrich, *judges, self.throttle,
                                           self.judge, self.emit)
 
     def __call__(self, record: Record) -> None:

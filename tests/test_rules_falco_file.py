@@ -114,11 +114,11 @@ def test_other_sources_are_skipped_with_a_warning(tmp_path: Path) -> None:
 
 
 def test_a_rule_needing_a_field_ringwatch_lacks_is_skipped_naming_it(tmp_path: Path) -> None:
-    text = HEAD + "- macro: k8s\n  condition: (k8s.ns.name != default)\n" + rule(
+    text = HEAD + "- macro: k8s\n  condition: (k8s.pod.labels != default)\n" + rule(
         "r", "evt.type = execve and k8s") + rule("ok", "evt.type = execve")
     rs = with_warnings(tmp_path, text)
     assert [r.name for r in rs.rules] == ["ok"]
-    reason = "needs field k8s.ns.name (through macro k8s), which ringwatch does not provide"
+    reason = "needs field k8s.pod.labels (through macro k8s), which ringwatch does not provide"
     assert [(s.name, s.reason) for s in rs.skipped] == [("r", reason)]
     assert any(str(w).endswith(f"rule 'r': skipped: {reason}") for w in rs.warnings)
 
@@ -153,11 +153,11 @@ def test_warn_evttypes(tmp_path: Path) -> None:
 
 
 def test_unknown_field_is_named_not_a_macro_cycle(tmp_path: Path) -> None:
-    """ringwatch's own syntax: `k8s.ns.name` under a macro named `k8s` is a field."""
-    text = ("- macro: k8s\n  condition: k8s.ns.name != \"default\"\n"
+    """ringwatch's own syntax: `k8s.pod.labels` under a macro named `k8s` is a field."""
+    text = ("- macro: k8s\n  condition: k8s.pod.labels != \"default\"\n"
             + rule("r", 'evt.type == "execve" and k8s'))
     msgs = [str(p) for p in problems_of(tmp_path, text)]
-    assert msgs[0].endswith("macro 'k8s': unknown field 'k8s.ns.name': a Falco field that "
+    assert msgs[0].endswith("macro 'k8s': unknown field 'k8s.pod.labels': a Falco field that "
                             "ringwatch does not provide")
     assert not any("cycle" in m for m in msgs)
 
@@ -212,6 +212,12 @@ STABLE_ENABLED = {
     "Read sensitive file trusted after startup",
     # proc.tty and proc.exepath, resolved by the kernel at exec (monitor/events/exe.py).
     "Execution from /dev/shm", "Terminal shell in container",
+    # thread.cap_* (task->cred), proc.is_exe_upper_layer (overlayfs), fd.sip.name (names
+    # resolved in the background) with k8s.ns.name (monitor/events/creds.py, exe.py, dns.py).
+    "Linux Kernel Module Injection Detected", "Detect release_agent File Container Escapes",
+    "Drop and execute new binary in container", "Contact K8S API Server From Container",
+    # fd.l4proto, fd.connected and Falco's fd.ip/fd.net/fd.snet checks on the kernel's ends.
+    "Disallowed SSH Connection Non Standard Port",
 }
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
 from monitor.enforce.event import deny_fields
-from monitor.events import exe
+from monitor.events import creds, exe
 from monitor.events import syscall_args as sa
 from monitor.events.fields import (
     ARG_DIRFD,
@@ -26,11 +26,13 @@ from monitor.events.fields import (
     COALESCE,
     COMMON,
     CONTAINER,
+    FD_L4PROTO,
     FD_NAME,
     FD_NUM,
     FD_RIP,
     FD_RPORT,
     FD_SIP,
+    FD_SIP_NAME,
     FD_SPORT,
     FD_TYPE,
     LINEAGE,
@@ -145,18 +147,32 @@ CATALOG: tuple[EventType, ...] = (
         Field("evt.arg.target", str, "symlink target, as given"),
         Field("evt.arg.linkpath", str, "symlink path created"),
     ), types={"symlink": 88, "symlinkat": 266}),
-    EventType("connect", RecordType.SYSCALL, sa.connect, (*SOCKET, ARG_FD, FD_SIP, FD_SPORT),
-              types={"connect": 42}),
+    EventType("connect", RecordType.SYSCALL, sa.connect, (
+        *SOCKET, ARG_FD, FD_SIP, FD_SPORT, FD_L4PROTO, FD_SIP_NAME,
+        Field("fd.connected", bool, "connect returned 0 or EINPROGRESS (Falco's fd.connected after a "
+              "connect); then fd.rip/fd.sip and the port are the peer the kernel's socket holds, not "
+              "the caller's sockaddr"),
+        Field("fd.name_changed", bool, "the connect gave the fd a peer (as fd.connected; Falco also says "
+              "false for a reconnect to the same peer)"),
+        Field("fd.cip", str, "client (local) IP of the connecting socket, from the kernel"),
+        Field("fd.cport", int, "client (local) port of the connecting socket, from the kernel"),
+        Field("fd.lip", str, "local IP (as fd.cip on connect)"),
+        Field("fd.lport", int, "local port (as fd.cport on connect)"),
+        Field("fd.sip.hex", str, "fd.sip as 32 hex digits (IPv4 as ::ffff:a.b.c.d): Falco's fd.ip, "
+              "fd.net, fd.snet checks compare ranges of it"),
+        Field("fd.cip.hex", str, "fd.cip as 32 hex digits, as fd.sip.hex"),
+    ), types={"connect": 42}),
     EventType("socket", RecordType.SYSCALL, sa.socket, (
         Field("evt.arg.domain", str, "socket domain: AF_INET, AF_PACKET, ..."),
         Field("evt.arg.sotype", str, "socket type: SOCK_STREAM, SOCK_RAW, ..."),
         Field("evt.arg.proto", int, "socket protocol"),
-        FD_NUM,
+        FD_NUM, FD_L4PROTO,
     ), types={"socket": 41}),
     EventType("dup", RecordType.SYSCALL, sa.dup, (
         *SOCKET,
         Field("evt.arg.oldfd", int, "dup2/dup3 source fd"),
         Field("evt.arg.newfd", int, "dup2/dup3 target fd (0, 1 or 2: recorded only then)"),
+        FD_L4PROTO,
     ), types={"dup2": 33, "dup3": 292}),
     EventType("ptrace", RecordType.SYSCALL, sa.ptrace, (
         Field("evt.arg.request", str, "ptrace request: PTRACE_ATTACH, PTRACE_TRACEME, ..."),
@@ -184,7 +200,7 @@ CATALOG: tuple[EventType, ...] = (
     # Enforcement (deny/audit rules, bpf/lsm.bpf.c): conditions of deny rules and the
     # fields of evt.type "enforce" events.
     EventType("enforce", RecordType.DENY, _deny, (
-        *RESULT, FD_NAME, FD_SIP, FD_SPORT, FD_RIP, FD_RPORT,
+        *RESULT, FD_NAME, FD_SIP, FD_SPORT, FD_RIP, FD_RPORT, FD_SIP_NAME,
         Field("fd.snet", str, "destination network, CIDR (deny rules: fd.snet in [\"10.0.0.0/8\"])"),
         Field("enforce.action", str, "deny (the kernel refused the operation) or audit (reported only)"),
         Field("enforce.op", str, "operation an enforce event is about: exec, open or connect"),
@@ -262,7 +278,7 @@ class Catalogue:
     def fields(self) -> dict[str, Field]:
         """Every field an event can carry, each once (families share declarations)."""
         table: dict[str, Field] = {}
-        for f in (*COMMON, *LINEAGE, *RESULT, *CONTAINER, *COALESCE,
+        for f in (*COMMON, *LINEAGE, *RESULT, *CONTAINER, *COALESCE, *creds.FIELDS,
                   *(f for e in self.entries for f in e.fields)):
             seen = table.setdefault(f.name, f)
             if seen.type is not f.type:

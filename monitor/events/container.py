@@ -34,6 +34,9 @@ class ContainerInfo:
     name: str = ""
     image: str = ""
     privileged: bool | None = None
+    # Kubernetes namespace of the pod (the io.kubernetes.pod.namespace label kubelet sets);
+    # "" for a container outside Kubernetes, None when the runtime's state was not read.
+    k8s_ns: str | None = None
 
     @property
     def id(self) -> str:
@@ -49,10 +52,13 @@ class ContainerInfo:
         }
         if self.privileged is not None:
             out["container.privileged"] = self.privileged
+        if self.k8s_ns is not None:
+            out["k8s.ns.name"] = self.k8s_ns
         return out
 
 
-HOST_FIELDS: dict[str, Any] = {"container.id": "host", "container.name": "host"}
+K8S_NS_LABEL = "io.kubernetes.pod.namespace"
+HOST_FIELDS: dict[str, Any] = {"container.id": "host", "container.name": "host", "k8s.ns.name": ""}
 UNKNOWN_FIELDS: dict[str, Any] = {"container.id": ""}
 
 
@@ -134,15 +140,25 @@ class RuntimeState:
                 except ValueError:
                     meta = {}
                 names = c.get("names") or [""]
+                spec = self._podman_spec(full_id)
                 return ContainerInfo(full_id, "podman", str(names[0]), str(meta.get("image-name", "")),
-                                     self._podman_privileged(full_id))
+                                     self._podman_privileged(spec),
+                                     None if spec is None else str(spec.get(K8S_NS_LABEL, "")))
         return ContainerInfo(full_id, "podman")
 
-    def _podman_privileged(self, full_id: str) -> bool | None:
+    def _podman_spec(self, full_id: str) -> dict[str, Any] | None:
+        """The OCI spec's annotations podman wrote for the container."""
         spec = _JsonFile(self.podman_root / "overlay-containers" / full_id / "userdata" / "config.json").get()
         if not isinstance(spec, dict):
             return None
-        flag = (spec.get("annotations") or {}).get("io.podman.annotations.privileged")
+        notes = spec.get("annotations") or {}
+        return notes if isinstance(notes, dict) else {}
+
+    @staticmethod
+    def _podman_privileged(notes: dict[str, Any] | None) -> bool | None:
+        if notes is None:
+            return None
+        flag = notes.get("io.podman.annotations.privileged")
         return None if flag is None else str(flag).upper() == "TRUE"
 
     def _from_docker(self, full_id: str) -> ContainerInfo:
@@ -152,9 +168,12 @@ class RuntimeState:
         if not isinstance(cfg, dict):
             return ContainerInfo(full_id, "docker")
         priv = host.get("Privileged") if isinstance(host, dict) else None
+        config = cfg.get("Config") or {}
+        labels = config.get("Labels") or {}
         return ContainerInfo(full_id, "docker", str(cfg.get("Name", "")).lstrip("/"),
-                             str((cfg.get("Config") or {}).get("Image", "")),
-                             None if priv is None else bool(priv))
+                             str(config.get("Image", "")),
+                             None if priv is None else bool(priv),
+                             str(labels.get(K8S_NS_LABEL, "")) if isinstance(labels, dict) else "")
 
 
 class ContainerResolver:

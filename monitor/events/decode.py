@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from monitor.events.catalog import CATALOGUE, Catalogue, Event, EventType
+from monitor.events.creds import caps_fields
 from monitor.events.fields import result_fields
 from monitor.events.paths import PathResolver
 from monitor.kernel.records import SC_F_PATH_TRUNCATED, ExecRecord, Header, RecordType, SyscallRecord
@@ -84,6 +85,7 @@ class Decode:
             name = found[0] if found else str(rec.nr)
             ev = self.common(rec.h, name)
             ev.update(result_fields(rec.ret))
+            ev.update(caps_fields(rec.caps))
             if found is not None:
                 found[1].decode(rec, name, ev, self.paths)
             if rec.flags & SC_F_PATH_TRUNCATED:
@@ -101,6 +103,7 @@ class Decode:
             name = found[0] if found else str(rec.syscall_nr)
             ev = self.common(h, name)
             ev.update(result_fields(rec.ret))
+            ev.update(caps_fields(rec.caps))
         else:
             ev = self.common(h, next(iter(entry.types)))
         entry.decode(rec, ev["evt.type"], ev, self.paths)

@@ -11,7 +11,7 @@ import posixpath
 from typing import Any
 
 from monitor.events.fields import Field
-from monitor.kernel.records import ExecRecord
+from monitor.kernel.records import ExecRecord, Layer
 
 FIELDS = (
     Field("proc.exe_ino", int, "inode number of the executed file"),
@@ -20,6 +20,11 @@ FIELDS = (
     Field("proc.is_exe_writable", bool, "the executed file is writable by the process's real user: "
           "owner/group/other write bits against its uid and gid (root: always); supplementary "
           "groups, ACLs and read-only mounts are not considered"),
+    Field("proc.is_exe_upper_layer", bool, "the executed file is on overlayfs, in its upper layer "
+          "(written after the mount, e.g. dropped into a container), as Falco: decided in the kernel "
+          "at exec from the overlay inode's upper dentry; false off overlayfs (exec events)"),
+    Field("proc.is_exe_lower_layer", bool, "the executed file is on overlayfs, only in a lower layer "
+          "(e.g. a container's image) (exec events)"),
     Field("proc.exe_deleted", bool, "the executed file had no name left when it ran (unlinked)"),
     Field("proc.cwd", str, "working directory at exec, resolved by the kernel, with a trailing / as "
           "in Falco (exec events)"),
@@ -49,6 +54,8 @@ def exe_fields(rec: ExecRecord) -> dict[str, Any]:
         ev["proc.exe_ino_mtime"] = exe.mtime_ns
         ev["proc.is_exe_writable"] = exe.writable_by(rec.h.uid, rec.h.gid)
         ev["proc.exe_deleted"] = exe.deleted
+        ev["proc.is_exe_upper_layer"] = rec.layer is Layer.UPPER
+        ev["proc.is_exe_lower_layer"] = rec.layer is Layer.LOWER
         if exe.path is not None:
             ev["proc.exepath"] = exe.path
             ev["proc.is_name_exe"] = name_is_exe(rec.h.comm, exe.path)

@@ -125,7 +125,13 @@ ARG_FLAGS = Field("evt.arg.flags", str, "open flags (O_RDONLY|O_CLOEXEC), unlink
 ARG_MODE = Field("evt.arg.mode", int, "permission bits (open with O_CREAT, chmod)")
 ARG_DIRFD = Field("evt.arg.dirfd", int, "directory fd of an *at syscall (-100 is AT_FDCWD)")
 ARG_FD = Field("evt.arg.fd", int, "fd argument (connect, finit_module)")
+FD_L4PROTO = Field("fd.l4proto", str, "transport of the socket the kernel holds behind the fd (its "
+                   "sk_type and sk_protocol, not the syscall's arguments), Falco's names: tcp, udp, "
+                   "icmp, raw; unset for non-IP sockets (connect, socket, dup of a socket)")
 FD_SIP = Field("fd.sip", str, "destination (server) IP address of a connect (as fd.rip)")
+FD_SIP_NAME = Field("fd.sip.name", list, "the host names rules compare it with (fd.sip.name = N, "
+                    "in (...)) whose addresses include fd.sip, resolved in the background and refreshed "
+                    "(Falco's DNS manager semantics, monitor/events/dns.py); no reverse lookup")
 FD_SPORT = Field("fd.sport", int, "destination (server) port of a connect (as fd.rport)")
 
 # Added by the enrich stage (monitor.events.container), Falco's names and meanings.
@@ -138,4 +144,7 @@ CONTAINER = (
     Field("container.image.repository", str, "image without its tag"),
     Field("container.image.tag", str, "image tag"),
     Field("container.privileged", bool, "the container runs privileged (when the runtime's state says)"),
+    Field("k8s.ns.name", str, "Kubernetes namespace of the container's pod, from the runtime's state "
+          "(the io.kubernetes.pod.namespace label kubelet sets; docker and podman): \"\" on the host "
+          "and outside Kubernetes; unset when the runtime's state is not read (containerd, CRI-O)"),
 )

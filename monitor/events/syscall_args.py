@@ -14,6 +14,7 @@ from typing import Any
 
 from monitor.events.paths import AT_FDCWD, PathResolver
 from monitor.kernel.records import SC_F_SOCKET, SyscallRecord
+from monitor.netaddr import addr_hex
 
 _OPEN_FLAGS = [
     (0o100, "O_CREAT"), (0o200, "O_EXCL"), (0o400, "O_NOCTTY"), (0o1000, "O_TRUNC"),
@@ -154,12 +155,67 @@ def symlink(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) 
     ev["evt.arg.linkpath"] = link
 
 
+# IPPROTO_* -> Falco's fd.l4proto (libsinsp add_socket / filtercheck TYPE_L4PROTO).
+_L4 = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}
+_SOCK_RAW = 3
+
+
+def l4proto(r: SyscallRecord) -> str | None:
+    """The transport of the kernel's socket behind the fd (sk_type, sk_protocol), named as
+    Falco names it: tcp, udp, icmp (ping sockets, IPv4 or IPv6) or raw (SOCK_RAW of any
+    protocol); None for a socket that is not AF_INET/AF_INET6 or an unknown protocol
+    (Falco's "<NA>"). Never taken from the syscall's arguments."""
+    s = r.sock
+    if s is None or s.family not in (2, 10):
+        return None
+    if s.type == _SOCK_RAW:
+        return "raw"
+    return _L4.get(s.protocol)
+
+
+def _l4_field(r: SyscallRecord, ev: dict[str, Any]) -> None:
+    proto = l4proto(r)
+    if proto is not None:
+        ev["fd.l4proto"] = proto
+
+
+_EINPROGRESS = 115
+
+
+def _kernel_ends(r: SyscallRecord, ev: dict[str, Any], remote: bool) -> None:
+    """The socket's ends as the kernel holds them: the local one always (when bound), the
+    remote one when `remote` (it replaces what the caller's sockaddr said)."""
+    s = r.sock
+    if s is None or s.family not in (2, 10):
+        return
+    if remote and any(s.raddr):
+        ip = _addr_text(s.family, s.raddr)
+        ev["fd.rip"], ev["fd.rport"] = ip, s.rport
+        ev["fd.name"] = f"{ip}:{s.rport}" if s.family == 2 else f"[{ip}]:{s.rport}"
+        ev["fd.type"] = "ipv4" if s.family == 2 else "ipv6"
+        ev["fd.sockfamily"] = _FAMILIES[s.family]
+    if any(s.laddr) or s.lport:
+        ip = _addr_text(s.family, s.laddr)
+        ev["fd.lip"] = ev["fd.cip"] = ip
+        ev["fd.lport"] = ev["fd.cport"] = s.lport
+        ev["fd.cip.hex"] = addr_hex(ip)
+
+
 def connect(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
     ev["evt.arg.fd"] = _s32(r.args[0])
     _socket_fields(r, ev)
+    _l4_field(r, ev)
+    # Falco: connected once connect returned 0 or EINPROGRESS; that also names the fd
+    # after the peer it now has. Then the peer is the kernel's, not the caller's memory
+    # (which another thread may have rewritten before sys_exit read it).
+    connected = r.ret >= 0 or r.ret == -_EINPROGRESS
+    ev["fd.connected"] = connected
+    ev["fd.name_changed"] = connected
+    _kernel_ends(r, ev, remote=connected)
     if "fd.rip" in ev:
         # Outbound: the server is the remote end (Falco rules use either name).
         ev["fd.sip"], ev["fd.sport"] = ev["fd.rip"], ev["fd.rport"]
+        ev["fd.sip.hex"] = addr_hex(ev["fd.sip"])
 
 
 def _socket_fields(r: SyscallRecord, ev: dict[str, Any]) -> None:
@@ -183,6 +239,7 @@ def socket(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -
     ev["evt.arg.sotype"] = _SOCK_TYPES.get(r.args[1] & 0xF, str(r.args[1] & 0xF))
     ev["evt.arg.proto"] = _s32(r.args[2])
     ev["fd.num"] = r.ret if r.ret >= 0 else -1
+    _l4_field(r, ev)
 
 
 def dup(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
@@ -190,6 +247,7 @@ def dup(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> N
     ev["evt.arg.newfd"] = _s32(r.args[1])
     if r.flags & SC_F_SOCKET:
         _socket_fields(r, ev)
+        _l4_field(r, ev)
 
 
 def ptrace(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:

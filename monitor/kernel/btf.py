@@ -129,6 +129,15 @@ class BTF:
     def has_struct(self, name: str) -> bool:
         return name in self._structs
 
+    def size_of(self, struct_name: str) -> int:
+        """sizeof(struct struct_name) in bytes."""
+        tid = self._structs.get(struct_name)
+        if tid is None:
+            raise BTFError(f"struct {struct_name} not in BTF")
+        t = self._types[tid]
+        assert t is not None
+        return t.ref
+
     def offset_of(self, struct_name: str, path: str) -> int:
         """Byte offset of a dotted member path, e.g. ("cred", "uid.val")."""
         tid = self._structs.get(struct_name)

@@ -82,6 +82,23 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "TTY_DRIVER": ("tty_struct", "driver"),
     "TTY_DRIVER_MAJOR": ("tty_driver", "major"),
     "TTY_DRIVER_MINOR_START": ("tty_driver", "minor_start"),
+    # thread.cap_*: the task's subjective credentials (task->cred), as Falco reads them.
+    # kernel_cap_t is a u64 `val` since 6.3 and `u32 cap[2]` before: 8 bytes either way.
+    "TASK_CRED": ("task_struct", "cred"),
+    "CRED_CAP_INHERITABLE": ("cred", "cap_inheritable"),
+    "CRED_CAP_PERMITTED": ("cred", "cap_permitted"),
+    "CRED_CAP_EFFECTIVE": ("cred", "cap_effective"),
+    # fd.l4proto: the socket's own type and protocol, not what socket() was asked for.
+    "SOCK_TYPE": ("sock", "sk_type"),
+    "SOCK_PROTOCOL": ("sock", "sk_protocol"),
+    # fd.cip/fd.lport...: the socket's local end (inet_rcv_saddr, inet_num).
+    "SOCK_NUM": ("sock", "__sk_common.skc_num"),
+    "SOCK_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
+    "SOCK_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
+    # proc.is_exe_upper_layer: the executed file's superblock (overlayfs?) and inode.
+    "DENTRY_D_SB": ("dentry", "d_sb"),
+    "DENTRY_D_INODE": ("dentry", "d_inode"),
+    "SB_MAGIC": ("super_block", "s_magic"),
 }
 
 
@@ -110,10 +127,23 @@ def member_path(btf: BTF, struct_name: str, paths: str) -> str:
     return alternatives[-1]
 
 
+def ovl_upper_offset(btf: BTF) -> int:
+    """Where an overlayfs inode keeps its upper dentry, counted from its VFS inode.
+
+    struct ovl_inode (fs/overlayfs/ovl_entry.h) embeds `struct inode vfs_inode` directly
+    followed by `struct dentry *__upperdentry`; the overlay inode a dentry points at is
+    that vfs_inode. Taken from BTF when overlayfs is built in; otherwise (a module, whose
+    BTF is split) sizeof(struct inode), which is what Falco's drivers use."""
+    if btf.has_struct("ovl_inode"):
+        return btf.offset_of("ovl_inode", "__upperdentry") - btf.offset_of("ovl_inode", "vfs_inode")
+    return btf.size_of("inode")
+
+
 def from_btf(btf: BTF) -> Offsets:
     values: dict[str, int | str] = {
         k: btf.offset_of(s, member_path(btf, s, p)) for k, (s, p) in KERNEL_FIELDS.items()
     }
+    values["OVL_UPPERDENTRY"] = ovl_upper_offset(btf)
     return Offsets("btf", values)
 
 
@@ -128,6 +158,8 @@ def from_headers() -> Offsets:
         k: f"__builtin_offsetof(struct {s},{p.split('|')[-1]})" for k, (s, p) in KERNEL_FIELDS.items()
         if k not in _BTF_ONLY
     }
+    # struct ovl_inode is private to fs/overlayfs: its upper dentry follows the inode.
+    values["OVL_UPPERDENTRY"] = "sizeof(struct inode)"
     return Offsets("headers", values)
 
 

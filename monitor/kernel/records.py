@@ -29,6 +29,7 @@ SC_F_SOCKET = 1 << 5
 SC_F_BASE = 1 << 6
 SC_F_BASE_TRUNCATED = 1 << 7
 SC_F_RESOLVED = 1 << 8
+SC_F_SOCKINFO = 1 << 20  # sock_type/sock_protocol hold the kernel's socket of the fd
 SC_F_COUNT_ONLY = 1 << 31  # userspace only: a rebuilt record reporting repeats
 WALK_DEPTH = 32
 PROC_ARGS_LEN = 128
@@ -105,6 +106,8 @@ EXEC_F_EXE_DELETED = 1 << 5
 EXEC_F_EXEPATH = 1 << 6
 EXEC_F_EXEPATH_TRUNCATED = 1 << 7
 EXEC_F_CWD = 1 << 8
+EXEC_F_EXE_UPPER_LAYER = 1 << 20  # on overlayfs, in the upper (written) layer
+EXEC_F_EXE_LOWER_LAYER = 1 << 21  # on overlayfs, in a lower (image) layer
 
 
 class CHeader(ct.Structure):
@@ -150,6 +153,9 @@ class CExec(ct.Structure):
         ("cwd", ct.c_char * PATH_LEN),
         ("filename", ct.c_char * PATH_LEN),
         ("args", ct.c_char * ARGS_BUF),
+        ("cap_effective", ct.c_uint64),
+        ("cap_permitted", ct.c_uint64),
+        ("cap_inheritable", ct.c_uint64),
     ]
 
 
@@ -187,6 +193,18 @@ class CSyscall(ct.Structure):
         ("path", ct.c_char * PATH_LEN),
         ("path2", ct.c_char * PATH_LEN),
         ("kpath", ct.c_char * PATH_LEN),
+        ("cap_effective", ct.c_uint64),
+        ("cap_permitted", ct.c_uint64),
+        ("cap_inheritable", ct.c_uint64),
+        ("sock_type", ct.c_uint16),
+        ("sock_protocol", ct.c_uint16),
+        ("sock_family", ct.c_uint16),
+        ("_pad2", ct.c_uint16),
+        ("sock_lport", ct.c_uint16),
+        ("sock_rport", ct.c_uint16),
+        ("_pad3", ct.c_uint32),
+        ("sock_laddr", ct.c_uint8 * 16),
+        ("sock_raddr", ct.c_uint8 * 16),
     ]
 
 
@@ -358,6 +376,37 @@ class ExeFile:
         return bool(self.mode & 0o002)
 
 
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """A task's capability sets as the kernel held them (task->cred), bit n = capability n."""
+
+    effective: int
+    permitted: int
+    inheritable: int
+
+
+class Layer(enum.Enum):
+    """Where on overlayfs the executed file is (Falco's proc.is_exe_upper/lower_layer)."""
+
+    NONE = "none"  # not on overlayfs
+    UPPER = "upper"  # in the upper layer: written after the mount (a container's writes)
+    LOWER = "lower"  # in a lower layer (a container's image)
+
+
+@dataclass(frozen=True, slots=True)
+class SockInfo:
+    """The kernel's socket behind an fd: sk->sk_family, sk_type, sk_protocol and its two ends
+    (addresses: 4 bytes for AF_INET, 16 for AF_INET6, empty otherwise; zero while unset)."""
+
+    family: int
+    type: int
+    protocol: int
+    laddr: bytes = b""
+    lport: int = 0
+    raddr: bytes = b""
+    rport: int = 0
+
+
 @dataclass(slots=True)
 class ExecRecord:
     h: Header
@@ -375,6 +424,8 @@ class ExecRecord:
     exe_from_memfd: bool = False
     exe: ExeFile | None = None  # None: the exec failed, or ran before sched_process_exec
     task: ExecTask | None = None  # likewise
+    caps: Caps | None = None  # at sys_exit: the new image's after a successful exec
+    layer: Layer = Layer.NONE  # of the executed file (meaningful when exe is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +494,8 @@ class SyscallRecord:
     # Rebuilt by userspace from a coalescing entry nobody flushed: it only reports
     # `count` more repeats of an event already delivered; rules do not see it again.
     count_only: bool = False
+    caps: Caps | None = None  # the caller's, at the event
+    sock: SockInfo | None = None  # the kernel's socket of the fd, when the syscall has one
 
 
 @dataclass(slots=True)
@@ -568,6 +621,11 @@ def _fields(lay: Layout, *names: str) -> tuple[int, ...]:
     _SYSCALL, "count", "first_ns", "ret", "args", "nr", "flags", "family", "port", "addr", "aux",
     "path", "path2", "kpath")
 _S_NARGS = _SYSCALL.count["args"]
+_E_CAP_E, _E_CAP_P, _E_CAP_I = _fields(_EXEC, "cap_effective", "cap_permitted", "cap_inheritable")
+_S_CAP_E, _S_CAP_P, _S_CAP_I = _fields(_SYSCALL, "cap_effective", "cap_permitted", "cap_inheritable")
+(_S_SOCK_FAMILY, _S_SOCK_TYPE, _S_SOCK_PROTOCOL, _S_SOCK_LADDR, _S_SOCK_LPORT, _S_SOCK_RADDR,
+ _S_SOCK_RPORT) = _fields(_SYSCALL, "sock_family", "sock_type", "sock_protocol", "sock_laddr",
+                          "sock_lport", "sock_raddr", "sock_rport")
 _F_PPID, _F_PTGID, _F_PSTART = _fields(_FORK, "parent_pid", "parent_tgid", "parent_start_ns")
 _X_STATUS = _EXIT.index["exit_status"]
 _T_SCOPE, _T_NR, _T_THROTTLED, _T_RATE, _T_BURST = _fields(
@@ -623,6 +681,8 @@ def decode_bytes(buf: bytes) -> Record:
             _cstr(v[_S_PATH2]), kpath if flags & SC_F_BASE else None,
             kpath if flags & SC_F_RESOLVED else None,
             v[_S_COUNT], v[_S_FIRST] or v[_H_KTIME], bool(flags & SC_F_COUNT_ONLY),
+            Caps(v[_S_CAP_E], v[_S_CAP_P], v[_S_CAP_I]),
+            _sock_info(v) if flags & SC_F_SOCKINFO else None,
         )
     if kind is RecordType.EXEC:
         v = _EXEC.struct.unpack_from(buf)
@@ -645,6 +705,7 @@ def decode_bytes(buf: bytes) -> Record:
             bool(flags & EXEC_F_ARGV_TRUNCATED), bool(flags & EXEC_F_FILENAME_FAILED),
             bool(flags & EXEC_F_ARG_READ_FAILED), bool(flags & EXEC_F_FILENAME_TRUNCATED),
             bool(flags & EXEC_F_EXE_MEMFD), exe, task,
+            Caps(v[_E_CAP_E], v[_E_CAP_P], v[_E_CAP_I]), _layer(flags),
         )
     if kind is RecordType.THROTTLE:
         v = _THROTTLE.struct.unpack_from(buf)
@@ -661,6 +722,21 @@ def decode_bytes(buf: bytes) -> Record:
     v = _EXIT.struct.unpack_from(buf)
     status = v[_X_STATUS]
     return ExitRecord(_header(v), (status >> 8) & 0xFF, status & 0x7F)
+
+
+def _sock_info(v: tuple[Any, ...]) -> SockInfo:
+    family = v[_S_SOCK_FAMILY]
+    n = {2: 4, 10: 16}.get(family, 0)
+    return SockInfo(family, v[_S_SOCK_TYPE], v[_S_SOCK_PROTOCOL], v[_S_SOCK_LADDR][:n], v[_S_SOCK_LPORT],
+                    v[_S_SOCK_RADDR][:n], v[_S_SOCK_RPORT])
+
+
+def _layer(flags: int) -> Layer:
+    if flags & EXEC_F_EXE_UPPER_LAYER:
+        return Layer.UPPER
+    if flags & EXEC_F_EXE_LOWER_LAYER:
+        return Layer.LOWER
+    return Layer.NONE
 
 
 def _decode_deny(v: tuple[Any, ...]) -> DenyRecord:

@@ -15,6 +15,7 @@ import rule_engine
 from monitor.rules.alert import ALERT_FIELDS, Alert, AlertIds
 from monitor.rules.compiled import Unsupported, compile_condition, fields_read
 from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError, nesting, suggest
+from monitor.rules.dnsnames import dns_names
 from monitor.rules.evtypes import known_event_types
 from monitor.rules.falco.bridge import MissingField, UnknownField
 from monitor.rules.falco.compile import FalcoExpander, falco_exception_clause
@@ -121,6 +122,11 @@ class RuleSet:
 
     def rules_with_action(self, action: str) -> list[CompiledRule]:
         return [r for r in self.rules if r.enabled and r.action == action]
+
+    def dns_names(self) -> frozenset[str]:
+        """Host names enabled rules compare fd.sip.name with (monitor.events.dns resolves them)."""
+        return dns_names((r.ast for r in self.rules if r.enabled and "fd.sip.name" in r.fields),
+                         self.field_of)
 
     def field_of(self, symbol: str) -> str:
         """The Falco field name for a SymbolExpression name in a rule's AST."""

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.netaddr import addr_hex
 from monitor.rules.condition import quote as engine_quote
 from monitor.rules.falco.ast import (
     And,
@@ -50,6 +52,19 @@ from monitor.rules.falco.parser import quote as falco_quote
 from monitor.rules.falco.parser import unescape
 
 ELEMENT = "rw_x"  # the comprehension variable for multi-valued fields
+SIP_NAME = "fd.sip.name"  # names resolved in the background; only =, != and in, as in Falco
+# Falco's filter-only address checks (libsinsp compare_ip, compare_net and the fd.snet
+# extraction): the ends each looks at, as 32-hex-digit keys (fd.cip.hex, fd.sip.hex, set
+# from the kernel's socket on connect). `=`/`in` hold when one of the ends is (in) one of
+# the values; `!=` when none is.
+ADDR_CHECKS: dict[str, tuple[bool, tuple[str, ...]]] = {  # name -> (CIDR values?, ends)
+    "fd.ip": (False, ("fd.cip.hex", "fd.sip.hex")),
+    "fd.net": (True, ("fd.cip.hex", "fd.sip.hex")),
+    "fd.cnet": (True, ("fd.cip.hex",)),
+    "fd.snet": (True, ("fd.sip.hex",)),
+    "fd.lnet": (True, ("fd.cip.hex",)),  # connect: the local end is the client
+    "fd.rnet": (True, ("fd.sip.hex",)),
+}
 _TYPE_NAMES = {str: "string", int: "number", bool: "boolean", list: "list"}
 
 
@@ -187,17 +202,63 @@ class Lowerer:
                 and node.right.text == "0" and node.op in ("=", "==", "!=")):
             # Falco numbers events from 1: `evt.num=0` is its idiom for "never" (never_true).
             return "false" if node.op != "!=" else "true"
+        left = node.left
+        if (isinstance(left, FieldRef) and left.name in ADDR_CHECKS and left.arg is None
+                and not isinstance(node.right, (FieldRef, Transform))
+                and all(e in self.scope.bridge.names.types for e in ADDR_CHECKS[left.name][1])):
+            return self._addr_check(left.name, node.op, node.right, node.pos)
         subject = self._operand(node.left)
         name = node.left.name if isinstance(node.left, FieldRef) else f"{node.left.name}()"
         right = node.right
         if isinstance(right, (FieldRef, Transform)):
             other = self._operand(right)
             return self._field_vs_field(subject, node.op, other, node.pos)
+        if subject.text == SIP_NAME:
+            return self._sip_name(subject, node.op, right, node.pos)
         var = ELEMENT if subject.many else subject.text
         test = self._test(var, subject.type, name, node.op, right, node.pos)
         if subject.many:
             return f"[{ELEMENT} for {ELEMENT} in {subject.text} if {test}]"
         return test
+
+    def _addr_check(self, name: str, op: str, right: Any, pos: int) -> str:
+        cidr, ends = ADDR_CHECKS[name]
+        if op not in ("=", "==", "!=", "in"):
+            raise LowerError(pos, f"{name} supports only =, != and in (as in Falco), not {op!r}")
+        ranges = []
+        for text, vpos in self._values(right, pos):
+            try:
+                net = ipaddress.ip_network(text, strict=False) if cidr else ipaddress.ip_address(text)
+            except ValueError:
+                what = "a network (a.b.c.d/n)" if cidr else "an IP address"
+                raise LowerError(vpos, f"{name} needs {what}, got {text!r}") from None
+            if isinstance(net, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+                lo, hi = addr_hex(str(net.network_address)), addr_hex(str(net.broadcast_address))
+            else:
+                lo = hi = addr_hex(str(net))
+            ranges.append((lo, hi))
+
+        def within(end: str) -> str:
+            tests = [f"{end} == {engine_quote(lo)}" if lo == hi else
+                     f"({end} >= {engine_quote(lo)} and {end} <= {engine_quote(hi)})" for lo, hi in ranges]
+            return "(" + (" or ".join(tests) or "false") + ")"
+
+        if op == "!=":
+            return "(" + " and ".join(f"({e} != null and not {within(e)})" for e in ends) + ")"
+        return "(" + " or ".join(f"({e} != null and {within(e)})" for e in ends) + ")"
+
+    def _sip_name(self, subject: Resolved, op: str, right: Any, pos: int) -> str:
+        """libsinsp's compare_domain: `= N` holds when fd.sip is one of N's addresses, `in`
+        when it is one of any listed name's, `!=` when it is none of N's (and only on an
+        IP socket event: fd.sip.name is unset elsewhere). fd.sip.name is the list of the
+        watched names whose addresses hold fd.sip (monitor/events/dns.py)."""
+        if op in ("=", "==", "!=", "in"):
+            test = self._test(ELEMENT, str, SIP_NAME, "=" if op == "!=" else op, right, pos)
+            any_of = f"[{ELEMENT} for {ELEMENT} in {subject.text} if {test}]"
+            if op == "!=":
+                return f"({subject.text} != null and not {any_of})"
+            return any_of
+        raise LowerError(pos, f"{SIP_NAME} supports only =, != and in (as in Falco), not {op!r}")
 
     def _field_vs_field(self, a: Resolved, op: str, b: Resolved, pos: int) -> str:
         ops = {"=": "==", "==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}

@@ -82,6 +82,20 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "TTY_DRIVER": ("tty_struct", "driver"),
     "TTY_DRIVER_MAJOR": ("tty_driver", "major"),
     "TTY_DRIVER_MINOR_START": ("tty_driver", "minor_start"),
+    # Coverage: a socket's local end (bind, listen, accept, UDP sends) and protocol.
+    "SOCK_RCV_SADDR": ("sock", "__sk_common.skc_rcv_saddr"),
+    "SOCK_NUM": ("sock", "__sk_common.skc_num"),
+    "SOCK_V6_RCV_SADDR": ("sock", "__sk_common.skc_v6_rcv_saddr"),
+    "SOCK_PROTOCOL": ("sock", "sk_protocol"),
+    # kill: the signalled task's real uid (signal_generate).
+    "TASK_REAL_CRED": ("task_struct", "real_cred"),
+    "CRED_UID": ("cred", "uid.val"),
+    # setns: the namespace an nsfs fd names (inode->i_private is its ns_common).
+    "INODE_I_SB": ("inode", "i_sb"),
+    "INODE_I_PRIVATE": ("inode", "i_private"),
+    "SB_MAGIC": ("super_block", "s_magic"),
+    "NS_COMMON_OPS": ("ns_common", "ops"),
+    "PROC_NS_OPS_NAME": ("proc_ns_operations", "name"),
 }
 
 

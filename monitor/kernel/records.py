@@ -27,6 +27,11 @@ SC_F_SOCKET = 1 << 5
 SC_F_BASE = 1 << 6
 SC_F_BASE_TRUNCATED = 1 << 7
 SC_F_RESOLVED = 1 << 8
+SC_F_BASE2 = 1 << 9
+SC_F_LOCAL = 1 << 10
+SC_F_TARGET = 1 << 11
+SC_F_NSFS = 1 << 12
+SC_F_TIMES = 1 << 13
 SC_F_COUNT_ONLY = 1 << 31  # userspace only: a rebuilt record reporting repeats
 WALK_DEPTH = 32
 PROC_ARGS_LEN = 128
@@ -185,6 +190,13 @@ class CSyscall(ct.Structure):
         ("path", ct.c_char * PATH_LEN),
         ("path2", ct.c_char * PATH_LEN),
         ("kpath", ct.c_char * PATH_LEN),
+        ("kpath2", ct.c_char * PATH_LEN),
+        ("laddr", ct.c_uint8 * 16),
+        ("lport", ct.c_uint16),
+        ("_pad2", ct.c_uint16),
+        ("target_uid", ct.c_uint32),
+        ("target_pid", ct.c_uint32),
+        ("target_tid", ct.c_uint32),
     ]
 
 
@@ -441,6 +453,15 @@ class SyscallRecord:
     # Rebuilt by userspace from a coalescing entry nobody flushed: it only reports
     # `count` more repeats of an event already delivered; rules do not see it again.
     count_only: bool = False
+    # Coverage: the directory of a relative first (source) path, from the kernel.
+    base2: str | None = None
+    # The socket's local end from its kernel sock (bind, listen, accept, UDP sends).
+    laddr: bytes = b""
+    lport: int = 0
+    # kill: the task the kernel signalled, (tgid, tid, real uid); None if none was.
+    target: tuple[int, int, int] | None = None
+    # aux's bytes as stored (utimensat's timespecs are binary).
+    aux_raw: bytes = b""
 
 
 @dataclass(slots=True)
@@ -478,6 +499,7 @@ _SIZES = {RecordType.EXEC: ct.sizeof(CExec), RecordType.FORK: ct.sizeof(CFork),
 
 
 _ARGS_OFFSET = CExec.args.offset
+_AUX_OFFSET = CSyscall.aux.offset
 
 
 def decode(data: int, size: int) -> Record:
@@ -510,6 +532,10 @@ def decode(data: int, size: int) -> Record:
             _text(r.kpath) if r.flags & SC_F_BASE else None,
             _text(r.kpath) if r.flags & SC_F_RESOLVED else None,
             r.count, r.first_ns or r.h.ktime_ns, bool(r.flags & SC_F_COUNT_ONLY),
+            _text(r.kpath2) if r.flags & SC_F_BASE2 else None,
+            bytes(r.laddr) if r.flags & SC_F_LOCAL else b"", r.lport,
+            (r.target_pid, r.target_tid, r.target_uid) if r.flags & SC_F_TARGET else None,
+            ct.string_at(ct.addressof(r) + _AUX_OFFSET, AUX_LEN),
         )
     if kind is RecordType.THROTTLE:
         t = ct.cast(data, ct.POINTER(CThrottle)).contents

@@ -54,7 +54,8 @@ class PathResolver:
         For path-based calls the kernel programs see only the string and the directory a
         relative one started from; a link in the middle (/tmp/lnk/x, lnk -> /var/log) is
         resolved here, after the fact: a link swapped in between is not seen. Processes
-        with another root (containers, chroots) keep the path as given.
+        with another root (containers, chroots) keep the path as given; one that has
+        exited is resolved from the host's root.
         """
         if not path.startswith("/"):
             return path
@@ -62,7 +63,7 @@ class PathResolver:
             if os.readlink(f"{self.proc_root}/{tid}/root") != "/":
                 return path
         except OSError:
-            return path
+            pass  # gone already (mkdir, touch, ...): resolved from the host's root
         if follow_last:
             return os.path.realpath(path)
         head, tail = posixpath.split(path)

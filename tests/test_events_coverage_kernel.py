@@ -4,7 +4,9 @@ task signalled), including the evasions they exist for: relative paths, symlinks
 instead of a path, dup/fcntl instead of dup2.
 
 One `ringwatch run` for the module; the types are named in sensor.extra_event_types, so
-the kernel filter is the one rules get (FilterRole.SYSCALL: recorded only when named).
+the kernel filter is the one rules get (FilterRole.SYSCALL: recorded only when named). It
+traces only a cgroup holding this test and its children (sensor.cgroups): with opens
+named, a shared host's other work would otherwise fill the record file.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from tests import test_rules_default_kernel as default_rules
 from tests.monitor_proc import RunningMonitor
 
 pytestmark = pytest.mark.kernel
@@ -44,15 +47,19 @@ TYPES = [
 ]
 
 
+# A cgroup holding this test process, hence everything the tests start.
+scope = default_rules.scope
+
+
 @pytest.fixture(scope="module")
-def mon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMonitor]:
+def mon(tmp_path_factory: pytest.TempPathFactory, scope: Path) -> Iterator[RunningMonitor]:
     assert os.geteuid() == 0, "kernel tests need root"
     work = tmp_path_factory.mktemp("coverage")
     pin = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
     rules_d = work / "rules.d"
     rules_d.mkdir()
     cfg = {
-        "sensor": {"extra_event_types": TYPES},
+        "sensor": {"extra_event_types": TYPES, "cgroups": [str(scope)]},
         "lineage": {"bpffs_dir": str(pin)},
         "control": {"socket": str(work / "control.sock")},
     }

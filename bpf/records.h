@@ -200,6 +200,12 @@ struct rw_fork {
  * socket) or the fd it returned (socket); named sock_*, not sk_*: net/sock.h defines sk_family,
  * sk_num, ... as macros. High bit: flags added from bit 9 on stay clear. */
 #define RW_SC_F_SOCKINFO (1u << 20)
+/* Coverage (dup/fcntl, truncate, chown, mkdir, xattrs, utimensat, sockets, kill, setns): */
+#define RW_SC_F_BASE2 (1u << 9)           /* kpath2: the directory of a relative first path */
+#define RW_SC_F_LOCAL (1u << 10)          /* laddr/lport: the socket's local end, from its sock */
+#define RW_SC_F_TARGET (1u << 11)         /* target_pid/target_uid: the signalled task, from the kernel */
+#define RW_SC_F_NSFS (1u << 12)           /* aux: setns fd's namespace type, from its nsfs inode */
+#define RW_SC_F_TIMES (1u << 13)          /* aux: utimensat's two struct timespec, as given */
 #define RW_AUX_LEN 32
 /* Path walks (dentry to the mount root, then across mounts) give up past this depth. */
 #define RW_WALK_DEPTH 32
@@ -245,6 +251,16 @@ struct rw_syscall {
     __u32 _pad3;
     __u8 sock_laddr[16];  /* local address, network byte order (IPv4 in [0..4)) */
     __u8 sock_raddr[16];  /* remote address */
+    /* Appended for coverage. For a fd-based call (ftruncate, fchmod, fchown, fsetxattr,
+     * utimensat(fd, NULL), an *at call with AT_EMPTY_PATH) kpath is the fd's file
+     * (RW_SC_F_RESOLVED). aux holds an xattr name, a namespace type or utimensat's times. */
+    char kpath2[RW_PATH_LEN]; /* rename/link: base of the first (source) path (RW_SC_F_BASE2) */
+    __u8 laddr[16];        /* local address (RW_SC_F_LOCAL): IPv4 in the first 4 bytes, or IPv6 */
+    __u16 lport;           /* local port, host byte order */
+    __u16 _pad4;
+    __u32 target_uid;      /* kill: real uid of the task signalled (RW_SC_F_TARGET) */
+    __u32 target_pid;      /* kill: its tgid */
+    __u32 target_tid;      /* kill: its thread id */
 };
 
 /* Set by userspace only, on a record it rebuilt from a coalescing entry: it reports

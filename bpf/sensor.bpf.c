@@ -31,6 +31,8 @@
 #include <net/sock.h>
 #include <linux/tty.h>
 #include <linux/tty_driver.h>
+#include <linux/cred.h>
+#include <linux/proc_ns.h>
 #endif
 
 /* Syscall numbers (RW_NR_<name>) come from the event catalogue, monitor/events/catalog.py,
@@ -660,6 +662,67 @@ static __always_inline void count_filtered_open(void)
         (*f)++;
 }
 
+/* ---- Coverage helpers (sockets' local ends, UDP, namespaces, signals) ------------ */
+
+#define RW_NSFS_MAGIC 0x6e736673
+
+/* The local end of a socket, from its sock: what bind/listen actually got (port 0
+ * becomes the ephemeral port), whatever the caller passed. */
+static __always_inline void socket_local(struct rw_syscall *r, const void *file)
+{
+    if (!file || !is_socket(file))
+        return;
+    const void *sk = rd_ptr(rd_ptr(file, RW_OFF_FILE_PRIVATE_DATA), RW_OFF_SOCKET_SK);
+    u16 family = 0, port = 0;
+    bpf_probe_read_kernel(&family, sizeof(family), (const char *)sk + RW_OFF_SOCK_FAMILY);
+    bpf_probe_read_kernel(&port, sizeof(port), (const char *)sk + RW_OFF_SOCK_NUM);
+    if (!r->family)
+        r->family = family;
+    r->lport = port; /* skc_num is in host byte order */
+    if (family == 2 /* AF_INET */)
+        bpf_probe_read_kernel(r->laddr, 4, (const char *)sk + RW_OFF_SOCK_RCV_SADDR);
+    else if (family == 10 /* AF_INET6 */)
+        bpf_probe_read_kernel(r->laddr, 16, (const char *)sk + RW_OFF_SOCK_V6_RCV_SADDR);
+    r->flags |= RW_SC_F_LOCAL;
+}
+
+/* An IPv4/IPv6 UDP socket (sends are recorded only on those: volume). */
+static __always_inline int is_udp(const void *file)
+{
+    if (!file || !is_socket(file))
+        return 0;
+    const void *sk = rd_ptr(rd_ptr(file, RW_OFF_FILE_PRIVATE_DATA), RW_OFF_SOCKET_SK);
+    u16 family = 0, proto = 0;
+    bpf_probe_read_kernel(&family, sizeof(family), (const char *)sk + RW_OFF_SOCK_FAMILY);
+    bpf_probe_read_kernel(&proto, sizeof(proto), (const char *)sk + RW_OFF_SOCK_PROTOCOL);
+    return (family == 2 || family == 10) && proto == 17 /* IPPROTO_UDP */;
+}
+
+/* setns: the namespace type the fd names, from the kernel (its nsfs inode's ns_common
+ * operations: "net", "mnt", "pid_for_children", ...), not from the nstype argument,
+ * which may be 0 ("any"). A pidfd or another file leaves aux empty. */
+static __always_inline void nsfs_type(struct rw_syscall *r, const void *file)
+{
+    if (!file)
+        return;
+    const void *inode = rd_ptr(file, RW_OFF_FILE_F_INODE);
+    if (rd_u64(rd_ptr(inode, RW_OFF_INODE_I_SB), RW_OFF_SB_MAGIC) != RW_NSFS_MAGIC)
+        return;
+    const void *ops = rd_ptr(rd_ptr(inode, RW_OFF_INODE_I_PRIVATE), RW_OFF_NS_COMMON_OPS);
+    if (bpf_probe_read_kernel_str(r->aux, sizeof(r->aux), rd_ptr(ops, RW_OFF_PROC_NS_OPS_NAME)) > 0)
+        r->flags |= RW_SC_F_NSFS;
+}
+
+/* Who a kill/tkill/tgkill signalled, as the kernel resolved the pid: signal_generate
+ * runs in the sender's context during the syscall; sys_exit takes the entry. */
+struct rw_kill_target {
+    u32 tgid;
+    u32 tid;
+    u32 uid;
+    u32 sig;
+};
+BPF_TABLE("lru_hash", u32, struct rw_kill_target, kill_targets, 1024);
+
 /* ---- The syscall lane: coalescing, throttling, output ----------------------------
  * Accounting: every record that reaches emit_syscall counts as produced, then exactly
  * one of coalesced, throttled (flood_stats), lost (RW_DROP_SYSCALL_RINGBUF_FULL) or
@@ -710,6 +773,45 @@ static __always_inline u32 pointer_args(u32 nr)
     return 0;
 }
 
+/* The same for the coverage syscalls (xattr values, sockaddrs, timespecs, iovecs). */
+static __always_inline u32 coverage_pointer_args(u32 nr)
+{
+    switch (nr) {
+    case RW_NR_truncate:
+    case RW_NR_chown:
+    case RW_NR_lchown:
+    case RW_NR_mkdir:
+        return 1u << 0;
+    case RW_NR_mkdirat:
+    case RW_NR_fchownat:
+    case RW_NR_fchmodat2:
+    case RW_NR_fremovexattr:
+    case RW_NR_bind:
+    case RW_NR_sendmsg:
+        return 1u << 1;
+    case RW_NR_setxattr:
+    case RW_NR_lsetxattr:
+        return (1u << 0) | (1u << 1) | (1u << 2);
+    case RW_NR_fsetxattr:
+    case RW_NR_accept:
+    case RW_NR_accept4:
+    case RW_NR_utimensat:
+        return (1u << 1) | (1u << 2);
+    case RW_NR_removexattr:
+    case RW_NR_lremovexattr:
+        return (1u << 0) | (1u << 1);
+    case RW_NR_setxattrat:
+        return (1u << 1) | (1u << 3) | (1u << 4);
+    case RW_NR_removexattrat:
+        return (1u << 1) | (1u << 3);
+    case RW_NR_sendto:
+        return (1u << 1) | (1u << 4);
+    case RW_NR_process_vm_writev:
+        return (1u << 1) | (1u << 3);
+    }
+    return 0;
+}
+
 static __always_inline void coal_key_of(struct rw_coal_key *k, const struct rw_syscall *r)
 {
     const void *task = (const void *)bpf_get_current_task();
@@ -722,7 +824,7 @@ static __always_inline void coal_key_of(struct rw_coal_key *k, const struct rw_s
     __builtin_memcpy(k->comm, r->h.comm, sizeof(k->comm));
     bpf_probe_read_kernel(k->body, sizeof(k->body), &r->ret);
     u64 *args = (u64 *)(k->body + (__builtin_offsetof(struct rw_syscall, args) - RW_SC_BODY_OFF));
-    u32 mask = pointer_args(r->nr);
+    u32 mask = pointer_args(r->nr) | coverage_pointer_args(r->nr);
     #pragma unroll
     for (int i = 0; i < 6; i++) {
         if (mask & (1u << i))
@@ -902,6 +1004,86 @@ static __always_inline int emit_syscall(struct rw_syscall *r)
     return 0;
 }
 
+/* The directory a relative source path of rename/link was relative to (kpath2). */
+static __always_inline void read_base2(struct rw_syscall *r, s64 dirfd)
+{
+    const void *base = 0;
+    if (dirfd == -100) {
+        const void *fs = rd_ptr((const void *)bpf_get_current_task(), RW_OFF_TASK_FS);
+        base = fs ? (const char *)fs + RW_OFF_FS_PWD : 0;
+    } else {
+        const void *dir = fd_file((u64)dirfd);
+        base = dir ? (const char *)dir + RW_OFF_FILE_F_PATH : 0;
+    }
+    if (base && resolve_path(r->kpath2, base) > 0)
+        r->flags |= RW_SC_F_BASE2;
+}
+
+/* Kernel-side fields of the coverage syscalls, after the paths are in the record. */
+static __always_inline void coverage_fields(struct rw_syscall *r, u32 nr, s64 ret, u64 a0, u64 a1,
+                                            u64 a2, u64 a3, u64 a4, u64 a5, const void *udp_file,
+                                            const struct rw_kill_target *kt)
+{
+    switch (nr) {
+    case RW_NR_rename:
+    case RW_NR_link:
+        if (r->path[0] && r->path[0] != '/')
+            read_base2(r, -100);
+        break;
+    case RW_NR_renameat:
+    case RW_NR_renameat2:
+    case RW_NR_linkat:
+        if (r->path[0] && r->path[0] != '/')
+            read_base2(r, (s32)a0);
+        break;
+    case RW_NR_bind:
+        read_sockaddr(r, (const void *)a1, a2);
+        if (ret == 0)
+            socket_local(r, fd_file(a0));
+        break;
+    case RW_NR_listen:
+        socket_local(r, fd_file(a0));
+        break;
+    case RW_NR_accept:
+    case RW_NR_accept4:
+        if (ret >= 0) {
+            const void *f = fd_file((u64)ret);
+            if (f && is_socket(f)) {
+                socket_peer(r, f);
+                socket_local(r, f);
+            }
+        }
+        break;
+    case RW_NR_sendto:
+    case RW_NR_sendmsg: {
+        /* The destination given, else the connected peer. */
+        const void *name = (const void *)a4;
+        u64 len = a5;
+        if (nr == RW_NR_sendmsg) {
+            struct { u64 name; u32 len; } hdr = {};
+            bpf_probe_read_user(&hdr, sizeof(hdr), (const void *)a1);
+            name = (const void *)hdr.name;
+            len = hdr.len;
+        }
+        if (name)
+            read_sockaddr(r, name, len);
+        else
+            socket_peer(r, udp_file);
+        socket_local(r, udp_file);
+        break;
+    }
+    case RW_NR_setns:
+        nsfs_type(r, fd_file(a0));
+        break;
+    }
+    if (kt) {
+        r->target_pid = kt->tgid;
+        r->target_tid = kt->tid;
+        r->target_uid = kt->uid;
+        r->flags |= RW_SC_F_TARGET;
+    }
+}
+
 static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret)
 {
     u64 a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0;
@@ -950,6 +1132,45 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
             return 0;
         dup_file = fd_file(a0);
         if (!dup_file || !is_socket(dup_file))
+            return 0;
+    }
+    /* dup and fcntl(F_DUPFD, F_DUPFD_CLOEXEC) land on the lowest free fd: after
+     * close(0) that is stdin, the same reverse shell without dup2. */
+    if (nr == RW_NR_dup || nr == RW_NR_fcntl) {
+        if (ret < 0 || ret > 2)
+            return 0;
+        if (nr == RW_NR_fcntl && a1 != 0 /* F_DUPFD */ && a1 != 1030 /* F_DUPFD_CLOEXEC */)
+            return 0;
+        dup_file = fd_file(a0);
+        if (!dup_file || !is_socket(dup_file))
+            return 0;
+    }
+    const void *udp_file = 0;
+    if (nr == RW_NR_sendto || nr == RW_NR_sendmsg) {
+        udp_file = fd_file(a0);
+        if (!is_udp(udp_file))
+            return 0;
+    }
+    /* kill: only what crosses users. A refusal (EPERM) is an attempt on another user's
+     * process; a delivered signal counts when the task the kernel signalled has another
+     * real uid than the sender. Same-user kills, and signals nobody received, stay here. */
+    struct rw_kill_target kt = {};
+    int kill_target = 0;
+    if (nr == RW_NR_kill || nr == RW_NR_tkill || nr == RW_NR_tgkill) {
+        u32 tid = (u32)bpf_get_current_pid_tgid();
+        struct rw_kill_target *seen = kill_targets.lookup(&tid);
+        if (seen) {
+            kt = *seen;
+            kill_targets.delete(&tid);
+            s32 want = nr == RW_NR_tgkill ? (s32)a1 : (s32)a0;
+            u32 got = nr == RW_NR_kill ? kt.tgid : kt.tid;
+            /* A leftover from a signal this thread generated otherwise (an interrupt
+             * runs on whatever thread) names another task: not this call's target. */
+            kill_target = want <= 0 ? nr == RW_NR_kill : got == (u32)want;
+        }
+        if (ret == -1 /* -EPERM */)
+            kill_target = 0; /* nothing was signalled: userspace names the target */
+        else if (ret != 0 || !kill_target || kt.uid == (u32)bpf_get_current_uid_gid())
             return 0;
     }
 
@@ -1022,6 +1243,46 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         base_dirfd = (s32)a1;
         break;
     }
+    /* Coverage syscalls: which path names the object, or which fd does. */
+    s64 file_fd = -1;
+    switch (nr) {
+    case RW_NR_truncate:
+    case RW_NR_chown:
+    case RW_NR_lchown:
+    case RW_NR_mkdir:
+    case RW_NR_setxattr:
+    case RW_NR_lsetxattr:
+    case RW_NR_removexattr:
+    case RW_NR_lremovexattr:
+        p1 = (const char *)a0;
+        base_for = 1;
+        break;
+    case RW_NR_mkdirat:
+    case RW_NR_fchownat:
+    case RW_NR_fchmodat2:
+    case RW_NR_setxattrat:
+    case RW_NR_removexattrat:
+        p1 = (const char *)a1;
+        base_for = 1;
+        base_dirfd = (s32)a0;
+        break;
+    case RW_NR_utimensat:
+        base_dirfd = (s32)a0;
+        if (a1) {
+            p1 = (const char *)a1;
+            base_for = 1;
+        } else {
+            file_fd = (s32)a0; /* futimens(): utimensat(fd, NULL, ...) */
+        }
+        break;
+    case RW_NR_ftruncate:
+    case RW_NR_fchmod:
+    case RW_NR_fchown:
+    case RW_NR_fsetxattr:
+    case RW_NR_fremovexattr:
+        file_fd = (s32)a0;
+        break;
+    }
     if (nr == RW_NR_openat2) {
         u64 how[2] = {};
         bpf_probe_read_user(how, sizeof(how), (const void *)a2);
@@ -1030,6 +1291,14 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
     }
     if (nr == RW_NR_mount && a2)
         bpf_probe_read_user_str(r->aux, sizeof(r->aux), (const char *)a2);
+    /* The xattr name (security.capability, ...); cut at RW_AUX_LEN - 1. */
+    if (nr == RW_NR_setxattr || nr == RW_NR_lsetxattr || nr == RW_NR_fsetxattr ||
+        nr == RW_NR_removexattr || nr == RW_NR_lremovexattr || nr == RW_NR_fremovexattr)
+        bpf_probe_read_user_str(r->aux, sizeof(r->aux), (const char *)a1);
+    if (nr == RW_NR_setxattrat || nr == RW_NR_removexattrat)
+        bpf_probe_read_user_str(r->aux, sizeof(r->aux), (const char *)a3);
+    if (nr == RW_NR_utimensat && a2 && bpf_probe_read_user(r->aux, 32, (const void *)a2) == 0)
+        r->flags |= RW_SC_F_TIMES;
     if (pk) {
         /* Read once, for the filter; the record gets the same bytes. */
         __builtin_memcpy(r->path, pk->path, RW_PATH_LEN);
@@ -1056,6 +1325,15 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         r->flags |= RW_SC_F_RESOLVED;
     }
     char first = base_for == 1 ? r->path[0] : (base_for == 2 ? r->path2[0] : '/');
+    /* "" with a dirfd (AT_EMPTY_PATH): the call is on the dirfd's own file. */
+    if (base_for == 1 && !first && base_dirfd != -100 && !(r->flags & RW_SC_F_PATH_FAILED))
+        file_fd = base_dirfd;
+    if (file_fd >= 0) {
+        /* A fd-based call: the file's own path, walked by the kernel. */
+        const void *f = fd_file((u64)file_fd);
+        if (f && resolve_path(r->kpath, (const char *)f + RW_OFF_FILE_F_PATH) > 0)
+            r->flags |= RW_SC_F_RESOLVED;
+    }
     if (first && first != '/' && !(r->flags & RW_SC_F_RESOLVED)) {
         /* Relative: capture the base directory now; by the time userspace looks, the
          * process may have changed directory or exited. */
@@ -1080,6 +1358,7 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         socket_peer(r, dup_file);
         sock_info(r, dup_file);
     }
+    coverage_fields(r, nr, ret, a0, a1, a2, a3, a4, a5, udp_file, kill_target ? &kt : 0);
     return emit_syscall(r);
 }
 
@@ -1255,6 +1534,27 @@ RAW_TRACEPOINT_PROBE(sched_process_exec)
     /* A non-leader thread that exec'd has taken over the leader's pid (de_thread). */
     pending_exec.update(&tid, e);
     pending_exec.delete(&old_pid);
+    return 0;
+}
+
+/* A signal is being generated; for kill/tkill/tgkill the current task is the sender.
+ * Remembered per thread for the syscall's exit (only while a rule wants those calls). */
+RAW_TRACEPOINT_PROBE(signal_generate)
+{
+    u32 k0 = RW_NR_kill, k1 = RW_NR_tkill, k2 = RW_NR_tgkill;
+    u8 *w0 = syscall_wanted.lookup(&k0);
+    u8 *w1 = syscall_wanted.lookup(&k1);
+    u8 *w2 = syscall_wanted.lookup(&k2);
+    if (!((w0 && *w0) || (w1 && *w1) || (w2 && *w2)) || filtered())
+        return 0;
+    const void *task = (const void *)ctx->args[2];
+    struct rw_kill_target t = {};
+    t.sig = (u32)ctx->args[0];
+    t.tgid = rd_u32(task, RW_OFF_TASK_TGID);
+    t.tid = rd_u32(task, RW_OFF_TASK_PID);
+    t.uid = rd_u32(rd_ptr(task, RW_OFF_TASK_REAL_CRED), RW_OFF_CRED_UID);
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    kill_targets.update(&tid, &t);
     return 0;
 }
 

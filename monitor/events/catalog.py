@@ -111,6 +111,21 @@ def _throttle(rec: ThrottleRecord, name: str, ev: Event, res: PathResolver) -> N
 
 
 _PATH_OUT = Field("evt.arg.newpath", str, "rename/link destination")
+_ARG_CMD = Field("evt.arg.cmd", str, "bpf command (BPF_PROG_LOAD, ...); fcntl command (F_DUPFD, ...)")
+_RESOLVED = Field("fd.is_resolved", bool, "fd.name is the kernel's path of the file (fd-based calls, "
+                  "AT_EMPTY_PATH); else the path given, made absolute from the directory the kernel "
+                  "saw, with links in it followed at decode time")
+_PROC_MEM = Field("fd.is_proc_mem", bool, "open: the file opened is a process's memory, /proc/PID/mem "
+                  "(resolved: /proc/self/mem and links count)")
+_PROC_MEM_PID = Field("fd.proc_mem_pid", int, "open: the PID of /proc/PID/mem opened; -1 otherwise")
+_ARG_UID = Field("evt.arg.uid", int, "uid requested by set*uid (the effective one) or chown; -1 = unchanged")
+_ARG_GID = Field("evt.arg.gid", int, "gid requested by set*gid (the effective one) or chown; -1 = unchanged")
+_ARG_NAME = Field("evt.arg.name", str, "memfd_create name; xattr name (security.capability, ...)")
+_ARG_SIZE = Field("evt.arg.size", int, "setxattr value size; sendto length")
+_ARG_PID = Field("evt.arg.pid", int, "target pid: ptrace, process_vm_writev, kill")
+_FD_LIP = Field("fd.lip", str, "local IP of the socket, from its kernel sock (bind, listen, accept, "
+                "UDP sends)")
+_FD_LPORT = Field("fd.lport", int, "local port of the socket, from its kernel sock")
 
 CATALOG: tuple[EventType, ...] = (
     EventType("exec", RecordType.EXEC, _exec, (
@@ -132,11 +147,13 @@ CATALOG: tuple[EventType, ...] = (
         Field("evt.is_open_read", bool, "opened for reading"),
         Field("evt.is_open_write", bool, "opened for writing (or truncation)"),
         Field("fd.is_resolved", bool, "fd.name is the kernel's path of the file actually opened"),
+        _PROC_MEM, _PROC_MEM_PID,
     ), FilterRole.OPEN_PATH, {"open": 2, "openat": 257, "openat2": 437}),
     EventType("unlink", RecordType.SYSCALL, sa.unlink, (*PATH, ARG_FLAGS),
               types={"unlink": 87, "unlinkat": 263, "rmdir": 84}),
-    EventType("chmod", RecordType.SYSCALL, sa.chmod, (*PATH, ARG_MODE),
-              types={"chmod": 90, "fchmodat": 268}),
+    EventType("chmod", RecordType.SYSCALL, sa.chmod, (
+        *PATH, ARG_MODE, ARG_FD, ARG_DIRFD, ARG_FLAGS, _RESOLVED),
+              types={"chmod": 90, "fchmodat": 268, "fchmod": 91, "fchmodat2": 452}),
     EventType("rename_link", RecordType.SYSCALL, sa.two_paths, (
         *PATH,
         Field("evt.arg.oldpath", str, "rename/link source"),
@@ -170,17 +187,16 @@ CATALOG: tuple[EventType, ...] = (
     ), types={"socket": 41}),
     EventType("dup", RecordType.SYSCALL, sa.dup, (
         *SOCKET,
-        Field("evt.arg.oldfd", int, "dup2/dup3 source fd"),
-        Field("evt.arg.newfd", int, "dup2/dup3 target fd (0, 1 or 2: recorded only then)"),
-        FD_L4PROTO,
-    ), types={"dup2": 33, "dup3": 292}),
+        Field("evt.arg.oldfd", int, "dup2/dup3/dup/fcntl source fd (a socket: recorded only then)"),
+        Field("evt.arg.newfd", int, "dup2/dup3 target fd, dup/fcntl result (0, 1 or 2: recorded only then)"),
+        _ARG_CMD, FD_L4PROTO,
+    ), types={"dup2": 33, "dup3": 292, "dup": 32, "fcntl": 72}),
     EventType("ptrace", RecordType.SYSCALL, sa.ptrace, (
         Field("evt.arg.request", str, "ptrace request: PTRACE_ATTACH, PTRACE_TRACEME, ..."),
-        Field("evt.arg.pid", int, "ptrace target pid"),
+        _ARG_PID,
     ), types={"ptrace": 101}),
     EventType("setid", RecordType.SYSCALL, sa.setid, (
-        Field("evt.arg.uid", int, "uid requested by set*uid (the effective one); -1 = unchanged"),
-        Field("evt.arg.gid", int, "gid requested by set*gid (the effective one); -1 = unchanged"),
+        _ARG_UID, _ARG_GID,
     ), types={"setuid": 105, "setgid": 106, "setreuid": 113, "setregid": 114, "setresuid": 117,
               "setresgid": 119, "setfsuid": 122, "setfsgid": 123}),
     EventType("mount", RecordType.SYSCALL, sa.mount, (
@@ -190,13 +206,62 @@ CATALOG: tuple[EventType, ...] = (
     ), types={"mount": 165}),
     EventType("module", RecordType.SYSCALL, sa.module, (*PATH, ARG_FD),
               types={"init_module": 175, "finit_module": 313}),
-    EventType("bpf", RecordType.SYSCALL, sa.bpf, (
-        Field("evt.arg.cmd", str, "bpf command: BPF_PROG_LOAD, BPF_MAP_CREATE, ..."),
-    ), FilterRole.BPF_COMMAND, {"bpf": 321}),
+    EventType("bpf", RecordType.SYSCALL, sa.bpf, (_ARG_CMD,), FilterRole.BPF_COMMAND, {"bpf": 321}),
     EventType("memfd", RecordType.SYSCALL, sa.memfd, (
         FD_NAME, FD_TYPE, FD_NUM, ARG_FLAGS,
-        Field("evt.arg.name", str, "memfd_create name"),
+        _ARG_NAME,
     ), types={"memfd_create": 319}),
+    # Coverage: files changed in place, namespaces, inbound and UDP sockets, memory
+    # writes into other processes, signals across users.
+    EventType("truncate", RecordType.SYSCALL, sa.truncate, (
+        *PATH, ARG_FD, _RESOLVED,
+        Field("evt.arg.length", int, "truncate/ftruncate: the new length"),
+    ), types={"truncate": 76, "ftruncate": 77}),
+    EventType("chown", RecordType.SYSCALL, sa.chown, (
+        *PATH, ARG_FD, ARG_DIRFD, ARG_FLAGS, _RESOLVED, _ARG_UID, _ARG_GID),
+              types={"chown": 92, "fchown": 93, "lchown": 94, "fchownat": 260}),
+    EventType("mkdir", RecordType.SYSCALL, sa.mkdir, (*PATH, ARG_MODE, ARG_DIRFD, _RESOLVED),
+              types={"mkdir": 83, "mkdirat": 258}),
+    EventType("xattr", RecordType.SYSCALL, sa.xattr, (
+        *PATH, ARG_FD, ARG_DIRFD, ARG_FLAGS, _RESOLVED, _ARG_NAME, _ARG_SIZE,
+    ), types={"setxattr": 188, "lsetxattr": 189, "fsetxattr": 190, "removexattr": 197,
+              "lremovexattr": 198, "fremovexattr": 199, "setxattrat": 463, "removexattrat": 466}),
+    EventType("utimensat", RecordType.SYSCALL, sa.utimensat, (
+        *PATH, ARG_DIRFD, ARG_FLAGS, _RESOLVED,
+        Field("evt.arg.atime", int, "utimensat: access time set, ns since the epoch; -1 now, -2 unchanged"),
+        Field("evt.arg.mtime", int, "utimensat: modification time set, ns since the epoch; -1 now "
+              "(also when no times are given), -2 unchanged; >= 0 is a chosen time (timestomping)"),
+    ), types={"utimensat": 280}),
+    EventType("namespace", RecordType.SYSCALL, sa.namespace, (
+        ARG_FD, ARG_FLAGS,
+        Field("evt.arg.nstype", str, "setns: namespace type as CLONE_NEW*, from the fd's nsfs inode "
+              "when it is one (else the argument)"),
+        Field("evt.arg.ns", str, "setns: the kernel's name of the namespace the fd names (net, mnt, "
+              "pid_for_children, ...); empty for a pidfd"),
+    ), types={"setns": 308, "unshare": 272}),
+    EventType("inbound", RecordType.SYSCALL, sa.inbound, (
+        *SOCKET, ARG_FD, FD_NUM, FD_SIP, FD_SIP_NAME, FD_SPORT, _FD_LIP, _FD_LPORT,
+        Field("fd.cip", str, "accept: client IP (the peer of the accepted socket)"),
+        Field("fd.cport", int, "accept: client port"),
+        Field("evt.arg.backlog", int, "listen: backlog"),
+    ), types={"bind": 49, "listen": 50, "accept": 43, "accept4": 288}),
+    EventType("udp_send", RecordType.SYSCALL, sa.udp_send, (
+        *SOCKET, ARG_FD, FD_SIP, FD_SIP_NAME, FD_SPORT, _FD_LIP, _FD_LPORT, _ARG_SIZE),
+              types={"sendto": 44, "sendmsg": 46}),
+    EventType("userfaultfd", RecordType.SYSCALL, sa.userfaultfd, (ARG_FLAGS, FD_NUM),
+              types={"userfaultfd": 323}),
+    EventType("process_vm", RecordType.SYSCALL, sa.process_vm, (_ARG_PID,),
+              types={"process_vm_writev": 311}),
+    EventType("kill", RecordType.SYSCALL, sa.kill, (
+        _ARG_PID,
+        Field("evt.arg.tid", int, "tkill/tgkill: target thread id"),
+        Field("evt.arg.sig", str, "signal: SIGKILL, SIGTERM, ... (SIG0 probes)"),
+        Field("evt.target.pid", int, "kill: the process the kernel signalled (tgid), or the one named"),
+        Field("evt.target.uid", int, "kill: real uid of the target (recorded only when it is not the "
+              "sender's, or the kernel refused with EPERM); -1 if unknown"),
+        Field("evt.target.uid_source", str, "kernel (the task signalled) or procfs (a refused kill: "
+              "read from /proc after the call)"),
+    ), types={"kill": 62, "tkill": 200, "tgkill": 234}),
     # Enforcement (deny/audit rules, bpf/lsm.bpf.c): conditions of deny rules and the
     # fields of evt.type "enforce" events.
     EventType("enforce", RecordType.DENY, _deny, (

@@ -121,10 +121,12 @@ SOCKET = (
     FD_RPORT,
 )
 
-ARG_FLAGS = Field("evt.arg.flags", str, "open flags (O_RDONLY|O_CLOEXEC), unlinkat AT_REMOVEDIR, memfd MFD_*")
+ARG_FLAGS = Field("evt.arg.flags", str, "open flags (O_RDONLY|O_CLOEXEC), unlinkat AT_REMOVEDIR, memfd "
+                  "MFD_*, *at AT_*, setxattr XATTR_*, unshare CLONE_*, userfaultfd flags")
 ARG_MODE = Field("evt.arg.mode", int, "permission bits (open with O_CREAT, chmod)")
 ARG_DIRFD = Field("evt.arg.dirfd", int, "directory fd of an *at syscall (-100 is AT_FDCWD)")
-ARG_FD = Field("evt.arg.fd", int, "fd argument (connect, finit_module)")
+ARG_FD = Field("evt.arg.fd", int, "fd argument (connect, finit_module, fd-based calls: ftruncate, "
+               "fchmod, fchown, fsetxattr, setns, bind, listen, accept, sendto, ...)")
 FD_L4PROTO = Field("fd.l4proto", str, "transport of the socket the kernel holds behind the fd (its "
                    "sk_type and sk_protocol, not the syscall's arguments), Falco's names: tcp, udp, "
                    "icmp, raw; unset for non-IP sockets (connect, socket, dup of a socket)")

@@ -46,3 +46,27 @@ class PathResolver:
             return path, False
         base = kernel_base if kernel_base is not None else self.base(tid, dirfd)
         return (normpath(posixpath.join(base, path)) if base else path), True
+
+    def real(self, tid: int, path: str, follow_last: bool) -> str:
+        """An absolute path with the symlinks in it followed, as the syscall followed them
+        (the last component only if the call follows it), read from the filesystem now.
+
+        For path-based calls the kernel programs see only the string and the directory a
+        relative one started from; a link in the middle (/tmp/lnk/x, lnk -> /var/log) is
+        resolved here, after the fact: a link swapped in between is not seen. Processes
+        with another root (containers, chroots) keep the path as given; one that has
+        exited is resolved from the host's root.
+        """
+        if not path.startswith("/"):
+            return path
+        try:
+            if os.readlink(f"{self.proc_root}/{tid}/root") != "/":
+                return path
+        except OSError:
+            pass  # gone already (mkdir, touch, ...): resolved from the host's root
+        if follow_last:
+            return os.path.realpath(path)
+        head, tail = posixpath.split(path)
+        if not tail:
+            return os.path.realpath(path)
+        return posixpath.join(os.path.realpath(head or "/"), tail)

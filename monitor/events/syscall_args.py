@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
+import struct
 from collections.abc import Callable
 from typing import Any
 
 from monitor.events.paths import AT_FDCWD, PathResolver
-from monitor.kernel.records import SC_F_SOCKET, SyscallRecord
+from monitor.kernel.records import SC_F_NSFS, SC_F_SOCKET, SC_F_TIMES, SyscallRecord
 from monitor.netaddr import addr_hex
 
 _OPEN_FLAGS = [
@@ -112,6 +114,9 @@ def open_(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) ->
     ev["evt.is_open_read"] = acc in (0, 2)
     ev["evt.is_open_write"] = acc in (1, 2) or bool(flags & 0o1000)
     ev["fd.num"] = r.ret if r.ret >= 0 else -1
+    mem = _PROC_MEM.match(name)
+    ev["fd.is_proc_mem"] = mem is not None
+    ev["fd.proc_mem_pid"] = int(mem[1]) if mem else -1
 
 
 def _at_path(dirfd_arg: int | None, path_attr: str) -> Decoder:
@@ -130,17 +135,31 @@ def unlink(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -
 
 
 def chmod(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
-    at = name == "fchmodat"
-    _at_path(0 if at else None, "path")(r, name, ev, res)
+    if name == "fchmod":
+        _fd_path(r, 0, ev, res)
+        ev["evt.arg.mode"] = r.args[1] & 0o7777
+        return
+    at = name in ("fchmodat", "fchmodat2")
+    if name == "fchmodat2":
+        _file_path(r, 0, ev, res, follow=not r.args[3] & _AT_SYMLINK_NOFOLLOW)
+        ev["evt.arg.flags"] = _at_flags(r.args[3])
+    else:
+        _at_path(0 if at else None, "path")(r, name, ev, res)
     ev["evt.arg.mode"] = (r.args[2] if at else r.args[1]) & 0o7777
 
 
 def two_paths(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
-    """rename/link: oldpath -> newpath; fd.name is what the call creates (newpath)."""
+    """rename/link: oldpath -> newpath; fd.name is what the call creates (newpath).
+
+    Relative paths are joined with the directories the kernel saw them relative to
+    (both captured during the call); links in their directories are then followed, so
+    /tmp/lnk/x with lnk -> /etc is judged as /etc/x. Neither call follows a last link.
+    """
     at = name in ("renameat", "renameat2", "linkat")
     old_dirfd, new_dirfd = (_s32(r.args[0]), _s32(r.args[2])) if at else (AT_FDCWD, AT_FDCWD)
-    old, _ = res.resolve(r.h.pid, old_dirfd, r.path)
+    old, _ = res.resolve(r.h.pid, old_dirfd, r.path, r.base2)
     new, rel = res.resolve(r.h.pid, new_dirfd, r.path2, r.base)
+    old, new = res.real(r.h.pid, old, False), res.real(r.h.pid, new, False)
     _path_fields(ev, new, r.path2, rel)
     ev["evt.arg.oldpath"] = old
     ev["evt.arg.newpath"] = new
@@ -244,7 +263,10 @@ def socket(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -
 
 def dup(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
     ev["evt.arg.oldfd"] = _s32(r.args[0])
-    ev["evt.arg.newfd"] = _s32(r.args[1])
+    # dup and fcntl(F_DUPFD*) take the lowest free fd: the new one is the result.
+    ev["evt.arg.newfd"] = _s32(r.args[1]) if name in ("dup2", "dup3") else r.ret
+    if name == "fcntl":
+        ev["evt.arg.cmd"] = _FCNTL.get(r.args[1], str(r.args[1]))
     if r.flags & SC_F_SOCKET:
         _socket_fields(r, ev)
         _l4_field(r, ev)
@@ -290,3 +312,237 @@ def memfd(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) ->
     ev["fd.type"] = "memfd"
     ev["fd.name"] = f"memfd:{r.path}"
     ev["fd.num"] = r.ret if r.ret >= 0 else -1
+
+
+# --- Coverage: files changed in place, namespaces, sockets, signals ---------------------------
+
+_PROC_MEM = re.compile(r"^/proc/(\d+)/(?:task/\d+/)?mem$")
+_FCNTL = {0: "F_DUPFD", 1030: "F_DUPFD_CLOEXEC"}
+_AT_SYMLINK_NOFOLLOW = 0x100
+_AT_EMPTY_PATH = 0x1000
+_AT_FLAGS = [(0x100, "AT_SYMLINK_NOFOLLOW"), (0x1000, "AT_EMPTY_PATH"), (0x800, "AT_NO_AUTOMOUNT")]
+_XATTR_FLAGS = [(1, "XATTR_CREATE"), (2, "XATTR_REPLACE")]
+_UFFD_FLAGS = [(0o2000000, "O_CLOEXEC"), (0o4000, "O_NONBLOCK"), (1, "UFFD_USER_MODE_ONLY")]
+_CLONE_NS = [(0x00020000, "CLONE_NEWNS"), (0x02000000, "CLONE_NEWCGROUP"), (0x04000000, "CLONE_NEWUTS"),
+             (0x08000000, "CLONE_NEWIPC"), (0x10000000, "CLONE_NEWUSER"), (0x20000000, "CLONE_NEWPID"),
+             (0x40000000, "CLONE_NEWNET"), (0x00000080, "CLONE_NEWTIME")]
+_UNSHARE_OTHER = [(0x00000200, "CLONE_FS"), (0x00000400, "CLONE_FILES"), (0x00000800, "CLONE_SIGHAND"),
+                  (0x00040000, "CLONE_SYSVSEM"), (0x00000100, "CLONE_VM"), (0x00010000, "CLONE_THREAD")]
+# nsfs operation names (the kernel's) -> the CLONE_NEW* flag setns takes for them.
+_NS_FLAG = {"mnt": "CLONE_NEWNS", "cgroup": "CLONE_NEWCGROUP", "uts": "CLONE_NEWUTS", "ipc": "CLONE_NEWIPC",
+            "user": "CLONE_NEWUSER", "pid": "CLONE_NEWPID", "pid_for_children": "CLONE_NEWPID",
+            "net": "CLONE_NEWNET", "time": "CLONE_NEWTIME", "time_for_children": "CLONE_NEWTIME"}
+_SIGNALS = {n: f"SIG{s}" for n, s in (
+    (0, "0"), (1, "HUP"), (2, "INT"), (3, "QUIT"), (4, "ILL"), (5, "TRAP"), (6, "ABRT"), (7, "BUS"),
+    (8, "FPE"), (9, "KILL"), (10, "USR1"), (11, "SEGV"), (12, "USR2"), (13, "PIPE"), (14, "ALRM"),
+    (15, "TERM"), (16, "STKFLT"), (17, "CHLD"), (18, "CONT"), (19, "STOP"), (20, "TSTP"), (21, "TTIN"),
+    (22, "TTOU"), (23, "URG"), (24, "XCPU"), (25, "XFSZ"), (26, "VTALRM"), (27, "PROF"), (28, "WINCH"),
+    (29, "IO"), (30, "PWR"), (31, "SYS"))}
+_UTIME_NOW = (1 << 30) - 1
+_UTIME_OMIT = (1 << 30) - 2
+
+
+def _at_flags(v: int) -> str:
+    return "|".join(_bits(v, _AT_FLAGS))
+
+
+def _fd_path(r: SyscallRecord, fd_arg: int, ev: dict[str, Any], res: PathResolver) -> None:
+    """A fd-based call: fd.name is the fd's file as the kernel walked it (else /proc's)."""
+    fd = _s32(r.args[fd_arg])
+    ev["evt.arg.fd"] = fd
+    path = r.resolved if r.resolved is not None else res.base(r.h.pid, fd)
+    if path:
+        _path_fields(ev, path, path, False)
+    ev["fd.is_resolved"] = r.resolved is not None
+
+
+def _file_path(r: SyscallRecord, dirfd_arg: int | None, ev: dict[str, Any], res: PathResolver,
+               follow: bool) -> None:
+    """A path-based call on an existing file (fd.name: the path given, made absolute with
+    the directory the kernel saw, links followed as the call follows them); an *at call
+    given "" (AT_EMPTY_PATH) or utimensat(fd, NULL) is on the fd's file, which the kernel
+    walked (fd.is_resolved)."""
+    dirfd = AT_FDCWD if dirfd_arg is None else _s32(r.args[dirfd_arg])
+    if dirfd_arg is not None:
+        ev["evt.arg.dirfd"] = dirfd
+    if r.resolved is not None:
+        _path_fields(ev, r.resolved, r.path, False)
+        ev["fd.is_resolved"] = True
+        return
+    given, rel = res.resolve(r.h.pid, dirfd, r.path, r.base)
+    _path_fields(ev, res.real(r.h.pid, given, follow), r.path, rel)
+    ev["fd.is_resolved"] = False
+
+
+def truncate(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    if name == "ftruncate":
+        _fd_path(r, 0, ev, res)
+    else:
+        _file_path(r, None, ev, res, follow=True)
+    ev["evt.arg.length"] = r.args[1] if r.args[1] < 1 << 63 else r.args[1] - (1 << 64)
+
+
+def chown(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    if name == "fchown":
+        _fd_path(r, 0, ev, res)
+        ids = r.args[1], r.args[2]
+    elif name == "fchownat":
+        _file_path(r, 0, ev, res, follow=not r.args[4] & _AT_SYMLINK_NOFOLLOW)
+        ev["evt.arg.flags"] = _at_flags(r.args[4])
+        ids = r.args[2], r.args[3]
+    else:
+        _file_path(r, None, ev, res, follow=name == "chown")
+        ids = r.args[1], r.args[2]
+    ev["evt.arg.uid"], ev["evt.arg.gid"] = _id(ids[0]), _id(ids[1])
+
+
+def mkdir(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    at = name == "mkdirat"
+    _file_path(r, 0 if at else None, ev, res, follow=False)
+    ev["fd.type"] = "directory"
+    ev["evt.arg.mode"] = (r.args[2] if at else r.args[1]) & 0o7777
+
+
+def xattr(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    """set/removexattr: the attribute name (security.capability gives a file capabilities)."""
+    if name.startswith("f"):
+        _fd_path(r, 0, ev, res)
+    elif name.endswith("at"):
+        _file_path(r, 0, ev, res, follow=not r.args[2] & _AT_SYMLINK_NOFOLLOW)
+        ev["evt.arg.flags"] = _at_flags(r.args[2])
+    else:
+        _file_path(r, None, ev, res, follow=not name.startswith("l"))
+    ev["evt.arg.name"] = r.aux
+    if name in ("setxattr", "lsetxattr", "fsetxattr"):
+        ev["evt.arg.flags"] = "|".join(_bits(r.args[4], _XATTR_FLAGS))
+        ev["evt.arg.size"] = r.args[3]
+
+
+def _utime(sec: int, nsec: int) -> int:
+    if nsec == _UTIME_NOW:
+        return -1
+    if nsec == _UTIME_OMIT:
+        return -2
+    return sec * 1_000_000_000 + nsec
+
+
+def utimensat(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    """Timestamps set; times given (not "now") are what timestomping looks like."""
+    _file_path(r, 0, ev, res, follow=not r.args[3] & _AT_SYMLINK_NOFOLLOW)
+    ev["evt.arg.flags"] = _at_flags(r.args[3])
+    if r.flags & SC_F_TIMES:
+        a_sec, a_nsec, m_sec, m_nsec = struct.unpack("<qqqq", r.aux_raw[:32])
+        ev["evt.arg.atime"], ev["evt.arg.mtime"] = _utime(a_sec, a_nsec), _utime(m_sec, m_nsec)
+    else:
+        ev["evt.arg.atime"] = ev["evt.arg.mtime"] = -1  # times NULL: both now
+
+
+def namespace(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    if name == "unshare":
+        ev["evt.arg.flags"] = "|".join(_bits(r.args[0], _CLONE_NS + _UNSHARE_OTHER))
+        return
+    ev["evt.arg.fd"] = _s32(r.args[0])
+    ev["evt.arg.ns"] = r.aux if r.flags & SC_F_NSFS else ""
+    # The kernel's type of the namespace the fd names wins over the argument (0 = any).
+    ev["evt.arg.nstype"] = (_NS_FLAG.get(r.aux, r.aux) if r.flags & SC_F_NSFS
+                            else "|".join(_bits(r.args[1], _CLONE_NS)))
+
+
+def _ip(family: int, addr: bytes) -> str:
+    return _addr_text(family, addr) if family in (2, 10) else ""
+
+
+def _endpoint(family: int, ip: str, port: int) -> str:
+    return f"{ip}:{port}" if family == 2 else f"[{ip}]:{port}"
+
+
+def _local(r: SyscallRecord, ev: dict[str, Any]) -> None:
+    if r.laddr and r.family in (2, 10):
+        ev["fd.lip"] = _ip(r.family, r.laddr)
+        ev["fd.lport"] = r.lport
+
+
+def inbound(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    """bind/listen: the socket's local end (the kernel's, after the call); accept: the
+    client (peer of the returned socket) and the local end it connected to."""
+    ev["evt.arg.fd"] = _s32(r.args[0])
+    fam = _FAMILIES.get(r.family, str(r.family))
+    ev["fd.sockfamily"] = fam
+    ev["fd.type"] = {2: "ipv4", 10: "ipv6", 1: "unix"}.get(r.family, fam.lower())
+    if name == "listen":
+        ev["evt.arg.backlog"] = _s32(r.args[1])
+    if name in ("accept", "accept4"):
+        ev["fd.num"] = r.ret if r.ret >= 0 else -1
+        _socket_fields(r, ev)  # the peer: fd.rip/fd.rport
+        _local(r, ev)
+        if "fd.rip" in ev and "fd.lip" in ev:
+            ev["fd.cip"], ev["fd.cport"] = ev["fd.rip"], ev["fd.rport"]
+            ev["fd.sip"], ev["fd.sport"] = ev["fd.lip"], ev["fd.lport"]
+            ev["fd.name"] = (f"{_endpoint(r.family, ev['fd.cip'], ev['fd.cport'])}->"
+                             f"{_endpoint(r.family, ev['fd.sip'], ev['fd.sport'])}")
+        return
+    if r.family == 1 and name == "bind":
+        ev["fd.name"] = r.path
+        return
+    if r.laddr:
+        _local(r, ev)
+    elif r.family in (2, 10) and name == "bind":  # failed bind: the address asked for
+        ev["fd.lip"], ev["fd.lport"] = _ip(r.family, r.addr), r.port
+    if "fd.lip" in ev:
+        ev["fd.sip"], ev["fd.sport"] = ev["fd.lip"], ev["fd.lport"]
+        ev["fd.name"] = _endpoint(r.family, ev["fd.lip"], ev["fd.lport"])
+
+
+def udp_send(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    """sendto/sendmsg on a UDP socket: the destination (given, else the connected peer)."""
+    ev["evt.arg.fd"] = _s32(r.args[0])
+    _socket_fields(r, ev)
+    _local(r, ev)
+    if "fd.rip" in ev:
+        ev["fd.sip"], ev["fd.sport"] = ev["fd.rip"], ev["fd.rport"]
+    if name == "sendto":
+        ev["evt.arg.size"] = r.args[2]
+
+
+def userfaultfd(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    ev["evt.arg.flags"] = "|".join(_bits(r.args[0], _UFFD_FLAGS))
+    ev["fd.num"] = r.ret if r.ret >= 0 else -1
+
+
+def process_vm(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    ev["evt.arg.pid"] = _s32(r.args[0])
+
+
+def _proc_uid(proc_root: str, pid: int) -> int:
+    try:
+        with open(f"{proc_root}/{pid}/status", encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return -1
+
+
+def kill(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) -> None:
+    """kill/tkill/tgkill that crossed users (the kernel records no others): the target as
+    the kernel signalled it; for a refused one (EPERM: nothing was signalled) its real uid
+    is read from /proc now (-1 if it is gone)."""
+    pid = _s32(r.args[0])
+    sig = r.args[2] if name == "tgkill" else r.args[1]
+    ev["evt.arg.sig"] = _SIGNALS.get(sig & 0xFFFFFFFF, str(sig))
+    if name == "kill":
+        ev["evt.arg.pid"] = pid
+    elif name == "tkill":
+        ev["evt.arg.tid"] = pid
+    else:
+        ev["evt.arg.pid"], ev["evt.arg.tid"] = pid, _s32(r.args[1])
+    if r.target is not None:
+        ev["evt.target.pid"], _tid, ev["evt.target.uid"] = r.target
+        ev["evt.target.uid_source"] = "kernel"
+        return
+    target = _s32(r.args[1]) if name == "tgkill" else pid
+    ev["evt.target.pid"] = target
+    uid = _proc_uid(res.proc_root, target) if target > 0 else -1
+    ev["evt.target.uid"] = uid
+    ev["evt.target.uid_source"] = "procfs" if uid >= 0 else ""

@@ -99,6 +99,14 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "DENTRY_D_SB": ("dentry", "d_sb"),
     "DENTRY_D_INODE": ("dentry", "d_inode"),
     "SB_MAGIC": ("super_block", "s_magic"),
+    # kill: the signalled task's real uid (signal_generate).
+    "TASK_REAL_CRED": ("task_struct", "real_cred"),
+    "CRED_UID": ("cred", "uid.val"),
+    # setns: the namespace an nsfs fd names (inode->i_private is its ns_common).
+    "INODE_I_SB": ("inode", "i_sb"),
+    "INODE_I_PRIVATE": ("inode", "i_private"),
+    "NS_COMMON_OPS": ("ns_common", "ops"),
+    "PROC_NS_OPS_NAME": ("proc_ns_operations", "name"),
 }
 
 

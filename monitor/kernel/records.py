@@ -30,6 +30,11 @@ SC_F_BASE = 1 << 6
 SC_F_BASE_TRUNCATED = 1 << 7
 SC_F_RESOLVED = 1 << 8
 SC_F_SOCKINFO = 1 << 20  # sock_type/sock_protocol hold the kernel's socket of the fd
+SC_F_BASE2 = 1 << 9
+SC_F_LOCAL = 1 << 10
+SC_F_TARGET = 1 << 11
+SC_F_NSFS = 1 << 12
+SC_F_TIMES = 1 << 13
 SC_F_COUNT_ONLY = 1 << 31  # userspace only: a rebuilt record reporting repeats
 WALK_DEPTH = 32
 PROC_ARGS_LEN = 128
@@ -205,6 +210,13 @@ class CSyscall(ct.Structure):
         ("_pad3", ct.c_uint32),
         ("sock_laddr", ct.c_uint8 * 16),
         ("sock_raddr", ct.c_uint8 * 16),
+        ("kpath2", ct.c_char * PATH_LEN),
+        ("laddr", ct.c_uint8 * 16),
+        ("lport", ct.c_uint16),
+        ("_pad4", ct.c_uint16),
+        ("target_uid", ct.c_uint32),
+        ("target_pid", ct.c_uint32),
+        ("target_tid", ct.c_uint32),
     ]
 
 
@@ -496,6 +508,15 @@ class SyscallRecord:
     count_only: bool = False
     caps: Caps | None = None  # the caller's, at the event
     sock: SockInfo | None = None  # the kernel's socket of the fd, when the syscall has one
+    # Coverage: the directory of a relative first (source) path, from the kernel.
+    base2: str | None = None
+    # The socket's local end from its kernel sock (bind, listen, accept, UDP sends).
+    laddr: bytes = b""
+    lport: int = 0
+    # kill: the task the kernel signalled, (tgid, tid, real uid); None if none was.
+    target: tuple[int, int, int] | None = None
+    # aux's bytes as stored (utimensat's timespecs are binary).
+    aux_raw: bytes = b""
 
 
 @dataclass(slots=True)
@@ -621,6 +642,8 @@ def _fields(lay: Layout, *names: str) -> tuple[int, ...]:
     _SYSCALL, "count", "first_ns", "ret", "args", "nr", "flags", "family", "port", "addr", "aux",
     "path", "path2", "kpath")
 _S_NARGS = _SYSCALL.count["args"]
+_S_KPATH2, _S_LADDR, _S_LPORT, _S_TARGET_PID, _S_TARGET_TID, _S_TARGET_UID = _fields(
+    _SYSCALL, "kpath2", "laddr", "lport", "target_pid", "target_tid", "target_uid")
 _E_CAP_E, _E_CAP_P, _E_CAP_I = _fields(_EXEC, "cap_effective", "cap_permitted", "cap_inheritable")
 _S_CAP_E, _S_CAP_P, _S_CAP_I = _fields(_SYSCALL, "cap_effective", "cap_permitted", "cap_inheritable")
 (_S_SOCK_FAMILY, _S_SOCK_TYPE, _S_SOCK_PROTOCOL, _S_SOCK_LADDR, _S_SOCK_LPORT, _S_SOCK_RADDR,
@@ -651,6 +674,7 @@ _SIZES = {RecordType.EXEC: ct.sizeof(CExec), RecordType.FORK: ct.sizeof(CFork),
 
 _ARGS_OFFSET = CExec.args.offset
 _HEADER_SIZE = ct.sizeof(CHeader)
+_AUX_OFFSET = CSyscall.aux.offset
 
 
 def decode(data: int, size: int) -> Record:
@@ -683,6 +707,10 @@ def decode_bytes(buf: bytes) -> Record:
             v[_S_COUNT], v[_S_FIRST] or v[_H_KTIME], bool(flags & SC_F_COUNT_ONLY),
             Caps(v[_S_CAP_E], v[_S_CAP_P], v[_S_CAP_I]),
             _sock_info(v) if flags & SC_F_SOCKINFO else None,
+            base2=_cstr(v[_S_KPATH2]) if flags & SC_F_BASE2 else None,
+            laddr=v[_S_LADDR] if flags & SC_F_LOCAL else b"", lport=v[_S_LPORT],
+            target=(v[_S_TARGET_PID], v[_S_TARGET_TID], v[_S_TARGET_UID]) if flags & SC_F_TARGET else None,
+            aux_raw=v[_S_AUX],
         )
     if kind is RecordType.EXEC:
         v = _EXEC.struct.unpack_from(buf)

@@ -63,10 +63,17 @@ SYSCALL_NAMES: frozenset[str] = frozenset({
     "unlink", "unlinkat", "unshare", "uselib", "userfaultfd", "ustat", "utime", "utimensat",
     "utimes", "vfork", "vhangup", "vmsplice", "vserver", "wait4", "waitid", "write", "writev"
 })
+# Added to x86_64 after 6.1 (up to 6.18): rules may name them on newer kernels.
+NEWER_SYSCALL_NAMES: frozenset[str] = frozenset({
+    "cachestat", "fchmodat2", "map_shadow_stack", "futex_wake", "futex_wait", "futex_requeue",
+    "statmount", "listmount", "lsm_get_self_attr", "lsm_set_self_attr", "lsm_list_modules",
+    "mseal", "setxattrat", "getxattrat", "listxattrat", "removexattrat", "open_tree_attr",
+    "file_getattr", "file_setattr",
+})
 # ringwatch event types that are not syscalls, and Falco pseudo-events (procexit, ...).
 OTHER_TYPES: frozenset[str] = frozenset({"fork", "exit", "enforce", "procexit", "switch", "signaldeliver",
                                          "container", "pluginevent", "asyncevent", "drop"})
 
 
 def known_event_types() -> frozenset[str]:
-    return SYSCALL_NAMES | OTHER_TYPES
+    return SYSCALL_NAMES | NEWER_SYSCALL_NAMES | OTHER_TYPES

@@ -76,6 +76,20 @@ enum rw_flood_stat {
 #define RW_EXEC_F_EXEPATH (1u << 6)       /* exepath holds the kernel-resolved path */
 #define RW_EXEC_F_EXEPATH_TRUNCATED (1u << 7) /* too deep or too long to resolve */
 #define RW_EXEC_F_CWD (1u << 8)           /* cwd holds the kernel-resolved working directory */
+/* Selected environment variables of the new image (env below), read at exec: */
+#define RW_EXEC_F_ENV (1u << 16)          /* the environment was scanned */
+#define RW_EXEC_F_ENV_SCAN_TRUNCATED (1u << 17) /* the scan stopped before the environment's end */
+#define RW_EXEC_F_ENV_READ_FAILED (1u << 18)    /* part of the environment was unreadable */
+#define RW_EXEC_F_ENV_FULL (1u << 19)     /* a selected variable did not fit in env */
+
+/* The variables kept (LD_PRELOAD, LD_AUDIT, LD_LIBRARY_PATH, GLIBC_TUNABLES, the proxy
+ * variables in either case), NUL-separated "NAME=value" entries: each cut at
+ * RW_ENV_VAR_LEN, all cut at RW_ENV_LEN; RW_ENV_SCAN reads of RW_ENV_CHUNK bytes at most. */
+#define RW_ENV_LEN 512
+#define RW_ENV_VAR_LEN 256
+#define RW_ENV_BUF (RW_ENV_LEN + RW_ENV_VAR_LEN)
+#define RW_ENV_CHUNK 256
+#define RW_ENV_SCAN 128
 
 /* Process lineage, kept by the kernel programs in an LRU hash pinned on bpffs so that it
  * outlives the monitor. Keyed by identity, not pid: a pid can be reused, (tgid, start)
@@ -167,6 +181,12 @@ struct rw_exec {
     char cwd[RW_PATH_LEN]; /* working directory (RW_EXEC_F_CWD) */
     char filename[RW_PATH_LEN]; /* as passed to execve (relative, a symlink, "" ...) */
     char args[RW_ARGS_BUF];
+    /* Selected environment variables of the new image, from its mm's env_start..env_end
+     * at sched_process_exec (what execve's envp gave, not the caller's environment). */
+    __u32 env_count;       /* entries in env */
+    __u32 env_len;         /* bytes of env used */
+    __u64 env_cut;         /* bit i: entry i was cut at RW_ENV_VAR_LEN */
+    char env[RW_ENV_BUF];
 };
 
 /* A new process (not a thread). Header describes the child. */
@@ -187,6 +207,11 @@ struct rw_fork {
 #define RW_SC_F_BASE (1u << 6)            /* kpath: the directory of a relative path */
 #define RW_SC_F_BASE_TRUNCATED (1u << 7)  /* too deep or too long: kpath is unusable */
 #define RW_SC_F_RESOLVED (1u << 8)        /* kpath: the file an open returned, resolved */
+/* Operations submitted through io_uring (bpf/sensor.bpf.c, the io_uring tracepoints):
+ * recorded as the syscall they stand for (nr: openat, openat2, connect). */
+#define RW_SC_F_IO_URING (1u << 30)       /* submitted through io_uring, not a syscall of its own */
+#define RW_SC_F_URING_NO_RESULT (1u << 29) /* IOSQE_CQE_SKIP_SUCCESS: recorded at submission, ret unknown */
+/* io_uring records: args[4] is the IORING_OP_* opcode, args[5] the fixed-file slot (0: none). */
 #define RW_AUX_LEN 32
 /* Path walks (dentry to the mount root, then across mounts) give up past this depth. */
 #define RW_WALK_DEPTH 32

@@ -15,7 +15,7 @@ from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
 from monitor.enforce.event import deny_fields
-from monitor.events import exe
+from monitor.events import environ, exe, uring
 from monitor.events import syscall_args as sa
 from monitor.events.fields import (
     ARG_DIRFD,
@@ -82,6 +82,7 @@ def _exec(rec: ExecRecord, name: str, ev: Event, res: PathResolver) -> None:
     ev["proc.is_exe_from_memfd"] = rec.exe_from_memfd
     ev["evt.arg.dirfd"] = rec.dirfd
     ev.update(exe.exe_fields(rec))
+    ev.update(environ.env_fields(rec))
 
 
 def _fork(rec: ForkRecord, name: str, ev: Event, res: PathResolver) -> None:
@@ -110,7 +111,7 @@ CATALOG: tuple[EventType, ...] = (
     EventType("exec", RecordType.EXEC, _exec, (
         Field("proc.argv_truncated", bool, "argv was cut at the kernel's bound"),
         Field("proc.is_exe_from_memfd", bool, "the executed file is a memfd (fileless execution)"),
-        ARG_DIRFD, *exe.FIELDS,
+        ARG_DIRFD, *exe.FIELDS, *environ.FIELDS,
     ), FilterRole.PROCESS, {"execve": 59, "execveat": 322}),
     EventType("fork", RecordType.FORK, _fork, (
         Field("proc.child_pid", int, "the new process (fork events)"),
@@ -124,6 +125,7 @@ CATALOG: tuple[EventType, ...] = (
         Field("evt.is_open_read", bool, "opened for reading"),
         Field("evt.is_open_write", bool, "opened for writing (or truncation)"),
         Field("fd.is_resolved", bool, "fd.name is the kernel's path of the file actually opened"),
+        *uring.OP_FIELDS,
     ), FilterRole.OPEN_PATH, {"open": 2, "openat": 257, "openat2": 437}),
     EventType("unlink", RecordType.SYSCALL, sa.unlink, (*PATH, ARG_FLAGS),
               types={"unlink": 87, "unlinkat": 263, "rmdir": 84}),
@@ -139,8 +141,9 @@ CATALOG: tuple[EventType, ...] = (
         Field("evt.arg.target", str, "symlink target, as given"),
         Field("evt.arg.linkpath", str, "symlink path created"),
     ), types={"symlink": 88, "symlinkat": 266}),
-    EventType("connect", RecordType.SYSCALL, sa.connect, (*SOCKET, ARG_FD, FD_SIP, FD_SPORT),
-              types={"connect": 42}),
+    EventType("connect", RecordType.SYSCALL, sa.connect, (
+        *SOCKET, ARG_FD, FD_SIP, FD_SPORT, *uring.OP_FIELDS,
+    ), types={"connect": 42}),
     EventType("socket", RecordType.SYSCALL, sa.socket, (
         Field("evt.arg.domain", str, "socket domain: AF_INET, AF_PACKET, ..."),
         Field("evt.arg.sotype", str, "socket type: SOCK_STREAM, SOCK_RAW, ..."),
@@ -175,6 +178,10 @@ CATALOG: tuple[EventType, ...] = (
         FD_NAME, FD_TYPE, FD_NUM, ARG_FLAGS,
         Field("evt.arg.name", str, "memfd_create name"),
     ), types={"memfd_create": 319}),
+    # io_uring_setup; operations submitted through a ring are openat/openat2/connect
+    # events with evt.is_io_uring (monitor/events/uring.py).
+    EventType("io_uring", RecordType.SYSCALL, uring.setup, uring.SETUP_FIELDS,
+              types={"io_uring_setup": 425}),
     # Enforcement (deny/audit rules, bpf/lsm.bpf.c): conditions of deny rules and the
     # fields of evt.type "enforce" events.
     EventType("enforce", RecordType.DENY, _deny, (

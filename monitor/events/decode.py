@@ -14,6 +14,7 @@ from pathlib import Path
 
 from monitor.events.catalog import CATALOGUE, Catalogue, Event, EventType
 from monitor.events.paths import PathResolver
+from monitor.events.uring import op_fields
 from monitor.kernel.records import SC_F_PATH_TRUNCATED, ExecRecord, Header, RecordType, SyscallRecord
 from monitor.stage import Item
 
@@ -87,6 +88,7 @@ class Decode:
             ev.update(result_fields(rec.ret))
             if found is not None:
                 found[1].decode(rec, name, ev, self.paths)
+            ev.update(op_fields(rec, name))
             if rec.flags & SC_F_PATH_TRUNCATED:
                 ev["fd.name_truncated"] = True
             # Kernel coalescing: how many identical occurrences this event stands for.

@@ -28,6 +28,13 @@ SC_F_BASE = 1 << 6
 SC_F_BASE_TRUNCATED = 1 << 7
 SC_F_RESOLVED = 1 << 8
 SC_F_COUNT_ONLY = 1 << 31  # userspace only: a rebuilt record reporting repeats
+SC_F_IO_URING = 1 << 30  # submitted through io_uring, not a syscall of its own
+SC_F_URING_NO_RESULT = 1 << 29  # IOSQE_CQE_SKIP_SUCCESS: recorded at submission, ret unknown
+ENV_LEN = 512
+ENV_VAR_LEN = 256
+ENV_BUF = ENV_LEN + ENV_VAR_LEN
+ENV_CHUNK = 256
+ENV_SCAN = 128
 WALK_DEPTH = 32
 PROC_ARGS_LEN = 128
 PROC_F_BACKFILLED = 1 << 0
@@ -103,6 +110,10 @@ EXEC_F_EXE_DELETED = 1 << 5
 EXEC_F_EXEPATH = 1 << 6
 EXEC_F_EXEPATH_TRUNCATED = 1 << 7
 EXEC_F_CWD = 1 << 8
+EXEC_F_ENV = 1 << 16
+EXEC_F_ENV_SCAN_TRUNCATED = 1 << 17
+EXEC_F_ENV_READ_FAILED = 1 << 18
+EXEC_F_ENV_FULL = 1 << 19
 
 
 class CHeader(ct.Structure):
@@ -148,6 +159,10 @@ class CExec(ct.Structure):
         ("cwd", ct.c_char * PATH_LEN),
         ("filename", ct.c_char * PATH_LEN),
         ("args", ct.c_char * ARGS_BUF),
+        ("env_count", ct.c_uint32),
+        ("env_len", ct.c_uint32),
+        ("env_cut", ct.c_uint64),
+        ("env", ct.c_char * ENV_BUF),
     ]
 
 
@@ -373,6 +388,16 @@ class ExecRecord:
     exe_from_memfd: bool = False
     exe: ExeFile | None = None  # None: the exec failed, or ran before sched_process_exec
     task: ExecTask | None = None  # likewise
+    env: ExecEnv | None = None  # likewise
+
+
+@dataclass(frozen=True, slots=True)
+class ExecEnv:
+    """Selected variables of the new image's environment, read by the kernel at exec."""
+
+    entries: tuple[tuple[str, str], ...]  # (name, value) in environment order
+    cut: frozenset[str]  # names whose value was cut at ENV_VAR_LEN - 1 bytes
+    incomplete: bool  # the scan stopped early, a read failed, or the buffer was full
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,7 +525,7 @@ def decode(data: int, size: int) -> Record:
             _text(e.filename), argv, e.dirfd, e.at_flags,
             bool(e.flags & EXEC_F_ARGV_TRUNCATED), bool(e.flags & EXEC_F_FILENAME_FAILED),
             bool(e.flags & EXEC_F_ARG_READ_FAILED), bool(e.flags & EXEC_F_FILENAME_TRUNCATED),
-            bool(e.flags & EXEC_F_EXE_MEMFD), _exe_file(e), _exec_task(e),
+            bool(e.flags & EXEC_F_EXE_MEMFD), _exe_file(e), _exec_task(e), _exec_env(data, e),
         )
     if kind is RecordType.SYSCALL:
         r = ct.cast(data, ct.POINTER(CSyscall)).contents
@@ -525,6 +550,24 @@ def decode(data: int, size: int) -> Record:
         return ForkRecord(_header(f.h), f.parent_pid, f.parent_tgid, f.parent_start_ns)
     x = ct.cast(data, ct.POINTER(CExit)).contents
     return ExitRecord(_header(x.h), (x.exit_status >> 8) & 0xFF, x.exit_status & 0x7F)
+
+
+_ENV_OFFSET = CExec.env.offset
+
+
+def _exec_env(data: int, e: CExec) -> ExecEnv | None:
+    if not e.flags & EXEC_F_ENV:
+        return None
+    raw = ct.string_at(data + _ENV_OFFSET, min(e.env_len, ENV_BUF))
+    entries: list[tuple[str, str]] = []
+    cut: set[str] = set()
+    for i, item in enumerate(raw.split(b"\0")[: e.env_count]):
+        name, _, value = _text(item).partition("=")
+        entries.append((name, value))
+        if i < 64 and e.env_cut >> i & 1:
+            cut.add(name)
+    incomplete = bool(e.flags & (EXEC_F_ENV_SCAN_TRUNCATED | EXEC_F_ENV_READ_FAILED | EXEC_F_ENV_FULL))
+    return ExecEnv(tuple(entries), frozenset(cut), incomplete)
 
 
 def _exec_task(e: CExec) -> ExecTask | None:

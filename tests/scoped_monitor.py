@@ -12,9 +12,9 @@ import contextlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tests.kernel_util import cgroup2_root
 from tests.monitor_proc import RunningMonitor, read_jsonl
@@ -76,7 +76,8 @@ def alerts(mon: RunningMonitor) -> list[Alert]:
     return read_jsonl(mon.stdout_path)
 
 
-def wait_alert(mon: RunningMonitor, rule: str, pred: Callable[[Alert], bool], timeout: float = 60) -> Alert:
+def wait_alert(mon: RunningMonitor, rule: str, pred: Callable[[Alert], bool],
+               timeout: float = 60) -> Alert:
     try:
         return mon.wait_for(lambda a: a.get("rule") == rule and pred(a), timeout=timeout, path=mon.stdout_path)
     except AssertionError:

@@ -92,7 +92,8 @@ def exec_event(mon: RunningMonitor, pid: int) -> dict[str, Any]:
 def test_ld_preload_and_ld_audit_from_envp(mon: RunningMonitor, evil_dir: Path) -> None:
     evil = str(evil_dir / "libevil.so")
     benign = [execve(["LD_PRELOAD=" + SYSTEM_LIB]), execve(["LD_PRELOAD="]),
-              execve([f"LD_AUDIT= {SYSTEM_LIB}:{SYSTEM_LIB}"]), execve(["PATH=/usr/bin", "LD_PRELOADX=" + evil])]
+              execve([f"LD_AUDIT= {SYSTEM_LIB}:{SYSTEM_LIB}"]),
+              execve(["PATH=/usr/bin", "LD_PRELOADX=" + evil])]
     bad = execve(["PATH=/usr/bin", "LD_PRELOAD=" + evil])
     a = wait_alert(mon, PRELOAD_RULE, lambda a: a["process"]["pid"] == bad)
     assert a["event"]["proc.env.LD_PRELOAD"] == evil
@@ -112,7 +113,8 @@ def test_ld_preload_and_ld_audit_from_envp(mon: RunningMonitor, evil_dir: Path) 
     assert "proc.env.LD_PRELOAD" not in exec_event(mon, benign[3])  # LD_PRELOADX is not it
 
 
-def test_preload_hidden_behind_long_and_many_variables_and_repeated(mon: RunningMonitor, evil_dir: Path) -> None:
+def test_preload_hidden_behind_long_and_many_variables_and_repeated(
+        mon: RunningMonitor, evil_dir: Path) -> None:
     evil = str(evil_dir / "libevil.so")
     padding = [f"PAD{i}={'x' * 40}" for i in range(40)] + ["BIG=" + "y" * 16384]
     # getenv() would answer the first LD_PRELOAD; ld.so takes the last.

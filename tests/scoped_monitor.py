@@ -79,7 +79,8 @@ def alerts(mon: RunningMonitor) -> list[Alert]:
 def wait_alert(mon: RunningMonitor, rule: str, pred: Callable[[Alert], bool],
                timeout: float = 60) -> Alert:
     try:
-        return mon.wait_for(lambda a: a.get("rule") == rule and pred(a), timeout=timeout, path=mon.stdout_path)
+        return mon.wait_for(lambda a: a.get("rule") == rule and pred(a), timeout=timeout,
+                            path=mon.stdout_path)
     except AssertionError:
         seen = "\n".join(f"{a['rule']}: {a['output']}" for a in alerts(mon)[-30:])
         raise AssertionError(f"no {rule!r} alert within {timeout}s; last alerts:\n{seen}") from None

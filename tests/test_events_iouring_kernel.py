@@ -86,7 +86,8 @@ def test_shadow_read_through_io_uring_raises_the_sensitive_file_rule(mon: Runnin
     assert len(setup) == 1 and setup[0]["evt.arg.entries"] == 4 and setup[0]["fd.num"] >= 0
 
 
-def test_openat2_through_a_symlink_is_judged_by_the_file_opened(mon: RunningMonitor, private_dir: Path) -> None:
+def test_openat2_through_a_symlink_is_judged_by_the_file_opened(
+        mon: RunningMonitor, private_dir: Path) -> None:
     """The path given (a link in a directory no rule names) is one the kernel's open filter
     drops; the file the ring opened is /etc/shadow: the filter keeps it, the rule fires."""
     loaded = mon.wait_log("open_path_filter")

@@ -123,6 +123,20 @@ def test_skip_success_request_is_recorded_at_submission(mon: RunningMonitor) -> 
     assert a["event"]["evt.io_uring_res_known"] is False and a["event"]["fd.name"] == "/etc/shadow"
 
 
+def test_sqpoll_open_made_by_the_kernel_thread_is_the_process_s(mon: RunningMonitor) -> None:
+    """IORING_SETUP_SQPOLL: a kernel thread of the process submits; the process only waits."""
+    bad = uring("openat", "/etc/shadow", "--sqpoll")
+    assert bad["res"] >= 0 and bad["read"] > 0, bad
+    a = wait_alert(mon, SHADOW_RULE, lambda a: a["process"]["pid"] == bad["pid"])
+    ev = a["event"]
+    assert ev["evt.is_io_uring"] is True and ev["fd.name"] == "/etc/shadow"
+    # The submitting thread is the poller (its tid and name), in the process's lineage.
+    assert ev["proc.tid"] != bad["pid"] and ev["proc.name"].startswith("iou-sqp")
+    assert ev["proc.exepath"] == os.path.realpath(sys.executable)
+    setup = mon.wait_for(lambda e: e["proc.pid"] == bad["pid"] and e["evt.type"] == "io_uring_setup")
+    assert "IORING_SETUP_SQPOLL" in setup["evt.arg.flags"].split("|")
+
+
 def test_connect_through_io_uring_is_recorded_with_its_peer(mon: RunningMonitor) -> None:
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]

@@ -3,7 +3,7 @@
 io_uring_setup, the three mmaps, one SQE and io_uring_enter, through ctypes, as a
 program that avoids openat/connect would do ("curing"). Run as a script so the
 operation has a process of its own:
-    python -m tests.uring_client openat PATH [--skip-success] [--relative-to DIR]
+    python -m tests.uring_client openat PATH [--skip-success] [--relative-to DIR] [--sqpoll]
     python -m tests.uring_client openat2 PATH
     python -m tests.uring_client connect HOST PORT
 It prints one JSON line: {"pid", "res", "read"} (res: the CQE's result, or null with
@@ -25,6 +25,8 @@ NR_IO_URING_ENTER = 426
 IORING_OP_CONNECT, IORING_OP_OPENAT, IORING_OP_OPENAT2 = 16, 18, 28
 IOSQE_CQE_SKIP_SUCCESS = 1 << 6
 IORING_ENTER_GETEVENTS = 1
+IORING_ENTER_SQ_WAKEUP = 2
+IORING_SETUP_SQPOLL = 2
 OFF_SQ_RING, OFF_CQ_RING, OFF_SQES = 0, 0x8000000, 0x10000000
 
 _libc = ct.CDLL(None, use_errno=True)
@@ -77,8 +79,9 @@ def _check(ret: int, what: str) -> int:
 class Ring:
     """One io_uring with a few entries; submits one SQE at a time."""
 
-    def __init__(self, entries: int = 4) -> None:
-        self.params = Params()
+    def __init__(self, entries: int = 4, sqpoll: bool = False) -> None:
+        # SQPOLL: a kernel thread submits what the ring holds; no syscall submits anything.
+        self.params = Params(flags=IORING_SETUP_SQPOLL if sqpoll else 0, sq_thread_idle=2000)
         self.fd = _check(_libc.syscall(NR_IO_URING_SETUP, entries, ct.byref(self.params)), "io_uring_setup")
         p = self.params
         prot, flags = mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED | 0x8000  # MAP_POPULATE
@@ -102,8 +105,15 @@ class Ring:
         ct.memmove(self.sqes + idx * ct.sizeof(Sqe), ct.byref(sqe), ct.sizeof(Sqe))
         self._u32(self.sq, p.sq_off.array + idx * 4).value = idx
         tail.value += 1  # ctypes stores are plain stores; x86 keeps them in order
-        _check(_libc.syscall(NR_IO_URING_ENTER, self.fd, 1, 1 if wait else 0,
-                             IORING_ENTER_GETEVENTS if wait else 0, None, 0), "io_uring_enter")
+        if p.flags & IORING_SETUP_SQPOLL:
+            # The poller submits by itself; enter only waits for the completion (and wakes
+            # the poller should it have gone idle).
+            _check(_libc.syscall(NR_IO_URING_ENTER, self.fd, 0, 1 if wait else 0,
+                                 (IORING_ENTER_GETEVENTS if wait else 0) | IORING_ENTER_SQ_WAKEUP,
+                                 None, 0), "io_uring_enter")
+        else:
+            _check(_libc.syscall(NR_IO_URING_ENTER, self.fd, 1, 1 if wait else 0,
+                                 IORING_ENTER_GETEVENTS if wait else 0, None, 0), "io_uring_enter")
         head = self._u32(self.cq, p.cq_off.head)
         if head.value == self._u32(self.cq, p.cq_off.tail).value:
             return None
@@ -120,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("port", nargs="?", type=int)
     ap.add_argument("--skip-success", action="store_true")
     ap.add_argument("--relative-to", help="open target relative to this directory's fd")
+    ap.add_argument("--sqpoll", action="store_true", help="a kernel thread submits (IORING_SETUP_SQPOLL)")
     a = ap.parse_args(argv)
-    ring = Ring()
+    ring = Ring(sqpoll=a.sqpoll)
     sqe = Sqe()
     sqe.user_data = 0x5EED
     keep: list[object] = []

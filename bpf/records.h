@@ -80,6 +80,20 @@ enum rw_flood_stat {
  * bits so flags other work adds from bit 9 on cannot collide. */
 #define RW_EXEC_F_EXE_UPPER_LAYER (1u << 20)
 #define RW_EXEC_F_EXE_LOWER_LAYER (1u << 21)
+/* Selected environment variables of the new image (env below), read at exec: */
+#define RW_EXEC_F_ENV (1u << 16)          /* the environment was scanned */
+#define RW_EXEC_F_ENV_SCAN_TRUNCATED (1u << 17) /* the scan stopped before the environment's end */
+#define RW_EXEC_F_ENV_READ_FAILED (1u << 18)    /* part of the environment was unreadable */
+#define RW_EXEC_F_ENV_FULL (1u << 19)     /* a selected variable did not fit in env */
+
+/* The variables kept (LD_PRELOAD, LD_AUDIT, LD_LIBRARY_PATH, GLIBC_TUNABLES, the proxy
+ * variables in either case), NUL-separated "NAME=value" entries: each cut at
+ * RW_ENV_VAR_LEN, all cut at RW_ENV_LEN; RW_ENV_SCAN reads of RW_ENV_CHUNK bytes at most. */
+#define RW_ENV_LEN 512
+#define RW_ENV_VAR_LEN 256
+#define RW_ENV_BUF (RW_ENV_LEN + RW_ENV_VAR_LEN)
+#define RW_ENV_CHUNK 256
+#define RW_ENV_SCAN 128
 
 /* Process lineage, kept by the kernel programs in an LRU hash pinned on bpffs so that it
  * outlives the monitor. Keyed by identity, not pid: a pid can be reused, (tgid, start)
@@ -176,6 +190,12 @@ struct rw_exec {
     __u64 cap_effective;
     __u64 cap_permitted;
     __u64 cap_inheritable;
+    /* Selected environment variables of the new image, from its mm's env_start..env_end
+     * at sched_process_exec (what execve's envp gave, not the caller's environment). */
+    __u32 env_count;       /* entries in env */
+    __u32 env_len;         /* bytes of env used */
+    __u64 env_cut;         /* bit i: entry i was cut at RW_ENV_VAR_LEN */
+    char env[RW_ENV_BUF];
 };
 
 /* A new process (not a thread). Header describes the child. */
@@ -206,6 +226,11 @@ struct rw_fork {
 #define RW_SC_F_TARGET (1u << 11)         /* target_pid/target_uid: the signalled task, from the kernel */
 #define RW_SC_F_NSFS (1u << 12)           /* aux: setns fd's namespace type, from its nsfs inode */
 #define RW_SC_F_TIMES (1u << 13)          /* aux: utimensat's two struct timespec, as given */
+/* Operations submitted through io_uring (bpf/sensor.bpf.c, the io_uring tracepoints):
+ * recorded as the syscall they stand for (nr: openat, openat2, connect). */
+#define RW_SC_F_IO_URING (1u << 30)       /* submitted through io_uring, not a syscall of its own */
+#define RW_SC_F_URING_NO_RESULT (1u << 29) /* IOSQE_CQE_SKIP_SUCCESS: recorded at submission, ret unknown */
+/* io_uring records: args[4] is the IORING_OP_* opcode, args[5] the fixed-file slot (0: none). */
 #define RW_AUX_LEN 32
 /* Path walks (dentry to the mount root, then across mounts) give up past this depth. */
 #define RW_WALK_DEPTH 32

@@ -368,6 +368,9 @@ static __always_inline int on_exec_enter(struct pt_regs *regs, u32 nr)
     e->vpgid = 0;
     e->loginuid = 0;
     e->cwd[0] = 0;
+    e->env_count = 0;
+    e->env_len = 0;
+    e->env_cut = 0;
     if (nr == RW_NR_execveat) {
         e->dirfd = (s32)a0;
         e->at_flags = (u32)a4;
@@ -1299,6 +1302,14 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         bpf_probe_read_user_str(r->aux, sizeof(r->aux), (const char *)a3);
     if (nr == RW_NR_utimensat && a2 && bpf_probe_read_user(r->aux, 32, (const void *)a2) == 0)
         r->flags |= RW_SC_F_TIMES;
+    if (nr == RW_NR_io_uring_setup) {
+        /* io_uring_params.flags (IORING_SETUP_SQPOLL, ...) in the pointer's slot: the
+         * address is not part of the event. */
+        u32 setup_flags = 0;
+        bpf_probe_read_user(&setup_flags, sizeof(setup_flags), (const char *)a1 + 8);
+        r->args[1] = 0;
+        r->args[2] = setup_flags;
+    }
     if (pk) {
         /* Read once, for the filter; the record gets the same bytes. */
         __builtin_memcpy(r->path, pk->path, RW_PATH_LEN);
@@ -1622,3 +1633,367 @@ RAW_TRACEPOINT_PROBE(sched_process_exit)
     events.ringbuf_submit(x, 0);
     return 0;
 }
+
+/* ---- Environment at exec ---------------------------------------------------------
+ * The new image's environment is in its own memory, env_start..env_end of the mm that
+ * exec just installed: what execve's envp said, whatever the caller's environment was.
+ * Only variables that change how a program loads or where it connects are kept. Each
+ * string is read in chunks of RW_ENV_CHUNK bytes so that a long one cannot hide the
+ * strings after it; RW_ENV_SCAN reads at most (RW_EXEC_F_ENV_SCAN_TRUNCATED past that). */
+/* The scan's state lives here, not in registers: the verifier then sees the same state
+ * at the top of every iteration, whichever branches the one before took, and walks the
+ * loop in time linear in RW_ENV_SCAN instead of in the number of paths through it. */
+struct rw_env_scan {
+    char buf[RW_ENV_CHUNK];
+    u64 p;          /* the next byte to read */
+    u64 end;        /* env_end */
+    u64 cut;
+    u32 off;        /* bytes of e->env used */
+    u32 count;      /* entries in e->env */
+    u32 at_start;   /* p is the start of a string */
+    u32 done;
+};
+BPF_PERCPU_ARRAY(env_scratch, struct rw_env_scan, 1);
+
+static __always_inline u64 rw_word(const char *b)
+{
+    u64 w = 0;
+    __builtin_memcpy(&w, b, 8);
+    return w;
+}
+
+/* Little-endian 8-byte word of 8 characters, for one compare per word. */
+#define RW_W(a, b, c, d, e, f, g, h)                                                     \
+    ((u64)(a) | (u64)(b) << 8 | (u64)(c) << 16 | (u64)(d) << 24 | (u64)(e) << 32 |         \
+     (u64)(f) << 40 | (u64)(g) << 48 | (u64)(h) << 56)
+#define RW_LOWER 0x2020202020202020ull
+
+/* 1 if the string in b starts with the name of a variable worth keeping and "=". */
+static __always_inline int env_wanted(const char *b)
+{
+    u64 w0 = rw_word(b), w1 = rw_word(b + 8);
+    if (w0 == RW_W('L', 'D', '_', 'P', 'R', 'E', 'L', 'O'))
+        return b[8] == 'A' && b[9] == 'D' && b[10] == '=';
+    if (w0 == RW_W('L', 'D', '_', 'A', 'U', 'D', 'I', 'T'))
+        return b[8] == '=';
+    if (w0 == RW_W('L', 'D', '_', 'L', 'I', 'B', 'R', 'A'))
+        return w1 == RW_W('R', 'Y', '_', 'P', 'A', 'T', 'H', '=');
+    if (w0 == RW_W('G', 'L', 'I', 'B', 'C', '_', 'T', 'U'))
+        return (w1 & 0xffffffffffffffull) == RW_W('N', 'A', 'B', 'L', 'E', 'S', '=', 0);
+    /* Proxy variables, either case (curl and most tools honour both). */
+    u64 l0 = w0 | RW_LOWER;
+    if (l0 == (RW_W('h', 't', 't', 'p', '_', 'p', 'r', 'o') | RW_LOWER))
+        return (b[8] | 0x20) == 'x' && (b[9] | 0x20) == 'y' && b[10] == '=';
+    if (l0 == (RW_W('h', 't', 't', 'p', 's', '_', 'p', 'r') | RW_LOWER))
+        return (b[8] | 0x20) == 'o' && (b[9] | 0x20) == 'x' && (b[10] | 0x20) == 'y' && b[11] == '=';
+    if (l0 == (RW_W('a', 'l', 'l', '_', 'p', 'r', 'o', 'x') | RW_LOWER))
+        return (b[8] | 0x20) == 'y' && b[9] == '=';
+    if (l0 == (RW_W('n', 'o', '_', 'p', 'r', 'o', 'x', 'y') | RW_LOWER))
+        return b[8] == '=';
+    return 0;
+}
+
+static __always_inline void exec_env(struct rw_exec *e);
+
+/* A program of its own on sched_process_exec (attached by monitor/kernel/sensor.py):
+ * inside raw_tracepoint__sched_process_exec the scan would push that program past the
+ * kernel's size limit. Whichever runs first, the in-flight record is under the old pid
+ * or, once moved for a non-leader thread's exec, under the new one. */
+int rw_exec_env(struct bpf_raw_tracepoint_args *ctx)
+{
+    u32 old_pid = (u32)ctx->args[1];
+    u32 tid = (u32)bpf_get_current_pid_tgid();
+    struct rw_exec *e = pending_exec.lookup(&old_pid);
+    if (!e)
+        e = pending_exec.lookup(&tid);
+    if (e)
+        exec_env(e);
+    return 0;
+}
+
+static __always_inline void exec_env(struct rw_exec *e)
+{
+    u32 zero = 0;
+    struct rw_env_scan *s = env_scratch.lookup(&zero);
+    if (!s)
+        return;
+    const void *mm = rd_ptr((const void *)bpf_get_current_task(), RW_OFF_TASK_MM);
+    s->p = rd_u64(mm, RW_OFF_MM_ENV_START);
+    s->end = rd_u64(mm, RW_OFF_MM_ENV_END);
+    s->cut = 0;
+    s->off = 0;
+    s->count = 0;
+    s->at_start = 1;
+    s->done = 0;
+    e->flags |= RW_EXEC_F_ENV;
+    /* A real loop, not unrolled: 128 copies of the body would overflow the program's
+     * jump range. The verifier bounds it (kernels 5.3+). */
+    #pragma clang loop unroll(disable)
+    for (int i = 0; i < RW_ENV_SCAN; i++) {
+        if (s->done || s->p >= s->end) {
+            s->done = 1;
+            continue;
+        }
+        __builtin_memset(s->buf, 0, 16);
+        long n = bpf_probe_read_user_str(s->buf, RW_ENV_CHUNK, (const void *)s->p);
+        if (n <= 0) {
+            e->flags |= RW_EXEC_F_ENV_READ_FAILED;
+            s->done = 1;
+            continue;
+        }
+        if (s->at_start && env_wanted(s->buf)) {
+            u32 off = s->off;
+            if (off >= RW_ENV_LEN) {
+                e->flags |= RW_EXEC_F_ENV_FULL;
+            } else {
+                long m = bpf_probe_read_user_str(&e->env[off & (RW_ENV_LEN - 1)], RW_ENV_VAR_LEN,
+                                                 (const void *)s->p);
+                if (m > 0) {
+                    u32 c = s->count;
+                    if (m == RW_ENV_VAR_LEN && c < 64)
+                        s->cut |= 1ull << c; /* 255 bytes or more: cut */
+                    s->off = off + (u32)m;
+                    s->count = c + 1;
+                }
+            }
+        }
+        if (n == RW_ENV_CHUNK) {
+            /* No NUL in this chunk: the same string goes on. */
+            s->p += RW_ENV_CHUNK - 1;
+            s->at_start = 0;
+        } else {
+            s->p += n;
+            s->at_start = 1;
+        }
+    }
+    if (!s->done && s->p < s->end)
+        e->flags |= RW_EXEC_F_ENV_SCAN_TRUNCATED;
+    e->env_count = s->count;
+    e->env_len = s->off;
+    e->env_cut = s->cut;
+}
+
+/* ---- io_uring: opens and connects that never enter a syscall of their own --------
+ * A program can open files and connect sockets through an io_uring ring (IORING_OP_OPENAT,
+ * _OPENAT2, _CONNECT) with no openat or connect syscall at all ("curing", ARMO 2025).
+ * Two tracepoints see every request on any kernel with io_uring, whoever runs it (the
+ * submitting task, an SQPOLL thread, an io-wq worker):
+ *   io_uring_submit_req (io_uring_submit_sqe before 6.4), right after the request was
+ *     prepared: the open's path and open_how are kernel copies by then (struct filename),
+ *     so what is recorded is what will run; the connect's address is read from the
+ *     submitter's memory;
+ *   io_uring_complete, when its result is posted: the return value and, for an open that
+ *     returned an fd, the path of the file actually opened (as for openat); for a connect
+ *     that succeeded, the socket's peer.
+ * The record waits in uring_pending between the two, keyed by the request. A request
+ * with IOSQE_CQE_SKIP_SUCCESS posts nothing on success: it is recorded at submission
+ * (RW_SC_F_URING_NO_RESULT). Records are the syscall the operation stands for, under the
+ * same kernel filters (syscall_wanted, the open path filter, coalescing, throttling).
+ * Attached by monitor/kernel/iouring.py when the kernel's BTF has the request layout. */
+#ifdef RW_OFF_IO_KIOCB_OPCODE
+#define RW_IORING_OP_CONNECT 16
+#define RW_IORING_OP_OPENAT 18
+#define RW_IORING_OP_OPENAT2 28
+#define RW_REQ_F_FIXED_FILE (1u << 0)
+#define RW_REQ_F_CQE_SKIP (1u << 6)
+
+struct rw_uring_pending {
+    struct rw_syscall r;
+    u32 given_unwanted;   /* the path filter refused the path as given */
+    u32 _pad;
+};
+BPF_PERCPU_ARRAY(uring_scratch, struct rw_uring_pending, 1);
+BPF_TABLE("lru_hash", u64, struct rw_uring_pending, uring_pending, 1024);
+
+/* A sockaddr from kernel memory or from the submitter's memory. */
+static __always_inline void uring_sockaddr(struct rw_syscall *r, const char *sa, u32 len, int kernel)
+{
+    u8 buf[28] = {};
+    long err = kernel ? bpf_probe_read_kernel(buf, sizeof(buf), sa)
+                      : bpf_probe_read_user(buf, sizeof(buf), sa);
+    if (len < 2 || err != 0) {
+        r->flags |= RW_SC_F_ADDR_FAILED;
+        count_drop(RW_DROP_ADDR_FAILED);
+        return;
+    }
+    u16 family = buf[0] | (u16)buf[1] << 8;
+    r->family = family;
+    if (family == 2 /* AF_INET */) {
+        r->port = (u16)buf[2] << 8 | buf[3];
+        __builtin_memcpy(r->addr, &buf[4], 4);
+    } else if (family == 10 /* AF_INET6 */) {
+        r->port = (u16)buf[2] << 8 | buf[3];
+        __builtin_memcpy(r->addr, &buf[8], 16);
+    } else if (family == 1 /* AF_UNIX */) {
+        if (kernel)
+            bpf_probe_read_kernel_str(r->path, 108, sa + 2);
+        else
+            bpf_probe_read_user_str(r->path, 108, sa + 2);
+    }
+}
+
+/* 1 if the open path filter is on and refuses this canonical absolute path. */
+static __always_inline int uring_path_unwanted(struct rw_pfx_key *pk, const char *path, long n)
+{
+    u32 zero = 0;
+    u32 *on = open_filter.lookup(&zero);
+    if (!on || !*on || n <= 1)
+        return 0;
+    __builtin_memset(pk->path, 0, RW_PATH_LEN);
+    bpf_probe_read_kernel_str(pk->path, RW_PATH_LEN, path);
+    if (!canonical_absolute(pk->path))
+        return 0;
+    return !open_prefix_wanted(pk, n - 1);
+}
+
+int rw_uring_submit(struct bpf_raw_tracepoint_args *ctx)
+{
+    const char *req = (const char *)ctx->args[0];
+    u8 op = 0;
+    bpf_probe_read_kernel(&op, sizeof(op), req + RW_OFF_IO_KIOCB_OPCODE);
+    u32 nr;
+    if (op == RW_IORING_OP_OPENAT)
+        nr = RW_NR_openat;
+    else if (op == RW_IORING_OP_OPENAT2)
+        nr = RW_NR_openat2;
+    else if (op == RW_IORING_OP_CONNECT)
+        nr = RW_NR_connect;
+    else
+        return 0;
+    u8 *wanted = syscall_wanted.lookup(&nr);
+    if (!wanted || !*wanted || filtered())
+        return 0;
+
+    u32 zero = 0;
+    struct rw_uring_pending *w = uring_scratch.lookup(&zero);
+    const struct rw_syscall *blank = syscall_blank.lookup(&zero);
+    if (!w || !blank)
+        return 0;
+    bpf_probe_read_kernel(&w->r, sizeof(w->r), blank);
+    w->given_unwanted = 0;
+    w->_pad = 0;
+    struct rw_syscall *r = &w->r;
+    fill_header(&r->h, RW_REC_SYSCALL);
+    r->nr = nr;
+    r->flags = RW_SC_F_IO_URING;
+    r->args[4] = op;
+    u32 req_flags = rd_u32(req, RW_OFF_IO_KIOCB_FLAGS);
+    const char *cmd = req + RW_OFF_IO_KIOCB_CMD;
+    if (op == RW_IORING_OP_CONNECT) {
+        r->args[0] = (u64)(s64)(s32)rd_u32(req, RW_OFF_IO_KIOCB_CQE_FD);
+        u32 len = rd_u32(cmd, RW_OFF_IO_CONNECT_ADDR_LEN);
+        r->args[2] = len;
+        /* The address asked for, from the submitter's memory: prep copied it into the
+         * request a moment ago, but where it keeps the copy changed within stable
+         * releases (io_async_msghdr.addr, then a bare sockaddr) and BTF cannot say which.
+         * A connect that succeeds is then described by the socket's own peer. */
+        uring_sockaddr(r, rd_ptr(cmd, RW_OFF_IO_CONNECT_ADDR), len, 0);
+    } else {
+        s32 dfd = (s32)rd_u32(cmd, RW_OFF_IO_OPEN_DFD);
+        r->args[0] = (u64)(s64)dfd;
+        r->args[2] = rd_u64(cmd, RW_OFF_IO_OPEN_HOW + RW_OFF_OPEN_HOW_FLAGS);
+        r->args[3] = rd_u64(cmd, RW_OFF_IO_OPEN_HOW + RW_OFF_OPEN_HOW_MODE);
+        r->args[5] = rd_u32(cmd, RW_OFF_IO_OPEN_FILE_SLOT);
+        /* The kernel's copy of the path (getname at prep): what the open will use. */
+        const char *name = rd_ptr(rd_ptr(cmd, RW_OFF_IO_OPEN_FILENAME), RW_OFF_FILENAME_NAME);
+        long n = bpf_probe_read_kernel_str(r->path, RW_PATH_LEN, name);
+        if (n <= 0) {
+            r->path[0] = 0;
+            r->flags |= RW_SC_F_PATH_FAILED;
+            count_drop(RW_DROP_PATH_FAILED);
+        } else if (n == RW_PATH_LEN) {
+            char next = 0;
+            bpf_probe_read_kernel(&next, 1, name + RW_PATH_LEN - 1);
+            if (next) {
+                r->flags |= RW_SC_F_PATH_TRUNCATED;
+                count_drop(RW_DROP_PATH_TRUNCATED);
+            }
+        }
+        struct rw_pfx_key *pk = pfx_scratch.lookup(&zero);
+        if (!pk)
+            return 0;
+        w->given_unwanted = uring_path_unwanted(pk, name, n);
+        if (r->path[0] && r->path[0] != '/') {
+            /* Relative: the base directory now, as for openat (the completion replaces
+             * it with the opened file's own path when there is one). */
+            const void *base = 0;
+            if (dfd == -100) {
+                const void *fs = rd_ptr((const void *)bpf_get_current_task(), RW_OFF_TASK_FS);
+                base = fs ? (const char *)fs + RW_OFF_FS_PWD : 0;
+            } else {
+                const void *dir = fd_file((u64)(s64)dfd);
+                base = dir ? (const char *)dir + RW_OFF_FILE_F_PATH : 0;
+            }
+            if (base)
+                read_base(r, base);
+        }
+    }
+    if (req_flags & RW_REQ_F_CQE_SKIP) {
+        /* No completion will be posted if it succeeds: now or never. */
+        if (w->given_unwanted) {
+            count_filtered_open();
+            return 0;
+        }
+        r->flags |= RW_SC_F_URING_NO_RESULT;
+        return emit_syscall(r);
+    }
+    u64 key = (u64)req;
+    uring_pending.update(&key, w);
+    return 0;
+}
+
+int rw_uring_complete(struct bpf_raw_tracepoint_args *ctx)
+{
+    u64 key = ctx->args[1];
+    if (!key)
+        return 0;
+    struct rw_uring_pending *w = uring_pending.lookup(&key);
+    if (!w)
+        return 0;
+    struct rw_syscall *r = &w->r;
+    r->ret = (s64)(s32)rd_u32((const void *)key, RW_OFF_IO_KIOCB_CQE_RES);
+    long res_n = -1;
+    u32 same_process = (u32)(bpf_get_current_pid_tgid() >> 32) == r->h.tgid;
+    if (r->nr == RW_NR_connect && r->ret == 0 && same_process &&
+        !(rd_u32((const void *)key, RW_OFF_IO_KIOCB_FLAGS) & RW_REQ_F_FIXED_FILE)) {
+        /* Connected: where the socket leads, as the kernel has it. */
+        const void *sock_file = fd_file(r->args[0]);
+        if (sock_file && is_socket(sock_file)) {
+            socket_peer(r, sock_file);
+            r->flags &= ~RW_SC_F_SOCKET;
+        }
+    }
+    /* An fd in the submitter's table (not a fixed-file slot), seen from a task of the same
+     * process (the submitter, its SQPOLL thread or an io-wq worker share its files). */
+    if (r->nr != RW_NR_connect && r->ret >= 0 && r->args[5] == 0 && same_process) {
+        const void *opened = fd_file((u64)r->ret);
+        if (opened) {
+            res_n = resolve_path(r->kpath, (const char *)opened + RW_OFF_FILE_F_PATH);
+            if (res_n > 0) {
+                r->flags &= ~(RW_SC_F_BASE | RW_SC_F_BASE_TRUNCATED);
+                r->flags |= RW_SC_F_RESOLVED;
+            } else {
+                r->kpath[0] = 0;
+            }
+        }
+    }
+    if (w->given_unwanted) {
+        u32 one = 1;
+        struct rw_pfx_key *rk = pfx_scratch.lookup(&one);
+        if (!rk || res_n <= 0) {
+            count_filtered_open();
+            uring_pending.delete(&key);
+            return 0;
+        }
+        bpf_probe_read_kernel_str(rk->path, RW_PATH_LEN, r->kpath);
+        if (!open_prefix_wanted(rk, res_n)) {
+            count_filtered_open();
+            uring_pending.delete(&key);
+            return 0;
+        }
+    }
+    emit_syscall(r);
+    uring_pending.delete(&key);
+    return 0;
+}
+#endif

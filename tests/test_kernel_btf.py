@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.kernel import offsets
+from monitor.kernel import iouring, offsets
 from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
 
 
@@ -136,3 +136,15 @@ def test_alternative_member_paths_take_the_first_the_kernel_has() -> None:
     assert offsets.member_path(btf, "inode", "no_such|i_ino") == "i_ino"
     with pytest.raises(BTFError, match="inode has no member nope2"):
         btf.offset_of("inode", offsets.member_path(btf, "inode", "nope1|nope2"))
+
+
+def test_env_and_io_uring_fields_match_bpftool(bpftool_btf: BpftoolBTF) -> None:
+    """The environment-at-exec offsets and io_uring's private request layout (which only
+    BTF can give: no header has struct io_kiocb's neighbours io_open and io_connect)."""
+    btf = BTF.load()
+    fields = {**offsets.ENV_FIELDS, **iouring.URING_FIELDS}
+    mismatched = {key: (btf.offset_of(s, p), bpftool_btf.offset_of(s, p))
+                  for key, (s, p) in fields.items() if btf.offset_of(s, p) != bpftool_btf.offset_of(s, p)}
+    assert mismatched == {}
+    flags = iouring.detect().cflags
+    assert f"-DRW_OFF_IO_OPEN_FILENAME={btf.offset_of('io_open', 'filename')}" in flags

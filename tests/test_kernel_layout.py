@@ -96,3 +96,26 @@ def test_struct_layouts_read_what_ctypes_reads(cname: str) -> None:
             i, n = lay.index[name], lay.count[name]
             assert (got[i] if n == 1 and not isinstance(value, tuple) else tuple(got[i:i + n])) == value, \
                 f"{cname}.{name}"
+
+
+# Environment at exec and io_uring records: constants and flag bits the decoder relies on.
+_ENV_URING_CONSTANTS = {
+    "RW_ENV_LEN": records.ENV_LEN, "RW_ENV_VAR_LEN": records.ENV_VAR_LEN,
+    "RW_ENV_BUF": records.ENV_BUF, "RW_ENV_CHUNK": records.ENV_CHUNK, "RW_ENV_SCAN": records.ENV_SCAN,
+    "RW_EXEC_F_ENV": records.EXEC_F_ENV,
+    "RW_EXEC_F_ENV_SCAN_TRUNCATED": records.EXEC_F_ENV_SCAN_TRUNCATED,
+    "RW_EXEC_F_ENV_READ_FAILED": records.EXEC_F_ENV_READ_FAILED,
+    "RW_EXEC_F_ENV_FULL": records.EXEC_F_ENV_FULL,
+    "RW_SC_F_IO_URING": records.SC_F_IO_URING, "RW_SC_F_URING_NO_RESULT": records.SC_F_URING_NO_RESULT,
+}
+
+
+def test_env_and_io_uring_constants_match(tmp_path: Path) -> None:
+    lines = ['#include <stdio.h>', '#include "records.h"', "int main(void) {"]
+    lines += [f'printf("{c} %lu\\n", (unsigned long)({c}));' for c in _ENV_URING_CONSTANTS]
+    src = tmp_path / "consts.c"
+    src.write_text("\n".join([*lines, "return 0; }"]))
+    exe = tmp_path / "consts"
+    subprocess.run(["gcc", "-Wall", "-Werror", f"-I{BPF_DIR}", "-o", exe, src], check=True)
+    out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
+    assert {k: int(v) for k, v in (line.split() for line in out.splitlines())} == _ENV_URING_CONSTANTS

@@ -332,7 +332,7 @@ def test_defaults_plus_falco_stable_rules_all_compile() -> None:
     # What `ringwatch rules validate tests/fixtures/falco/falco_rules.yaml` loads: the
     # packaged defaults and Falco's stable rules (the ones ringwatch can run), as one set.
     ruleset = load(sources(FALCO_STABLE, defaults=True))
-    assert len(ruleset.rules) == 50  # as `rules validate` reports (some defaults share a name)
+    assert len(ruleset.rules) == 52  # as `rules validate` reports (some defaults share a name)
     assert [(r.name, r.fallback_reason) for r in ruleset.fallbacks()] == []
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
 from monitor.enforce.event import deny_fields
-from monitor.events import creds, exe
+from monitor.events import creds, environ, exe, uring
 from monitor.events import syscall_args as sa
 from monitor.events.fields import (
     ARG_DIRFD,
@@ -88,6 +88,7 @@ def _exec(rec: ExecRecord, name: str, ev: Event, res: PathResolver) -> None:
     ev["proc.is_exe_from_memfd"] = rec.exe_from_memfd
     ev["evt.arg.dirfd"] = rec.dirfd
     ev.update(exe.exe_fields(rec))
+    ev.update(environ.env_fields(rec))
 
 
 def _fork(rec: ForkRecord, name: str, ev: Event, res: PathResolver) -> None:
@@ -133,7 +134,7 @@ CATALOG: tuple[EventType, ...] = (
         Field("proc.is_exe_from_memfd", bool, "the executed file is a memfd (fileless execution)"),
         Field("evt.arg.filename", str, "exec events: the path the caller passed to execve/execveat, "
               "as given (relative, a symlink, empty with AT_EMPTY_PATH)"),
-        ARG_DIRFD, *exe.FIELDS,
+        ARG_DIRFD, *exe.FIELDS, *environ.FIELDS,
     ), FilterRole.PROCESS, {"execve": 59, "execveat": 322}),
     EventType("fork", RecordType.FORK, _fork, (
         Field("proc.child_pid", int, "the new process (fork events)"),
@@ -148,6 +149,7 @@ CATALOG: tuple[EventType, ...] = (
         Field("evt.is_open_write", bool, "opened for writing (or truncation)"),
         Field("fd.is_resolved", bool, "fd.name is the kernel's path of the file actually opened"),
         _PROC_MEM, _PROC_MEM_PID,
+        *uring.OP_FIELDS,
     ), FilterRole.OPEN_PATH, {"open": 2, "openat": 257, "openat2": 437}),
     EventType("unlink", RecordType.SYSCALL, sa.unlink, (*PATH, ARG_FLAGS),
               types={"unlink": 87, "unlinkat": 263, "rmdir": 84}),
@@ -165,7 +167,7 @@ CATALOG: tuple[EventType, ...] = (
         Field("evt.arg.linkpath", str, "symlink path created"),
     ), types={"symlink": 88, "symlinkat": 266}),
     EventType("connect", RecordType.SYSCALL, sa.connect, (
-        *SOCKET, ARG_FD, FD_SIP, FD_SPORT, FD_L4PROTO, FD_SIP_NAME,
+        *SOCKET, ARG_FD, FD_SIP, FD_SPORT, FD_L4PROTO, FD_SIP_NAME, *uring.OP_FIELDS,
         Field("fd.connected", bool, "connect returned 0 or EINPROGRESS (Falco's fd.connected after a "
               "connect); then fd.rip/fd.sip and the port are the peer the kernel's socket holds, not "
               "the caller's sockaddr"),
@@ -262,6 +264,10 @@ CATALOG: tuple[EventType, ...] = (
         Field("evt.target.uid_source", str, "kernel (the task signalled) or procfs (a refused kill: "
               "read from /proc after the call)"),
     ), types={"kill": 62, "tkill": 200, "tgkill": 234}),
+    # io_uring_setup; operations submitted through a ring are openat/openat2/connect
+    # events with evt.is_io_uring (monitor/events/uring.py).
+    EventType("io_uring", RecordType.SYSCALL, uring.setup, uring.SETUP_FIELDS,
+              types={"io_uring_setup": 425}),
     # Enforcement (deny/audit rules, bpf/lsm.bpf.c): conditions of deny rules and the
     # fields of evt.type "enforce" events.
     EventType("enforce", RecordType.DENY, _deny, (

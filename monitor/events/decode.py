@@ -16,6 +16,7 @@ from monitor.events.catalog import CATALOGUE, Catalogue, Event, EventType
 from monitor.events.creds import caps_fields
 from monitor.events.fields import result_fields
 from monitor.events.paths import PathResolver
+from monitor.events.uring import op_fields
 from monitor.kernel.records import SC_F_PATH_TRUNCATED, ExecRecord, Header, RecordType, SyscallRecord
 from monitor.stage import Item
 
@@ -88,6 +89,7 @@ class Decode:
             ev.update(caps_fields(rec.caps))
             if found is not None:
                 found[1].decode(rec, name, ev, self.paths)
+            ev.update(op_fields(rec, name))
             if rec.flags & SC_F_PATH_TRUNCATED:
                 ev["fd.name_truncated"] = True
             # Kernel coalescing: how many identical occurrences this event stands for.

@@ -122,7 +122,8 @@ SOCKET = (
 )
 
 ARG_FLAGS = Field("evt.arg.flags", str, "open flags (O_RDONLY|O_CLOEXEC), unlinkat AT_REMOVEDIR, memfd "
-                  "MFD_*, *at AT_*, setxattr XATTR_*, unshare CLONE_*, userfaultfd flags")
+                  "MFD_*, *at AT_*, setxattr XATTR_*, unshare CLONE_*, userfaultfd flags, io_uring_setup "
+                  "IORING_SETUP_*")
 ARG_MODE = Field("evt.arg.mode", int, "permission bits (open with O_CREAT, chmod)")
 ARG_DIRFD = Field("evt.arg.dirfd", int, "directory fd of an *at syscall (-100 is AT_FDCWD)")
 ARG_FD = Field("evt.arg.fd", int, "fd argument (connect, finit_module, fd-based calls: ftruncate, "

@@ -109,6 +109,12 @@ KERNEL_FIELDS: dict[str, tuple[str, str]] = {
     "PROC_NS_OPS_NAME": ("proc_ns_operations", "name"),
 }
 
+# The new image's environment at exec (bpf/sensor.bpf.c, exec_env): required like the above.
+ENV_FIELDS: dict[str, tuple[str, str]] = {
+    "MM_ENV_START": ("mm_struct", "env_start"),
+    "MM_ENV_END": ("mm_struct", "env_end"),
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Offsets:
@@ -149,7 +155,8 @@ def ovl_upper_offset(btf: BTF) -> int:
 
 def from_btf(btf: BTF) -> Offsets:
     values: dict[str, int | str] = {
-        k: btf.offset_of(s, member_path(btf, s, p)) for k, (s, p) in KERNEL_FIELDS.items()
+        k: btf.offset_of(s, member_path(btf, s, p))
+        for k, (s, p) in (KERNEL_FIELDS | ENV_FIELDS).items()
     }
     values["OVL_UPPERDENTRY"] = ovl_upper_offset(btf)
     return Offsets("btf", values)
@@ -163,8 +170,8 @@ def from_headers() -> Offsets:
     """offsetof() expressions, evaluated by the compiler against whatever headers it has."""
     # Of alternative paths the last (oldest layout): the headers bcc finds are old ones.
     values: dict[str, int | str] = {
-        k: f"__builtin_offsetof(struct {s},{p.split('|')[-1]})" for k, (s, p) in KERNEL_FIELDS.items()
-        if k not in _BTF_ONLY
+        k: f"__builtin_offsetof(struct {s},{p.split('|')[-1]})"
+        for k, (s, p) in (KERNEL_FIELDS | ENV_FIELDS).items() if k not in _BTF_ONLY
     }
     # struct ovl_inode is private to fs/overlayfs: its upper dentry follows the inode.
     values["OVL_UPPERDENTRY"] = "sizeof(struct inode)"

@@ -36,6 +36,13 @@ SC_F_TARGET = 1 << 11
 SC_F_NSFS = 1 << 12
 SC_F_TIMES = 1 << 13
 SC_F_COUNT_ONLY = 1 << 31  # userspace only: a rebuilt record reporting repeats
+SC_F_IO_URING = 1 << 30  # submitted through io_uring, not a syscall of its own
+SC_F_URING_NO_RESULT = 1 << 29  # IOSQE_CQE_SKIP_SUCCESS: recorded at submission, ret unknown
+ENV_LEN = 512
+ENV_VAR_LEN = 256
+ENV_BUF = ENV_LEN + ENV_VAR_LEN
+ENV_CHUNK = 256
+ENV_SCAN = 128
 WALK_DEPTH = 32
 PROC_ARGS_LEN = 128
 PROC_F_BACKFILLED = 1 << 0
@@ -113,6 +120,10 @@ EXEC_F_EXEPATH_TRUNCATED = 1 << 7
 EXEC_F_CWD = 1 << 8
 EXEC_F_EXE_UPPER_LAYER = 1 << 20  # on overlayfs, in the upper (written) layer
 EXEC_F_EXE_LOWER_LAYER = 1 << 21  # on overlayfs, in a lower (image) layer
+EXEC_F_ENV = 1 << 16
+EXEC_F_ENV_SCAN_TRUNCATED = 1 << 17
+EXEC_F_ENV_READ_FAILED = 1 << 18
+EXEC_F_ENV_FULL = 1 << 19
 
 
 class CHeader(ct.Structure):
@@ -161,6 +172,10 @@ class CExec(ct.Structure):
         ("cap_effective", ct.c_uint64),
         ("cap_permitted", ct.c_uint64),
         ("cap_inheritable", ct.c_uint64),
+        ("env_count", ct.c_uint32),
+        ("env_len", ct.c_uint32),
+        ("env_cut", ct.c_uint64),
+        ("env", ct.c_char * ENV_BUF),
     ]
 
 
@@ -438,6 +453,16 @@ class ExecRecord:
     task: ExecTask | None = None  # likewise
     caps: Caps | None = None  # at sys_exit: the new image's after a successful exec
     layer: Layer = Layer.NONE  # of the executed file (meaningful when exe is not None)
+    env: ExecEnv | None = None  # likewise
+
+
+@dataclass(frozen=True, slots=True)
+class ExecEnv:
+    """Selected variables of the new image's environment, read by the kernel at exec."""
+
+    entries: tuple[tuple[str, str], ...]  # (name, value) in environment order
+    cut: frozenset[str]  # names whose value was cut at ENV_VAR_LEN - 1 bytes
+    incomplete: bool  # the scan stopped early, a read failed, or the buffer was full
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,6 +670,7 @@ _S_NARGS = _SYSCALL.count["args"]
 _S_KPATH2, _S_LADDR, _S_LPORT, _S_TARGET_PID, _S_TARGET_TID, _S_TARGET_UID = _fields(
     _SYSCALL, "kpath2", "laddr", "lport", "target_pid", "target_tid", "target_uid")
 _E_CAP_E, _E_CAP_P, _E_CAP_I = _fields(_EXEC, "cap_effective", "cap_permitted", "cap_inheritable")
+_E_ENV_COUNT, _E_ENV_LEN, _E_ENV_CUT = _fields(_EXEC, "env_count", "env_len", "env_cut")
 _S_CAP_E, _S_CAP_P, _S_CAP_I = _fields(_SYSCALL, "cap_effective", "cap_permitted", "cap_inheritable")
 (_S_SOCK_FAMILY, _S_SOCK_TYPE, _S_SOCK_PROTOCOL, _S_SOCK_LADDR, _S_SOCK_LPORT, _S_SOCK_RADDR,
  _S_SOCK_RPORT) = _fields(_SYSCALL, "sock_family", "sock_type", "sock_protocol", "sock_laddr",
@@ -733,7 +759,7 @@ def decode_bytes(buf: bytes) -> Record:
             bool(flags & EXEC_F_ARGV_TRUNCATED), bool(flags & EXEC_F_FILENAME_FAILED),
             bool(flags & EXEC_F_ARG_READ_FAILED), bool(flags & EXEC_F_FILENAME_TRUNCATED),
             bool(flags & EXEC_F_EXE_MEMFD), exe, task,
-            Caps(v[_E_CAP_E], v[_E_CAP_P], v[_E_CAP_I]), _layer(flags),
+            Caps(v[_E_CAP_E], v[_E_CAP_P], v[_E_CAP_I]), _layer(flags), env=_exec_env(buf, v),
         )
     if kind is RecordType.THROTTLE:
         v = _THROTTLE.struct.unpack_from(buf)
@@ -757,6 +783,26 @@ def _sock_info(v: tuple[Any, ...]) -> SockInfo:
     n = {2: 4, 10: 16}.get(family, 0)
     return SockInfo(family, v[_S_SOCK_TYPE], v[_S_SOCK_PROTOCOL], v[_S_SOCK_LADDR][:n], v[_S_SOCK_LPORT],
                     v[_S_SOCK_RADDR][:n], v[_S_SOCK_RPORT])
+
+
+_ENV_OFFSET = CExec.env.offset
+
+
+def _exec_env(buf: bytes, v: tuple[Any, ...]) -> ExecEnv | None:
+    flags = v[_E_FLAGS]
+    if not flags & EXEC_F_ENV:
+        return None
+    raw = buf[_ENV_OFFSET:_ENV_OFFSET + min(v[_E_ENV_LEN], ENV_BUF)]
+    entries: list[tuple[str, str]] = []
+    cut: set[str] = set()
+    env_cut = v[_E_ENV_CUT]
+    for i, item in enumerate(raw.split(b"\0")[: v[_E_ENV_COUNT]]):
+        name, _, value = _text(item).partition("=")
+        entries.append((name, value))
+        if i < 64 and env_cut >> i & 1:
+            cut.add(name)
+    incomplete = bool(flags & (EXEC_F_ENV_SCAN_TRUNCATED | EXEC_F_ENV_READ_FAILED | EXEC_F_ENV_FULL))
+    return ExecEnv(tuple(entries), frozenset(cut), incomplete)
 
 
 def _layer(flags: int) -> Layer:

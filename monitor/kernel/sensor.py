@@ -32,7 +32,7 @@ from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
 from monitor.events.catalog import CATALOGUE
 from monitor.events.syscall_args import BPF_CMDS
-from monitor.kernel import coalesce, lineage_map, offsets
+from monitor.kernel import coalesce, iouring, lineage_map, offsets
 from monitor.kernel.bpffs import PinnedMap
 from monitor.kernel.lanes import LANES, MAP_NAMES, PROCESS, SYSCALL, LaneCounts, RingManager, lane_counts
 from monitor.kernel.records import (
@@ -245,6 +245,9 @@ class Sensor:
         self.coalesce_tail_repeats = 0
         self._next_flush_ns = 0
         self._coalesce_table: Any = None
+        # io_uring request tracing: compiled in (BTF has the layout), and attached where.
+        self._uring_compiled = False
+        self.uring_tracepoint = ""
 
     @property
     def lane_bytes(self) -> dict[str, int]:
@@ -284,7 +287,15 @@ class Sensor:
             f"-DRW_NS_PER_TICK={NS_PER_TICK}",
             *CATALOGUE.kernel_defines(),
             *offs.cflags(),
+            *self._uring_cflags(),
         ]
+
+    def _uring_cflags(self) -> tuple[str, ...]:
+        support = iouring.detect(Path(self.cfg.btf_path))
+        if support.reason:
+            self._log.warning("io_uring_not_traced", detail=support.reason)
+        self._uring_compiled = bool(support.cflags)
+        return support.cflags
 
     def start(self) -> None:
         preflight()
@@ -320,6 +331,9 @@ class Sensor:
             except Exception as exc:
                 raise SensorError(f"sensor.cgroups[{i}]: cannot use cgroup {path}: {exc}") from exc
         self._open_lineage(migration)
+        # The environment scan at exec is a program of its own (bpf/sensor.bpf.c).
+        iouring.attach_second(self._bpf, "sched_process_exec", "rw_exec_env")
+        self._attach_uring()
         fds = {lane: self._bpf[MAP_NAMES[lane]].map_fd for lane in LANES}
         callbacks = {PROCESS: self._process_callback, SYSCALL: self._syscall_callback}
         for lane in LANES:
@@ -348,6 +362,14 @@ class Sensor:
                               detail="a flood of distinct syscall records can lose records in its "
                                      "first burst; raise sensor.ringbuf_bytes or lower "
                                      "sensor.throttle_process_burst")
+
+    def _attach_uring(self) -> None:
+        # Compiled in only when the BTF placed io_uring's request structs.
+        if not self._uring_compiled:
+            return
+        self.uring_tracepoint = iouring.attach(self._bpf)
+        if not self.uring_tracepoint:
+            self._log.warning("io_uring_not_traced", detail="no io_uring submission tracepoint")
 
     def _open_lineage(self, migration: lineage_map.Migration) -> None:
         if migration.reason:

@@ -38,7 +38,8 @@ class FieldRef:
 
 # (name as written, index) -> compute function, or None for a field ringwatch lacks;
 # raises TemplateError for a name that is no field at all.
-Resolver = Callable[[str, int | None, int], Callable[[dict[str, Any]], Any] | None]
+# (field, its [argument] as written or None, position): how to compute it, None if missing.
+Resolver = Callable[[str, str | None, int], Callable[[dict[str, Any]], Any] | None]
 _FALCO_REF = re.compile(r"%([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)(?:\[([^\]\s]+)\])?")
 
 
@@ -106,8 +107,8 @@ class OutputTemplate:
         for m in _FALCO_REF.finditer(text):
             arg = m.group(2)
             written = m.group(1) + (f"[{arg}]" if arg is not None else "")
-            compute = resolve(m.group(1), None if arg is None else int(arg) if arg.isdigit() else None,
-                              m.start())
+            # proc.aname[2] by number, proc.env[LD_PRELOAD] by name.
+            compute = resolve(m.group(1), arg, m.start())
             if m.start() > pos:
                 parts.append(text[pos : m.start()])
             parts.append(FieldRef(written, None, compute, falco=True))

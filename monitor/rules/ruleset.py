@@ -274,10 +274,10 @@ class _Compiler:
             if expanded is not None:
                 self._parse(expanded.engine, expanded, 0, mdef.condition, f"macro '{name}'")
 
-    def _falco_output_ref(self, name: str, index: int | None, pos: int) -> Callable[[Event], Any] | None:
-        """How to compute `%name[index]` with Falco's meaning; None for a field ringwatch lacks."""
+    def _falco_output_ref(self, name: str, arg: str | None, pos: int) -> Callable[[Event], Any] | None:
+        """How to compute `%name[arg]` with Falco's meaning; None for a field ringwatch lacks."""
         try:
-            resolved = self.expander.bridge.resolve(name, None if index is None else str(index), pos)
+            resolved = self.expander.bridge.resolve(name, arg, pos)
         except MissingField:
             return None
         except UnknownField as exc:

@@ -116,6 +116,10 @@ class Bridge:
             n = _index(arg)
             if tp is list and n is not None:
                 return Resolved(f"{name}[{n}]", str)
+            if f"{name}.{arg}" in self.names.types:
+                # proc.env[LD_PRELOAD] is proc.env.LD_PRELOAD (proc.env is a field too)
+                full = f"{name}.{arg}"
+                return Resolved(full, self.names.types[full])
             raise MissingField(pos, shown)
         if arg is not None and f"{name}.{arg}" in self.names.types:
             # evt.arg[flags] is evt.arg.flags

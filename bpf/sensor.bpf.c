@@ -886,7 +886,9 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         const void *opened = ret >= 0 ? fd_file((u64)ret) : 0;
         if (opened)
             res_n = resolve_path(rk->path, (const char *)opened + RW_OFF_FILE_F_PATH);
-        if (drop && (res_n <= 0 || !open_prefix_wanted(rk, res_n))) {
+        /* A resolved path that is not canonical names a dotfile (the kernel's paths have
+         * no "//" or ".."): kept, as the path given would be (monitor/kernel/filters.py). */
+        if (drop && (res_n <= 0 || (canonical_absolute(rk->path) && !open_prefix_wanted(rk, res_n)))) {
             count_filtered_open();
             return 0;
         }

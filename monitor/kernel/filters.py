@@ -8,6 +8,12 @@ always passes what it cannot judge from the text: relative paths, and paths with
 or "/." in them (which normalise to something else, e.g. /./etc/shadow, or name a
 dotfile). So a condition on `"../" in fd.nameraw` needs nothing more from the filter.
 
+Dotted paths come for free: a path with a "/." in it is never judged by prefix, neither as
+given nor as the kernel resolved it (bpf/sensor.bpf.c keeps an open whose resolved path is
+not canonical), so a condition that can only hold for such a path (`"/.ssh/" in fd.name`,
+`fd.filename == ".bash_history"`, `fd.filename startswith "."`, a regex search of fd.name
+for an escaped "/.") needs nothing from the filter either.
+
 The analysis is conservative: anything it does not understand means "every path",
 and then there is no filter. The answer is a superset; rules still decide.
 """
@@ -129,11 +135,17 @@ class _PathLeaf:
             if container == "fd.nameraw" and isinstance(node.member, ast.StringExpression) \
                     and ".." in node.member.value:
                 return NOTHING  # only non-canonical or relative paths: always passed
+            if container == "fd.name" and isinstance(node.member, ast.StringExpression) \
+                    and "/." in node.member.value:
+                return NOTHING  # only dotted paths: always passed
             values = literal_strings(node.container)
             if values is not None and member == "fd.name":
                 return frozenset(values)
             if values is not None and member == "fd.directory":
                 return frozenset(_dir_prefix(v) for v in values)
+            if values is not None and member == "fd.filename" and values \
+                    and all(v.startswith(".") for v in values):
+                return NOTHING  # a dotfile's path has "/." in it
             return None
         left, right = self._field(node.left), self._field(node.right)
         field, lit = (left, node.right) if left is not None else (right, node.left)
@@ -142,8 +154,14 @@ class _PathLeaf:
         if isinstance(node, ast.FuzzyComparisonExpression):
             if node.type == "eq_fzm" and field == "fd.name":
                 return _prefixes_of_pattern(lit.value)
+            if node.type == "eq_fzs" and field == "fd.name" and lit.value.startswith("/\\."):
+                return NOTHING  # a search for a literal "/.": only dotted paths match
+            if node.type == "eq_fzm" and field == "fd.filename" and lit.value.startswith("^\\."):
+                return NOTHING  # fd.filename startswith ".": a dotfile
             return None
         if type(node) is ast.ComparisonExpression and node.type == "eq":
+            if field == "fd.filename" and lit.value.startswith("."):
+                return NOTHING  # a dotfile
             if field == "fd.name":
                 return frozenset({lit.value})
             if field == "fd.directory":

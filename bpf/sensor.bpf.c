@@ -589,14 +589,18 @@ static __always_inline int canonical_absolute(const char *p)
     return 0; /* no NUL within RW_PATH_LEN - 1 bytes: truncated, not judged */
 }
 
-static __always_inline int open_prefix_wanted(struct rw_pfx_key *pk, long len)
+/* A prefix's value: 1 = every open below it, 2 = only opens that can write (the exe
+ * writers' record, monitor/events/writers.py, needs no reads). */
+#define RW_PFX_WRITES_ONLY 2
+static __always_inline int open_prefix_wanted(struct rw_pfx_key *pk, long len, int wr)
 {
     pk->prefixlen = (u32)len * 8;
-    return open_prefixes.lookup(pk) != 0;
+    u8 *v = open_prefixes.lookup(pk);
+    return v != 0 && (*v != RW_PFX_WRITES_ONLY || wr);
 }
 
 /* 1 if the path an open was given is not one the rules ask for. The path is left in pk. */
-static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upath, long *n)
+static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upath, long *n, int wr)
 {
     /* Zeroed first: the record copies all RW_PATH_LEN bytes, and coalescing compares
      * them; a previous, longer path's tail must not make equal paths differ. */
@@ -606,7 +610,7 @@ static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upat
     u32 *on = open_filter.lookup(&zero);
     if (!on || !*on || *n <= 1 || !canonical_absolute(pk->path))
         return 0;
-    return !open_prefix_wanted(pk, *n - 1);
+    return !open_prefix_wanted(pk, *n - 1, wr);
 }
 
 static __always_inline void count_filtered_open(void)
@@ -882,13 +886,20 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         rk = pfx_scratch.lookup(&one);
         if (!pk || !rk)
             return 0;
-        int drop = open_filtered(pk, (const char *)(nr == RW_NR_open ? a0 : a1), &open_n);
+        /* Can write: O_WRONLY/O_RDWR, or O_CREAT/O_TRUNC (openat2's flags: open_how's first). */
+        u64 oflags = nr == RW_NR_open ? a1 : a2;
+        if (nr == RW_NR_openat2) {
+            oflags = 0;
+            bpf_probe_read_user(&oflags, sizeof(oflags), (const void *)a2);
+        }
+        int wr = (oflags & 3) != 0 || (oflags & (0100 | 01000)) != 0;
+        int drop = open_filtered(pk, (const char *)(nr == RW_NR_open ? a0 : a1), &open_n, wr);
         const void *opened = ret >= 0 ? fd_file((u64)ret) : 0;
         if (opened)
             res_n = resolve_path(rk->path, (const char *)opened + RW_OFF_FILE_F_PATH);
         /* A resolved path that is not canonical names a dotfile (the kernel's paths have
          * no "//" or ".."): kept, as the path given would be (monitor/kernel/filters.py). */
-        if (drop && (res_n <= 0 || (canonical_absolute(rk->path) && !open_prefix_wanted(rk, res_n)))) {
+        if (drop && (res_n <= 0 || (canonical_absolute(rk->path) && !open_prefix_wanted(rk, res_n, wr)))) {
             count_filtered_open();
             return 0;
         }

@@ -383,13 +383,48 @@ def test_execution_from_dev_shm_and_temporary_directory(mon: AlertMonitor, tmp_p
         from_tmp = run([str(dropped)])
         a = alert_for(mon, "Execution from /dev/shm", from_shm, **{"proc.exe": str(shm)})
         assert_attributed(a, from_shm, *me())
-        a = alert_for(mon, "Execution from a temporary directory", from_tmp, **{"proc.exe": str(dropped)})
+        a = alert_for(mon, "Drop and execute new binary", from_tmp, **{"proc.exe": str(dropped)})
         assert_attributed(a, from_tmp, *me())
     finally:
         shm.unlink(missing_ok=True)
     # One alert each: /dev/shm is not also reported as a temporary directory.
     assert [x["rule"] for x in alerts(mon) if x["process"]["pid"] == from_shm] == ["Execution from /dev/shm"]
     assert_no_alerts(mon, benign, "/bin/true and /usr/bin/true")
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc missing: run scripts/setup.sh --test")
+def test_drop_and_execute_new_binary(mon: AlertMonitor, tmp_path: Path) -> None:
+    """Compiled here and run: a build. Copied, downloaded or written by a script and run: a
+    drop, reported with the writer the kernel saw."""
+    (tmp_path / "hello.c").write_text('int main(void) { return 0; }\n')
+    built, moved = tmp_path / "hello", tmp_path / "hello-renamed"
+    subprocess.run(["gcc", "-O0", "-o", str(built), str(tmp_path / "hello.c")], check=True, timeout=120)
+    benign = [run([str(built)])]
+    subprocess.run(["mv", str(built), str(moved)], check=True)  # still the linker's output
+    benign.append(run([str(moved)]))
+    by_cp, by_curl, by_python = tmp_path / "by-cp", tmp_path / "by-curl", tmp_path / "by-python"
+    subprocess.run(["cp", "/bin/true", str(by_cp)], check=True)
+    subprocess.run(["curl", "-s", "-o", str(by_curl), "file:///bin/true"], check=True, timeout=60)
+    by_curl.chmod(0o755)
+    wrote = action("open_file", "trunc", str(by_python), "")  # python creates the file ...
+    with open("/bin/true", "rb") as src, open(by_python, "ab") as dst:  # ... and fills it
+        dst.write(src.read())
+    by_python.chmod(0o755)
+    rule = "Drop and execute new binary"
+    for path, writer in ((by_cp, "/usr/bin/cp"), (by_curl, "/usr/bin/curl")):
+        pid = run([str(path)])
+        a = alert_for(mon, rule, pid, **{"proc.exepath": str(path)})
+        assert_attributed(a, pid, *me())
+        assert a["event"]["proc.exe_writer_exepath"] == writer, _brief(a)
+        assert 0 <= a["event"]["proc.exe_ino_ctime_duration_proc_start"] < 600 * 10**9
+        assert f"writer={Path(writer).name}" in a["output"]
+    # The last writer the kernel saw was this test process (pytest's interpreter): its append
+    # came after the helper's truncating open.
+    pid = run([str(by_python)])
+    a = alert_for(mon, rule, pid, **{"proc.exepath": str(by_python)})
+    assert a["event"]["proc.exe_writer_pid"] == os.getpid() != wrote["pid"]
+    assert a["event"]["proc.exe_writer_exepath"] == os.path.realpath(sys.executable)
+    assert_no_alerts(mon, benign, "gcc's output run in place and after a rename")
 
 
 def test_fileless_execution_via_memfd(mon: AlertMonitor) -> None:
@@ -958,6 +993,7 @@ set -eu
 cd "$1"
 py="$2"
 gcc -O2 -Wall -o hello hello.c
+./hello >/dev/null
 git init -q repo
 cd repo
 cp ../hello.c .

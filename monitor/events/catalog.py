@@ -15,7 +15,7 @@ from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
 from monitor.enforce.event import deny_fields
-from monitor.events import exe
+from monitor.events import exe, writers
 from monitor.events import syscall_args as sa
 from monitor.events.fields import (
     ARG_DIRFD,
@@ -82,6 +82,7 @@ def _exec(rec: ExecRecord, name: str, ev: Event, res: PathResolver) -> None:
     ev["proc.is_exe_from_memfd"] = rec.exe_from_memfd
     ev["evt.arg.dirfd"] = rec.dirfd
     ev.update(exe.exe_fields(rec))
+    ev.update(exe.age_fields(ev))
 
 
 def _fork(rec: ForkRecord, name: str, ev: Event, res: PathResolver) -> None:
@@ -110,7 +111,7 @@ CATALOG: tuple[EventType, ...] = (
     EventType("exec", RecordType.EXEC, _exec, (
         Field("proc.argv_truncated", bool, "argv was cut at the kernel's bound"),
         Field("proc.is_exe_from_memfd", bool, "the executed file is a memfd (fileless execution)"),
-        ARG_DIRFD, *exe.FIELDS,
+        ARG_DIRFD, *exe.FIELDS, *writers.FIELDS,
     ), FilterRole.PROCESS, {"execve": 59, "execveat": 322}),
     EventType("fork", RecordType.FORK, _fork, (
         Field("proc.child_pid", int, "the new process (fork events)"),

@@ -211,3 +211,21 @@ def bpf_commands(rules: Iterable[Any], field_of: Callable[[str], str]) -> frozen
     """
     return _union_over(rules, frozenset({"bpf"}), _ValueLeaf(field_of, "evt.arg.cmd"),
                        frozenset.intersection)
+
+
+PREFIX_ANY = 1
+PREFIX_WRITES_ONLY = 2  # RW_PFX_WRITES_ONLY in bpf/sensor.bpf.c
+
+
+def open_prefix_values(prefixes: frozenset[str], write_prefixes: frozenset[str]) -> dict[str, int]:
+    """The trie's entries: prefix -> PREFIX_ANY or PREFIX_WRITES_ONLY.
+
+    The trie answers with the longest matching prefix, so a writes-only entry inside a
+    prefix that wants every open would hide that prefix's reads: it becomes PREFIX_ANY.
+    """
+    out = {p: PREFIX_ANY for p in prefixes}
+    for w in write_prefixes:
+        if w not in out:
+            covered = any(w.startswith(p) for p in prefixes)
+            out[w] = PREFIX_ANY if covered else PREFIX_WRITES_ONLY
+    return out

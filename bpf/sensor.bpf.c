@@ -67,6 +67,9 @@ BPF_ARRAY(syscall_wanted, u8, RW_NR_MAX);
  * rules). [0] of open_filter: 1 = on. filtered_opens counts what it kept out. */
 BPF_F_TABLE("lpm_trie", struct rw_pfx_key, u8, open_prefixes, RW_OPEN_PREFIX_MAX, BPF_F_NO_PREALLOC);
 BPF_ARRAY(open_filter, u32, 1);
+/* [0] = 1: also keep opens of /proc/<pid>/mem and /proc/<pid>/maps (a rule on reading
+ * another process's memory asks; a prefix trie cannot say "any pid"). */
+BPF_ARRAY(proc_mem_wanted, u32, 1);
 /* bpf() by command: [RW_BPF_CMD_MAX] of bpf_cmd_wanted is 1 when the filter is on; a
  * command the rules name is 1 at its index. Commands past the table always pass. */
 #define RW_BPF_CMD_MAX 64
@@ -599,6 +602,34 @@ static __always_inline int open_prefix_wanted(struct rw_pfx_key *pk, long len, i
     return v != 0 && (*v != RW_PFX_WRITES_ONLY || wr);
 }
 
+/* "/proc/" digits "/mem" or "/maps", NUL-terminated. */
+static __always_inline int proc_mem_path(const char *p)
+{
+    if (p[0] != '/' || p[1] != 'p' || p[2] != 'r' || p[3] != 'o' || p[4] != 'c' || p[5] != '/')
+        return 0;
+    u32 i = 6;
+#pragma unroll
+    for (int k = 0; k < 10; k++) {
+        if (p[i] < '0' || p[i] > '9')
+            break;
+        i++;
+    }
+    if (i == 6 || p[i] != '/' || p[i + 1] != 'm')
+        return 0;
+    if (p[i + 2] == 'e' && p[i + 3] == 'm' && p[i + 4] == 0)
+        return 1;
+    return p[i + 2] == 'a' && p[i + 3] == 'p' && p[i + 4] == 's' && p[i + 5] == 0;
+}
+
+static __always_inline int proc_mem_kept(const char *given, const char *resolved, long res_n)
+{
+    u32 zero = 0;
+    u32 *on = proc_mem_wanted.lookup(&zero);
+    if (!on || !*on)
+        return 0;
+    return proc_mem_path(given) || (res_n > 0 && proc_mem_path(resolved));
+}
+
 /* 1 if the path an open was given is not one the rules ask for. The path is left in pk. */
 static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upath, long *n, int wr)
 {
@@ -899,7 +930,8 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
             res_n = resolve_path(rk->path, (const char *)opened + RW_OFF_FILE_F_PATH);
         /* A resolved path that is not canonical names a dotfile (the kernel's paths have
          * no "//" or ".."): kept, as the path given would be (monitor/kernel/filters.py). */
-        if (drop && (res_n <= 0 || (canonical_absolute(rk->path) && !open_prefix_wanted(rk, res_n, wr)))) {
+        if (drop && (res_n <= 0 || (canonical_absolute(rk->path) && !open_prefix_wanted(rk, res_n, wr)))
+            && !proc_mem_kept(pk->path, rk->path, res_n)) {
             count_filtered_open();
             return 0;
         }

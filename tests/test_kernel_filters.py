@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor import paths
-from monitor.kernel.filters import bpf_commands, open_path_prefixes
+from monitor.kernel.filters import PROC_MEM, bpf_commands, open_path_prefixes
 from monitor.rules import RuleSources, load
 
 
@@ -95,6 +95,14 @@ def test_dotted_paths_need_no_prefix(tmp_path: Path) -> None:
     assert _prefixes(tmp_path, 'evt.type == "openat" and fd.name =~~ "aws/"') is None
 
 
+def test_the_proc_mem_pattern_is_its_own_need(tmp_path: Path) -> None:
+    mem = 'evt.type == "openat" and fd.name =~ "^/proc/[0-9]+/(mem|maps)$"'
+    assert _prefixes(tmp_path, mem) == {PROC_MEM}
+    # Any other /proc pattern is what it always was: a plain prefix, or no bound at all.
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.name startswith "/proc/"') == {"/proc/"}
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.name =~ "^/proc/[0-9]+/environ$"') is None
+
+
 # What README promises: with the default rules the kernel keeps opens of these trees only
 # (and of dotted and relative paths, which it never judges by prefix).
 DEFAULT_OUTERMOST = {
@@ -104,6 +112,7 @@ DEFAULT_OUTERMOST = {
     "/run/systemd/user/", "/lib/security/", "/lib64/security/", "/lib/x86_64-linux-gnu/security/",
     "/usr/lib/security/", "/usr/lib64/security/", "/usr/lib/x86_64-linux-gnu/security/",
     "/usr/lib/aarch64-linux-gnu/security/",
+    PROC_MEM,  # not a trie entry: the kernel's own /proc/<pid>/mem|maps switch
 }
 
 

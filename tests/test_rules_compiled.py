@@ -277,6 +277,14 @@ HIT_EVENTS: list[dict[str, Any]] = [
      "proc.argv": ["xmrig", "-o", "stratum+tcp://pool.example:3333"], "proc.args": "-o stratum+tcp://pool.example:3333"},
     {"evt.type": "execve", "evt.failed": False, "proc.name": "nsenter", "proc.exepath": "/usr/bin/nsenter",
      "proc.argv": ["nsenter", "-t", "1", "-m", "sh"], "proc.args": "-t 1 -m sh"},
+    {"evt.type": "openat", "evt.is_open_read": True, "fd.num": 3, "evt.arg.flags": "O_RDONLY",
+     "fd.name": "/root/.ssh/id_rsa", "fd.filename": "id_rsa", "proc.name": "cat", "proc.aname": ["bash"]},
+    {"evt.type": "openat", "evt.is_open_read": True, "fd.num": 3, "evt.arg.flags": "O_RDONLY",
+     "fd.name": "/proc/42/mem", "fd.proc_pid": 42, "proc.pid": 7, "proc.tid": 7, "proc.name": "dumper"},
+    {"evt.type": "openat", "evt.is_open_write": True, "fd.num": 3, "evt.arg.flags": "O_WRONLY|O_CREAT",
+     "fd.name": "/usr/bin/.x", "fd.filename": ".x", "fd.directory": "/usr/bin", "proc.name": "cp"},
+    # "len(proc.cmdline) = 0" (random values are rarely empty)
+    {"evt.type": "execve", "proc.cmdline": "", "proc.name": "x"},
 ]
 
 
@@ -326,7 +334,7 @@ def test_defaults_plus_falco_stable_rules_all_compile() -> None:
     # What `ringwatch rules validate tests/fixtures/falco/falco_rules.yaml` loads: the
     # packaged defaults and Falco's stable rules (the ones ringwatch can run), as one set.
     ruleset = load(sources(FALCO_STABLE, defaults=True))
-    assert len(ruleset.rules) == 64  # as `rules validate` reports (some defaults share a name)
+    assert len(ruleset.rules) == 65  # as `rules validate` reports (some defaults share a name)
     assert [(r.name, r.fallback_reason) for r in ruleset.fallbacks()] == []
 
 

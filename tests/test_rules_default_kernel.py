@@ -626,6 +626,24 @@ def test_read_ssh_private_key(mon: AlertMonitor, tmp_path: Path) -> None:
     assert_no_alerts(mon, benign, "cat of the public key, ssh-keygen -l of the private key")
 
 
+def test_read_or_write_another_process_memory(mon: AlertMonitor) -> None:
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        # Its own maps and memory (through /proc/self, resolved to its pid), another's status.
+        benign = action("open_read", "/proc/self/maps", "/proc/self/mem", f"/proc/{target.pid}/status")
+        bad = action("open_read", f"/proc/{target.pid}/maps", f"/proc/{target.pid}/mem")
+    finally:
+        target.kill()
+        target.wait()
+    assert bad["results"][0] == 0, bad  # reading mem at offset 0 fails (EIO); the open did not
+    rule = "Read or write another process's memory"
+    for what in ("maps", "mem"):
+        a = alert_for(mon, rule, bad["pid"], **{"fd.name": f"/proc/{target.pid}/{what}"})
+        assert_attributed(a, bad["pid"], *me())
+        assert a["event"]["fd.proc_pid"] == target.pid
+    assert_no_alerts(mon, [benign["pid"]], "its own /proc/self/maps and mem, another's status")
+
+
 def test_read_cloud_credentials(mon: AlertMonitor, tmp_path: Path) -> None:
     home = _home(tmp_path)
     creds = home / ".aws" / "credentials"

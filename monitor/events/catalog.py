@@ -125,6 +125,8 @@ CATALOG: tuple[EventType, ...] = (
         Field("evt.is_open_read", bool, "opened for reading"),
         Field("evt.is_open_write", bool, "opened for writing (or truncation)"),
         Field("fd.is_resolved", bool, "fd.name is the kernel's path of the file actually opened"),
+        Field("fd.proc_pid", int, "opens of /proc/<pid>/...: that pid (from fd.name, resolved, so "
+              "/proc/self/mem names the opener)"),
     ), FilterRole.OPEN_PATH, {"open": 2, "openat": 257, "openat2": 437}),
     EventType("unlink", RecordType.SYSCALL, sa.unlink, (*PATH, ARG_FLAGS),
               types={"unlink": 87, "unlinkat": 263, "rmdir": 84}),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import posixpath
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -104,6 +105,13 @@ def open_(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) ->
     ev["evt.is_open_read"] = acc in (0, 2)
     ev["evt.is_open_write"] = acc in (1, 2) or bool(flags & 0o1000)
     ev["fd.num"] = r.ret if r.ret >= 0 else -1
+    m = _PROC_PID.match(name)
+    if m:
+        ev["fd.proc_pid"] = int(m.group(1))
+
+
+# /proc/<pid>/... : whose process file an open names (the resolved path: /proc/self is a link).
+_PROC_PID = re.compile(r"/proc/([0-9]+)(/|$)")
 
 
 def _at_path(dirfd_arg: int | None, path_attr: str) -> Decoder:

@@ -152,6 +152,8 @@ class _PathLeaf:
         if not isinstance(lit, ast.StringExpression):
             return None
         if isinstance(node, ast.FuzzyComparisonExpression):
+            if node.type == "eq_fzm" and field == "fd.name" and lit.value == PROC_MEM_PATTERN:
+                return frozenset({PROC_MEM})
             if node.type == "eq_fzm" and field == "fd.name":
                 return _prefixes_of_pattern(lit.value)
             if node.type == "eq_fzs" and field == "fd.name" and lit.value.startswith("/\\."):
@@ -212,6 +214,12 @@ def bpf_commands(rules: Iterable[Any], field_of: Callable[[str], str]) -> frozen
     return _union_over(rules, frozenset({"bpf"}), _ValueLeaf(field_of, "evt.arg.cmd"),
                        frozenset.intersection)
 
+
+# The one path pattern the kernel knows besides prefixes (bpf/sensor.bpf.c proc_mem_path):
+# a rule condition `fd.name =~ PROC_MEM_PATTERN` needs PROC_MEM from the filter, which the
+# sensor turns into its own switch rather than a trie entry.
+PROC_MEM_PATTERN = "^/proc/[0-9]+/(mem|maps)$"
+PROC_MEM = "/proc/<pid>/(mem|maps)"
 
 PREFIX_ANY = 1
 PREFIX_WRITES_ONLY = 2  # RW_PFX_WRITES_ONLY in bpf/sensor.bpf.c

@@ -33,7 +33,7 @@ from monitor.events.catalog import CATALOGUE
 from monitor.events.syscall_args import BPF_CMDS
 from monitor.kernel import coalesce, lineage_map, offsets
 from monitor.kernel.bpffs import PinnedMap
-from monitor.kernel.filters import open_prefix_values
+from monitor.kernel.filters import PROC_MEM, open_prefix_values
 from monitor.kernel.lanes import LANES, MAP_NAMES, PROCESS, SYSCALL, LaneCounts, RingManager, lane_counts
 from monitor.kernel.records import (
     PATH_LEN,
@@ -508,8 +508,10 @@ class Sensor:
         write_prefixes entry only opens that can write are kept."""
         trie = self._bpf["open_prefixes"]
         trie.clear()
-        values = open_prefix_values(prefixes or frozenset(), write_prefixes if prefixes is not None
-                                    else frozenset())
+        proc_mem = prefixes is not None and PROC_MEM in prefixes
+        self._bpf["proc_mem_wanted"][ct.c_int(0)] = ct.c_uint32(1 if proc_mem else 0)
+        values = open_prefix_values((prefixes or frozenset()) - {PROC_MEM},
+                                    write_prefixes if prefixes is not None else frozenset())
         for prefix, value in sorted(values.items()):
             raw = prefix.encode("utf-8", "surrogateescape")[: PATH_LEN - 1]
             key = trie.Key(len(raw) * 8, raw)

@@ -350,8 +350,10 @@ def test_writes_only_prefixes_and_dotted_resolved_paths(tmp_path: Path) -> None:
             os.close(os.open(link, os.O_RDONLY))  # resolves to the dotted secret: kept
             shutil.copy("/bin/true", payload)  # a write below /tmp/: kept
             payload.chmod(0o755)
-            subprocess.run([str(payload)], check=True)
+            # The exec travels on the process lane, drained before the syscall lane: run it
+            # once the write is through (README, drop and execute: the race this avoids).
             _find(mon, lambda e: _mine(("openat",))(e) and e.get("fd.name") == str(payload))
+            subprocess.run([str(payload)], check=True)
             _find(mon, lambda e: _mine(("openat",))(e) and e.get("fd.nameraw") == str(link))
             ran = _find(mon, lambda e: e["evt.type"] == "execve" and e.get("proc.exepath") == str(payload))
             assert ran["proc.exe_writer_pid"] == os.getpid()

@@ -69,6 +69,9 @@ BPF_ARRAY(syscall_wanted, u8, RW_NR_MAX);
  * rules). [0] of open_filter: 1 = on. filtered_opens counts what it kept out. */
 BPF_F_TABLE("lpm_trie", struct rw_pfx_key, u8, open_prefixes, RW_OPEN_PREFIX_MAX, BPF_F_NO_PREALLOC);
 BPF_ARRAY(open_filter, u32, 1);
+/* [0] = 1: also keep opens of /proc/<pid>/mem and /proc/<pid>/maps (a rule on reading
+ * another process's memory asks; a prefix trie cannot say "any pid"). */
+BPF_ARRAY(proc_mem_wanted, u32, 1);
 /* bpf() by command: [RW_BPF_CMD_MAX] of bpf_cmd_wanted is 1 when the filter is on; a
  * command the rules name is 1 at its index. Commands past the table always pass. */
 #define RW_BPF_CMD_MAX 64
@@ -637,14 +640,46 @@ static __always_inline int canonical_absolute(const char *p)
     return 0; /* no NUL within RW_PATH_LEN - 1 bytes: truncated, not judged */
 }
 
-static __always_inline int open_prefix_wanted(struct rw_pfx_key *pk, long len)
+/* A prefix's value: 1 = every open below it, 2 = only opens that can write (the exe
+ * writers' record, monitor/events/writers.py, needs no reads). */
+#define RW_PFX_WRITES_ONLY 2
+static __always_inline int open_prefix_wanted(struct rw_pfx_key *pk, long len, int wr)
 {
     pk->prefixlen = (u32)len * 8;
-    return open_prefixes.lookup(pk) != 0;
+    u8 *v = open_prefixes.lookup(pk);
+    return v != 0 && (*v != RW_PFX_WRITES_ONLY || wr);
+}
+
+/* "/proc/" digits "/mem" or "/maps", NUL-terminated. */
+static __always_inline int proc_mem_path(const char *p)
+{
+    if (p[0] != '/' || p[1] != 'p' || p[2] != 'r' || p[3] != 'o' || p[4] != 'c' || p[5] != '/')
+        return 0;
+    u32 i = 6;
+#pragma unroll
+    for (int k = 0; k < 10; k++) {
+        if (p[i] < '0' || p[i] > '9')
+            break;
+        i++;
+    }
+    if (i == 6 || p[i] != '/' || p[i + 1] != 'm')
+        return 0;
+    if (p[i + 2] == 'e' && p[i + 3] == 'm' && p[i + 4] == 0)
+        return 1;
+    return p[i + 2] == 'a' && p[i + 3] == 'p' && p[i + 4] == 's' && p[i + 5] == 0;
+}
+
+static __always_inline int proc_mem_kept(const char *given, const char *resolved, long res_n)
+{
+    u32 zero = 0;
+    u32 *on = proc_mem_wanted.lookup(&zero);
+    if (!on || !*on)
+        return 0;
+    return proc_mem_path(given) || (res_n > 0 && proc_mem_path(resolved));
 }
 
 /* 1 if the path an open was given is not one the rules ask for. The path is left in pk. */
-static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upath, long *n)
+static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upath, long *n, int wr)
 {
     /* Zeroed first: the record copies all RW_PATH_LEN bytes, and coalescing compares
      * them; a previous, longer path's tail must not make equal paths differ. */
@@ -654,7 +689,7 @@ static __always_inline int open_filtered(struct rw_pfx_key *pk, const char *upat
     u32 *on = open_filter.lookup(&zero);
     if (!on || !*on || *n <= 1 || !canonical_absolute(pk->path))
         return 0;
-    return !open_prefix_wanted(pk, *n - 1);
+    return !open_prefix_wanted(pk, *n - 1, wr);
 }
 
 static __always_inline void count_filtered_open(void)
@@ -1110,11 +1145,21 @@ static __always_inline int on_syscall_exit(struct pt_regs *regs, u32 nr, s64 ret
         rk = pfx_scratch.lookup(&one);
         if (!pk || !rk)
             return 0;
-        int drop = open_filtered(pk, (const char *)(nr == RW_NR_open ? a0 : a1), &open_n);
+        /* Can write: O_WRONLY/O_RDWR, or O_CREAT/O_TRUNC (openat2's flags: open_how's first). */
+        u64 oflags = nr == RW_NR_open ? a1 : a2;
+        if (nr == RW_NR_openat2) {
+            oflags = 0;
+            bpf_probe_read_user(&oflags, sizeof(oflags), (const void *)a2);
+        }
+        int wr = (oflags & 3) != 0 || (oflags & (0100 | 01000)) != 0;
+        int drop = open_filtered(pk, (const char *)(nr == RW_NR_open ? a0 : a1), &open_n, wr);
         const void *opened = ret >= 0 ? fd_file((u64)ret) : 0;
         if (opened)
             res_n = resolve_path(rk->path, (const char *)opened + RW_OFF_FILE_F_PATH);
-        if (drop && (res_n <= 0 || !open_prefix_wanted(rk, res_n))) {
+        /* A resolved path that is not canonical names a dotfile (the kernel's paths have
+         * no "//" or ".."): kept, as the path given would be (monitor/kernel/filters.py). */
+        if (drop && (res_n <= 0 || (canonical_absolute(rk->path) && !open_prefix_wanted(rk, res_n, wr)))
+            && !proc_mem_kept(pk->path, rk->path, res_n)) {
             count_filtered_open();
             return 0;
         }

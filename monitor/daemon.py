@@ -15,6 +15,7 @@ from monitor.config import Config
 from monitor.enforce.enforcer import EnforcementUnavailable, Enforcer
 from monitor.enforce.rules import deny_specs
 from monitor.errors import ConfigError, UserError
+from monitor.events import writers
 from monitor.events.catalog import CATALOGUE, OPEN_TYPES
 from monitor.kernel.filters import bpf_commands, open_path_prefixes
 from monitor.kernel.sensor import NS_PER_TICK, Sensor
@@ -212,17 +213,22 @@ class Monitor:
         """Only syscalls some loaded rule (or sensor.extra_event_types) can use reach userspace."""
         types = self.rules.event_types()
         extra = self.cfg.sensor.extra_event_types
+        alerting = self.rules.rules_with_action("alert")
+        # A rule on who wrote an executable needs the writes below the tracked dirs (and
+        # renames), whatever the open rules ask: only those, kept as writes-only prefixes.
+        need_writers = writers.rules_need_writers(alerting)
         if types is None or "all" in extra:
             self.sensor.set_wanted_syscalls(CATALOGUE.wanted_numbers(None))
         else:
-            self.sensor.set_wanted_syscalls(CATALOGUE.wanted_numbers(set(types) | set(extra)))
+            wanted = set(types) | set(extra) | (set(writers.EVENT_TYPES) if need_writers else set())
+            self.sensor.set_wanted_syscalls(CATALOGUE.wanted_numbers(wanted))
         # Deny/audit rules are decided in the kernel; only alert rules need records. Types
         # asked for outright (recording) are kept whatever their path or command.
-        alerting = self.rules.rules_with_action("alert")
         everything = "all" in extra
+        prefixes = (None if everything or OPEN_TYPES & set(extra)
+                    else open_path_prefixes(alerting, self.rules.field_of))
         self.sensor.set_open_prefixes(
-            None if everything or OPEN_TYPES & set(extra)
-            else open_path_prefixes(alerting, self.rules.field_of))
+            prefixes, writers.TRACKED_DIRS if need_writers else frozenset())
         self.sensor.set_bpf_commands(
             None if everything or "bpf" in extra else bpf_commands(alerting, self.rules.field_of))
 

@@ -1,10 +1,11 @@
-"""The pipeline: decode -> lineage -> enrich -> judge -> emit, assembled here and nowhere else.
+"""The pipeline: decode -> lineage -> enrich -> writers -> judge -> emit, assembled here and nowhere else.
 
 | stage   | module                                   | adds                                  |
 |---------|------------------------------------------|---------------------------------------|
 | decode  | monitor/events/decode.py                 | the event's fields (catalogue)        |
 | lineage | monitor/lineage/stage.py                 | process image, parent, ancestors      |
 | enrich  | monitor/events/enrich.py                 | what the host knows (users, fd.sip.name) |
+| writers | monitor/events/writers.py                | who wrote an executed file in /tmp    |
 | judge   | monitor/enforce/stage.py, rules/judge.py | alerts: kernel verdicts, rule matches |
 | emit    | monitor/sinks/emit.py                    | events and alerts to the outputs      |
 
@@ -20,6 +21,7 @@ from monitor.enforce.enforcer import Enforcer
 from monitor.enforce.stage import EnforceVerdicts
 from monitor.events.decode import Decode
 from monitor.events.enrich import Enrich
+from monitor.events.writers import ExeWriters
 from monitor.kernel.records import Record
 from monitor.lineage.stage import LineageStage
 from monitor.rules.judge import RulesJudge
@@ -41,8 +43,9 @@ class Pipeline:
         self.throttle = ThrottleAlerts()
         self.enrich = Enrich()
         self.enrich.dns.watch(rules.dns_names())
-        self.stages: tuple[Stage, ...] = (self.decode, self.lineage, self.enrich, *judges, self.throttle,
-                                          self.judge, self.emit)
+        self.writers = ExeWriters()
+        self.stages: tuple[Stage, ...] = (self.decode, self.lineage, self.enrich, self.writers, *judges,
+                                          self.throttle, self.judge, self.emit)
 
     def __call__(self, record: Record) -> None:
         item = Item(record)

@@ -104,7 +104,7 @@
 (
     set -euo pipefail
     say() { printf 'setup-test-extras: %s\n' "$*" >&2; }
-    install_debs "default-ruleset test tools" netcat-traditional openssh-client git util-linux
+    install_debs "default-ruleset test tools" netcat-traditional openssh-client git util-linux nmap
 )
 
 # --- Container identity (tests/test_events_container.py) ----------------------------------

@@ -196,11 +196,68 @@ def open_read(*paths: str) -> dict[str, Any]:
     return _me(results=results)
 
 
+_OPEN_MODES = {"append": os.O_WRONLY | os.O_APPEND, "create": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+               "trunc": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "read": os.O_RDONLY}
+
+
+def open_file(mode: str, path: str, data: str = "") -> dict[str, Any]:
+    """open(2) with the named flags, write data (if any), close; the result or -errno."""
+    try:
+        fd = os.open(path, _OPEN_MODES[mode], 0o644)
+    except OSError as exc:
+        return _me(ret=-(exc.errno or 0))
+    if data:
+        os.write(fd, data.encode())
+    os.close(fd)
+    return _me(ret=0)
+
+
+def renamed_connect(comm: str, port: str) -> dict[str, Any]:
+    """prctl(PR_SET_NAME) to a trusted-looking name, then a TCP connection."""
+    _set_comm(comm)
+    with socket.create_connection(("127.0.0.1", int(port))):
+        pass
+    return _me()
+
+
+def connect_tcp(port: str) -> dict[str, Any]:
+    """A TCP connection attempt to 127.0.0.1:port (refused or not: the attempt counts)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        ret = s.connect_ex(("127.0.0.1", int(port)))
+    finally:
+        s.close()
+    return _me(ret=ret)
+
+
+def exec_deleted(path: str) -> dict[str, Any]:
+    """Copy /bin/true to path, open it, delete it, and run the open file (execveat)."""
+    shutil.copy("/bin/true", path)
+    fd = os.open(path, os.O_RDONLY)
+    os.unlink(path)
+
+    def run() -> None:
+        os.execve(fd, ["payload"], {})
+
+    return _in_child(run)
+
+
+def exec_empty_argv(path: str) -> dict[str, Any]:
+    """execve(path, {NULL}, envp): argc 0, the PwnKit trigger."""
+
+    def run() -> None:
+        argv = (ctypes.c_char_p * 1)(None)
+        envp = (ctypes.c_char_p * 2)(b"PATH=/usr/bin:/bin", None)
+        libc.execve(path.encode(), argv, envp)
+
+    return _in_child(run)
+
+
 ACTIONS: dict[str, Callable[..., dict[str, Any]]] = {
     f.__name__: f
     for f in (ptrace_attach, ptrace_peek, ptrace_traceme, module_load, bpf_prog_load, bpf_benign,
               packet_socket, inet_socket, dup_socket_stdio, dup_benign, memfd_exec, memfd_benign,
-              open_read)
+              open_read, open_file, renamed_connect, connect_tcp, exec_deleted, exec_empty_argv)
 }
 
 

@@ -251,7 +251,7 @@ def test_xattrs_file_capabilities(mon: RunningMonitor, tmp_path: Path) -> None:
     subprocess.run(["setcap", "cap_net_raw+ep", str(prog)], check=True)
     ev = _find(mon, lambda e: e["evt.type"] in ("setxattr", "lsetxattr", "fsetxattr")
                and e["proc.name"] == "setcap" and e.get("evt.arg.name") == "security.capability")
-    assert ev["fd.name"] == str(prog) and ev["evt.res"] == 0 and ev["evt.arg.size"] > 0
+    assert ev["fd.name"] == str(prog) and ev["evt.rawres"] == 0 and ev["evt.arg.size"] > 0
     link = tmp_path / "prog-link"
     link.symlink_to(prog)
     os.setxattr(link, "user.rw", b"1")
@@ -318,7 +318,7 @@ def test_setns_type_from_the_nsfs_inode_and_unshare(mon: RunningMonitor) -> None
 
     child = _child(enter)
     ev = _find(mon, _of(("setns",), child))
-    assert (ev["evt.arg.ns"], ev["evt.arg.nstype"], ev["evt.res"]) == ("uts", "CLONE_NEWUTS", 0)
+    assert (ev["evt.arg.ns"], ev["evt.arg.nstype"], ev["evt.rawres"]) == ("uts", "CLONE_NEWUTS", 0)
 
     def unshare() -> int:
         return 0 if _sys(272, 0x04000000 | 0x00020000) == 0 else 1  # CLONE_NEWUTS|CLONE_NEWNS
@@ -363,7 +363,7 @@ def test_udp_sends_only(mon: RunningMonitor) -> None:
     tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     tx.sendto(b"hello", ("127.0.0.1", port))
     ev = _find(mon, _of(("sendto",), **{"evt.arg.fd": tx.fileno(), "fd.rport": port}))
-    assert (ev["fd.rip"], ev["fd.rport"], ev["evt.arg.size"], ev["evt.res"]) == ("127.0.0.1", port, 5, 5)
+    assert (ev["fd.rip"], ev["fd.rport"], ev["evt.arg.size"], ev["evt.rawres"]) == ("127.0.0.1", port, 5, 5)
     assert ev["fd.lport"] == tx.getsockname()[1]
     conn = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     rx6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
@@ -405,7 +405,7 @@ def test_userfaultfd_and_process_vm_writev(mon: RunningMonitor) -> None:
         _, status = os.waitpid(child, 0)
     assert os.waitstatus_to_exitcode(status) == 0, "the write did not land"
     ev = _find(mon, _of(("process_vm_writev",), **{"evt.arg.pid": child}))
-    assert ev["evt.res"] == 9
+    assert ev["evt.rawres"] == 9
 
 
 def test_proc_pid_mem_opens_resolved(mon: RunningMonitor) -> None:

@@ -66,7 +66,7 @@ def test_shadow_read_through_io_uring_raises_the_sensitive_file_rule(mon: Runnin
     assert bad["res"] >= 0 and bad["read"] > 0, bad  # it really read the file
     a = wait_alert(mon, SHADOW_RULE, lambda a: a["process"]["pid"] == bad["pid"])
     ev = a["event"]
-    assert (ev["evt.type"], ev["fd.name"], ev["fd.num"], ev["evt.res"]) == ("openat", "/etc/shadow",
+    assert (ev["evt.type"], ev["fd.name"], ev["fd.num"], ev["evt.rawres"]) == ("openat", "/etc/shadow",
                                                                           bad["res"], bad["res"])
     assert ev["evt.is_io_uring"] is True and ev["evt.io_uring_op"] == "IORING_OP_OPENAT"
     assert ev["evt.io_uring_res_known"] is True and ev["fd.is_resolved"] is True
@@ -151,6 +151,6 @@ def test_connect_through_io_uring_is_recorded_with_its_peer(mon: RunningMonitor)
                           and e.get("evt.is_io_uring") is True, timeout=60)
         assert (ev["fd.rip"], ev["fd.rport"], ev["fd.sip"], ev["fd.sport"]) == ("127.0.0.1", port,
                                                                               "127.0.0.1", port)
-        assert (ev["fd.name"], ev["fd.type"], ev["evt.res"]) == (f"127.0.0.1:{port}", "ipv4", res)
+        assert (ev["fd.name"], ev["fd.type"], ev["evt.rawres"]) == (f"127.0.0.1:{port}", "ipv4", res)
         assert ev["evt.io_uring_op"] == "IORING_OP_CONNECT" and ev["evt.arg.fd"] >= 0
         assert not [e for e in events_of(mon, report["pid"], "connect") if not e["evt.is_io_uring"]]

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from monitor.events.writers import TRACKED_DIRS
 from tests.monitor_proc import RunningMonitor
 
 pytestmark = pytest.mark.kernel
@@ -312,6 +313,59 @@ def test_kernel_path_filter_keeps_only_what_rules_can_match(tmp_path: Path) -> N
         # .get: the drop alert (records lost on a loaded machine) is about no process.
         alerted = {a["event"]["fd.nameraw"] for a in alerts if a["event"].get("proc.pid") == os.getpid()}
         assert {"/etc/hostname", "//etc/hostname", "/tmp/../etc/hostname", "hostname"} <= alerted
+
+
+WRITER_RULES = """\
+- rule: dropped
+  desc: d
+  condition: evt.type == "execve" and proc.exe_writer_exepath != null
+  output: "ran %proc.exepath written by %proc.exe_writer_name"
+  priority: INFO
+- rule: dotted
+  desc: d
+  condition: evt.type == "openat" and "/.rwsecret/" in fd.name
+  output: "read %fd.name"
+  priority: INFO
+"""
+
+
+def test_writes_only_prefixes_and_dotted_resolved_paths(tmp_path: Path) -> None:
+    """A rule on an executable's writer makes the kernel keep writes (not reads) below the
+    tracked dirs; a rule on a dotted path needs no prefix, and a canonical path that resolves
+    to a dotted one (a symlink) is kept too."""
+    assert str(tmp_path).startswith("/tmp/")
+    existing = tmp_path / "existing"
+    existing.write_text("x")
+    secret = tmp_path / ".rwsecret" / "f"
+    secret.parent.mkdir()
+    secret.write_text("s")
+    link = tmp_path / "plain-link"
+    link.symlink_to(secret)
+    payload = tmp_path / "payload"
+    with _monitor_with_rules(tmp_path, WRITER_RULES) as mon:
+        with mon:
+            logged = mon.wait_log("open_path_filter")
+            assert logged["prefixes"] == [] and logged["write_prefixes"] == sorted(TRACKED_DIRS)
+            os.close(os.open(existing, os.O_RDONLY))  # a read below /tmp/: dropped
+            os.close(os.open(link, os.O_RDONLY))  # resolves to the dotted secret: kept
+            shutil.copy("/bin/true", payload)  # a write below /tmp/: kept
+            payload.chmod(0o755)
+            # The exec travels on the process lane, drained before the syscall lane: run it
+            # once the write is through (README, drop and execute: the race this avoids).
+            _find(mon, lambda e: _mine(("openat",))(e) and e.get("fd.name") == str(payload))
+            subprocess.run([str(payload)], check=True)
+            _find(mon, lambda e: _mine(("openat",))(e) and e.get("fd.nameraw") == str(link))
+            ran = _find(mon, lambda e: e["evt.type"] == "execve" and e.get("proc.exepath") == str(payload))
+            assert ran["proc.exe_writer_pid"] == os.getpid()
+            assert ran["proc.exe_writer_exepath"] == os.path.realpath(sys.executable)
+            assert mon.stop() == 0
+        mine = [e for e in mon.events() if e["proc.pid"] == os.getpid() and e["evt.type"] == "openat"]
+        assert not [e for e in mine if e.get("fd.name") == str(existing)]
+        by_link = [e for e in mine if e.get("fd.nameraw") == str(link)]
+        assert by_link[0]["fd.name"] == str(secret)
+        alerts = [json.loads(line) for line in mon.stdout_path.read_text().splitlines()]
+        assert {a["rule"] for a in alerts if a["event"].get("proc.pid") in (os.getpid(), ran["proc.pid"])} \
+            >= {"dropped", "dotted"}
 
 
 BPF_RULES = """\

@@ -285,4 +285,4 @@ def test_too_deep_to_resolve_is_missing_not_wrong(mon: RunningMonitor, tmp_path:
     assert "proc.exepath" not in ev and ev["evt.arg.filename"] == str(deep / "t")
     assert ev["proc.exe_ino"] == (deep / "t").stat().st_ino  # the inode is still known
     # The rule falls back to the path as passed, absolute here.
-    alert(mon, "Execution from a temporary directory", pid)
+    alert(mon, "Drop and execute new binary", pid)

@@ -7,7 +7,7 @@ from typing import Any
 
 from monitor import paths
 from monitor.events.catalog import FIELD_TYPES
-from monitor.kernel.filters import bpf_commands, open_path_prefixes
+from monitor.kernel.filters import PROC_MEM, bpf_commands, open_path_prefixes
 from monitor.rules import RuleSources, load
 
 
@@ -82,15 +82,51 @@ def test_startswith_a_list(tmp_path: Path) -> None:
     assert open_path_prefixes(rs.rules_with_action("alert"), rs.field_of) == {"/etc/", "/boot/"}
 
 
-def test_the_default_ruleset_keeps_opens_under_etc_and_var_log_only(tmp_path: Path) -> None:
-    """What README promises: with the default rules the kernel keeps opens under /etc/ and
-    /var/log/. Prefixes inside another (/etc/sudoers under /etc/) change nothing in an LPM
-    trie, so the promise is about the outermost ones."""
+def test_dotted_paths_need_no_prefix(tmp_path: Path) -> None:
+    # The kernel never judges a path with "/." in it (as given or resolved) by prefix.
+    assert _prefixes(tmp_path, 'evt.type == "openat" and "/.ssh/" in fd.name') == frozenset()
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.filename == ".bash_history"') == frozenset()
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.filename in [".bashrc", ".zshrc"]') == set()
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.filename startswith "."') == frozenset()
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.name =~~ "/\\\\.aws/"') == frozenset()
+    # Not dotted: no bound at all.
+    assert _prefixes(tmp_path, 'evt.type == "openat" and "/ssh/" in fd.name') is None
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.filename in [".bashrc", "profile"]') is None
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.filename == "authorized_keys"') is None
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.name =~~ "aws/"') is None
+
+
+def test_the_proc_mem_pattern_is_its_own_need(tmp_path: Path) -> None:
+    mem = 'evt.type == "openat" and fd.name =~ "^/proc/[0-9]+/(mem|maps)$"'
+    assert _prefixes(tmp_path, mem) == {PROC_MEM}
+    # Any other /proc pattern is what it always was: a plain prefix, or no bound at all.
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.name startswith "/proc/"') == {"/proc/"}
+    assert _prefixes(tmp_path, 'evt.type == "openat" and fd.name =~ "^/proc/[0-9]+/environ$"') is None
+
+
+# What README promises: with the default rules the kernel keeps opens of these trees only
+# (and of dotted and relative paths, which it never judges by prefix).
+DEFAULT_OUTERMOST = {
+    "/etc/", "/var/log/", "/var/spool/cron/", "/var/spool/anacron/", "/var/spool/at/",
+    "/lib/systemd/system/", "/lib/systemd/user/", "/usr/lib/systemd/system/",
+    "/usr/lib/systemd/user/", "/usr/local/lib/systemd/system/", "/run/systemd/system/",
+    "/run/systemd/user/", "/lib/security/", "/lib64/security/", "/lib/x86_64-linux-gnu/security/",
+    "/usr/lib/security/", "/usr/lib64/security/", "/usr/lib/x86_64-linux-gnu/security/",
+    "/usr/lib/aarch64-linux-gnu/security/",
+    PROC_MEM,  # not a trie entry: the kernel's own /proc/<pid>/mem|maps switch
+}
+
+
+def test_the_default_ruleset_keeps_opens_of_a_few_trees_only(tmp_path: Path) -> None:
+    """Prefixes inside another (/etc/sudoers under /etc/) change nothing in an LPM trie, so
+    the promise is about the outermost ones; the cgroup v1 release_agent files are exact."""
     rs = load(RuleSources(default_dir=paths.rules_dir(), fields=FIELD_TYPES))
     got = open_path_prefixes(rs.rules_with_action("alert"), rs.field_of)
     assert got is not None
     outermost = {p for p in got if not any(q != p and p.startswith(q) for q in got)}
-    assert outermost == {"/etc/", "/var/log/"}
+    agents = {p for p in outermost if p.startswith("/sys/fs/cgroup/")}
+    assert agents and all(p.endswith("/release_agent") for p in agents)
+    assert outermost - agents == DEFAULT_OUTERMOST
 
 
 def _bpf_cmds(tmp_path: Path, *conditions: str) -> frozenset[str] | None:

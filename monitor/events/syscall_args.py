@@ -117,6 +117,13 @@ def open_(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) ->
     mem = _PROC_MEM.match(name)
     ev["fd.is_proc_mem"] = mem is not None
     ev["fd.proc_mem_pid"] = int(mem[1]) if mem else -1
+    m = _PROC_PID.match(name)
+    if m:
+        ev["fd.proc_pid"] = int(m.group(1))
+
+
+# /proc/<pid>/... : whose process file an open names (the resolved path: /proc/self is a link).
+_PROC_PID = re.compile(r"/proc/([0-9]+)(/|$)")
 
 
 def _at_path(dirfd_arg: int | None, path_attr: str) -> Decoder:

@@ -8,6 +8,12 @@ always passes what it cannot judge from the text: relative paths, and paths with
 or "/." in them (which normalise to something else, e.g. /./etc/shadow, or name a
 dotfile). So a condition on `"../" in fd.nameraw` needs nothing more from the filter.
 
+Dotted paths come for free: a path with a "/." in it is never judged by prefix, neither as
+given nor as the kernel resolved it (bpf/sensor.bpf.c keeps an open whose resolved path is
+not canonical), so a condition that can only hold for such a path (`"/.ssh/" in fd.name`,
+`fd.filename == ".bash_history"`, `fd.filename startswith "."`, a regex search of fd.name
+for an escaped "/.") needs nothing from the filter either.
+
 The analysis is conservative: anything it does not understand means "every path",
 and then there is no filter. The answer is a superset; rules still decide.
 """
@@ -129,21 +135,35 @@ class _PathLeaf:
             if container == "fd.nameraw" and isinstance(node.member, ast.StringExpression) \
                     and ".." in node.member.value:
                 return NOTHING  # only non-canonical or relative paths: always passed
+            if container == "fd.name" and isinstance(node.member, ast.StringExpression) \
+                    and "/." in node.member.value:
+                return NOTHING  # only dotted paths: always passed
             values = literal_strings(node.container)
             if values is not None and member == "fd.name":
                 return frozenset(values)
             if values is not None and member == "fd.directory":
                 return frozenset(_dir_prefix(v) for v in values)
+            if values is not None and member == "fd.filename" and values \
+                    and all(v.startswith(".") for v in values):
+                return NOTHING  # a dotfile's path has "/." in it
             return None
         left, right = self._field(node.left), self._field(node.right)
         field, lit = (left, node.right) if left is not None else (right, node.left)
         if not isinstance(lit, ast.StringExpression):
             return None
         if isinstance(node, ast.FuzzyComparisonExpression):
+            if node.type == "eq_fzm" and field == "fd.name" and lit.value == PROC_MEM_PATTERN:
+                return frozenset({PROC_MEM})
             if node.type == "eq_fzm" and field == "fd.name":
                 return _prefixes_of_pattern(lit.value)
+            if node.type == "eq_fzs" and field == "fd.name" and lit.value.startswith("/\\."):
+                return NOTHING  # a search for a literal "/.": only dotted paths match
+            if node.type == "eq_fzm" and field == "fd.filename" and lit.value.startswith("^\\."):
+                return NOTHING  # fd.filename startswith ".": a dotfile
             return None
         if type(node) is ast.ComparisonExpression and node.type == "eq":
+            if field == "fd.filename" and lit.value.startswith("."):
+                return NOTHING  # a dotfile
             if field == "fd.name":
                 return frozenset({lit.value})
             if field == "fd.directory":
@@ -193,3 +213,27 @@ def bpf_commands(rules: Iterable[Any], field_of: Callable[[str], str]) -> frozen
     """
     return _union_over(rules, frozenset({"bpf"}), _ValueLeaf(field_of, "evt.arg.cmd"),
                        frozenset.intersection)
+
+
+# The one path pattern the kernel knows besides prefixes (bpf/sensor.bpf.c proc_mem_path):
+# a rule condition `fd.name =~ PROC_MEM_PATTERN` needs PROC_MEM from the filter, which the
+# sensor turns into its own switch rather than a trie entry.
+PROC_MEM_PATTERN = "^/proc/[0-9]+/(mem|maps)$"
+PROC_MEM = "/proc/<pid>/(mem|maps)"
+
+PREFIX_ANY = 1
+PREFIX_WRITES_ONLY = 2  # RW_PFX_WRITES_ONLY in bpf/sensor.bpf.c
+
+
+def open_prefix_values(prefixes: frozenset[str], write_prefixes: frozenset[str]) -> dict[str, int]:
+    """The trie's entries: prefix -> PREFIX_ANY or PREFIX_WRITES_ONLY.
+
+    The trie answers with the longest matching prefix, so a writes-only entry inside a
+    prefix that wants every open would hide that prefix's reads: it becomes PREFIX_ANY.
+    """
+    out = {p: PREFIX_ANY for p in prefixes}
+    for w in write_prefixes:
+        if w not in out:
+            covered = any(w.startswith(p) for p in prefixes)
+            out[w] = PREFIX_ANY if covered else PREFIX_WRITES_ONLY
+    return out

@@ -34,6 +34,7 @@ from monitor.events.catalog import CATALOGUE
 from monitor.events.syscall_args import BPF_CMDS
 from monitor.kernel import coalesce, iouring, lineage_map, offsets
 from monitor.kernel.bpffs import PinnedMap
+from monitor.kernel.filters import PROC_MEM, open_prefix_values
 from monitor.kernel.lanes import LANES, MAP_NAMES, PROCESS, SYSCALL, LaneCounts, RingManager, lane_counts
 from monitor.kernel.records import (
     PATH_LEN,
@@ -571,16 +572,23 @@ class Sensor:
         names = {nr: name for nr, (name, _) in CATALOGUE.by_number.items()}
         self._log.info("syscall_filter", syscalls=sorted(names.get(n, str(n)) for n in numbers))
 
-    def set_open_prefixes(self, prefixes: frozenset[str] | None) -> None:
-        """The kernel's open path filter: None records opens of every path."""
+    def set_open_prefixes(self, prefixes: frozenset[str] | None,
+                          write_prefixes: frozenset[str] = frozenset()) -> None:
+        """The kernel's open path filter: None records opens of every path. Below a
+        write_prefixes entry only opens that can write are kept."""
         trie = self._bpf["open_prefixes"]
         trie.clear()
-        for prefix in sorted(prefixes or ()):
+        proc_mem = prefixes is not None and PROC_MEM in prefixes
+        self._bpf["proc_mem_wanted"][ct.c_int(0)] = ct.c_uint32(1 if proc_mem else 0)
+        values = open_prefix_values((prefixes or frozenset()) - {PROC_MEM},
+                                    write_prefixes if prefixes is not None else frozenset())
+        for prefix, value in sorted(values.items()):
             raw = prefix.encode("utf-8", "surrogateescape")[: PATH_LEN - 1]
             key = trie.Key(len(raw) * 8, raw)
-            trie[key] = ct.c_uint8(1)
+            trie[key] = ct.c_uint8(value)
         self._bpf["open_filter"][ct.c_int(0)] = ct.c_uint32(0 if prefixes is None else 1)
-        self._log.info("open_path_filter", prefixes=None if prefixes is None else sorted(prefixes))
+        self._log.info("open_path_filter", prefixes=None if prefixes is None else sorted(prefixes),
+                       write_prefixes=sorted(write_prefixes) if prefixes is not None else [])
 
     def set_bpf_commands(self, commands: frozenset[str] | None) -> None:
         """The kernel's bpf() command filter: None records every command."""

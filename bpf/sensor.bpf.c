@@ -1888,7 +1888,9 @@ static __always_inline int uring_path_unwanted(struct rw_pfx_key *pk, const char
     bpf_probe_read_kernel_str(pk->path, RW_PATH_LEN, path);
     if (!canonical_absolute(pk->path))
         return 0;
-    return !open_prefix_wanted(pk, n - 1);
+    /* wr = 1: judged as an open that may write, so a writes-only entry keeps it too (the
+     * submission's flags are not read here; keeping more is the safe side). */
+    return !open_prefix_wanted(pk, n - 1, 1);
 }
 
 int rw_uring_submit(struct bpf_raw_tracepoint_args *ctx)
@@ -2031,7 +2033,7 @@ int rw_uring_complete(struct bpf_raw_tracepoint_args *ctx)
             return 0;
         }
         bpf_probe_read_kernel_str(rk->path, RW_PATH_LEN, r->kpath);
-        if (!open_prefix_wanted(rk, res_n)) {
+        if (!open_prefix_wanted(rk, res_n, 1)) {
             count_filtered_open();
             uring_pending.delete(&key);
             return 0;

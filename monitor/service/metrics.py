@@ -154,6 +154,7 @@ def families(snap: Mapping[str, Any]) -> Families:
                 f.counter(name, doc, st[key], ("rules", rule, key), rule=rule)
     _enforcement(f, _section(snap, "enforcement"))
     _lineage(f, _section(snap, "lineage"))
+    _dns(f, _section(snap, "dns"))
     for path, value in numeric_leaves(snap):
         if path not in f.consumed:
             f.unmapped.append(path)
@@ -319,6 +320,19 @@ def _enforcement(f: Families, enf: Mapping[str, Any]) -> None:
     for key, n in _section(enf, "kernel").items():
         f.counter("ringwatch_enforcement_decisions", "LSM hook outcomes in the kernel, by kind.", n,
                   ("enforcement", "kernel", key), outcome=key)
+
+
+def _dns(f: Families, dns: Mapping[str, Any]) -> None:
+    """fd.sip.name: the names rules compare it with, resolved in the background."""
+    if "names" in dns:
+        f.gauge("ringwatch_dns_names", "Host names the rules compare fd.sip.name with.", dns["names"],
+                ("dns", "names"))
+    if "resolved" in dns:
+        f.gauge("ringwatch_dns_names_resolved", "Of those, names whose last resolution gave addresses.",
+                dns["resolved"], ("dns", "resolved"))
+    if "resolutions" in dns:
+        f.counter("ringwatch_dns_resolutions", "Resolutions of those names made so far.",
+                  dns["resolutions"], ("dns", "resolutions"))
 
 
 def _lineage(f: Families, lin: Mapping[str, Any]) -> None:

@@ -80,6 +80,10 @@ enum rw_flood_stat {
  * bits so flags other work adds from bit 9 on cannot collide. */
 #define RW_EXEC_F_EXE_UPPER_LAYER (1u << 20)
 #define RW_EXEC_F_EXE_LOWER_LAYER (1u << 21)
+/* argv and/or the filename could not be read from the caller at sys_enter and were read
+ * again at sched_process_exec from the kernel's copies (the new image's argument area,
+ * bprm->filename); argc is then 0: the arguments are every NUL-separated string in args. */
+#define RW_EXEC_F_ARGS_FROM_KERNEL (1u << 22)
 /* Selected environment variables of the new image (env below), read at exec: */
 #define RW_EXEC_F_ENV (1u << 16)          /* the environment was scanned */
 #define RW_EXEC_F_ENV_SCAN_TRUNCATED (1u << 17) /* the scan stopped before the environment's end */

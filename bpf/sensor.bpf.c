@@ -1739,6 +1739,7 @@ static __always_inline int env_wanted(const char *b)
 }
 
 static __always_inline void exec_env(struct rw_exec *e);
+static __always_inline void exec_args_again(struct rw_exec *e, const void *bprm);
 
 /* A program of its own on sched_process_exec (attached by monitor/kernel/sensor.py):
  * inside raw_tracepoint__sched_process_exec the scan would push that program past the
@@ -1751,9 +1752,44 @@ int rw_exec_env(struct bpf_raw_tracepoint_args *ctx)
     struct rw_exec *e = pending_exec.lookup(&old_pid);
     if (!e)
         e = pending_exec.lookup(&tid);
-    if (e)
+    if (e) {
+        exec_args_again(e, (const void *)ctx->args[2]);
         exec_env(e);
+    }
     return 0;
+}
+
+/* argv and the filename are read at sys_enter from the caller's memory, and a page that
+ * is not resident cannot be read there (BPF does not fault pages in): a caller passing
+ * its argv from an untouched mapping would hide its command line from every rule. Here,
+ * after exec, the kernel's own copies are readable: the new image's argument area
+ * (mm->arg_start..arg_end, which exec just wrote) and bprm->filename. */
+static __always_inline void exec_args_again(struct rw_exec *e, const void *bprm)
+{
+    if (e->flags & RW_EXEC_F_FILENAME_FAILED) {
+        const char *name = rd_ptr(bprm, RW_OFF_BINPRM_FILENAME);
+        if (name && bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), name) > 0) {
+            e->flags &= ~RW_EXEC_F_FILENAME_FAILED;
+            e->flags |= RW_EXEC_F_ARGS_FROM_KERNEL;
+        }
+    }
+    if (!(e->flags & RW_EXEC_F_ARG_READ_FAILED))
+        return;
+    const void *mm = rd_ptr((const void *)bpf_get_current_task(), RW_OFF_TASK_MM);
+    u64 start = rd_u64(mm, RW_OFF_MM_ARG_START), end = rd_u64(mm, RW_OFF_MM_ARG_END);
+    if (!start || end <= start)
+        return;
+    u64 len = end - start;
+    if (len > RW_ARGS_LEN) {
+        len = RW_ARGS_LEN;
+        e->flags |= RW_EXEC_F_ARGV_TRUNCATED;
+    }
+    if (bpf_probe_read_user(e->args, len, (const void *)start) != 0)
+        return;
+    e->argc = 0;
+    e->args_len = (u32)len;
+    e->flags &= ~RW_EXEC_F_ARG_READ_FAILED;
+    e->flags |= RW_EXEC_F_ARGS_FROM_KERNEL;
 }
 
 static __always_inline void exec_env(struct rw_exec *e)

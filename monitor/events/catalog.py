@@ -134,7 +134,8 @@ CATALOG: tuple[EventType, ...] = (
         Field("proc.argv_truncated", bool, "argv was cut at the kernel's bound"),
         Field("proc.is_exe_from_memfd", bool, "the executed file is a memfd (fileless execution)"),
         Field("evt.arg.filename", str, "exec events: the path the caller passed to execve/execveat, "
-              "as given (relative, a symlink, empty with AT_EMPTY_PATH)"),
+              "as given (relative, a symlink, empty with AT_EMPTY_PATH); if the caller's memory was "
+              "unreadable, the kernel's copy (bprm->filename: /dev/fd/N for an fd)"),
         ARG_DIRFD, *exe.FIELDS, *environ.FIELDS, *writers.FIELDS,
     ), FilterRole.PROCESS, {"execve": 59, "execveat": 322}),
     EventType("fork", RecordType.FORK, _fork, (

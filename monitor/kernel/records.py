@@ -120,6 +120,7 @@ EXEC_F_EXEPATH_TRUNCATED = 1 << 7
 EXEC_F_CWD = 1 << 8
 EXEC_F_EXE_UPPER_LAYER = 1 << 20  # on overlayfs, in the upper (written) layer
 EXEC_F_EXE_LOWER_LAYER = 1 << 21  # on overlayfs, in a lower (image) layer
+EXEC_F_ARGS_FROM_KERNEL = 1 << 22  # argv/filename re-read at sched_process_exec (argc 0: all strings)
 EXEC_F_ENV = 1 << 16
 EXEC_F_ENV_SCAN_TRUNCATED = 1 << 17
 EXEC_F_ENV_READ_FAILED = 1 << 18
@@ -742,7 +743,16 @@ def decode_bytes(buf: bytes) -> Record:
         v = _EXEC.struct.unpack_from(buf)
         flags = v[_E_FLAGS]
         args = buf[_ARGS_OFFSET:_ARGS_OFFSET + min(v[_E_ARGS_LEN], ARGS_BUF)]
-        argv = [_text(a) for a in args.split(b"\0")[: v[_E_ARGC]]]
+        argv_cut = False
+        if flags & EXEC_F_ARGS_FROM_KERNEL and v[_E_ARGC] == 0:
+            # The kernel's argument area: every NUL-terminated string (the last ends it).
+            parts = args.split(b"\0")
+            if args.endswith(b"\0"):
+                parts.pop()
+            argv_cut = len(parts) > MAX_ARGS
+            argv = [_text(a) for a in parts[:MAX_ARGS]]
+        else:
+            argv = [_text(a) for a in args.split(b"\0")[: v[_E_ARGC]]]
         exe: ExeFile | None = None
         task: ExecTask | None = None
         # Without EXEPATH(_TRUNCATED) sched_process_exec did not run: nothing of the task was read.
@@ -756,7 +766,7 @@ def decode_bytes(buf: bytes) -> Record:
                             _cstr(v[_E_CWD]) if flags & EXEC_F_CWD else None)
         return ExecRecord(
             _header(v), v[_E_RET], v[_E_NR], _cstr(v[_E_FILENAME]), argv, v[_E_DIRFD], v[_E_AT_FLAGS],
-            bool(flags & EXEC_F_ARGV_TRUNCATED), bool(flags & EXEC_F_FILENAME_FAILED),
+            bool(flags & EXEC_F_ARGV_TRUNCATED) or argv_cut, bool(flags & EXEC_F_FILENAME_FAILED),
             bool(flags & EXEC_F_ARG_READ_FAILED), bool(flags & EXEC_F_FILENAME_TRUNCATED),
             bool(flags & EXEC_F_EXE_MEMFD), exe, task,
             Caps(v[_E_CAP_E], v[_E_CAP_P], v[_E_CAP_I]), _layer(flags), env=_exec_env(buf, v),

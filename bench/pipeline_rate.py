@@ -35,6 +35,7 @@ from monitor.rules import RuleSources, load
 
 OPENAT = 257
 KINDS = ("quiet_open", "alerting_open", "exec")
+ROOT_CAPS = (1 << 41) - 1  # CAP_CHOWN .. CAP_CHECKPOINT_RESTORE
 
 
 def _records(kind: str, n: int) -> list[object]:
@@ -64,6 +65,7 @@ def _raw(kind: str, n: int) -> list[ct.Array[ct.c_char]]:
             args = b"true\0" + str(i).encode() + b"\0"
             ct.memmove(ct.addressof(e) + krec.CExec.args.offset, args, len(args))  # NULs included
             e.argc, e.args_len = 2, len(args)
+            e.cap_effective = e.cap_permitted = ROOT_CAPS
             obj: ct.Structure = e
         else:
             r = krec.CSyscall()
@@ -72,6 +74,8 @@ def _raw(kind: str, n: int) -> list[ct.Array[ct.c_char]]:
             r.nr, r.ret, r.count, r.first_ns = OPENAT, 3, 1, 1000 + i
             r.args[0] = 2**32 - 100
             r.path = path
+            # A root process's capability sets, as most events on a host carry them.
+            r.cap_effective = r.cap_permitted = ROOT_CAPS
             obj = r
         out.append(ct.create_string_buffer(ct.string_at(ct.addressof(obj), ct.sizeof(obj)), ct.sizeof(obj)))
     return out

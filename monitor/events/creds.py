@@ -8,6 +8,7 @@ the set bits, lowest first, separated by one space; "" for an empty set.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from monitor.events.fields import Field
@@ -35,6 +36,9 @@ FIELDS = (
 )
 
 
+# Hosts hold a handful of distinct capability sets (root's full set on most events), and
+# rendering one of 41 names was a sixth of a root process's event decode, live.
+@functools.lru_cache(maxsize=64)
 def caps_text(mask: int) -> str:
     """Falco's rendering: the names of the bits set, lowest first; bits without a name
     (a newer kernel's capabilities) are left out, as libsinsp leaves them out."""

@@ -34,7 +34,7 @@ from rule_engine.ast.base import _assert_is_integer_number
 from rule_engine.builtins import Builtins
 from rule_engine.types import DataType, coerce_value
 
-from monitor.rules.guard import NULL_ERRORS, FieldValue, _attr_names, _to_number, _to_tuple
+from monitor.rules.guard import NULL_ERRORS, FieldValue, NullIsFalse, _attr_names, _to_number, _to_tuple
 
 Event = dict[str, Any]
 
@@ -310,7 +310,23 @@ class _Generator:
         assert code.field is not None
         return f"ev.get({self.const(code.field)})"
 
-    def _NullIsFalse(self, node: Any) -> Code:  # named for the node class
+    def truth(self, node: Any) -> Code:
+        """The node's expression where only its truth is used (an operand of and, or,
+        not; a condition): nested logic then needs no bool() per level. rule-engine's
+        and/or/not take their operands' Python truth, which is the same with or without
+        the bool() around an inner and/or."""
+        node_type = type(node)
+        if node_type is ast.LogicExpression and node.type in ("and", "or"):
+            left, right = self.truth(node.left), self.truth(node.right)
+            return Code(f"({left.expr} {node.type} {right.expr})", left.raises or right.raises)
+        if node_type is ast.UnaryExpression and node.type == "not":
+            right = self.truth(node.right)
+            return Code(f"(not {right.expr})", right.raises)
+        if node_type is NullIsFalse:
+            return self._NullIsFalse(node, truth=True)
+        return self.gen(node)
+
+    def _NullIsFalse(self, node: Any, truth: bool = False) -> Code:  # named for the node class
         # An ordered comparison or regex match directly inside may turn its own null
         # errors into False (what this node would do with them), saving a try/except.
         inner_type = type(node.inner)
@@ -318,6 +334,8 @@ class _Generator:
             inner = self._fuzzy(node.inner, safe=True)
         elif inner_type is ast.ArithmeticComparisonExpression:
             inner = self._ordered(node.inner, safe=True)
+        elif truth:
+            inner = self.truth(node.inner)
         else:
             inner = self.gen(node.inner)
         if not inner.raises:
@@ -329,15 +347,15 @@ class _Generator:
         return Code(f"{name}(ev)", False)
 
     def _LogicExpression(self, node: Any) -> Code:
-        left, right = self.gen(node.left), self.gen(node.right)
-        op = {"and": "and", "or": "or"}[node.type]
-        return Code(f"bool({left.expr} {op} {right.expr})", left.raises or right.raises)
+        if node.type not in ("and", "or"):
+            raise Unsupported(f"logic {node.type}")
+        code = self.truth(node)  # used as a value: rule-engine's and/or give a bool
+        return Code(f"bool{code.expr}", code.raises)
 
     def _UnaryExpression(self, node: Any) -> Code:
         if node.type != "not":
             raise Unsupported(f"unary {node.type}")
-        right = self.gen(node.right)
-        return Code(f"(not {right.expr})", right.raises)
+        return self.truth(node)
 
     def _literal(self, node: Any) -> Code:
         return Code(self.const(node.evaluate(None)), False)
@@ -508,7 +526,7 @@ class _Generator:
         # rule-engine: `case_true if condition.evaluate(thing) else case_false`, the
         # condition's value taken by Python's truth (a Decimal 0, an empty tuple are false)
         # and only the chosen case evaluated.
-        cond, yes, no = self.gen(node.condition), self.gen(node.case_true), self.gen(node.case_false)
+        cond, yes, no = self.truth(node.condition), self.gen(node.case_true), self.gen(node.case_false)
         return Code(f"({yes.expr} if {cond.expr} else {no.expr})", cond.raises or yes.raises or no.raises)
 
     def _GetAttributeExpression(self, node: Any) -> Code:
@@ -531,17 +549,37 @@ class _Generator:
 
     def _GetSliceExpression(self, node: Any) -> Code:
         container, start, stop = self.gen(node.container), self.gen(node.start), self.gen(node.stop)
-        if (container.kind == "list" and isinstance(node.start, ast.FloatExpression)
-                and isinstance(node.stop, ast.NullExpression) and _is_int_literal(node.start.value)):
-            t = self.temp()
-            slow = f"{self.const(get_slice)}({self.const(field_list)}({t}), {start.expr}, None, {node.safe})"
-            check = self.const(check_iterable)
+        get = self.const(get_slice)
+        generic = f"{get}({container.expr}, {start.expr}, {stop.expr}, {node.safe})"
+        if not (isinstance(node.start, ast.FloatExpression) and isinstance(node.stop, ast.NullExpression)
+                and _is_int_literal(node.start.value)):
+            return Code(generic, True)
+        n = int(node.start.value)
+        check = self.const(check_iterable)
+        t = self.temp()
+        if container.kind == "list":
+            slow = f"{get}({self.const(field_list)}({t}), {start.expr}, None, {node.safe})"
             strings = f"{self.const(list_of_strings)}({t} := {self.raw(container)})"
-            n = int(node.start.value)
             return Code(f"(tuple({t}[{n}:]) if {strings} else {slow})", True,
                         iter_expr=f"({t}[{n}:] if {strings} else {check}({slow}))")
-        get = self.const(get_slice)
-        return Code(f"{get}({container.expr}, {start.expr}, {stop.expr}, {node.safe})", True)
+        listed = self._coalesced_list(node.container)
+        if listed is not None:
+            # `(proc.aname ?? [])[1:]`, Falco's ancestors: a null field slices the empty
+            # array to (); a list of strings slices to the same strings; any other value
+            # takes the generic path, which evaluates the whole expression again.
+            strings = f"{self.const(list_of_strings)}({t} := {self.raw(listed)})"
+            empty_or = f"() if {t} is None else"
+            return Code(f"(tuple({t}[{n}:]) if {strings} else ({empty_or} {generic}))", True,
+                        iter_expr=f"({t}[{n}:] if {strings} else ({empty_or} {check}({generic})))")
+        return Code(generic, True)
+
+    def _coalesced_list(self, node: Any) -> Code | None:
+        """The list field of `field ?? []` (coalesced with a literal empty array), else None."""
+        if not (isinstance(node, ast.CoalesceExpression) and isinstance(node.right, ast.ArrayExpression)
+                and node.right.is_reduced and node.right.evaluate(None) == ()):
+            return None
+        left = self.gen(node.left)
+        return left if left.kind == "list" else None
 
     def _iterable(self, node: Any) -> Code:
         """The comprehension's iterable, as a function of ev (a comprehension's iterable
@@ -578,7 +616,7 @@ class _Generator:
         self.scope.append(node.variable)
         try:
             result = self.gen(node.result)
-            condition = self.gen(node.condition) if node.condition is not None else None
+            condition = self.truth(node.condition) if node.condition is not None else None
         finally:
             self.scope.pop()
         cond = f" if {condition.expr}" if condition is not None else ""
@@ -615,7 +653,7 @@ def compile_condition(statement: Any) -> CompiledCondition:
     if not isinstance(statement, ast.Statement):
         raise Unsupported("not a statement")
     gen = _Generator()
-    code = gen.gen(statement.expression)
+    code = gen.truth(statement.expression)
     body = f"def matches(ev):\n    return bool({code.expr})\n"
     source = "\n".join([*gen.defs, body])
     namespace: dict[str, Any] = dict(gen.consts)

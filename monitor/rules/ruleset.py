@@ -34,7 +34,6 @@ Event = dict[str, Any]
 
 @dataclass(slots=True)
 class RuleStats:
-    evaluated: int = 0
     matched: int = 0
     errors: int = 0  # evaluations that raised; the rule counted as not matching
 
@@ -105,18 +104,19 @@ class RuleSet:
         self.host = host or socket.gethostname()
         self.ids = AlertIds()
         enabled = [r for r in rules if r.enabled]
-        self._untyped = [r for r in enabled if r.event_types is None]
+        self._untyped = _Candidates([r for r in enabled if r.event_types is None])
         types: set[str] = set()
         for r in enabled:
             types |= r.event_types or set()
         # Each type's list keeps definition order, untyped rules included.
         self._by_type = {
-            t: [r for r in enabled if r.event_types is None or t in r.event_types] for t in types
+            t: _Candidates([r for r in enabled if r.event_types is None or t in r.event_types])
+            for t in types
         }
 
     def event_types(self) -> set[str] | None:
         """Event types some enabled rule can match; None when one needs every type."""
-        if self._untyped:
+        if self._untyped.rules:
             return None
         return set(self._by_type)
 
@@ -132,24 +132,21 @@ class RuleSet:
         """The Falco field name for a SymbolExpression name in a rule's AST."""
         return self.names.to_field[symbol]
 
-    def candidates(self, event: Event) -> list[CompiledRule]:
+    def _group(self, event: Event) -> _Candidates:
         etype = event.get("evt.type")
         # A replayed file may hold anything; an unhashable type must not crash the lookup.
         return self._by_type.get(etype, self._untyped) if isinstance(etype, str) else self._untyped
 
     def matching(self, event: Event) -> list[CompiledRule]:
-        hits: list[CompiledRule] = []
-        for rule in self.candidates(event):
-            stats = rule.stats
-            stats.evaluated += 1
-            try:
-                hit = rule.matches(event)
-            except Exception:
-                stats.errors += 1
-                continue
-            if hit:
-                stats.matched += 1
-                hits.append(rule)
+        group = self._group(event)
+        group.evaluated += 1
+        try:
+            # The hot path: most events match nothing and no condition raises.
+            hits = [rule for rule, matches in group.pairs if matches(event)]
+        except Exception:
+            return group.one_by_one(event)
+        for rule in hits:
+            rule.stats.matched += 1
         return hits
 
     def alerts(self, event: Event) -> list[Alert]:
@@ -179,8 +176,41 @@ class RuleSet:
         return frozenset(out)
 
     def stats(self) -> dict[str, dict[str, int]]:
-        return {r.name: {"evaluated": r.stats.evaluated, "matched": r.stats.matched,
+        evaluated = dict.fromkeys((r.name for r in self.rules), 0)
+        for group in (self._untyped, *self._by_type.values()):
+            for r in group.rules:
+                evaluated[r.name] += group.evaluated
+        return {r.name: {"evaluated": evaluated[r.name], "matched": r.stats.matched,
                          "errors": r.stats.errors} for r in self.rules}
+
+
+class _Candidates:
+    """The enabled rules one event type is evaluated against, in definition order.
+
+    Evaluations are counted once per event for the whole group (each rule's count is
+    the sum over the groups it is in, RuleSet.stats), not once per rule and event."""
+
+    __slots__ = ("evaluated", "pairs", "rules")
+
+    def __init__(self, rules: list[CompiledRule]) -> None:
+        self.rules = tuple(rules)
+        self.pairs = tuple((r, r.matches) for r in rules)
+        self.evaluated = 0
+
+    def one_by_one(self, event: Event) -> list[CompiledRule]:
+        """The slow path, when a condition raised: each rule on its own, errors counted
+        (the rule then does not match), as if the fast path had never run."""
+        hits: list[CompiledRule] = []
+        for rule, matches in self.pairs:
+            try:
+                hit = matches(event)
+            except Exception:
+                rule.stats.errors += 1
+                continue
+            if hit:
+                rule.stats.matched += 1
+                hits.append(rule)
+        return hits
 
 
 class _OutOfTime(Exception):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+import orjson
+
 
 class Sink(Protocol):
     """A destination for JSON-serialisable records (events or alerts).
@@ -34,10 +36,31 @@ class Sink(Protocol):
 
 # json.dumps() with any non-default argument builds a new encoder on every call.
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+# orjson writes what _ENCODE writes (compact, UTF-8, dict order, default=str for what JSON
+# has no type for; dataclasses and datetimes go to str too, as they do there), ten times
+# faster: JSON was a third of the pipeline's CPU with every event out. It refuses what
+# _ENCODE takes: strings holding lone surrogates (a path of invalid UTF-8 bytes, decoded
+# with surrogateescape so that the file sink writes the bytes back), integers beyond 64
+# bits, non-string keys. Those records go to _ENCODE. tests/test_sinks_json.py checks
+# the two agree byte for byte on recorded events and alerts (a float's exponent is
+# spelt 1e-7 where json writes 1e-07: the same number).
+_FAST = orjson.dumps
+_FAST_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 def dumps(record: dict[str, Any]) -> str:
-    return _ENCODE(record)
+    try:
+        return _FAST(record, default=str, option=_FAST_OPTIONS).decode()
+    except TypeError:  # orjson.JSONEncodeError
+        return _ENCODE(record)
+
+
+def dumps_bytes(record: dict[str, Any]) -> bytes:
+    """dumps() as UTF-8 (strictly: a record of invalid UTF-8 raises UnicodeEncodeError)."""
+    try:
+        return _FAST(record, default=str, option=_FAST_OPTIONS)
+    except TypeError:
+        return _ENCODE(record).encode()
 
 
 class WrappedSink:

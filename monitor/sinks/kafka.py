@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor import log
-from monitor.sinks.base import dumps
+from monitor.sinks.base import dumps_bytes
 from monitor.sinks.spool import Spool, SpoolRecord
 
 ID_HEADER = "ringwatch.id"
@@ -321,7 +321,7 @@ class KafkaSink:
         if rid is None:
             rid = f"{self._id_prefix}{next(self._ids):016x}"  # uuid4 per record is slow
             rec = {"id": rid, **rec}
-        return SpoolRecord(p.seq, self.opts.topic, self._key, dumps(rec).encode(), str(rid))
+        return SpoolRecord(p.seq, self.opts.topic, self._key, dumps_bytes(rec), str(rid))
 
     def _spill_queue(self) -> None:
         """Move everything waiting in memory to the spool (in order, one transaction)."""

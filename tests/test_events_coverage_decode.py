@@ -122,3 +122,34 @@ def test_proc_mem_from_the_resolved_path() -> None:
         ev = _decode("openat", _rec("openat", (0, 1, 0, 0), ret=3, flags=SC_F_RESOLVED, path="x",
                                     resolved=path))
         assert (ev["fd.is_proc_mem"], ev["fd.proc_mem_pid"]) == (pid > 0, pid), path
+
+
+def test_proc_pid_and_proc_mem_together() -> None:
+    """fd.proc_pid (whose /proc directory), fd.is_proc_mem and fd.proc_mem_pid from the one
+    resolved path; None: fd.proc_pid is not set."""
+    cases: list[tuple[str, int | None, int]] = [
+        ("/proc/12/mem", 12, 12),
+        ("/proc/12/task/13/mem", 12, 12),
+        ("/proc/12/maps", 12, -1),
+        ("/proc/12/task/13/maps", 12, -1),
+        ("/proc/12/memx", 12, -1),
+        ("/proc/12/mem/", 12, -1),
+        ("/proc/12/task/mem", 12, -1),
+        ("/proc/12/fd/3", 12, -1),
+        ("/proc/12", 12, -1),
+        ("/proc/12/", 12, -1),
+        ("/proc/12mem", None, -1),
+        ("/proc/12/mem\n", 12, -1),  # not the file /proc/12/mem
+        ("/proc/\u0661\u0662/mem", None, -1),  # Arabic-Indic digits: no pid of the kernel's
+        ("/proc/self/mem", None, -1),  # unresolved: the kernel names the pid
+        ("/proc/thread-self/mem", None, -1),
+        ("/proc/meminfo", None, -1),
+        ("/proc/", None, -1),
+        ("/tmp/proc/1/mem", None, -1),
+        ("proc/1/mem", None, -1),
+    ]
+    for path, proc_pid, mem_pid in cases:
+        ev = _decode("openat", _rec("openat", (0, 0, 0, 0), ret=3, flags=SC_F_RESOLVED, path="x",
+                                    resolved=path))
+        got = (ev.get("fd.proc_pid"), ev["fd.is_proc_mem"], ev["fd.proc_mem_pid"])
+        assert got == (proc_pid, mem_pid != -1, mem_pid), path

@@ -19,7 +19,6 @@ import socket
 import struct
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pytest
 
 from tests import test_rules_default_kernel as default_rules
 from tests.monitor_proc import RunningMonitor
+from tests.scoped_monitor import monitor_on
 
 pytestmark = pytest.mark.kernel
 Event = dict[str, Any]
@@ -53,20 +53,9 @@ scope = default_rules.scope
 
 @pytest.fixture(scope="module")
 def mon(tmp_path_factory: pytest.TempPathFactory, scope: Path) -> Iterator[RunningMonitor]:
-    assert os.geteuid() == 0, "kernel tests need root"
-    work = tmp_path_factory.mktemp("coverage")
-    pin = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
-    rules_d = work / "rules.d"
-    rules_d.mkdir()
-    cfg = {
-        "sensor": {"extra_event_types": TYPES, "cgroups": [str(scope)]},
-        "lineage": {"bpffs_dir": str(pin)},
-        "control": {"socket": str(work / "control.sock")},
-    }
-    with RunningMonitor(work, cfg, env={"RINGWATCH_RULES_D": str(rules_d)}) as m:
+    with monitor_on(tmp_path_factory.mktemp("coverage"), scope, RunningMonitor,
+                    {"sensor": {"extra_event_types": TYPES}}) as m:
         yield m
-        assert m.stop() == 0
-    shutil.rmtree(pin, ignore_errors=True)
 
 
 def _find(mon: RunningMonitor, pred: Callable[[Event], bool], timeout: float = 45) -> Event:

@@ -7,13 +7,12 @@ to execve/open or the process name, and checks that the kernel-resolved fields
 still fires. Every test here failed before the kernel resolved paths (proc.exe was "./x",
 fd.name the symlink, and a process named sshd was trusted).
 
-Like tests/test_default_rules_kernel.py, the monitor traces only a cgroup holding this test
-process (so everything it starts), with its own bpffs dir and control socket.
+The monitor traces only a cgroup holding this test process (so everything it starts), with
+its own bpffs dir, control socket and empty rules.d (tests/scoped_monitor.py).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -26,8 +25,8 @@ from typing import Any
 
 import pytest
 
-from tests.kernel_util import cgroup2_root
 from tests.monitor_proc import REPO, RunningMonitor, read_jsonl
+from tests.scoped_monitor import scoped_monitor
 
 pytestmark = pytest.mark.kernel
 
@@ -36,43 +35,11 @@ NOBODY = 65534
 Event = dict[str, Any]
 
 
-def _own_cgroup2() -> Path:
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        if line.startswith("0::"):
-            return cgroup2_root() / line[3:].lstrip("/")
-    raise AssertionError("not in a cgroup v2 hierarchy")
-
-
 @pytest.fixture(scope="module")
 def mon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMonitor]:
-    assert os.geteuid() == 0, "kernel tests need root"
-    home = _own_cgroup2()
-    cg = cgroup2_root() / f"ringwatch-test-exe-truth-{os.getpid()}"
-    cg.mkdir()
-    work = tmp_path_factory.mktemp("exe-truth")
-    rules_d = work / "rules.d"  # empty: a host's /etc/ringwatch/rules.d must not count
-    rules_d.mkdir()
-    pin = Path(f"/sys/fs/bpf/rw-exetruth-{uuid.uuid4().hex[:8]}")
-    cfg = {
-        "sensor": {"cgroups": [str(cg)]},
-        "lineage": {"bpffs_dir": str(pin)},
-        "control": {"socket": f"/run/rw-exetruth-{os.getpid()}.sock"},
-    }
-    m = RunningMonitor(work, cfg, env={"RINGWATCH_RULES_D": str(rules_d)})
-    try:
-        (cg / "cgroup.procs").write_text(str(os.getpid()))
-        m.start(timeout=180)
+    with scoped_monitor(tmp_path_factory.mktemp("exe-truth"), "exe-truth", RunningMonitor) as m:
         assert m.wait_log("rules_loaded")["files"] == [str(DEFAULT_RULES)]
         yield m
-        assert m.stop() == 0
-    finally:
-        m.__exit__(None, None, None)
-        shutil.rmtree(pin, ignore_errors=True)
-        (home / "cgroup.procs").write_text(str(os.getpid()))
-        for pid in (cg / "cgroup.procs").read_text().split():
-            with contextlib.suppress(OSError):
-                (home / "cgroup.procs").write_text(pid)
-        cg.rmdir()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ the fd's struct sock and the executed file's overlay inode.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import socket
@@ -27,8 +26,8 @@ from typing import Any
 import pytest
 
 from monitor.events.creds import caps_text
-from tests.kernel_util import cgroup2_root
 from tests.monitor_proc import RunningMonitor, read_jsonl
+from tests.scoped_monitor import scoped_monitor
 
 pytestmark = pytest.mark.kernel
 
@@ -75,49 +74,22 @@ RULES = f"""- ringwatch: {{syntax: falco}}
 """
 
 
-def _own_cgroup2() -> Path:
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        if line.startswith("0::"):
-            return cgroup2_root() / line[3:].lstrip("/")
-    raise AssertionError("not in a cgroup v2 hierarchy")
-
-
 @pytest.fixture(scope="module")
 def mon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningMonitor]:
-    assert os.geteuid() == 0, "kernel tests need root"
-    home = _own_cgroup2()
-    cg = cgroup2_root() / f"ringwatch-test-falcofields-{os.getpid()}"
-    cg.mkdir()
     work = tmp_path_factory.mktemp("falco-fields")
     rules = work / "fields.yaml"
     rules.write_text(RULES)
-    pin = Path(f"/sys/fs/bpf/rw-falcofields-{uuid.uuid4().hex[:8]}")
-    cfg = {
-        "sensor": {"cgroups": [str(cg)]},
-        "lineage": {"bpffs_dir": str(pin)},
-        "control": {"socket": f"/run/rw-falcofields-{os.getpid()}.sock"},
-        "outputs": {"alerts": {"journal": "never"}},
-    }
-    m = RunningMonitor(work, cfg, args=["--no-default-rules", "--rules", str(rules), "--rules", str(STABLE)],
-                       env={"RINGWATCH_RULES_D": "/nonexistent/rules.d"})
     Path(MARK).write_text("marker\n")
     os.chmod(MARK, 0o644)
     try:
-        (cg / "cgroup.procs").write_text(str(os.getpid()))
-        m.start(timeout=180)
-        loaded = m.wait_log("rules_loaded")
-        assert (loaded["rules"], loaded["skipped"]) == (6 + 25, {})  # Falco's 25 stable rules, all
-        yield m
-        assert m.stop() == 0
+        with scoped_monitor(work, "falcofields", RunningMonitor,
+                            {"outputs": {"alerts": {"journal": "never"}}},
+                            args=["--no-default-rules", "--rules", str(rules), "--rules", str(STABLE)]) as m:
+            loaded = m.wait_log("rules_loaded")
+            assert (loaded["rules"], loaded["skipped"]) == (6 + 25, {})  # Falco's 25 stable rules, all
+            yield m
     finally:
-        m.__exit__(None, None, None)
         Path(MARK).unlink(missing_ok=True)
-        shutil.rmtree(pin, ignore_errors=True)
-        (home / "cgroup.procs").write_text(str(os.getpid()))
-        for pid in (cg / "cgroup.procs").read_text().split():
-            with contextlib.suppress(OSError):
-                (home / "cgroup.procs").write_text(pid)
-        cg.rmdir()
 
 
 def wait(mon: RunningMonitor, pred: Callable[[Event], bool], what: str, alerts: bool = False,

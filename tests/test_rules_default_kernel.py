@@ -34,8 +34,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.kernel_util import cgroup2_root
+from tests.kernel_util import traced_scope
 from tests.monitor_proc import REPO, RunningMonitor, read_jsonl
+from tests.scoped_monitor import monitor_on
 
 pytestmark = pytest.mark.kernel
 
@@ -56,13 +57,6 @@ class AlertMonitor(RunningMonitor):
         return [sys.executable, "-m", "monitor", "--log-json", "run", "--config", str(self.config_path)]
 
 
-def _own_cgroup2() -> Path:
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        if line.startswith("0::"):
-            return cgroup2_root() / line[3:].lstrip("/")
-    raise AssertionError("not in a cgroup v2 hierarchy")
-
-
 @pytest.fixture(scope="module")
 def scope() -> Iterator[Path]:
     """A cgroup holding this test process, hence everything the tests start.
@@ -71,44 +65,18 @@ def scope() -> Iterator[Path]:
     storms would otherwise fill the ring buffer (the rules need every open on the host)
     and their processes add alerts. What is traced and how it is judged is unchanged.
     """
-    home = _own_cgroup2()
-    cg = cgroup2_root() / f"ringwatch-test-default-rules-{os.getpid()}"
-    cg.mkdir()
-    try:
-        (cg / "cgroup.procs").write_text(str(os.getpid()))
+    with traced_scope("default-rules") as cg:
         yield cg
-    finally:
-        (home / "cgroup.procs").write_text(str(os.getpid()))
-        for pid in (cg / "cgroup.procs").read_text().split():  # stragglers, if any
-            with contextlib.suppress(OSError):
-                (home / "cgroup.procs").write_text(pid)
-        cg.rmdir()
 
 
 @pytest.fixture(scope="module")
 def mon(tmp_path_factory: pytest.TempPathFactory, scope: Path) -> Iterator[AlertMonitor]:
-    assert os.geteuid() == 0, "kernel tests need root"
-    work = tmp_path_factory.mktemp("default-rules")
-    rules_d = work / "rules.d"  # empty: a host's /etc/ringwatch/rules.d must not count
-    rules_d.mkdir()
-    pin = Path(f"/sys/fs/bpf/ringwatch-test-{uuid.uuid4().hex[:8]}")
-    cfg = {
-        "sensor": {"cgroups": [str(scope)]},
-        "lineage": {"bpffs_dir": str(pin)},
-        "control": {"socket": str(work / "control.sock")},
-    }
-    m = AlertMonitor(work, cfg, env={"RINGWATCH_RULES_D": str(rules_d)})
-    try:
-        m.start(timeout=180)
+    with monitor_on(tmp_path_factory.mktemp("default-rules"), scope, AlertMonitor) as m:
         loaded = m.wait_log("rules_loaded")
         assert loaded["files"] == [str(DEFAULT_RULES)]
         items = yaml.safe_load(DEFAULT_RULES.read_text())
         assert loaded["rules"] == sum(1 for item in items if "rule" in item)
         yield m
-        assert m.stop() == 0
-    finally:
-        m.__exit__(None, None, None)
-        shutil.rmtree(pin, ignore_errors=True)
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -114,16 +114,19 @@ def open_(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) ->
     ev["evt.is_open_read"] = acc in (0, 2)
     ev["evt.is_open_write"] = acc in (1, 2) or bool(flags & 0o1000)
     ev["fd.num"] = r.ret if r.ret >= 0 else -1
-    mem = _PROC_MEM.match(name)
-    ev["fd.is_proc_mem"] = mem is not None
-    ev["fd.proc_mem_pid"] = int(mem[1]) if mem else -1
     m = _PROC_PID.match(name)
+    pid = int(m["pid"]) if m else -1
     if m:
-        ev["fd.proc_pid"] = int(m.group(1))
+        ev["fd.proc_pid"] = pid
+    mem = m is not None and m["mem"] is not None
+    ev["fd.is_proc_mem"] = mem
+    ev["fd.proc_mem_pid"] = pid if mem else -1
 
 
-# /proc/<pid>/... : whose process file an open names (the resolved path: /proc/self is a link).
-_PROC_PID = re.compile(r"/proc/([0-9]+)(/|$)")
+# /proc/<pid> or /proc/<pid>/... : whose process file an open names, and whether it is that
+# process's memory (/proc/<pid>/mem, /proc/<pid>/task/<tid>/mem). Matched on the resolved
+# path: /proc/self is a link. ASCII digits and \Z: the kernel's names, no trailing newline.
+_PROC_PID = re.compile(r"/proc/(?P<pid>[0-9]+)(?:\Z|/(?P<mem>(?:task/[0-9]+/)?mem\Z)?)")
 
 
 def _at_path(dirfd_arg: int | None, path_attr: str) -> Decoder:
@@ -323,7 +326,6 @@ def memfd(r: SyscallRecord, name: str, ev: dict[str, Any], res: PathResolver) ->
 
 # --- Coverage: files changed in place, namespaces, sockets, signals ---------------------------
 
-_PROC_MEM = re.compile(r"^/proc/(\d+)/(?:task/\d+/)?mem$")
 _FCNTL = {0: "F_DUPFD", 1030: "F_DUPFD_CLOEXEC"}
 _AT_SYMLINK_NOFOLLOW = 0x100
 _AT_EMPTY_PATH = 0x1000

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import queue
 import secrets
 import sqlite3
 import threading
@@ -33,6 +32,7 @@ from typing import Any
 
 from monitor import log
 from monitor.sinks.base import dumps_bytes
+from monitor.sinks.inbox import Inbox
 from monitor.sinks.spool import Spool, SpoolRecord
 
 ID_HEADER = "ringwatch.id"
@@ -85,7 +85,7 @@ class KafkaSink:
         self.log = log.get("ringwatch.kafka").bind(sink=name, topic=opts.topic)
         self._spool = Spool(opts.spool_path, opts.spool_max_records, opts.spool_max_bytes)
         self._seq = itertools.count(self._spool.max_seq + 1)
-        self._queue: queue.Queue[_Pending] = queue.Queue(maxsize=opts.queue_size)
+        self._queue: Inbox[_Pending] = Inbox(opts.queue_size)
         self._key = opts.key.encode()
         # Ids for records that have none: 64 random bits per sink, then a counter (32 hex).
         self._id_prefix = secrets.token_hex(8)
@@ -135,14 +135,13 @@ class KafkaSink:
         if self.opts.durable:
             self._emit_durable(record)
             return
-        try:
-            self._queue.put_nowait(_Pending(next(self._seq), record))
-        except queue.Full:
-            with self._lock:
-                self._queue_dropped += 1
-            return
+        # Counted before the put: the sender may settle it before this thread runs again.
         with self._lock:
             self._accepted += 1
+        if not self._queue.put(_Pending(next(self._seq), record)):
+            with self._lock:
+                self._accepted -= 1
+                self._queue_dropped += 1
 
     def _emit_durable(self, record: dict[str, Any]) -> None:
         with self._emit_lock:
@@ -178,6 +177,7 @@ class KafkaSink:
         timeout = self.opts.close_timeout_s if timeout is None else timeout
         self._close_deadline = time.monotonic() + timeout
         self._closing.set()
+        self._queue.wake()
         self._thread.join(timeout + self.opts.ack_timeout_s + 5)
 
     def stats(self) -> dict[str, int]:
@@ -295,13 +295,7 @@ class KafkaSink:
         self._spill_queue()
 
     def _take(self, block_s: float) -> list[SpoolRecord]:
-        items: list[_Pending] = []
-        try:
-            items.append(self._queue.get(timeout=block_s) if block_s > 0 else self._queue.get_nowait())
-            while len(items) < self.opts.round_records:
-                items.append(self._queue.get_nowait())
-        except queue.Empty:
-            pass
+        items = self._queue.take(self.opts.round_records, block_s)
         out = []
         for p in items:
             try:

@@ -14,6 +14,7 @@ also in decode_errors).
 
 from __future__ import annotations
 
+import ctypes as ct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,16 @@ class RingManager:
         from bcc.libbcc import _RINGBUF_CB_TYPE, lib
 
         self._lib = lib
+        # consume() never blocks, and every record it reads calls back into Python. Through
+        # bcc's CDLL each call released the interpreter lock and each callback took it
+        # again: a lock round trip per record, and beside a busy output thread a wait for
+        # it (the live profile had a third of the consumer's time there). The same function
+        # through a PyDLL handle keeps the lock for the whole consume; callbacks then find
+        # it held. poll() blocks, so it stays on the CDLL and lets other threads run.
+        held = ct.PyDLL(lib._name)
+        self._consume_held = held.bpf_consume_ringbuf
+        self._consume_held.restype = ct.c_int
+        self._consume_held.argtypes = [ct.c_void_p]
         # ctypes callbacks must outlive the manager: libbpf keeps their addresses.
         self._cbs = [_RINGBUF_CB_TYPE(cb) for _, cb in rings]
         fd0 = rings[0][0]
@@ -55,7 +66,7 @@ class RingManager:
 
     def consume(self) -> None:
         """Whatever is there now, without blocking (until a callback returns < 0)."""
-        self._lib.bpf_consume_ringbuf(self._mgr)
+        self._consume_held(self._mgr)
 
     def poll(self, timeout_ms: int) -> None:
         self._lib.bpf_poll_ringbuf(self._mgr, timeout_ms)

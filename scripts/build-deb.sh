@@ -45,6 +45,9 @@ fi
     2> >(grep -v "is ignored: it is neither" >&2)
 # Debian's python3-yaml (a dependency) replaces PyPI's PyYAML, which carries a C extension.
 "${pip[@]}" uninstall -q -y PyYAML 2> >(grep -v "is ignored: it is neither" >&2)
+# orjson (a compiled module, not in Debian) is left out: the outputs then encode with
+# Python's json (monitor/sinks/base.py), about ten times slower per record.
+"${pip[@]}" uninstall -q -y orjson 2> >(grep -v "is ignored: it is neither" >&2)
 "${pip[@]}" uninstall -q -y pip setuptools 2>/dev/null || true
 rm -f "$venv"/bin/pip* "$venv"/bin/activate* "$venv"/bin/Activate.ps1
 find "$venv" -name __pycache__ -prune -exec rm -rf {} +

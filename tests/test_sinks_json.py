@@ -74,9 +74,19 @@ def test_odd_values_encode_as_the_standard_encoder(value: Any) -> None:
 def test_what_orjson_refuses_falls_back(value: Any) -> None:
     """A path of invalid UTF-8 (surrogateescape), an integer beyond 64 bits."""
     rec = {"fd.name": value}
+    assert base._FAST is not None, "orjson is a dependency: pip installs it (the .deb leaves it out)"
     with pytest.raises(TypeError):
         base._FAST(rec, default=str, option=base._FAST_OPTIONS)
     assert base.dumps(rec) == base._ENCODE(rec)
+
+
+def test_without_orjson_json_encodes_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the Debian package runs (it ships no compiled module)."""
+    monkeypatch.setattr(base, "_FAST", None)
+    events = _recorded()
+    for rec in [*events, {"fd.name": "/tmp/\udcff"}]:
+        assert base.dumps(rec) == base._ENCODE(rec)
+    assert base.dumps_bytes(events[0]) == base._ENCODE(events[0]).encode()
 
 
 def test_non_string_keys_fall_back() -> None:

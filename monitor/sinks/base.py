@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
-import orjson
+try:
+    import orjson
+except ImportError:  # the Debian package (Architecture: all) ships no compiled module
+    orjson = None  # type: ignore[assignment]
 
 
 class Sink(Protocol):
@@ -44,11 +48,15 @@ _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=st
 # bits, non-string keys. Those records go to _ENCODE. tests/test_sinks_json.py checks
 # the two agree byte for byte on recorded events and alerts (a float's exponent is
 # spelt 1e-7 where json writes 1e-07: the same number).
-_FAST = orjson.dumps
-_FAST_OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+# Without orjson (the .deb), every record goes to _ENCODE.
+_FAST: Callable[..., bytes] | None = orjson.dumps if orjson is not None else None
+_FAST_OPTIONS = 0 if orjson is None else orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+FAST_JSON = _FAST is not None
 
 
 def dumps(record: dict[str, Any]) -> str:
+    if _FAST is None:
+        return _ENCODE(record)
     try:
         return _FAST(record, default=str, option=_FAST_OPTIONS).decode()
     except TypeError:  # orjson.JSONEncodeError
@@ -57,6 +65,8 @@ def dumps(record: dict[str, Any]) -> str:
 
 def dumps_bytes(record: dict[str, Any]) -> bytes:
     """dumps() as UTF-8 (strictly: a record of invalid UTF-8 raises UnicodeEncodeError)."""
+    if _FAST is None:
+        return _ENCODE(record).encode()
     try:
         return _FAST(record, default=str, option=_FAST_OPTIONS)
     except TypeError:

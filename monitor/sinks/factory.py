@@ -15,7 +15,7 @@ from pathlib import Path
 
 from monitor import log
 from monitor.sinks.asyncq import AsyncSink
-from monitor.sinks.base import Sink, dumps
+from monitor.sinks.base import FAST_JSON, Sink, dumps
 from monitor.sinks.falcoshape import FalcoShapeSink
 from monitor.sinks.file import JsonlFileSink
 from monitor.sinks.journal import JournalSink, stdout_is_journal
@@ -79,6 +79,9 @@ def build(cfg: OutputsConfig, wants: Wants = Wants(),
         out.close()  # stop the threads of what was built before the failure
         raise
     lg.info("outputs", alerts=[s.name for s in out.alerts], events=[s.name for s in out.events])
+    if not FAST_JSON:
+        lg.warning("outputs: no orjson module: records are encoded by Python's json, "
+                   "about ten times slower per record")
     return out
 
 

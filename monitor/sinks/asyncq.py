@@ -2,26 +2,22 @@
 
 The ring-buffer consumer must never wait on an output: a full disk, a stalled journald or
 a blocked stdout pipe would otherwise stop event intake and overflow the kernel's ring
-buffer. emit() only appends to a deque; when it is full the record is dropped and counted.
-reopen() is carried out by the worker, between two batches, so it never races a write.
-
-Why a deque and batches: with queue.Queue every put and get takes a condition variable
-and wakes the other thread, so past capacity the producer and the writer spent their
-time handing the GIL to each other and less was written the more was offered. Here
-emit() wakes the worker only when it sleeps, and the worker takes everything waiting (up
-to `batch_records`) at once and hands it to the sink's emit_batch() when it has one.
+buffer. emit() only appends to an Inbox (monitor/sinks/inbox.py: why not queue.Queue);
+when it is full the record is dropped and counted. reopen() is carried out by the worker,
+between two batches, so it never races a write. The worker takes everything waiting (up to
+`batch_records`) at once and hands it to the sink's emit_batch() when it has one.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from monitor import log
 from monitor.sinks.base import Sink
+from monitor.sinks.inbox import Inbox
 
 
 class AsyncSink:
@@ -31,12 +27,12 @@ class AsyncSink:
         self.close_timeout_s = close_timeout_s
         self.name = inner.name
         self.log = log.get("ringwatch.sink").bind(sink=inner.name)
-        self._queue: deque[dict[str, Any]] = deque()
+        # The bound is kept here (it counts taken, unwritten records too): the inbox's own
+        # never refuses what passes it.
+        self._queue: Inbox[dict[str, Any]] = Inbox(queue_size)
         self._queue_size = queue_size
         self._batch_records = batch_records
         self._emit_batch: Callable[[list[dict[str, Any]]], None] | None = getattr(inner, "emit_batch", None)
-        self._wake = threading.Event()
-        self._sleeping = False
         self._idle_flush_s = idle_flush_s
         self._lock = threading.Lock()
         self._done_cv = threading.Condition(self._lock)
@@ -55,10 +51,8 @@ class AsyncSink:
             if self._accepted - self._handled >= self._queue_size:
                 self._dropped += 1
                 return
-            self._queue.append(record)
+            self._queue.put(record)
             self._accepted += 1
-        if self._sleeping:
-            self._wake.set()
 
     def flush(self, timeout: float) -> None:
         """Wait (at most `timeout`) until the worker has passed on everything queued."""
@@ -74,13 +68,13 @@ class AsyncSink:
 
     def reopen(self) -> None:
         self._reopen.set()
-        self._wake.set()
+        self._queue.wake()
 
     def close(self, timeout: float | None = None) -> None:
         timeout = self.close_timeout_s if timeout is None else timeout
         self.flush(timeout)
         self._stop.set()
-        self._wake.set()
+        self._queue.wake()
         self._thread.join(timeout + 1)
         if self._thread.is_alive():
             self.log.warning("sink worker did not stop", queued=len(self._queue))
@@ -98,34 +92,21 @@ class AsyncSink:
                 "queued": max(0, self._accepted - self._handled) + inner.get("queued", 0),
             }
 
-    def _take(self) -> list[dict[str, Any]]:
-        q = self._queue
-        batch: list[dict[str, Any]] = []
-        try:
-            while len(batch) < self._batch_records:
-                batch.append(q.popleft())  # deque pops are atomic: no lock needed
-        except IndexError:
-            pass
-        return batch
-
     def _run(self) -> None:
         dirty = False
         while True:
             self._maybe_reopen()
-            batch = self._take()
+            batch = self._queue.take(self._batch_records)
             if not batch:
                 if dirty:
                     self._call(self.inner.flush, 0)
                     dirty = False
                 if self._stop.is_set() and not self._reopen.is_set():
                     return
-                self._sleeping = True
-                # emit() appends, then wakes a sleeping worker: look again before sleeping.
-                if not self._queue:
-                    self._wake.wait(self._idle_flush_s)
-                self._sleeping = False
-                self._wake.clear()
-                continue
+                # Sleeps until emit(), reopen() or close() wakes it, or idle_flush_s.
+                batch = self._queue.take(self._batch_records, self._idle_flush_s)
+                if not batch:
+                    continue
             # After the take: a record emitted after reopen() goes to the new file.
             self._maybe_reopen()
             if self._emit_batch is not None:

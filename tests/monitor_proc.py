@@ -19,14 +19,17 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
+    """The whole lines the file holds now; a line still being written is left out.
+
+    One read of the whole file: iterating a file that grows meanwhile returns the unfinished
+    line at a momentary end of file and then its rest as a line of its own (seen once
+    stdout wrote alerts a batch per write)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
-    out = []
-    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-        for line in fh:
-            if line.endswith("\n"):
-                out.append(json.loads(line))
-    return out
+    whole = data[:data.rfind(b"\n") + 1].decode("utf-8", "surrogateescape")
+    return [json.loads(line) for line in whole.split("\n")[:-1]]  # not splitlines: U+2028 is text
 
 
 class RunningMonitor:

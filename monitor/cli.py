@@ -28,6 +28,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     outputs = factory.build(cfg.outputs, factory.Wants(
         events_stdout=args.events is not None, events_types=_event_types(args.events), record=args.record,
         stdout_format=_stdout_format(args, cfg.outputs.alerts.stdout_format),
+        log_level=args.log_level, log_json=args.log_json,
     ))
     opts = RunOptions(
         duration=args.duration, event_sinks=outputs.events, alert_sinks=outputs.alerts,

@@ -16,6 +16,7 @@ from monitor.sinks import factory
 from monitor.sinks.asyncq import AsyncSink
 from monitor.sinks.file import JsonlFileSink
 from monitor.sinks.kafka import KafkaSink
+from monitor.sinks.kafkaproc import KafkaProcessSink
 from monitor.sinks.spool import Spool, SpoolError, SpoolRecord, read_stats
 
 
@@ -84,16 +85,30 @@ def test_every_output_and_flag(tmp_path: Path) -> None:
         assert isinstance(out.alerts[0], AsyncSink) and isinstance(out.events[1], AsyncSink)
         assert isinstance(out.events[2], JsonlFileSink), "--record is an exact capture"
         kafka = out.alerts[2]
-        assert isinstance(kafka, KafkaSink)
+        assert isinstance(kafka, KafkaProcessSink), "Kafka runs in a worker process"
         assert kafka.opts.key == "web-1" and kafka.opts.queue_size == 7
         assert kafka.opts.producer["bootstrap_servers"] == ["127.0.0.1:1"]
         assert kafka.opts.producer["acks"] == "all"
-        assert (tmp_path / "spool" / "alerts.db").exists()
-        assert (tmp_path / "spool" / "events.db").exists()
         assert len(out.all()) == 6
     finally:
         for s in out.all():
-            s.close(0) if isinstance(s, KafkaSink) else s.close()
+            s.close(0) if isinstance(s, KafkaProcessSink) else s.close()
+    # The workers opened them (and took their locks).
+    assert (tmp_path / "spool" / "alerts.db").exists()
+    assert (tmp_path / "spool" / "events.db.lock").exists()
+
+
+def test_durable_kafka_stays_in_process(tmp_path: Path) -> None:
+    cfg = outputs_cfg({
+        "alerts": {"kafka_topic": "al", "journal": "never", "stdout": False},
+        "kafka": {"bootstrap_servers": ["127.0.0.1:1"], "durable": True},
+        "spool": {"dir": str(tmp_path / "spool")},
+    })
+    out = factory.build(cfg, environ={})
+    try:
+        assert isinstance(out.alerts[0], KafkaSink), "a commit per emit needs the caller's thread"
+    finally:
+        out.alerts[0].close(0)  # type: ignore[call-arg]
 
 
 def test_an_alert_file_in_falcos_shape(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ class AsyncSink:
                 **inner,
                 "errors": inner.get("errors", 0) + self._errors,
                 "dropped": inner.get("dropped", 0) + self._dropped,
-                "queue_dropped": self._dropped,
+                "queue_dropped": inner.get("queue_dropped", 0) + self._dropped,
                 "queued": max(0, self._accepted - self._handled) + inner.get("queued", 0),
             }
 

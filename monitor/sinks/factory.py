@@ -1,8 +1,8 @@
 """Builds the alert and event sinks from the `outputs` config and the command line.
 
 Every output that can block (stdout pipe, file, journal socket) runs behind an AsyncSink;
-Kafka has its own queue and spool. One stdout sink serves both streams, so their lines
-never interleave mid-line.
+Kafka has its own queue and spool, in a worker process of its own. One stdout sink
+serves both streams, so their lines never interleave mid-line.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from monitor.sinks.falcoshape import FalcoShapeSink
 from monitor.sinks.file import JsonlFileSink
 from monitor.sinks.journal import JournalSink, stdout_is_journal
 from monitor.sinks.kafka import KafkaSink, KafkaSinkOptions
+from monitor.sinks.kafkaproc import KafkaProcessSink
 from monitor.sinks.settings import FileOutput, OutputsConfig
 from monitor.sinks.stream import StreamSink
 from monitor.sinks.textfmt import FORMATS
@@ -57,6 +58,9 @@ class Wants:
     events_types: frozenset[str] | None = None  # run --events TYPE,...: only these on stdout
     record: Path | None = None  # run --record PATH
     stdout_format: str = "json"  # run -o: json, or text (monitor/sinks/textfmt.py)
+    # How ringwatch logs (--log-level, --log-json): the Kafka worker process logs alike.
+    log_level: str = "info"
+    log_json: bool = False
 
 
 def use_journal(mode: str, socket_path: Path, environ: Mapping[str, str]) -> bool:
@@ -105,7 +109,8 @@ def _build_into(out: Outputs, cfg: OutputsConfig, wants: Wants, env: dict[str, s
     if cfg.alerts.file is not None:
         out.alerts.append(_shaped(_file(cfg.alerts.file, "alerts-file", cfg), cfg.alerts.file.format))
     if cfg.alerts.kafka_topic:
-        out.alerts.append(_shaped(_kafka(cfg, cfg.alerts.kafka_topic, "alerts"), cfg.alerts.kafka_format))
+        out.alerts.append(_shaped(_kafka(cfg, cfg.alerts.kafka_topic, "alerts", wants),
+                                   cfg.alerts.kafka_format))
 
     if cfg.events.stdout or wants.events_stdout:
         stdout_events: Sink = shared_stdout()
@@ -120,7 +125,7 @@ def _build_into(out: Outputs, cfg: OutputsConfig, wants: Wants, env: dict[str, s
         # drops are counted, instead of into a queue. Production uses events.file.
         out.events.append(JsonlFileSink(wants.record, name="record"))
     if cfg.events.kafka_topic:
-        out.events.append(_kafka(cfg, cfg.events.kafka_topic, "events"))
+        out.events.append(_kafka(cfg, cfg.events.kafka_topic, "events", wants))
 
 
 def _shaped(sink: Sink, fmt: str) -> Sink:
@@ -135,7 +140,7 @@ def _file(fo: FileOutput, name: str, cfg: OutputsConfig) -> Sink:
     return _async(JsonlFileSink(Path(fo.path), name=name, fsync=fo.fsync), cfg)
 
 
-def _kafka(cfg: OutputsConfig, topic: str, stream: str) -> Sink:
+def _kafka(cfg: OutputsConfig, topic: str, stream: str, wants: Wants) -> Sink:
     k = cfg.kafka
     opts = KafkaSinkOptions(
         topic=topic,
@@ -153,4 +158,9 @@ def _kafka(cfg: OutputsConfig, topic: str, stream: str) -> Sink:
         write_ahead_s=k.write_ahead_ms / 1000 if k.write_ahead_ms else None,
         durable=k.durable,
     )
-    return KafkaSink(opts, name=f"kafka-{stream}")
+    if opts.durable:
+        # A commit before emit() returns needs the spool on the caller's thread.
+        return KafkaSink(opts, name=f"kafka-{stream}")
+    # Its own process: kafka-python's threads starved the pipeline (monitor/sinks/kafkaproc.py).
+    return KafkaProcessSink(opts, name=f"kafka-{stream}", log_level=wants.log_level,
+                            log_json=wants.log_json)

@@ -26,6 +26,7 @@ import secrets
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,11 @@ class KafkaSinkOptions:
 @dataclass(slots=True)
 class _Pending:
     seq: int
-    record: dict[str, Any]
+    record: dict[str, Any] | None
+    # Already encoded (the worker process's records, monitor/sinks/kafkaproc.py): the
+    # JSON bytes and their id.
+    value: bytes = b""
+    rid: str = ""
 
 
 class KafkaSink:
@@ -139,6 +144,15 @@ class KafkaSink:
         with self._lock:
             self._accepted += 1
         if not self._queue.put(_Pending(next(self._seq), record)):
+            with self._lock:
+                self._accepted -= 1
+                self._queue_dropped += 1
+
+    def emit_encoded(self, value: bytes, rid: str) -> None:
+        """emit() for a record encoded elsewhere: `value` is its JSON, `rid` its id."""
+        with self._lock:
+            self._accepted += 1
+        if not self._queue.put(_Pending(next(self._seq), None, value, rid)):
             with self._lock:
                 self._accepted -= 1
                 self._queue_dropped += 1
@@ -309,13 +323,10 @@ class KafkaSink:
         return out
 
     def _encode(self, p: _Pending) -> SpoolRecord:
-        rec = p.record
-        # Alerts carry "id", events "evt.id": the same id in every sink, for de-duplication.
-        rid = rec.get("id") or rec.get("evt.id")
-        if rid is None:
-            rid = f"{self._id_prefix}{next(self._ids):016x}"  # uuid4 per record is slow
-            rec = {"id": rid, **rec}
-        return SpoolRecord(p.seq, self.opts.topic, self._key, dumps_bytes(rec), str(rid))
+        if p.record is None:
+            return SpoolRecord(p.seq, self.opts.topic, self._key, p.value, p.rid)
+        value, rid = encode_record(p.record, self._id_prefix, self._ids)
+        return SpoolRecord(p.seq, self.opts.topic, self._key, value, rid)
 
     def _spill_queue(self) -> None:
         """Move everything waiting in memory to the spool (in order, one transaction)."""
@@ -502,6 +513,18 @@ class KafkaSink:
             spooled = self._spooled_total - self._outage_spooled_at_start
         self.log.warning("kafka outage ended", duration_s=round(length, 3), spooled=spooled,
                          spool_depth=len(self._spool))
+
+
+def encode_record(rec: dict[str, Any], id_prefix: str, ids: Iterator[int]) -> tuple[bytes, str]:
+    """A record's JSON and its id. Alerts carry "id", events "evt.id": the same id in every
+    sink, for de-duplication; a record without either gets one here (uuid4 per record is
+    slow: 64 random bits per sink, then a counter). Raises TypeError or ValueError for a
+    record JSON cannot hold."""
+    rid = rec.get("id") or rec.get("evt.id")
+    if rid is None:
+        rid = f"{id_prefix}{next(ids):016x}"
+        rec = {"id": rid, **rec}
+    return dumps_bytes(rec), str(rid)
 
 
 def crc32c_accelerated() -> bool:

@@ -66,6 +66,7 @@ def run(ctx: Context, log: Any) -> dict[str, Any]:
         t0 = time.monotonic()
         time.sleep(s.idle_s)
         b = procfs.sample(mon.pid)
+        rss_parts = procfs.rss_by_mapping(mon.pid)
         idle_cpu = (b.cpu_s - a.cpu_s) / (time.monotonic() - t0)
         mem = bpf_memory(mon.pid)
         log("footprint: probing for open events")
@@ -85,6 +86,7 @@ def run(ctx: Context, log: Any) -> dict[str, Any]:
         "idle_cpu_fraction": idle_cpu,
         "idle_rss_bytes": b.rss_bytes,
         "peak_rss_bytes": b.hwm_bytes,
+        "idle_rss_by_mapping": rss_parts,
         "bpf": mem,
         "stop_s": mon.stop_s,
         "losses": ringwatch.losses(stopped) if stopped else None,

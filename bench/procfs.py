@@ -55,6 +55,28 @@ def sample(pid: int) -> ProcSample:
     )
 
 
+def rss_by_mapping(pid: int) -> dict[str, int]:
+    """Resident bytes per kind of mapping (/proc/PID/smaps): "bpf-map" for BPF maps the
+    process has mapped (ring buffers: kernel memory, their data pages mapped twice by
+    libbpf for reads across the wrap, so counted twice in RSS), "heap" and "anon" for
+    its own memory, "file" for mapped files (libraries)."""
+    out = {"bpf-map": 0, "heap": 0, "anon": 0, "file": 0}
+    kind = "anon"
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError as exc:
+        raise BenchError(f"process {pid} is gone ({exc.strerror})") from exc
+    for line in text.splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:
+            name = head[5] if len(head) > 5 else ""
+            kind = ("bpf-map" if name == "anon_inode:bpf-map" else "heap" if name == "[heap]"
+                    else "file" if name.startswith("/") else "anon")
+        elif head and head[0] == "Rss:":
+            out[kind] += int(head[1]) * 1024
+    return out
+
+
 @dataclass(frozen=True)
 class BpfObject:
     kind: str  # "map", "prog" or "link"

@@ -162,6 +162,11 @@ def render(results: dict[str, Any]) -> str:
                      f"idle CPU {fp['idle_cpu_fraction'] * 100:.2f}% of a core "
                      f"over {fp['idle_window_s']:g}s; "
                      f"idle RSS {fp['idle_rss_bytes'] / MB:.0f} MB (peak {fp['peak_rss_bytes'] / MB:.0f} MB)")
+        parts = fp.get("idle_rss_by_mapping")
+        if parts:
+            shown = ", ".join(f"{k} {v / MB:.0f} MB" for k, v in parts.items())
+            lines.append(f"  idle RSS by mapping: {shown} (bpf-map: the ring buffers, kernel memory "
+                         "libbpf maps twice)")
         for name, sr in searches.items():
             ul = sr.get("under_load")
             if not ul:

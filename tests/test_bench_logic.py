@@ -288,3 +288,13 @@ def test_flood_trial_report_and_targets() -> None:
     tg = {t.name: t for t in report.targets(results)}
     assert tg["flood trial (same path, defaults): attacks detected of 20"].met is False
     assert tg["flood trial (same path, defaults): process records lost"].met is True
+
+
+def test_rss_by_mapping_of_this_process() -> None:
+    import os
+
+    parts = procfs.rss_by_mapping(os.getpid())
+    assert parts["file"] > 0 and parts["heap"] + parts["anon"] > 0  # python3 and its heap
+    assert parts["bpf-map"] == 0  # no ring buffer mapped here
+    total = procfs.parse_status_kb(Path(f"/proc/{os.getpid()}/status").read_text(), "VmRSS")
+    assert abs(sum(parts.values()) - total) < total * 0.2, (parts, total)

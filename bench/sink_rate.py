@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Output rates: records/s the file output (AsyncSink + JsonlFileSink) and, with --kafka,
-the Kafka output (KafkaSink, against a broker you start) write, by offered rate.
+the Kafka output (against a broker you start: KafkaProcessSink, its worker process, as
+ringwatch runs it; KafkaSink in this process with --in-process) write, by offered rate.
 
 A producer thread emits event-sized records (the replay benchmark's exec events) at a
 paced rate for a few seconds, as the pipeline's consumer does; the report is, per offered
@@ -9,11 +10,12 @@ sink that keeps up writes about its capacity and drops the rest; one that collap
 writes less the more it is offered. The last stdout line is JSON.
 
     .venv/bin/python bench/sink_rate.py [--seconds 4] [--rates 10000,20000,40000,80000,160000]
-        [--kafka 127.0.0.1:9092 [--write-ahead-ms 5]] [--burst N]
+        [--kafka 127.0.0.1:9092 [--write-ahead-ms 5] [--in-process]] [--burst N]
 
 `--burst N` measures the sink's own speed instead: N records emitted at once (a queue
 big enough to hold them all), then the time until all are written (acknowledged, for
-Kafka), twice; reports records/s and the process's CPU time per record.
+Kafka), twice; reports records/s and this process's CPU time per record (the Kafka
+worker's own CPU is not in it).
 
 A broker for --kafka: `tansu broker --listener-url tcp://127.0.0.1:9092
 --advertised-listener-url tcp://127.0.0.1:9092 --storage-engine memory://tansu/`
@@ -40,6 +42,7 @@ from monitor.sinks.asyncq import AsyncSink  # noqa: E402
 from monitor.sinks.base import Sink  # noqa: E402
 from monitor.sinks.file import JsonlFileSink  # noqa: E402
 from monitor.sinks.kafka import KafkaSink, KafkaSinkOptions  # noqa: E402
+from monitor.sinks.kafkaproc import KafkaProcessSink  # noqa: E402
 from monitor.sinks.settings import KafkaOutput  # noqa: E402
 
 SinkFactory = Callable[[Path, int], Sink]
@@ -49,7 +52,7 @@ def file_sink(tmp: Path, queue_size: int) -> Sink:
     return AsyncSink(JsonlFileSink(tmp / "out.jsonl"), queue_size=queue_size)
 
 
-def kafka_sink(bootstrap: str, write_ahead_ms: int) -> SinkFactory:
+def kafka_sink(bootstrap: str, write_ahead_ms: int, in_process: bool) -> SinkFactory:
     def make(tmp: Path, queue_size: int) -> Sink:
         # The producer settings ringwatch's defaults give (outputs.kafka).
         producer = KafkaOutput(bootstrap_servers=[bootstrap]).producer_kwargs()
@@ -57,7 +60,9 @@ def kafka_sink(bootstrap: str, write_ahead_ms: int) -> SinkFactory:
                                 spool_path=tmp / "spool.db", key="bench", stream="events",
                                 queue_size=queue_size,
                                 write_ahead_s=write_ahead_ms / 1000 if write_ahead_ms else None)
-        return KafkaSink(opts, name="kafka-bench")
+        if in_process:
+            return KafkaSink(opts, name="kafka-bench")
+        return KafkaProcessSink(opts, name="kafka-bench")
     return make
 
 
@@ -111,11 +116,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue-size", type=int, default=10_000, help="the outputs' default")
     p.add_argument("--kafka", metavar="HOST:PORT", help="measure the Kafka output against this broker")
     p.add_argument("--write-ahead-ms", type=int, default=0, help="the Kafka output's write_ahead_ms")
+    p.add_argument("--in-process", action="store_true",
+                   help="Kafka: the sink in this process (ringwatch before its worker process)")
     p.add_argument("--burst", type=int, metavar="N", help="N records at once, twice: the sink's own speed")
     args = p.parse_args(argv)
     rng = random.Random(1)
     records = [_event(rng, i, 10**9 + i) for i in range(1000)]
-    make = kafka_sink(args.kafka, args.write_ahead_ms) if args.kafka else file_sink
+    make = kafka_sink(args.kafka, args.write_ahead_ms, args.in_process) if args.kafka else file_sink
     load = Path("/proc/loadavg").read_text().split()[0]
     if args.burst:
         runs = [burst(make, args.burst, records) for _ in range(2)]

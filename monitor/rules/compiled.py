@@ -34,7 +34,15 @@ from rule_engine.ast.base import _assert_is_integer_number
 from rule_engine.builtins import Builtins
 from rule_engine.types import DataType, coerce_value
 
-from monitor.rules.guard import NULL_ERRORS, FieldValue, NullIsFalse, _attr_names, _to_number, _to_tuple
+from monitor.rules.guard import (
+    NULL_ERRORS,
+    FieldValue,
+    NotEqual,
+    NullIsFalse,
+    _attr_names,
+    _to_number,
+    _to_tuple,
+)
 
 Event = dict[str, Any]
 
@@ -272,10 +280,22 @@ class Code:
     field: str | None = None
     kind: str = ""
     iter_expr: str | None = None
+    # Its truth, when the generator's known fields decide it (and evaluating it could
+    # not raise): logic above folds it away.
+    const: bool | None = None
+
+
+def _constant(value: bool) -> Code:
+    return Code("True" if value else "False", False, const=value)
 
 
 @dataclass
 class _Generator:
+    # Fields whose value is known for every event the code will see (the rule set's
+    # index specialises a rule per event type and boolean facets): a test of one of
+    # them becomes a constant, and and/or/not fold it, as rule-engine's short-circuit
+    # would have gone on each of those events.
+    known: Mapping[str, Any] = field(default_factory=dict)
     consts: dict[str, Any] = field(default_factory=dict)
     defs: list[str] = field(default_factory=list)
     scope: list[str] = field(default_factory=list)  # comprehension variables, innermost last
@@ -318,9 +338,11 @@ class _Generator:
         node_type = type(node)
         if node_type is ast.LogicExpression and node.type in ("and", "or"):
             left, right = self.truth(node.left), self.truth(node.right)
-            return Code(f"({left.expr} {node.type} {right.expr})", left.raises or right.raises)
+            return _fold(node.type, left, right)
         if node_type is ast.UnaryExpression and node.type == "not":
             right = self.truth(node.right)
+            if right.const is not None:
+                return _constant(not right.const)
             return Code(f"(not {right.expr})", right.raises)
         if node_type is NullIsFalse:
             return self._NullIsFalse(node, truth=True)
@@ -339,7 +361,7 @@ class _Generator:
         else:
             inner = self.gen(node.inner)
         if not inner.raises:
-            return Code(inner.expr, False, inner.field, inner.kind, inner.iter_expr)
+            return Code(inner.expr, False, inner.field, inner.kind, inner.iter_expr, inner.const)
         if self.scope:
             raise Unsupported("NullIsFalse inside a comprehension")
         errs = self.const(NULL_ERRORS)
@@ -350,6 +372,8 @@ class _Generator:
         if node.type not in ("and", "or"):
             raise Unsupported(f"logic {node.type}")
         code = self.truth(node)  # used as a value: rule-engine's and/or give a bool
+        if code.const is not None:
+            return code
         return Code(f"bool{code.expr}", code.raises)
 
     def _UnaryExpression(self, node: Any) -> Code:
@@ -417,7 +441,18 @@ class _Generator:
     _ArithmeticComparisonExpression = _ComparisonExpression
     _FuzzyComparisonExpression = _ComparisonExpression
 
+    def _known(self, code: Code) -> tuple[bool, Any]:
+        """Whether `code` reads a known field as it is (no conversion), and its value."""
+        if code.field is not None and code.kind == "plain" and code.field in self.known:
+            return True, self.known[code.field]
+        return False, None
+
     def _equal_literal(self, x: Code, lit: Code, value: Any) -> Code:
+        known, v = self._known(x)
+        if known and (value is None or isinstance(value, bool)):
+            return _constant(v is value)
+        if known and isinstance(value, str):
+            return _constant(v.__class__ is str and v == value)
         t = self.temp()
         if value is None or isinstance(value, bool):
             return Code(f"({x.expr} is {lit.expr})", False)  # one object per value
@@ -479,6 +514,11 @@ class _Generator:
         t = self.temp()
         if isinstance(node.right, ast.LiteralExpressionBase) and node.right.is_reduced and not left.raises:
             value = node.right.evaluate(None)
+            known, v = self._known(left)
+            if known and isinstance(value, bool):
+                return _constant(v is not None and v is not value)
+            if known and isinstance(value, str):
+                return _constant(v is not None and (v.__class__ is not str or v != value))
             if isinstance(value, bool):
                 return Code(f"(({t} := {left.expr}) is not None and {t} is not {right.expr})", False)
             if isinstance(value, str):
@@ -494,6 +534,9 @@ class _Generator:
 
     def _FrozenIn(self, node: Any) -> Code:
         member = self.gen(node.member)
+        known, v = self._known(member)
+        if known and (v is None or v.__class__ in (str, bool)):
+            return _constant(v in node.values)  # FrozenIn.evaluate on the raw value
         values = self.const(node.values)
         t = self.temp()
         slow = self.const(frozen_in)
@@ -642,21 +685,60 @@ def fields_read(node: Any) -> frozenset[str]:
     return frozenset(out)
 
 
+def boolean_tests(node: Any) -> dict[str, int]:
+    """How often each field is compared with true or false (`==`, `!=`) outside any
+    `not` in a guarded, field-reading AST: the fields whose value can make the whole
+    condition false, worth specialising a rule on. (Tests inside a `not`, as in
+    exceptions, rarely can.)"""
+    out: dict[str, int] = {}
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if type(n) in (ast.ComparisonExpression, NotEqual) and isinstance(n.left, FieldValue) \
+                and n.left.convert is None and isinstance(n.right, ast.BooleanExpression):
+            out[n.left.key] = out.get(n.left.key, 0) + 1
+        if type(n) is ast.UnaryExpression and n.type == "not":
+            continue
+        for name in _attr_names(n):
+            child = getattr(n, name, None)
+            if isinstance(child, (ast.ExpressionBase, ast.Statement)):
+                stack.append(child)
+            elif isinstance(child, (tuple, list)):
+                stack.extend(c for c in child if isinstance(c, ast.ExpressionBase))
+    return out
+
+
+def _fold(op: str, left: Code, right: Code) -> Code:
+    """`left and right` / `left or right` where only the truth is used, folding constants
+    as Python's short-circuit would evaluate them (a side that may raise is kept)."""
+    absorbing = op == "or"  # True absorbs or, False absorbs and
+    if left.const is not None:
+        return _constant(absorbing) if left.const is absorbing else right
+    if right.const is not None:
+        if right.const is not absorbing:
+            return left
+        if not left.raises:
+            return _constant(absorbing)
+    return Code(f"({left.expr} {op} {right.expr})", left.raises or right.raises)
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledCondition:
     matches: Callable[[Event], bool]
     source: str  # the generated Python, for debugging and the tests
+    constant: bool | None = None  # the known fields decide it: always this
 
 
-def compile_condition(statement: Any) -> CompiledCondition:
-    """statement: a guarded, field-reading rule-engine Statement. Raises Unsupported."""
+def compile_condition(statement: Any, known: Mapping[str, Any] | None = None) -> CompiledCondition:
+    """statement: a guarded, field-reading rule-engine Statement. Raises Unsupported.
+    `known`: field values every event given to it has (see _Generator.known)."""
     if not isinstance(statement, ast.Statement):
         raise Unsupported("not a statement")
-    gen = _Generator()
+    gen = _Generator(known=dict(known or {}))
     code = gen.truth(statement.expression)
     body = f"def matches(ev):\n    return bool({code.expr})\n"
     source = "\n".join([*gen.defs, body])
     namespace: dict[str, Any] = dict(gen.consts)
     exec(compile(source, "<ringwatch rule>", "exec"), namespace)  # our own generated code
-    return CompiledCondition(namespace["matches"], source)
+    return CompiledCondition(namespace["matches"], source, code.const)
 

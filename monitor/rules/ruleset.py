@@ -13,6 +13,7 @@ from typing import Any
 import rule_engine
 
 from monitor.rules.alert import ALERT_FIELDS, Alert, AlertIds
+from monitor.rules.candidates import Candidates
 from monitor.rules.compiled import Unsupported, compile_condition, fields_read
 from monitor.rules.condition import ExceptionError, Expanded, Expander, ExpandError, nesting, suggest
 from monitor.rules.dnsnames import dns_names
@@ -70,6 +71,9 @@ class CompiledRule:
     compiled: bool = field(default=False, compare=False)
     fallback_reason: str = field(default="", compare=False)
     fields: frozenset[str] = field(default=frozenset(), compare=False)  # fields the condition reads
+    # The guarded, field-reading statement `matches` was compiled from (None when
+    # rule-engine evaluates the rule): the index compiles it again per event type.
+    statement: Any = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,13 +108,13 @@ class RuleSet:
         self.host = host or socket.gethostname()
         self.ids = AlertIds()
         enabled = [r for r in rules if r.enabled]
-        self._untyped = _Candidates([r for r in enabled if r.event_types is None])
+        self._untyped = Candidates([r for r in enabled if r.event_types is None])
         types: set[str] = set()
         for r in enabled:
             types |= r.event_types or set()
         # Each type's list keeps definition order, untyped rules included.
         self._by_type = {
-            t: _Candidates([r for r in enabled if r.event_types is None or t in r.event_types])
+            t: Candidates([r for r in enabled if r.event_types is None or t in r.event_types], t)
             for t in types
         }
 
@@ -132,7 +136,7 @@ class RuleSet:
         """The Falco field name for a SymbolExpression name in a rule's AST."""
         return self.names.to_field[symbol]
 
-    def _group(self, event: Event) -> _Candidates:
+    def _group(self, event: Event) -> Candidates[CompiledRule]:
         etype = event.get("evt.type")
         # A replayed file may hold anything; an unhashable type must not crash the lookup.
         return self._by_type.get(etype, self._untyped) if isinstance(etype, str) else self._untyped
@@ -140,11 +144,12 @@ class RuleSet:
     def matching(self, event: Event) -> list[CompiledRule]:
         group = self._group(event)
         group.evaluated += 1
+        pairs = group.for_event(event)
         try:
             # The hot path: most events match nothing and no condition raises.
-            hits = [rule for rule, matches in group.pairs if matches(event)]
+            hits = [rule for rule, matches in pairs if matches(event)]
         except Exception:
-            return group.one_by_one(event)
+            return group.one_by_one(event, pairs)
         for rule in hits:
             rule.stats.matched += 1
         return hits
@@ -182,35 +187,6 @@ class RuleSet:
                 evaluated[r.name] += group.evaluated
         return {r.name: {"evaluated": evaluated[r.name], "matched": r.stats.matched,
                          "errors": r.stats.errors} for r in self.rules}
-
-
-class _Candidates:
-    """The enabled rules one event type is evaluated against, in definition order.
-
-    Evaluations are counted once per event for the whole group (each rule's count is
-    the sum over the groups it is in, RuleSet.stats), not once per rule and event."""
-
-    __slots__ = ("evaluated", "pairs", "rules")
-
-    def __init__(self, rules: list[CompiledRule]) -> None:
-        self.rules = tuple(rules)
-        self.pairs = tuple((r, r.matches) for r in rules)
-        self.evaluated = 0
-
-    def one_by_one(self, event: Event) -> list[CompiledRule]:
-        """The slow path, when a condition raised: each rule on its own, errors counted
-        (the rule then does not match), as if the fast path had never run."""
-        hits: list[CompiledRule] = []
-        for rule, matches in self.pairs:
-            try:
-                hit = matches(event)
-            except Exception:
-                rule.stats.errors += 1
-                continue
-            if hit:
-                rule.stats.matched += 1
-                hits.append(rule)
-        return hits
 
 
 class _OutOfTime(Exception):
@@ -408,8 +384,10 @@ class _Compiler:
             return None
         matches: Callable[[Event], bool] = evaluating.matches
         reason = ""
+        statement = None
         try:
             matches = compile_condition(evaluating.statement).matches
+            statement = evaluating.statement
         except Unsupported as exc:
             reason = str(exc)
         except RecursionError:
@@ -421,7 +399,7 @@ class _Compiler:
             event_types=types,
             output=output, file=rdef.loc.file, line=rdef.loc.line, matches=matches,
             engine_matches=evaluating.matches, compiled=not reason, fallback_reason=reason,
-            fields=fields_read(evaluating.statement),
+            fields=fields_read(evaluating.statement), statement=statement,
         )
 
 

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from monitor.kernel.bpffs import PinnedMap
+from tests.kafka_broker import tansu_binary
 from tests.systemd_container import SystemdContainer
 
 pytestmark = pytest.mark.kernel
@@ -147,6 +149,69 @@ def test_an_alert_reaches_the_journal_with_its_priority_and_fields(svc: Service)
     # The daemon's own lines: each at the priority of its level.
     levels = {e["level"]: e["_priority"] for e in svc.logs()}
     assert levels.get("info") == "6", levels
+
+
+def _children(svc: Service, pid: int) -> dict[int, tuple[str, str]]:
+    """The children of `pid` in the container: command line, and their cgroup file."""
+    out = {}
+    for child in svc.box.run("ps", "--ppid", str(pid), "-o", "pid=", check=False).stdout.split():
+        cmd = svc.box.run("cat", f"/proc/{child}/cmdline", check=False)
+        cgroup = svc.box.run("cat", f"/proc/{child}/cgroup", check=False)
+        if cmd.returncode == 0:
+            out[int(child)] = (cmd.stdout.replace("\0", " ").strip(), cgroup.stdout)
+    return out
+
+
+def test_kafka_output_runs_in_a_worker_the_unit_stops_cleanly(svc: Service) -> None:
+    # The Kafka client runs in a child process (monitor/sinks/kafkaproc.py): under the
+    # unit's sandbox it must start, deliver, and stop within the unit's stop, without
+    # being killed (KillMode=mixed kills what is left once ringwatch has exited).
+    tansu = str(tansu_binary())
+    if not (svc.box.root / tansu.lstrip("/")).is_file():  # a checkout the overlay hides
+        tansu = svc.box.put(Path(tansu), "/opt/rw-test/tansu")
+    port = "19092"
+    svc.box.run("systemd-run", "--unit=rw-tansu", "--collect", tansu, "broker",
+                "--listener-url", f"tcp://127.0.0.1:{port}", "--advertised-listener-url",
+                f"tcp://127.0.0.1:{port}", "--storage-engine", "memory://tansu/")
+    wait("the broker", lambda: svc.box.run("bash", "-c", f"exec 3<>/dev/tcp/127.0.0.1/{port}",
+                                           check=False).returncode == 0)
+    config = svc.path(CONFIG)
+    good = config.read_text()
+    cfg = yaml.safe_load(good)
+    cfg["outputs"]["alerts"]["kafka_topic"] = "rw-alerts"
+    cfg["outputs"]["kafka"] = {**(cfg["outputs"].get("kafka") or {}),
+                               "bootstrap_servers": [f"127.0.0.1:{port}"]}
+    config.write_text(yaml.safe_dump(cfg))
+    try:
+        started = svc.box.run("systemctl", "restart", UNIT, check=False, timeout=240)
+        assert started.returncode == 0, "\n".join(str(e) for e in svc.logs()[-10:])
+        main = int(svc.state()["MainPID"])
+
+        def worker_up() -> dict[int, tuple[str, str]] | None:
+            procs = _children(svc, main)
+            return procs if any("monitor.sinks.kafkaworker" in c for c, _ in procs.values()) else None
+
+        procs = wait("ringwatch's Kafka worker", worker_up)
+        workers = [pid for pid, (cmd, _) in procs.items() if "monitor.sinks.kafkaworker" in cmd]
+        assert len(workers) == 1, procs
+        assert f"/{UNIT}.service" in procs[workers[0]][1], procs  # in the unit's cgroup
+        exe = f"/tmp/{svc.comm}"
+        svc.box.run(exe)  # the marker rule of the journal test above alerts on it
+        said_before = len(svc.manager())
+        svc.box.run("systemctl", "stop", UNIT, timeout=60)
+        st = svc.state()
+        assert st["ActiveState"] == "inactive" and st["Result"] == "success", st
+        closed = [e for e in svc.logs() if e["event"] == "outputs_closed"][-1]["outputs"]["kafka-alerts"]
+        assert closed["written"] >= 1 and closed["dropped"] == 0 and closed["worker_restarts"] == 0, closed
+        # The worker stopped when ringwatch closed its pipe, not by the final SIGKILL.
+        said = svc.manager()[said_before:]
+        assert not any("SIGKILL" in m for m in said), said
+        failed = [e for e in svc.logs() if e["event"].startswith("kafka worker")]
+        assert failed == [], failed
+    finally:
+        config.write_text(good)
+        svc.box.run("systemctl", "stop", "rw-tansu", check=False)
+        assert svc.box.run("systemctl", "start", UNIT, check=False, timeout=240).returncode == 0
 
 
 def test_a_rejected_rules_reload_keeps_the_service_up_and_is_reported_failed(svc: Service) -> None:

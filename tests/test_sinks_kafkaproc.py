@@ -52,7 +52,7 @@ def test_delivered_in_order_by_another_process(tansu: TansuBroker, tmp_path: Pat
     try:
         pid = worker_pid(sink)
         assert pid != os.getpid()
-        # systemctl stop signals every process of the unit: the worker waits for its close.
+        # A Ctrl-C or a SIGTERM to the whole group reaches it: the worker waits for its close.
         os.kill(pid, signal.SIGTERM)
         n = 2000
         for i in range(n // 2):

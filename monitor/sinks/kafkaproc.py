@@ -191,7 +191,7 @@ class WorkerLink:
         # Run from a checkout too: the worker imports the same monitor package.
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         # Started with the stop signals blocked (a thread's mask passes through fork and
-        # exec): a `systemctl stop` while the worker is still importing stays pending until
+        # exec): a Ctrl-C or a group-wide SIGTERM while the worker is still importing stays pending until
         # it ignores them, instead of killing it with what ringwatch already handed over.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:

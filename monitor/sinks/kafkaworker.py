@@ -4,8 +4,10 @@ It runs one KafkaSink (queue, spool, outages: monitor/sinks/kafka.py) on records
 arrive already encoded on stdin, and reports that sink's stats on stdout. Its logs go to
 the stderr it inherits (the journal under systemd).
 
-It ignores SIGTERM, SIGINT and SIGHUP: `systemctl stop` signals every process of the unit,
-and the worker must outlive ringwatch's own shutdown, which ends by closing the pipe. At
+It ignores SIGTERM, SIGINT and SIGHUP: a Ctrl-C in a terminal, or a SIGTERM to the
+process group or the unit's cgroup (KillMode=control-group), reaches it too, and it must
+outlive ringwatch's own shutdown, which ends by closing the pipe. (The unit ships with
+KillMode=mixed: only ringwatch gets the SIGTERM, and ringwatch waits for the worker.) At
 end of input (a close frame, or ringwatch gone, SIGKILL included) it delivers or spools
 what it holds, within the close timeout, and exits.
 """

@@ -25,7 +25,7 @@ from __future__ import annotations
 import decimal
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -667,6 +667,16 @@ class _Generator:
         return Code(f"tuple([{result.expr} for {var} in {iterable.expr}{cond}])", raises)
 
 
+def children(node: Any) -> Iterator[Any]:
+    """A rule-engine node's operands (expressions and statements), one level down."""
+    for name in _attr_names(node):
+        child = getattr(node, name, None)
+        if isinstance(child, (ast.ExpressionBase, ast.Statement)):
+            yield child
+        elif isinstance(child, (tuple, list)):
+            yield from (c for c in child if isinstance(c, ast.ExpressionBase))
+
+
 def fields_read(node: Any) -> frozenset[str]:
     """The event keys a guarded, field-reading AST reads (its FieldValue nodes)."""
     out: set[str] = set()
@@ -676,12 +686,7 @@ def fields_read(node: Any) -> frozenset[str]:
         if isinstance(n, FieldValue):
             out.add(n.key)
             continue
-        for name in _attr_names(n):
-            child = getattr(n, name, None)
-            if isinstance(child, (ast.ExpressionBase, ast.Statement)):
-                stack.append(child)
-            elif isinstance(child, (tuple, list)):
-                stack.extend(c for c in child if isinstance(c, ast.ExpressionBase))
+        stack.extend(children(n))
     return frozenset(out)
 
 
@@ -697,14 +702,8 @@ def boolean_tests(node: Any) -> dict[str, int]:
         if type(n) in (ast.ComparisonExpression, NotEqual) and isinstance(n.left, FieldValue) \
                 and n.left.convert is None and isinstance(n.right, ast.BooleanExpression):
             out[n.left.key] = out.get(n.left.key, 0) + 1
-        if type(n) is ast.UnaryExpression and n.type == "not":
-            continue
-        for name in _attr_names(n):
-            child = getattr(n, name, None)
-            if isinstance(child, (ast.ExpressionBase, ast.Statement)):
-                stack.append(child)
-            elif isinstance(child, (tuple, list)):
-                stack.extend(c for c in child if isinstance(c, ast.ExpressionBase))
+        if type(n) is not ast.UnaryExpression or n.type != "not":
+            stack.extend(children(n))
     return out
 
 

@@ -125,6 +125,7 @@ class SystemdContainer:
         target = self.root / dest.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(host_file.read_bytes())
+        target.chmod(host_file.stat().st_mode & 0o7777)  # an executable stays one
         return dest
 
     def show(self, unit: str, *props: str) -> dict[str, str]:

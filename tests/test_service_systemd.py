@@ -166,9 +166,8 @@ def test_kafka_output_runs_in_a_worker_the_unit_stops_cleanly(svc: Service) -> N
     # The Kafka client runs in a child process (monitor/sinks/kafkaproc.py): under the
     # unit's sandbox it must start, deliver, and stop within the unit's stop, without
     # being killed (KillMode=mixed kills what is left once ringwatch has exited).
-    tansu = str(tansu_binary())
-    if not (svc.box.root / tansu.lstrip("/")).is_file():  # a checkout the overlay hides
-        tansu = svc.box.put(Path(tansu), "/opt/rw-test/tansu")
+    # Copied in: the container may not see the checkout (a fresh clone under /tmp).
+    tansu = svc.box.put(tansu_binary(), "/opt/rw-test/tansu")
     port = "19092"
     svc.box.run("systemd-run", "--unit=rw-tansu", "--collect", tansu, "broker",
                 "--listener-url", f"tcp://127.0.0.1:{port}", "--advertised-listener-url",

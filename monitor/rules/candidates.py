@@ -86,10 +86,8 @@ class Candidates(Generic[R]):
             key = key * 4 + code
         found = self._by_key.get(key)
         if found is None:
-            known: dict[str, Any] = {"evt.type": self.etype}
-            for i, f in enumerate(self.facets):
-                code = (key >> (2 * (len(self.facets) - 1 - i))) & 3
-                known[f] = (False, True, None)[code]
+            # The key's values are this event's own: each facet is True, False or None.
+            known: dict[str, Any] = {"evt.type": self.etype, **{f: event.get(f) for f in self.facets}}
             found = self._by_key[key] = self._specialise(known)
         return found
 

@@ -419,7 +419,13 @@ def test_reload_without_a_control_socket_still_signals_but_fails(tmp_path: Path)
     import subprocess
     import sys
 
-    target = subprocess.Popen(["sleep", "60"])
+    def default_hup() -> None:
+        # A runner started under nohup ignores SIGHUP, and children inherit that: the
+        # target would outlive the signal the test is about.
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+    target = subprocess.Popen(["sleep", "60"], preexec_fn=default_hup)
     try:
         res = subprocess.run([sys.executable, "-m", "monitor", "reload", "--control-socket",
                               str(tmp_path / "none.sock"), "--pid", str(target.pid)],

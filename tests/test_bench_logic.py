@@ -186,6 +186,21 @@ def test_count_events_matches_field_and_type_exactly() -> None:
     assert ringwatch.count_events(tricky, "proc.pid", 42, frozenset({"openat"})) == 1
 
 
+def test_stats_counted_trials_read_their_own_counter_and_never_exceed_the_generator() -> None:
+    from bench import throughput
+
+    quiet = throughput.Workload("quiet", "open", "/etc/hostname", "stats", "")
+    alerting = throughput.Workload("alerting", "open", "/etc/shadow", "stats", "",
+                                   stat=("alerts", "total"))
+    snap = {"events": {"syscall": 950, "exec": 4}, "alerts": {"total": 7}}
+    assert throughput.counted(quiet, 1000, snap) == 950  # short: the trial fails on it
+    assert throughput.counted(quiet, 900, snap) == 900  # the host's own records do not count
+    assert throughput.counted(alerting, 1000, snap) == 7
+    assert throughput.counted(alerting, 1000, {"events": {"syscall": 5000}}) == 0
+    with pytest.raises(BenchError, match="control socket"):
+        throughput.counted(quiet, 10, None)
+
+
 def test_replay_rate_parsing() -> None:
     assert replay.parse_rate('warming up\n{"events_per_s": 12345.5}\n') == 12345.5
     assert replay.parse_rate("replayed 1,000,000 events in 4.0 s: 250,000 events/s\n") == 250_000

@@ -35,7 +35,7 @@ from monitor.stage import Item, Stage
 class Pipeline:
     def __init__(self, rules: RuleSet, event_sinks: Sequence[Sink], alert_sinks: Sequence[Sink],
                  enforcer: Enforcer | None = None) -> None:
-        self.decode = Decode()
+        self.decode = Decode(need_of=self._need_of)
         self.lineage = LineageStage()
         self.judge = RulesJudge(rules)
         self.emit = Emit(event_sinks, alert_sinks)
@@ -46,6 +46,12 @@ class Pipeline:
         self.writers = ExeWriters()
         self.stages: tuple[Stage, ...] = (self.decode, self.lineage, self.enrich, self.writers, *judges,
                                           self.throttle, self.judge, self.emit)
+
+    def _need_of(self, evt_type: str) -> frozenset[str] | None:
+        # Events going out hold every field anyway: nothing to leave for later.
+        if self.emit.event_sinks:
+            return None
+        return self.judge.rules.fields_for(evt_type)  # a reload replaces judge.rules whole
 
     def __call__(self, record: Record) -> None:
         item = Item(record)

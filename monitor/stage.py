@@ -2,10 +2,14 @@
 
 Stages run in order (monitor.pipeline assembles them) and each adds to the Item what it
 is for; none calls another, so a record never climbs back to a stage it already left.
+A stage may leave fields no loaded rule reads as a filler on the Item (`deferred`),
+which runs only if something needs the whole event (`complete()`): Falco's filterchecks
+likewise extract a field only when a rule or an output asks for it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -22,6 +26,24 @@ class Item:
     proc: ProcInfo | None = None
     # Alerts decided by the judge stages, sent by emit.
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    # The fields the loaded rules read on events of this type (None: every field). A
+    # stage may leave a group of fields none of them reads for later (`deferred`): most
+    # events match nothing, and nothing else looks at them.
+    need: frozenset[str] | None = None
+    # What those stages left, oldest first: each fills its group into `event`.
+    deferred: list[Callable[[Item], None]] = field(default_factory=list)
+
+    def wants(self, group: frozenset[str]) -> bool:
+        need = self.need
+        return need is None or not group.isdisjoint(need)
+
+    def complete(self) -> dict[str, Any]:
+        """Every field, the deferred ones filled in now: before anything outside the
+        rules' conditions reads the event (an alert, an event output, a subscriber)."""
+        deferred = self.deferred
+        while deferred:
+            deferred.pop(0)(self)
+        return self.event
 
 
 class Stage(Protocol):

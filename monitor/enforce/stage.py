@@ -22,4 +22,4 @@ class EnforceVerdicts:
         if not isinstance(rec, DenyRecord):
             return
         item.event["enforce.rule"] = self.enforcer.rule_name(rec.rule_id)
-        item.alerts.append(self.enforcer.alert(rec, item.event))
+        item.alerts.append(self.enforcer.alert(rec, item.complete()))

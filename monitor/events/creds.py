@@ -45,6 +45,9 @@ def caps_text(mask: int) -> str:
     return " ".join(name for bit, name in enumerate(CAPABILITIES) if mask >> bit & 1)
 
 
+CAPS_FIELDS = frozenset({"thread.cap_effective", "thread.cap_permitted", "thread.cap_inheritable"})
+
+
 def caps_fields(caps: Caps | None) -> dict[str, Any]:
     if caps is None:
         return {}

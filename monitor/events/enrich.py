@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import pwd
 
+from monitor.events.catalog import FIELD_TYPES
 from monitor.events.container import ContainerResolver
 from monitor.events.dns import FIELD as SIP_NAME
 from monitor.events.dns import DnsWatch
 from monitor.stage import Item
 
 USER_CACHE_MAX = 4096
+# Filled when a rule reads one of them, or the whole event is wanted (Item.complete()).
+USER = frozenset({"user.name"})
+CONTAINER = frozenset(f for f in FIELD_TYPES if f.startswith(("container.", "k8s.")))
 
 
 class Enrich:
@@ -35,13 +39,26 @@ class Enrich:
 
     def __call__(self, item: Item) -> None:
         ev = item.event
-        uid = ev.get("user.uid")
-        if uid is not None:
-            ev["user.name"] = self.user_name(uid)
+        if item.wants(USER):
+            self._user(item)
+        else:
+            item.deferred.append(self._user)
         sip = ev.get("fd.sip")
         if sip is not None:
             # A lookup in the last answer the background resolver published; no DNS here.
             ev[SIP_NAME] = self.dns.names_for(sip)
+        if item.wants(CONTAINER):
+            self._container(item)
+        else:
+            item.deferred.append(self._container)
+
+    def _user(self, item: Item) -> None:
+        uid = item.event.get("user.uid")
+        if uid is not None:
+            item.event["user.name"] = self.user_name(uid)
+
+    def _container(self, item: Item) -> None:
+        ev = item.event
         pid = ev.get("proc.pid")
         if pid is not None:
             ev.update(self.containers.fields(pid, ev.get("proc.start_ns", 0), ev.get("proc.exec_id", ""),

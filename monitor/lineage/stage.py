@@ -16,6 +16,13 @@ MEMO_ENTRIES = 4096  # processes whose ancestry is kept between two lineage chan
 # and, nearest first, the ancestors' names, pids, argv[0]s and executables.
 _Ancestry = tuple[dict[str, Any], list[str], list[int], list[str], list[str]]
 
+# Groups a syscall event gets only when a rule reads one of their fields, or when the
+# whole event is wanted (Item.complete()): building the lists and joining the command
+# line cost a quiet event more than its rules did.
+ANAME = frozenset({"proc.aname"})
+ANCESTRY = frozenset({"proc.apid", "proc.aexe", "proc.aexepath"})
+CMDLINE = frozenset({"proc.args", "proc.cmdline"})
+
 
 class LineageStage:
     name = "lineage"
@@ -64,24 +71,50 @@ class LineageStage:
         ev["proc.exec_id"] = lin.exec_id(info)
         if not isinstance(item.record, ExecRecord):
             # The record itself carries no image: the lineage entry has the last exec's.
-            args = info.argv[1:]
             # The lineage keeps the kernel-resolved path of what the process runs (exe)
             # and its argv; proc.exe is argv[0], as Falco defines it.
             ev.setdefault("proc.exe", argv0(info))
             ev.setdefault("proc.exepath", info.exe)
             ev.setdefault("proc.is_name_exe", name_is_exe(ev.get("proc.name", ""), info.exe))
             ev.setdefault("proc.argv", info.argv)
-            ev.setdefault("proc.args", " ".join(args))
-            ev.setdefault("proc.cmdline", " ".join([info.comm, *args]))
-        parent_fields, aname, apid, aexe, aexepath = self._ancestry(lin, info)
-        ev.update(parent_fields)
-        # Falco's indexing: [0] is the process itself (as this event sees it), then the
-        # parent, the grandparent, ... New lists: each event owns its own (outputs
-        # serialise them later, on other threads).
-        ev["proc.aname"] = [ev.get("proc.name", info.comm), *aname]
+            if item.wants(CMDLINE):
+                _cmdline(item)
+            else:
+                item.deferred.append(_cmdline)
+        ev.update(self._ancestry(lin, info)[0])
+        if item.wants(ANAME):
+            self._fill_aname(item)
+        else:
+            item.deferred.append(self._fill_aname)
+        if item.wants(ANCESTRY):
+            self._fill_ancestry(item)
+        else:
+            item.deferred.append(self._fill_ancestry)
+
+    # Falco's indexing: [0] is the process itself (as this event sees it), then the
+    # parent, the grandparent, ... New lists: each event owns its own (outputs serialise
+    # them later, on other threads). Deferred, they run in the same pass of the record:
+    # the memo answers again, for the same lineage.
+    def _fill_aname(self, item: Item) -> None:
+        info, ev = item.proc, item.event
+        assert info is not None and self.lineage is not None
+        ev["proc.aname"] = [ev.get("proc.name", info.comm), *self._ancestry(self.lineage, info)[1]]
+
+    def _fill_ancestry(self, item: Item) -> None:
+        info, ev = item.proc, item.event
+        assert info is not None and self.lineage is not None
+        _, _, apid, aexe, aexepath = self._ancestry(self.lineage, info)
         ev["proc.apid"] = [info.tgid, *apid]
         ev["proc.aexe"] = [ev.get("proc.exe", argv0(info)), *aexe]
         ev["proc.aexepath"] = [ev.get("proc.exepath", info.exe), *aexepath]
+
+
+def _cmdline(item: Item) -> None:
+    info, ev = item.proc, item.event
+    assert info is not None
+    args = info.argv[1:]
+    ev.setdefault("proc.args", " ".join(args))
+    ev.setdefault("proc.cmdline", " ".join([info.comm, *args]))
 
 
 def argv0(info: ProcInfo) -> str:

@@ -19,6 +19,11 @@ class RulesJudge:
     def __call__(self, item: Item) -> None:
         if item.event.get("evt.count_only"):
             return  # repeats of an event the rules saw already (kernel coalescing)
-        for alert in self.rules.alerts(item.event):
+        rules = self.rules
+        hits = rules.matching(item.event)
+        if not hits:
+            return
+        # The conditions read only what the event holds; an alert carries every field.
+        for alert in rules.alerts_for(item.complete(), hits):
             if alert.action not in KERNEL_ACTIONS:
                 item.alerts.append(alert.to_dict())

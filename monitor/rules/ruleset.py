@@ -117,6 +117,8 @@ class RuleSet:
             t: Candidates([r for r in enabled if r.event_types is None or t in r.event_types], t)
             for t in types
         }
+        # Per event type: the fields its rules' conditions read (fields_for).
+        self._reads: dict[str, frozenset[str]] = {}
 
     def event_types(self) -> set[str] | None:
         """Event types some enabled rule can match; None when one needs every type."""
@@ -154,7 +156,20 @@ class RuleSet:
             rule.stats.matched += 1
         return hits
 
+    def fields_for(self, etype: str) -> frozenset[str]:
+        """The fields the conditions of the rules an event of this type is evaluated
+        against read (its group's): all a lazily built event must hold before matching."""
+        found = self._reads.get(etype)
+        if found is None:
+            group = self._by_type.get(etype, self._untyped)
+            found = self._reads[etype] = frozenset({"evt.type"}).union(*(r.fields for r in group.rules))
+        return found
+
     def alerts(self, event: Event) -> list[Alert]:
+        return self.alerts_for(event, self.matching(event))
+
+    def alerts_for(self, event: Event, hits: list[CompiledRule]) -> list[Alert]:
+        """The alerts of rules that matched `event`, which must hold every field now."""
         return [
             Alert.build(
                 rule=r.name, priority=r.priority, tags=list(r.tags), action=r.action,
@@ -162,7 +177,7 @@ class RuleSet:
                 output_fields=r.output.values(event),
                 event=event, host=self.host, ids=self.ids,
             )
-            for r in self.matching(event)
+            for r in hits
         ]
 
     def fallbacks(self) -> list[CompiledRule]:

@@ -58,7 +58,7 @@ class ThrottleAlerts:
     def __call__(self, item: Item) -> None:
         if not isinstance(item.record, ThrottleRecord):
             return
-        alert = self.watch.notice(item.event, time.monotonic())
+        alert = self.watch.notice(item.complete(), time.monotonic())
         if alert is not None:
             item.alerts.append(alert)
 

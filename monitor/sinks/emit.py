@@ -71,6 +71,9 @@ class Emit:
         return list(seen.values())
 
     def __call__(self, item: Item) -> None:
+        subs = self.subscribers
+        if item.deferred and (self.event_sinks or (subs and any(s.wants_events for s in subs))):
+            item.complete()  # an event out holds every field, read by a rule or not
         for sink in self.event_sinks:
             sink.emit(item.event)
         for sub in self.subscribers:

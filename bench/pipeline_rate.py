@@ -89,6 +89,13 @@ def _header(h: krec.CHeader, rtype: RecordType, ktime: int, tgid: int, start: in
 def _pipeline(rules: object) -> Pipeline:
     pipe = Pipeline(rules, [], [])  # type: ignore[arg-type]
     pipe.lineage.lineage = Lineage(None, 10, 65536, 10_000_000)
+    # The opener and its parent exec'd before (as a live host's processes have): the
+    # lineage knows them, so every open gets its ancestry, as it does live. (Until
+    # 2026-12-01 the opener was unknown, which left lineage out of the opens' cost.)
+    for tgid, ppid, start, comm, exe in ((70, 1, 4_000_000, "bash", "/usr/bin/bash"),
+                                         (77, 70, 5_000_000, "python3", "/usr/bin/python3")):
+        h = Header(RecordType.EXEC, 0, 900, tgid, tgid, ppid, 0, 0, 1, start, comm)
+        pipe(ExecRecord(h, 0, 59, exe, [comm, "-u"], -100, 0, False, False, False, False))
     return pipe
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import time
 from dataclasses import dataclass, field
@@ -196,6 +197,7 @@ class Monitor:
         self.pipeline.judge.rules = ruleset
         self.pipeline.enrich.dns.watch(ruleset.dns_names())
         self._apply_syscall_filter()
+        settle_heap()  # the rules replaced, frozen with the rest, can go now
         self.log.info("rules_reloaded", rules=len(ruleset.rules), files=ruleset.files,
                       skipped={s.name: s.reason for s in ruleset.skipped})
         return None
@@ -264,6 +266,7 @@ class Monitor:
         self._start_lineage()
         self._apply_syscall_filter()
         self.ops.started(f"monitoring; config {self.cfg.source}")
+        settle_heap()
         self.log.info("ready", startup_s=round(time.monotonic() - t0, 3), config=self.cfg.source)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
         next_housekeeping = 0.0
@@ -308,3 +311,17 @@ class Monitor:
     def _counter_fields(c: Any) -> dict[str, Any]:
         return {"produced": c.produced, "delivered": c.delivered, "drops": c.drops,
                 "decode_errors": c.decode_errors}
+
+
+def settle_heap() -> None:
+    """Put what exists now out of the cyclic collector's sight (gc.freeze()).
+
+    What start-up builds (rules, their compiled code, bcc's tables) lives as long as the
+    process, and every full collection walked all of it: 78 ms each, measured live at
+    25k records/s, while records waited in the ring. A reload first gives the frozen
+    objects back (the rules it replaced may hold cycles) and collects them once.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+

@@ -37,6 +37,13 @@ class Item:
         need = self.need
         return need is None or not group.isdisjoint(need)
 
+    def fill(self, group: frozenset[str], filler: Callable[[Item], None]) -> None:
+        """Fill a group of fields now if a rule reads one of them, else leave it for later."""
+        if self.wants(group):
+            filler(self)
+        else:
+            self.deferred.append(filler)
+
     def complete(self) -> dict[str, Any]:
         """Every field, the deferred ones filled in now: before anything outside the
         rules' conditions reads the event (an alert, an event output, a subscriber)."""

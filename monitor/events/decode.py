@@ -112,17 +112,11 @@ class Decode:
         if isinstance(rec, SyscallRecord):
             found = self.catalogue.by_number.get(rec.nr)
             name = found[0] if found else str(rec.nr)
-            need = item.need = self.need_of(name)
+            item.need = self.need_of(name)
             ev = item.event = self.header(rec.h, name)
-            if need is None or not TIME_FIELDS.isdisjoint(need):
-                self.time_fields(ev, rec.h)
-            else:
-                item.deferred.append(self._fill_time)
+            item.fill(TIME_FIELDS, self._fill_time)
             ev.update(result_fields(rec.ret))
-            if need is None or not CAPS_FIELDS.isdisjoint(need):
-                ev.update(caps_fields(rec.caps))
-            else:
-                item.deferred.append(self._fill_caps)
+            item.fill(CAPS_FIELDS, self._fill_caps)
             if found is not None:
                 found[1].decode(rec, name, ev, self.paths)
             ev.update(op_fields(rec, name))

@@ -39,18 +39,12 @@ class Enrich:
 
     def __call__(self, item: Item) -> None:
         ev = item.event
-        if item.wants(USER):
-            self._user(item)
-        else:
-            item.deferred.append(self._user)
+        item.fill(USER, self._user)
         sip = ev.get("fd.sip")
         if sip is not None:
             # A lookup in the last answer the background resolver published; no DNS here.
             ev[SIP_NAME] = self.dns.names_for(sip)
-        if item.wants(CONTAINER):
-            self._container(item)
-        else:
-            item.deferred.append(self._container)
+        item.fill(CONTAINER, self._container)
 
     def _user(self, item: Item) -> None:
         uid = item.event.get("user.uid")

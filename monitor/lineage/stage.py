@@ -77,19 +77,10 @@ class LineageStage:
             ev.setdefault("proc.exepath", info.exe)
             ev.setdefault("proc.is_name_exe", name_is_exe(ev.get("proc.name", ""), info.exe))
             ev.setdefault("proc.argv", info.argv)
-            if item.wants(CMDLINE):
-                _cmdline(item)
-            else:
-                item.deferred.append(_cmdline)
+            item.fill(CMDLINE, _cmdline)
         ev.update(self._ancestry(lin, info)[0])
-        if item.wants(ANAME):
-            self._fill_aname(item)
-        else:
-            item.deferred.append(self._fill_aname)
-        if item.wants(ANCESTRY):
-            self._fill_ancestry(item)
-        else:
-            item.deferred.append(self._fill_ancestry)
+        item.fill(ANAME, self._fill_aname)
+        item.fill(ANCESTRY, self._fill_ancestry)
 
     # Falco's indexing: [0] is the process itself (as this event sees it), then the
     # parent, the grandparent, ... New lists: each event owns its own (outputs serialise

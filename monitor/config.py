@@ -69,8 +69,12 @@ class SensorConfig:
     pending_exec_max: int = 1024
     # cgroup v2 directories to restrict tracing to (with their descendants); [] = all.
     cgroups: list[str] = field(default_factory=list)
-    # How long one ring-buffer poll may block, in milliseconds.
-    poll_timeout_ms: int = 100
+    # How long one ring-buffer poll may block, in milliseconds: also the longest a syscall
+    # record waits to be read when fewer than wakeup_records come.
+    poll_timeout_ms: int = 50
+    # Syscall records per CPU that wake the consumer (1 = every record, libbpf's way).
+    # Batching costs the monitor a third less CPU per record at 5k/s (bpf/sensor.bpf.c).
+    wakeup_records: int = 256
     # Kernel BTF giving struct offsets; if unreadable, offsets come from headers (warned).
     btf_path: str = "/sys/kernel/btf/vmlinux"
     # Event types recorded even if no rule needs them (e.g. for --record); "all" = every
@@ -250,7 +254,8 @@ def _check(cfg: Config, where: str) -> None:
         "coalesce_window_ms": (0, 60_000), "coalesce_entries": (16, 1 << 20),
         "throttle_process_rate": (0, 10_000_000), "throttle_process_burst": (1, 100_000_000),
         "throttle_cgroup_rate": (0, 10_000_000), "throttle_cgroup_burst": (1, 100_000_000),
-        "throttle_notice_interval_s": (1, 3600),
+        "throttle_notice_interval_s": (1, 3600), "poll_timeout_ms": (1, 10_000),
+        "wakeup_records": (1, 1 << 20),
     }
     for key, (lo, hi) in bounds.items():
         value = getattr(s, key)

@@ -76,6 +76,8 @@ def test_shipped_config_values_are_the_defaults() -> None:
         ("drop_alert:\n  min_interval_s: soon\n", r"drop_alert\.min_interval_s: expected float, got str"),
         ("drop_alert:\n  enabled: 1\n", r"drop_alert\.enabled: expected bool, got int"),
         ("drop_alert:\n  check_interval_s: 0\n", r"drop_alert\.check_interval_s: must be positive"),
+        ("sensor:\n  wakeup_records: 0\n", r"sensor\.wakeup_records: must be 1\.\.1048576, got 0"),
+        ("sensor:\n  poll_timeout_ms: 0\n", r"sensor\.poll_timeout_ms: must be 1\.\.10000, got 0"),
         ("control:\n  socket: run/c.sock\n", r"control\.socket: must be an absolute path"),
         ("control:\n  socket: /" + "x" * 120 + "\n", r"control\.socket: longer than 107 bytes"),
         ("control: /run/x.sock\n", r"control: expected a mapping, got str"),
@@ -93,11 +95,11 @@ def test_config_errors_name_file_and_key(tmp_path: Path, text: str, message: str
 
 def test_set_overrides_win_over_the_file(tmp_path: Path) -> None:
     path = tmp_path / "config.yaml"
-    path.write_text("sensor:\n  ringbuf_bytes: 65536\n  poll_timeout_ms: 50\n")
+    path.write_text("sensor:\n  ringbuf_bytes: 65536\n  poll_timeout_ms: 70\n")
     cfg = config.load(path, ["sensor.ringbuf_bytes=4096", "drop_alert.enabled=false",
                              "sensor.cgroups=[/sys/fs/cgroup/a]"])
     assert cfg.sensor.ringbuf_bytes == 4096
-    assert cfg.sensor.poll_timeout_ms == 50  # untouched keys keep the file's value
+    assert cfg.sensor.poll_timeout_ms == 70  # untouched keys keep the file's value
     assert cfg.drop_alert.enabled is False
     assert cfg.sensor.cgroups == ["/sys/fs/cgroup/a"]
     assert cfg.source == f"{path} + --set"

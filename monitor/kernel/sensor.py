@@ -276,6 +276,7 @@ class Sensor:
             f"-I{BPF_DIR}",
             f"-DRW_RINGBUF_PAGES={ringbuf_pages(self.cfg.process_ringbuf_bytes)}",
             f"-DRW_SYSCALL_RINGBUF_PAGES={ringbuf_pages(self.cfg.ringbuf_bytes)}",
+            f"-DRW_SYSCALL_WAKEUP_RECORDS={self.cfg.wakeup_records}",
             f"-DRW_COALESCE_WINDOW_NS={self.cfg.coalesce_window_ms * 1_000_000}ULL",
             f"-DRW_COALESCE_MAX={self.cfg.coalesce_entries}",
             f"-DRW_PROC_RATE={self.cfg.throttle_process_rate}ULL",

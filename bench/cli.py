@@ -15,12 +15,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from bench import cgroup, flood, footprint, overhead, replay, report, throughput
+from bench import cgroup, fixed_rate, flood, footprint, overhead, replay, report, throughput
 from bench.context import PRESETS, Context, Settings, remove_pins
 from bench.errors import BenchError
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SECTIONS = ("overhead", "throughput", "outputs", "footprint", "replay", "flood")
+SECTIONS = ("overhead", "throughput", "outputs", "footprint", "replay", "flood", "fixed_rate")
 
 
 def _log(msg: str) -> None:
@@ -123,6 +123,8 @@ def _run_sections(
         results["replay"] = replay.run(ctx.python)
     if "flood" in sections:
         results["flood"] = flood.run(ctx, _log)
+    if "fixed_rate" in sections:
+        results["fixed_rate"] = fixed_rate.run(ctx, _log)
 
 
 def main(argv: list[str] | None = None) -> int:

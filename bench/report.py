@@ -195,6 +195,20 @@ def render(results: dict[str, Any]) -> str:
                          f"{t['process_records_lost']:>11}{t['syscall_coalesced']:>12,}"
                          f"{t['syscall_throttled']:>11,}{t['syscall_lost']:>10,}"
                          f"{t['syscall_delivered']:>9,}  {'exact' if t['identity_holds'] else 'OFF'}")
+    fr = results.get("fixed_rate")
+    if fr:
+        lines.append("")
+        lines.append(f"At fixed rates ({fr['window_s']:g}s windows): ringwatch CPU per quiet open; "
+                     "alert latency, event to stdout line")
+        for v in fr["variants"]:
+            cpu = ", ".join(f"{_fmt(c['rate'])}/s {c['cpu_us_per_event']:.1f} us" for c in v["cpu"])
+            lat = "; ".join(
+                f"{la['alert_rate']}/s" + (f" beside {_fmt(la['background_opens_per_s'])}/s"
+                                            if la["background_opens_per_s"] else " alone")
+                + f": p50 {_fmt(la['p50_ms'])} p99 {_fmt(la['p99_ms'])} max {_fmt(la['max_ms'])} ms"
+                  f" ({la['alerts_seen']}/{la['opens']})"
+                for la in v["latency"])
+            lines.append(f"  {v['variant']}: CPU {cpu}; latency {lat}; lost {v['lost']}")
     tg = results.get("targets", [])
     if tg:
         lines.append("")

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bench import bpftool, cgroup, cli, context, procfs, replay, report, ringwatch, stats, workloads
+from bench import (
+    bpftool,
+    cgroup,
+    cli,
+    context,
+    fixed_rate,
+    procfs,
+    replay,
+    report,
+    ringwatch,
+    stats,
+    workloads,
+)
 from bench.errors import BenchError
 from bench.search import RateSearch, Trial
 
@@ -313,3 +326,35 @@ def test_rss_by_mapping_of_this_process() -> None:
     assert parts["bpf-map"] == 0  # no ring buffer mapped here
     total = procfs.parse_status_kb(Path(f"/proc/{os.getpid()}/status").read_text(), "VmRSS")
     assert abs(sum(parts.values()) - total) < total * 0.2, (parts, total)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert fixed_rate.percentile(values, 50) == 50.0
+    assert fixed_rate.percentile(values, 99) == 99.0
+    assert fixed_rate.percentile([7.0], 99) == 7.0
+    assert fixed_rate.percentile([], 50) is None
+
+
+def test_alert_watch_times_only_its_rule_and_pid_across_partial_lines(tmp_path: Path) -> None:
+    path = tmp_path / "ringwatch.stdout"
+    watch = fixed_rate.AlertWatch(path, "R")
+    watch.pid = 42
+    now = time.time_ns()
+
+    def line(rule: str, pid: int, ts: int) -> bytes:
+        return json.dumps({"rule": rule, "event": {"proc.pid": pid, "evt.ts": ts}}).encode() + b"\n"
+
+    watch.start()
+    mine = line("R", 42, now - 30_000_000)
+    with open(path, "ab") as fh:
+        fh.write(line("R", 7, now) + line("other", 42, now) + b"not json R\n" + mine[:10])
+        fh.flush()
+        time.sleep(0.05)
+        fh.write(mine[10:])
+    deadline = time.monotonic() + 5
+    while not watch.delays_ms and time.monotonic() < deadline:
+        time.sleep(0.01)
+    delays = watch.stop()
+    assert len(delays) == 1
+    assert delays[0] >= 30.0  # seen no earlier than the event plus the 30 ms it was "old"

@@ -76,7 +76,11 @@ def _raw(kind: str, n: int) -> list[ct.Array[ct.c_char]]:
             r.path = path
             # A root process's capability sets, as most events on a host carry them.
             r.cap_effective = r.cap_permitted = ROOT_CAPS
-            obj = r
+            # A successful open's record carries the file the kernel resolved, as live.
+            r.kpath, r.flags = path, krec.SC_F_RESOLVED
+            wire = krec.wire(r)
+            out.append(ct.create_string_buffer(wire, len(wire)))
+            continue
         out.append(ct.create_string_buffer(ct.string_at(ct.addressof(obj), ct.sizeof(obj)), ct.sizeof(obj)))
     return out
 

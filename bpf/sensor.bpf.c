@@ -1009,6 +1009,40 @@ static __always_inline u64 syscall_wakeup(void)
 #endif
 }
 
+/* The ring gets the wire form (bpf/records.h): each string's bytes only. Built here
+ * from the record, which stays whole for coalescing's key. */
+BPF_PERCPU_ARRAY(syscall_wire, struct rw_syscall_wire, 1);
+
+/* Copies string i up to its NUL (read_str stops there: no length to find first) to
+ * strs at off; returns where the next one starts. */
+static __always_inline u32 wire_string(struct rw_syscall_wire *w, u32 i, u32 off, const char *s)
+{
+    off &= RW_SC_STRINGS * RW_PATH_LEN - 1;
+    long n = bpf_probe_read_kernel_str(&w->strs[off], RW_PATH_LEN, s);
+    u32 len = n > 1 ? (u32)(n - 1) & (RW_PATH_LEN - 1) : 0;
+    if (n > RW_PATH_LEN - 1)
+        len = RW_PATH_LEN - 1;
+    w->len[i & (RW_SC_STRINGS - 1)] = len;
+    return off + len;
+}
+
+static __always_inline long send_syscall(const struct rw_syscall *r)
+{
+    u32 zero = 0;
+    struct rw_syscall_wire *w = syscall_wire.lookup(&zero);
+    if (!w)
+        return -1;
+    bpf_probe_read_kernel(w->fixed, sizeof(w->fixed), r);
+    u32 off = wire_string(w, 0, 0, r->path);
+    off = wire_string(w, 1, off, r->path2);
+    off = wire_string(w, 2, off, r->kpath);
+    off = wire_string(w, 3, off, r->kpath2);
+    if (off > RW_SC_STRINGS * RW_PATH_LEN)
+        return -1;
+    return syscalls.ringbuf_output(w, __builtin_offsetof(struct rw_syscall_wire, strs) + off,
+                                   syscall_wakeup());
+}
+
 /* The first occurrence goes out at once (detection latency unchanged); identical ones
  * within the window only count; the next one after the window carries the count. An
  * entry is made or restarted only by a record that reached the ring: repeats of a
@@ -1048,7 +1082,7 @@ static __always_inline int emit_syscall(struct rw_syscall *r)
 #endif
     if (!throttle_pass(r))
         return 0;
-    if (syscalls.ringbuf_output(r, sizeof(*r), syscall_wakeup()) != 0) {
+    if (send_syscall(r) != 0) {
         count_drop(RW_DROP_SYSCALL_RINGBUF_FULL);
         return 0;
     }

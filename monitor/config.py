@@ -40,11 +40,12 @@ def rule_sources(rule_paths: Iterable[Path] = (), defaults: bool = True,
 @dataclass
 class SensorConfig:
     # Syscall lane ring buffer size in bytes; rounded up to a power-of-two number of pages.
-    # It holds one process's throttle burst (30000 records of 1344 bytes, 40 MB): a flood of distinct
+    # It holds one process's throttle burst (30000 records, 13.7 MB of opens of 64-byte paths,
+    # up to 40 MB of records whose four paths are all 255 bytes long): a flood of distinct
     # records goes through the burst at the flooder's speed (~300k/s), far faster than
     # userspace drains, so a smaller lane lost ~20k records in the flood's first second
     # (README, "Floods"). The sensor warns when the lane is smaller than the burst.
-    ringbuf_bytes: int = 64 * 1024 * 1024
+    ringbuf_bytes: int = 32 * 1024 * 1024
     # Process lane (exec, fork, exit, deny, throttle records): a ring buffer of its own,
     # drained first, so no syscall flood can make lineage lose a record.
     process_ringbuf_bytes: int = 2 * 1024 * 1024

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 from monitor.config import SensorConfig
 from monitor.kernel.lanes import PROCESS, SYSCALL
-from monitor.kernel.records import CFork, CSyscall, Record, RecordType
+from monitor.kernel.records import CFork, CSyscall, Record, RecordType, wire
 from monitor.kernel.sensor import POLL_BUDGET, Sensor
 
 
@@ -41,7 +41,7 @@ class ListRing:
 def syscall(pid: int, ktime_ns: int) -> bytes:
     r = CSyscall()
     r.h.type, r.h.pid, r.h.tgid, r.h.ktime_ns, r.nr = RecordType.SYSCALL, pid, pid, ktime_ns, 257
-    return bytes(r)
+    return wire(r)
 
 
 def fork(pid: int, ktime_ns: int) -> bytes:

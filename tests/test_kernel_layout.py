@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes as ct
 import random
+import struct
 import subprocess
 from pathlib import Path
 
@@ -108,6 +109,8 @@ _ENV_URING_CONSTANTS = {
     "RW_EXEC_F_ENV_FULL": records.EXEC_F_ENV_FULL,
     "RW_EXEC_F_ARGS_FROM_KERNEL": records.EXEC_F_ARGS_FROM_KERNEL,
     "RW_SC_F_IO_URING": records.SC_F_IO_URING, "RW_SC_F_URING_NO_RESULT": records.SC_F_URING_NO_RESULT,
+    "RW_SC_FIXED_LEN": records.SC_FIXED_LEN, "RW_SC_STRINGS": len(records.SC_STRINGS),
+    "RW_SC_STRS_BUF": records.SC_STRS_BUF,
 }
 
 
@@ -120,3 +123,42 @@ def test_env_and_io_uring_constants_match(tmp_path: Path) -> None:
     subprocess.run(["gcc", "-Wall", "-Werror", f"-I{BPF_DIR}", "-o", exe, src], check=True)
     out = subprocess.run([exe], check=True, capture_output=True, text=True).stdout
     assert {k: int(v) for k, v in (line.split() for line in out.splitlines())} == _ENV_URING_CONSTANTS
+
+
+def _syscall(**strings: bytes) -> records.CSyscall:
+    r = records.CSyscall()
+    r.h.type, r.h.pid, r.h.tgid, r.nr, r.ret = records.RecordType.SYSCALL, 5, 5, 264, 0
+    r.flags = records.SC_F_BASE | records.SC_F_BASE2
+    # aux stays in the fixed part, whole (utimensat's times are binary).
+    ct.memmove(ct.addressof(r) + records.CSyscall.aux.offset, b"\x00\x01binary", 8)
+    for name, value in strings.items():
+        setattr(r, name, value)
+    return r
+
+
+def test_wire_record_carries_each_string_once_and_decodes_back() -> None:
+    r = _syscall(path=b"new", path2=b"/tmp/\xffold", kpath=b"/root", kpath2=b"/srv/d" + b"x" * 249)
+    raw = records.wire(r)
+    assert len(raw) == records.SC_WIRE_HEAD + 3 + 9 + 5 + 255
+    rec = records.decode_bytes(raw)
+    assert isinstance(rec, records.SyscallRecord)
+    assert (rec.path, rec.path2, rec.base) == ("new", "/tmp/\udcffold", "/root")
+    assert rec.base2 == "/srv/d" + "x" * 249
+    assert rec.aux_raw == b"\x00\x01binary" + bytes(records.AUX_LEN - 8)
+    # The strings' lengths come before them, in the order of records.h.
+    assert struct.unpack_from("<4H", raw, records.SC_FIXED_LEN) == (3, 9, 5, 255)
+
+
+def test_wire_record_shorter_than_its_strings_is_a_decode_error() -> None:
+    raw = records.wire(_syscall(path=b"/etc/passwd"))
+    with pytest.raises(records.DecodeError, match="strings of 11\\+0\\+0\\+0 bytes do not fit"):
+        records.decode_bytes(raw[:-1])
+    with pytest.raises(records.DecodeError, match="expected"):
+        records.decode_bytes(raw[:records.SC_FIXED_LEN])
+
+
+def test_wire_string_is_cut_at_a_nul_the_kernel_sent() -> None:
+    raw = bytearray(records.wire(_syscall(path=b"/etc/passwd")))
+    raw[records.SC_WIRE_HEAD + 4] = 0
+    rec = records.decode_bytes(bytes(raw))
+    assert isinstance(rec, records.SyscallRecord) and rec.path == "/etc"

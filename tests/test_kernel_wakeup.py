@@ -21,7 +21,7 @@ import pytest
 from monitor.config import LineageConfig, SensorConfig
 from monitor.events.catalog import CATALOGUE
 from monitor.kernel.lanes import SYSCALL
-from monitor.kernel.records import Record, SyscallRecord
+from monitor.kernel.records import SC_WIRE_HEAD, Record, SyscallRecord
 from monitor.kernel.sensor import Sensor
 
 pytestmark = pytest.mark.kernel
@@ -104,8 +104,11 @@ def test_records_below_the_batch_wait_unannounced_and_the_batch_wakes(
         assert short > 0
         opener.opens(short)
         assert _unannounced(s) == BATCH - 1
-        # The records are in the ring, but nothing woke a reader.
-        assert s.lane_fill()[SYSCALL] > 0
+        # The records are in the ring, but nothing woke a reader. Each is the wire form:
+        # the fixed part and its two strings' bytes (the path, and the file the open
+        # resolved: the same here), behind the ring's 8-byte header, rounded up to 8.
+        size = SC_WIRE_HEAD + 2 * len(str(target))
+        assert s.lane_fill()[SYSCALL] == short * (-(-(size + 8) // 8) * 8)
         assert ep.poll(0.5) == []
         opener.opens(1)  # the batch's last record forces the wake-up
         assert ep.poll(5) != []
@@ -115,6 +118,7 @@ def test_records_below_the_batch_wait_unannounced_and_the_batch_wakes(
         s.poll(0)
         mine = [r for r in seen[before:] if isinstance(r, SyscallRecord) and r.path == str(target)]
         assert len(mine) == short + 1
+        assert all(r.resolved == str(target) and r.path2 == "" and r.base2 is None for r in mine)
     finally:
         opener.close()
 

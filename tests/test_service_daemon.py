@@ -130,9 +130,9 @@ def test_service_lifecycle(tmp_path: Path, notify: NotifyListener) -> None:
         assert snap["drops"]["records_lost"] == sum(kernel.values()) + sum(user.values())
         # The kernel counts what it produced before userspace counts it delivered.
         assert snap["produced"]["exec"] >= snap["events"]["exec"]
-        # Both lanes' ring buffers: syscall 64 MiB, process 2 MiB by default.
-        assert snap["ringbuf"]["bytes"] == 66 * 1024 * 1024
-        assert snap["lanes"]["syscall"]["bytes"] == 64 * 1024 * 1024
+        # Both lanes' ring buffers: syscall 32 MiB, process 2 MiB by default.
+        assert snap["ringbuf"]["bytes"] == 34 * 1024 * 1024
+        assert snap["lanes"]["syscall"]["bytes"] == 32 * 1024 * 1024
         assert snap["service"]["notify_socket"] is True
         text = cli("stats", "--control-socket", str(flag_sock))
         assert text.returncode == 0 and "events:\n  exec: " in text.stdout
@@ -151,7 +151,7 @@ def test_service_lifecycle(tmp_path: Path, notify: NotifyListener) -> None:
         mon.proc.send_signal(signal.SIGHUP)
         assert notify.next()["RELOADING"] == "1"
         assert notify.next()["STATUS"].endswith("; restart to apply sensor")
-        assert stats_json(flag_sock)["lanes"]["syscall"]["bytes"] == 64 * 1024 * 1024
+        assert stats_json(flag_sock)["lanes"]["syscall"]["bytes"] == 32 * 1024 * 1024
         # A bad file on reload: the service stays up with the previous settings.
         mon.config_path.write_text("drop_alert:\n  min_interval_s: soon\n")
         mon.proc.send_signal(signal.SIGHUP)

@@ -291,8 +291,8 @@ def test_stop_is_clean_within_10_s(svc: Service) -> None:
 def test_a_config_error_is_not_restarted_in_a_loop(svc: Service) -> None:
     config = svc.path(CONFIG)
     good = config.read_text()
-    assert "  ringbuf_bytes: 67108864\n" in good
-    config.write_text(good.replace("  ringbuf_bytes: 67108864\n", "  ringbuf_bytes: lots\n"))
+    assert "  ringbuf_bytes: 33554432\n" in good
+    config.write_text(good.replace("  ringbuf_bytes: 33554432\n", "  ringbuf_bytes: lots\n"))
     try:
         restarts = int(svc.state()["NRestarts"])
         assert svc.box.run("systemctl", "start", UNIT, check=False, timeout=120).returncode != 0

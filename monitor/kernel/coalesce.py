@@ -26,7 +26,8 @@ from monitor.kernel.records import (
     CSyscall,
     RecordType,
     SyscallRecord,
-    decode,
+    decode_bytes,
+    wire,
 )
 
 
@@ -55,7 +56,7 @@ def rebuild(key: CCoalKey, val: CCoalVal) -> SyscallRecord:
     buf.count = val.pending
     buf.first_ns = val.first_ns
     buf.flags |= SC_F_COUNT_ONLY
-    rec = decode(ct.addressof(buf), ct.sizeof(buf))
+    rec = decode_bytes(wire(buf))
     assert isinstance(rec, SyscallRecord)
     return rec
 

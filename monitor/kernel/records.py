@@ -211,9 +211,6 @@ class CSyscall(ct.Structure):
         ("_pad1", ct.c_uint32),
         ("addr", ct.c_uint8 * 16),
         ("aux", ct.c_char * AUX_LEN),
-        ("path", ct.c_char * PATH_LEN),
-        ("path2", ct.c_char * PATH_LEN),
-        ("kpath", ct.c_char * PATH_LEN),
         ("cap_effective", ct.c_uint64),
         ("cap_permitted", ct.c_uint64),
         ("cap_inheritable", ct.c_uint64),
@@ -226,18 +223,45 @@ class CSyscall(ct.Structure):
         ("_pad3", ct.c_uint32),
         ("sock_laddr", ct.c_uint8 * 16),
         ("sock_raddr", ct.c_uint8 * 16),
-        ("kpath2", ct.c_char * PATH_LEN),
         ("laddr", ct.c_uint8 * 16),
         ("lport", ct.c_uint16),
         ("_pad4", ct.c_uint16),
         ("target_uid", ct.c_uint32),
         ("target_pid", ct.c_uint32),
         ("target_tid", ct.c_uint32),
+        ("path", ct.c_char * PATH_LEN),
+        ("path2", ct.c_char * PATH_LEN),
+        ("kpath", ct.c_char * PATH_LEN),
+        ("kpath2", ct.c_char * PATH_LEN),
     ]
 
 
 SC_BODY_OFF = CSyscall.ret.offset
 SC_BODY_LEN = ct.sizeof(CSyscall) - SC_BODY_OFF
+# The ring's form of a syscall record (struct rw_syscall_wire): the fixed part, then the
+# strings' bytes only, in this order.
+SC_FIXED_LEN = CSyscall.path.offset
+SC_STRINGS = ("path", "path2", "kpath", "kpath2")
+SC_STRS_BUF = (len(SC_STRINGS) + 1) * PATH_LEN
+
+
+class CSyscallWire(ct.Structure):
+    _fields_ = [
+        ("fixed", ct.c_uint8 * SC_FIXED_LEN),
+        ("len", ct.c_uint16 * len(SC_STRINGS)),
+        ("strs", ct.c_char * SC_STRS_BUF),
+    ]
+
+
+SC_WIRE_HEAD = CSyscallWire.strs.offset
+
+
+def wire(rec: CSyscall) -> bytes:
+    """A whole syscall record in the ring's form, as bpf/sensor.bpf.c's send_syscall
+    writes it (for records userspace rebuilds, and for tests)."""
+    strings = [getattr(rec, name) for name in SC_STRINGS]  # c_char arrays read up to NUL
+    lens = struct.pack(f"<{len(SC_STRINGS)}H", *(len(b) for b in strings))
+    return bytes(rec)[:SC_FIXED_LEN] + lens + b"".join(strings)
 
 
 class CCoalKey(ct.Structure):
@@ -348,6 +372,7 @@ class CDeny(ct.Structure):
 # C struct name -> mirror, for the layout test.
 MIRRORS: dict[str, type[ct.Structure]] = {
     "rw_syscall": CSyscall,
+    "rw_syscall_wire": CSyscallWire,
     "rw_pfx_key": CPfxKey,
     "rw_proc_key": CProcKey,
     "rw_proc": CProc,
@@ -563,6 +588,11 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def _wstr(raw: bytes) -> str:
+    """A string of a wire record: its bytes, cut at a NUL should the kernel have sent one."""
+    return raw.partition(b"\0")[0].decode("utf-8", "surrogateescape") if raw else ""
+
+
 def _cstr(raw: bytes) -> str:
     """A char[N] field as C reads it: up to the first NUL (most optional fields are empty)."""
     return raw.partition(b"\0")[0].decode("utf-8", "surrogateescape") if raw[0] else ""
@@ -623,29 +653,37 @@ def _flatten(cls: type[ct.Structure], base: int, prefix: str,
             out.append((off, name, _scalar_code(t), 1))
 
 
-def layout(cls: type[ct.Structure]) -> Layout:
+def layout(cls: type[ct.Structure], end: int | None = None) -> Layout:
+    """`cls` as one struct.Struct; with `end`, only its first `end` bytes (the fields
+    that lie there)."""
     fields: list[tuple[int, str, str, int]] = []
     _flatten(cls, 0, "", fields)
+    size = ct.sizeof(cls) if end is None else end
     fmt, index, count, pos, at = ["<"], {}, {}, 0, 0
     for off, name, code, n in sorted(fields):
+        if off >= size:
+            continue
         if off > at:
             fmt.append(f"{off - at}x")  # padding the compiler inserted
         fmt.append(code)
         index[name], count[name] = pos, n
         pos += n
         at = off + struct.calcsize("<" + code)
-    if ct.sizeof(cls) > at:
-        fmt.append(f"{ct.sizeof(cls) - at}x")
+    if size > at:
+        fmt.append(f"{size - at}x")
     s = struct.Struct("".join(fmt))
-    if s.size != ct.sizeof(cls):
-        raise TypeError(f"{cls.__name__}: struct layout of {s.size} bytes, ctypes {ct.sizeof(cls)}")
+    if s.size != size:
+        raise TypeError(f"{cls.__name__}: struct layout of {s.size} bytes, ctypes {size}")
     return Layout(s, index, count)
 
 
 LAYOUTS: dict[str, Layout] = {cname: layout(cls) for cname, cls in MIRRORS.items()}
 _EXEC, _FORK, _EXIT = LAYOUTS["rw_exec"], LAYOUTS["rw_fork"], LAYOUTS["rw_exit"]
-_SYSCALL, _THROTTLE, _DENY = LAYOUTS["rw_syscall"], LAYOUTS["rw_throttle"], LAYOUTS["rw_deny"]
+_THROTTLE, _DENY = LAYOUTS["rw_throttle"], LAYOUTS["rw_deny"]
 _HEADER = LAYOUTS["rw_header"]
+# What the ring carries of a syscall record before its strings (rw_syscall_wire.fixed).
+_SC_FIXED = layout(CSyscall, SC_FIXED_LEN)
+_SC_LENS = struct.Struct(f"<{len(SC_STRINGS)}H")
 # The header comes first in every record: its fields are the first positions of each tuple.
 _H_TYPE, _H_CPU, _H_KTIME, _H_PID, _H_TGID, _H_PPID, _H_UID, _H_GID, _H_CGROUP, _H_START, _H_COMM = (
     _HEADER.index[n] for n in ("type", "cpu", "ktime_ns", "pid", "tgid", "ppid", "uid", "gid",
@@ -663,18 +701,16 @@ def _fields(lay: Layout, *names: str) -> tuple[int, ...]:
     _EXEC, "ret", "syscall_nr", "flags", "argc", "args_len", "dirfd", "at_flags", "exe_ino",
     "exe_ctime_ns", "exe_mtime_ns", "exe_uid", "exe_gid", "exe_nlink", "exe_mode", "exepath", "tty",
     "sid", "vpgid", "loginuid", "cwd", "filename")
-(_S_COUNT, _S_FIRST, _S_RET, _S_ARGS, _S_NR, _S_FLAGS, _S_FAMILY, _S_PORT, _S_ADDR, _S_AUX, _S_PATH,
- _S_PATH2, _S_KPATH) = _fields(
-    _SYSCALL, "count", "first_ns", "ret", "args", "nr", "flags", "family", "port", "addr", "aux",
-    "path", "path2", "kpath")
-_S_NARGS = _SYSCALL.count["args"]
-_S_KPATH2, _S_LADDR, _S_LPORT, _S_TARGET_PID, _S_TARGET_TID, _S_TARGET_UID = _fields(
-    _SYSCALL, "kpath2", "laddr", "lport", "target_pid", "target_tid", "target_uid")
+(_S_COUNT, _S_FIRST, _S_RET, _S_ARGS, _S_NR, _S_FLAGS, _S_FAMILY, _S_PORT, _S_ADDR, _S_AUX) = _fields(
+    _SC_FIXED, "count", "first_ns", "ret", "args", "nr", "flags", "family", "port", "addr", "aux")
+_S_NARGS = _SC_FIXED.count["args"]
+_S_LADDR, _S_LPORT, _S_TARGET_PID, _S_TARGET_TID, _S_TARGET_UID = _fields(
+    _SC_FIXED, "laddr", "lport", "target_pid", "target_tid", "target_uid")
 _E_CAP_E, _E_CAP_P, _E_CAP_I = _fields(_EXEC, "cap_effective", "cap_permitted", "cap_inheritable")
 _E_ENV_COUNT, _E_ENV_LEN, _E_ENV_CUT = _fields(_EXEC, "env_count", "env_len", "env_cut")
-_S_CAP_E, _S_CAP_P, _S_CAP_I = _fields(_SYSCALL, "cap_effective", "cap_permitted", "cap_inheritable")
+_S_CAP_E, _S_CAP_P, _S_CAP_I = _fields(_SC_FIXED, "cap_effective", "cap_permitted", "cap_inheritable")
 (_S_SOCK_FAMILY, _S_SOCK_TYPE, _S_SOCK_PROTOCOL, _S_SOCK_LADDR, _S_SOCK_LPORT, _S_SOCK_RADDR,
- _S_SOCK_RPORT) = _fields(_SYSCALL, "sock_family", "sock_type", "sock_protocol", "sock_laddr",
+ _S_SOCK_RPORT) = _fields(_SC_FIXED, "sock_family", "sock_type", "sock_protocol", "sock_laddr",
                           "sock_lport", "sock_raddr", "sock_rport")
 _F_PPID, _F_PTGID, _F_PSTART = _fields(_FORK, "parent_pid", "parent_tgid", "parent_start_ns")
 _X_STATUS = _EXIT.index["exit_status"]
@@ -696,12 +732,11 @@ class DecodeError(ValueError):
 
 _SIZES = {RecordType.EXEC: ct.sizeof(CExec), RecordType.FORK: ct.sizeof(CFork),
           RecordType.EXIT: ct.sizeof(CExit), RecordType.DENY: ct.sizeof(CDeny),
-          RecordType.SYSCALL: ct.sizeof(CSyscall), RecordType.THROTTLE: ct.sizeof(CThrottle)}
+          RecordType.SYSCALL: SC_WIRE_HEAD, RecordType.THROTTLE: ct.sizeof(CThrottle)}
 
 
 _ARGS_OFFSET = CExec.args.offset
 _HEADER_SIZE = ct.sizeof(CHeader)
-_AUX_OFFSET = CSyscall.aux.offset
 
 
 def decode(data: int, size: int) -> Record:
@@ -723,18 +758,24 @@ def decode_bytes(buf: bytes) -> Record:
     if size < _SIZES[kind]:
         raise DecodeError(f"{kind.name} record of {size} bytes, expected {_SIZES[kind]}")
     if kind is RecordType.SYSCALL:
-        v = _SYSCALL.struct.unpack_from(buf)
+        v = _SC_FIXED.struct.unpack_from(buf)
+        n_path, n_path2, n_kpath, n_kpath2 = _SC_LENS.unpack_from(buf, SC_FIXED_LEN)
+        at = SC_WIRE_HEAD + n_path + n_path2
+        if at + n_kpath + n_kpath2 > size:
+            raise DecodeError(f"SYSCALL record of {size} bytes: strings of "
+                              f"{n_path}+{n_path2}+{n_kpath}+{n_kpath2} bytes do not fit")
         flags = v[_S_FLAGS]
-        kpath = _cstr(v[_S_KPATH]) if flags & (SC_F_BASE | SC_F_RESOLVED) else None
+        kpath = _wstr(buf[at:at + n_kpath]) if flags & (SC_F_BASE | SC_F_RESOLVED) else None
         return SyscallRecord(
             _header(v), v[_S_NR], v[_S_RET], v[_S_ARGS:_S_ARGS + _S_NARGS], flags & ~SC_F_COUNT_ONLY,
-            v[_S_FAMILY], v[_S_PORT], v[_S_ADDR], _cstr(v[_S_AUX]), _cstr(v[_S_PATH]),
-            _cstr(v[_S_PATH2]), kpath if flags & SC_F_BASE else None,
+            v[_S_FAMILY], v[_S_PORT], v[_S_ADDR], _cstr(v[_S_AUX]),
+            _wstr(buf[SC_WIRE_HEAD:SC_WIRE_HEAD + n_path]),
+            _wstr(buf[SC_WIRE_HEAD + n_path:at]), kpath if flags & SC_F_BASE else None,
             kpath if flags & SC_F_RESOLVED else None,
             v[_S_COUNT], v[_S_FIRST] or v[_H_KTIME], bool(flags & SC_F_COUNT_ONLY),
             Caps(v[_S_CAP_E], v[_S_CAP_P], v[_S_CAP_I]),
             _sock_info(v) if flags & SC_F_SOCKINFO else None,
-            base2=_cstr(v[_S_KPATH2]) if flags & SC_F_BASE2 else None,
+            base2=_wstr(buf[at + n_kpath:at + n_kpath + n_kpath2]) if flags & SC_F_BASE2 else None,
             laddr=v[_S_LADDR] if flags & SC_F_LOCAL else b"", lport=v[_S_LPORT],
             target=(v[_S_TARGET_PID], v[_S_TARGET_TID], v[_S_TARGET_UID]) if flags & SC_F_TARGET else None,
             aux_raw=v[_S_AUX],

@@ -40,9 +40,9 @@ from monitor.kernel.lanes import LANES, MAP_NAMES, PROCESS, SYSCALL, LaneCounts,
 from monitor.kernel.records import (
     PATH_LEN,
     RECORD_LOST,
+    SC_WIRE_HEAD,
     CCoalKey,
     CCoalVal,
-    CSyscall,
     DecodeError,
     DropReason,
     FloodStat,
@@ -80,10 +80,16 @@ def ringbuf_pages(nbytes: int) -> int:
     return 1 << (pages - 1).bit_length()
 
 
+# A syscall record in the ring is its fixed part and its strings' bytes: an open of a
+# 64-byte path carries the path and the file it resolved to. The burst is sized in those;
+# records of long paths take up to SC_WIRE_HEAD + 4 * 255 bytes.
+TYPICAL_SYSCALL_RECORD = SC_WIRE_HEAD + 2 * 64
+
+
 def burst_bytes(rate: int, burst: int) -> int:
-    """Ring-buffer bytes one process's throttle burst of syscall records fills (0: no
-    throttling, so no burst to hold)."""
-    return burst * (ct.sizeof(CSyscall) + RINGBUF_RECORD_HEADER) if rate else 0
+    """Ring-buffer bytes one process's throttle burst of typical syscall records fills (0:
+    no throttling, so no burst to hold)."""
+    return burst * (TYPICAL_SYSCALL_RECORD + RINGBUF_RECORD_HEADER) if rate else 0
 
 
 # What packaging/systemd/ringwatch.service's CapabilityBoundingSet grants, and why

@@ -990,7 +990,8 @@ static __always_inline int throttle_pass(const struct rw_syscall *r)
  * 256). Syscall records are sent without a wake-up; every RW_SYSCALL_WAKEUP_RECORDS-th on
  * a CPU forces one. Fewer than that wait for the consumer's poll timeout
  * (sensor.poll_timeout_ms), which bounds how late a record is read. Process records keep
- * the default: lineage must not wait. */
+ * the default: what is read from /proc when an exec or fork is decoded (the container of
+ * the process, from /proc/PID/cgroup) must be read while a short-lived process lives. */
 BPF_PERCPU_ARRAY(syscall_unwoken, u64, 1);
 
 static __always_inline u64 syscall_wakeup(void)

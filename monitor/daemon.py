@@ -265,9 +265,11 @@ class Monitor:
         self.sensor.start()
         self._start_lineage()
         self._apply_syscall_filter()
-        self.ops.started(f"monitoring; config {self.cfg.source}")
         settle_heap()
+        # Logged before READY=1 goes to systemd: once `systemctl start` returns, the line
+        # has been written (the journal reads it from the stream on its own time).
         self.log.info("ready", startup_s=round(time.monotonic() - t0, 3), config=self.cfg.source)
+        self.ops.started(f"monitoring; config {self.cfg.source}")
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
         next_housekeeping = 0.0
         rc = 0  # 1 when an output lost records at close (ENOSPC)

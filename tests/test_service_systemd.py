@@ -108,10 +108,15 @@ def test_first_start_on_a_clean_pin_directory(svc: Service) -> None:
     assert st["ActiveState"] == "active" and st["SubState"] == "running", st
     assert st["StatusText"].startswith(("monitoring", "watching")), st
     assert (svc.pin_dir / "procs").exists(), "the lineage map was pinned in the new directory"
-    logs = svc.logs()
+    # journald reads the stdout stream on its own time, apart from the notify socket: a
+    # line written before READY=1 may be indexed after `systemctl start` returned.
+    def logs_with_ready() -> list[dict[str, Any]] | None:
+        found = svc.logs()
+        return found if any(e["event"] == "ready" for e in found) else None
+
+    logs = wait("the ready log line", logs_with_ready, timeout=30)
     lineage = [e for e in logs if e["event"] == "lineage_map"]
     assert lineage and lineage[-1]["reopened"] is False and lineage[-1]["pin"] == str(svc.pin_dir / "procs")
-    assert any(e["event"] == "ready" for e in logs)
     # The status line shows in `systemctl status`.
     status = svc.box.run("systemctl", "status", "--no-pager", UNIT, check=False).stdout
     assert 'Status: "monitoring' in status or 'Status: "watching' in status, status

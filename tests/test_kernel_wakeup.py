@@ -69,8 +69,8 @@ def sensor(watched: Path) -> Iterator[tuple[Sensor, list[Record]]]:
     cfg = SensorConfig(wakeup_records=BATCH, coalesce_window_ms=0, throttle_process_rate=0,
                        throttle_cgroup_rate=0, ringbuf_bytes=1 << 20)
     s = Sensor(cfg, seen.append, lineage=LineageConfig(bpffs_dir=str(pin)))
-    s.start()
     try:
+        s.start()  # inside: a load that fails must not leave the pin directory behind
         s.set_wanted_syscalls(CATALOGUE.wanted_numbers({"openat"}))
         s.set_open_prefixes(frozenset({f"{watched}/"}))
         yield s, seen

@@ -113,9 +113,8 @@ def _monitor(ctx: Context, workdir: Path, overrides: dict[str, Any]) -> RunningM
     cfg["sensor"] = {**cfg.get("sensor", {}), **SENSOR, **overrides}
     config = workdir / "ringwatch.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    spec = ringwatch.spec(ctx.python, config, None, ctx.rules)
     # Alerts go to stdout: keep it.
-    return RunningMonitor(type(spec)(**{**spec.__dict__, "keep_stdout": True}), workdir)
+    return RunningMonitor(ringwatch.spec(ctx.python, config, None, ctx.rules, keep_stdout=True), workdir)
 
 
 def cpu_trial(ctx: Context, mon: RunningMonitor, rate: int) -> dict[str, Any]:

@@ -125,10 +125,8 @@ def trial(ctx: Context, name: str, mode: str, sensor: dict[str, Any], flood_bin:
         cfg["sensor"] = {**cfg.get("sensor", {}), "cgroups": [str(flood_cg), str(attack_cg)], **sensor}
         config = workdir / "ringwatch.yaml"
         config.write_text(yaml.safe_dump(cfg))
-        spec = ringwatch.spec(ctx.python, config, None, ctx.rules)
         # Alerts go to stdout: keep it (the events stream is not on stdout by default).
-        spec = type(spec)(**{**spec.__dict__, "keep_stdout": True})
-        mon = RunningMonitor(spec, workdir)
+        mon = RunningMonitor(ringwatch.spec(ctx.python, config, None, ctx.rules, keep_stdout=True), workdir)
         target = "/etc/passwd" if mode == "same" else "/etc/rw-bench-flood-"
         try:
             mon.start()

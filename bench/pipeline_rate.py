@@ -66,7 +66,7 @@ def _raw(kind: str, n: int) -> list[ct.Array[ct.c_char]]:
             ct.memmove(ct.addressof(e) + krec.CExec.args.offset, args, len(args))  # NULs included
             e.argc, e.args_len = 2, len(args)
             e.cap_effective = e.cap_permitted = ROOT_CAPS
-            obj: ct.Structure = e
+            raw = bytes(e)
         else:
             r = krec.CSyscall()
             comm, path = (b"cat", b"/etc/shadow") if kind == "alerting_open" else (b"python3", b"/etc/passwd")
@@ -78,10 +78,8 @@ def _raw(kind: str, n: int) -> list[ct.Array[ct.c_char]]:
             r.cap_effective = r.cap_permitted = ROOT_CAPS
             # A successful open's record carries the file the kernel resolved, as live.
             r.kpath, r.flags = path, krec.SC_F_RESOLVED
-            wire = krec.wire(r)
-            out.append(ct.create_string_buffer(wire, len(wire)))
-            continue
-        out.append(ct.create_string_buffer(ct.string_at(ct.addressof(obj), ct.sizeof(obj)), ct.sizeof(obj)))
+            raw = krec.wire(r)  # the ring's form of a syscall record
+        out.append(ct.create_string_buffer(raw, len(raw)))
     return out
 
 

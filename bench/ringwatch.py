@@ -33,10 +33,12 @@ def _is_event(line: str, name: str) -> bool:
 
 
 def spec(
-    python: str, config: Path, record: Path | None = None, rules: tuple[Path, ...] = ()
+    python: str, config: Path, record: Path | None = None, rules: tuple[Path, ...] = (),
+    keep_stdout: bool = False,
 ) -> MonitorSpec:
-    """`ringwatch run` with JSON logs; events on stdout go to /dev/null (they are the
-    default output a service sends to the journal, and the journal is not under test)."""
+    """`ringwatch run` with JSON logs; what it writes on stdout (alerts, by default) goes
+    to /dev/null (the default output a service sends to the journal, and the journal is
+    not under test), or with keep_stdout to a file (RunningMonitor.stdout_path)."""
     argv = [python, "-m", "monitor", "--log-json", "run", "--config", str(config)]
     if record is not None:
         argv += ["--record", str(record)]
@@ -47,7 +49,7 @@ def spec(
         argv=argv,
         ready_stream="stderr",
         is_ready=lambda line: _is_event(line, "ready"),
-        keep_stdout=False,
+        keep_stdout=keep_stdout,
     )
 
 

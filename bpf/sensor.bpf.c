@@ -1020,9 +1020,8 @@ static __always_inline u32 wire_string(struct rw_syscall_wire *w, u32 i, u32 off
 {
     off &= RW_SC_STRINGS * RW_PATH_LEN - 1;
     long n = bpf_probe_read_kernel_str(&w->strs[off], RW_PATH_LEN, s);
+    /* n counts the NUL; at most RW_PATH_LEN, so the mask only shows the verifier the bound. */
     u32 len = n > 1 ? (u32)(n - 1) & (RW_PATH_LEN - 1) : 0;
-    if (n > RW_PATH_LEN - 1)
-        len = RW_PATH_LEN - 1;
     w->len[i & (RW_SC_STRINGS - 1)] = len;
     return off + len;
 }

@@ -260,8 +260,7 @@ def wire(rec: CSyscall) -> bytes:
     """A whole syscall record in the ring's form, as bpf/sensor.bpf.c's send_syscall
     writes it (for records userspace rebuilds, and for tests)."""
     strings = [getattr(rec, name) for name in SC_STRINGS]  # c_char arrays read up to NUL
-    lens = struct.pack(f"<{len(SC_STRINGS)}H", *(len(b) for b in strings))
-    return bytes(rec)[:SC_FIXED_LEN] + lens + b"".join(strings)
+    return bytes(rec)[:SC_FIXED_LEN] + _SC_LENS.pack(*(len(b) for b in strings)) + b"".join(strings)
 
 
 class CCoalKey(ct.Structure):
@@ -588,14 +587,10 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _wstr(raw: bytes) -> str:
-    """A string of a wire record: its bytes, cut at a NUL should the kernel have sent one."""
-    return raw.partition(b"\0")[0].decode("utf-8", "surrogateescape") if raw else ""
-
-
 def _cstr(raw: bytes) -> str:
-    """A char[N] field as C reads it: up to the first NUL (most optional fields are empty)."""
-    return raw.partition(b"\0")[0].decode("utf-8", "surrogateescape") if raw[0] else ""
+    """A char[N] field, or a wire record's string, as C reads it: up to the first NUL (most
+    optional fields are empty; a wire string may be zero bytes long)."""
+    return raw.partition(b"\0")[0].decode("utf-8", "surrogateescape") if raw and raw[0] else ""
 
 
 # -- struct layouts, derived from the ctypes mirrors ---------------------------------------
@@ -760,22 +755,26 @@ def decode_bytes(buf: bytes) -> Record:
     if kind is RecordType.SYSCALL:
         v = _SC_FIXED.struct.unpack_from(buf)
         n_path, n_path2, n_kpath, n_kpath2 = _SC_LENS.unpack_from(buf, SC_FIXED_LEN)
-        at = SC_WIRE_HEAD + n_path + n_path2
-        if at + n_kpath + n_kpath2 > size:
+        # Where each string starts in the record, and where the last one ends.
+        path2_at = SC_WIRE_HEAD + n_path
+        kpath_at = path2_at + n_path2
+        kpath2_at = kpath_at + n_kpath
+        end = kpath2_at + n_kpath2
+        if end > size:
             raise DecodeError(f"SYSCALL record of {size} bytes: strings of "
                               f"{n_path}+{n_path2}+{n_kpath}+{n_kpath2} bytes do not fit")
         flags = v[_S_FLAGS]
-        kpath = _wstr(buf[at:at + n_kpath]) if flags & (SC_F_BASE | SC_F_RESOLVED) else None
+        kpath = _cstr(buf[kpath_at:kpath2_at]) if flags & (SC_F_BASE | SC_F_RESOLVED) else None
         return SyscallRecord(
             _header(v), v[_S_NR], v[_S_RET], v[_S_ARGS:_S_ARGS + _S_NARGS], flags & ~SC_F_COUNT_ONLY,
             v[_S_FAMILY], v[_S_PORT], v[_S_ADDR], _cstr(v[_S_AUX]),
-            _wstr(buf[SC_WIRE_HEAD:SC_WIRE_HEAD + n_path]),
-            _wstr(buf[SC_WIRE_HEAD + n_path:at]), kpath if flags & SC_F_BASE else None,
+            _cstr(buf[SC_WIRE_HEAD:path2_at]), _cstr(buf[path2_at:kpath_at]),
+            kpath if flags & SC_F_BASE else None,
             kpath if flags & SC_F_RESOLVED else None,
             v[_S_COUNT], v[_S_FIRST] or v[_H_KTIME], bool(flags & SC_F_COUNT_ONLY),
             Caps(v[_S_CAP_E], v[_S_CAP_P], v[_S_CAP_I]),
             _sock_info(v) if flags & SC_F_SOCKINFO else None,
-            base2=_wstr(buf[at + n_kpath:at + n_kpath + n_kpath2]) if flags & SC_F_BASE2 else None,
+            base2=_cstr(buf[kpath2_at:end]) if flags & SC_F_BASE2 else None,
             laddr=v[_S_LADDR] if flags & SC_F_LOCAL else b"", lport=v[_S_LPORT],
             target=(v[_S_TARGET_PID], v[_S_TARGET_TID], v[_S_TARGET_UID]) if flags & SC_F_TARGET else None,
             aux_raw=v[_S_AUX],

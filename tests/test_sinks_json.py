@@ -58,6 +58,7 @@ def test_events_and_alerts_encode_byte_for_byte_as_the_standard_encoder() -> Non
     for rec in records:
         assert base.dumps(rec) == base._ENCODE(rec), rec.get("evt.type") or rec.get("rule")
         assert base.dumps_bytes(rec) == base._ENCODE(rec).encode()
+        assert base.dumps_line(rec) == base._ENCODE(rec).encode() + b"\n"
 
 
 @pytest.mark.parametrize("value", ODD_VALUES, ids=repr)
@@ -78,6 +79,8 @@ def test_what_orjson_refuses_falls_back(value: Any) -> None:
     with pytest.raises(TypeError):
         base._FAST(rec, default=str, option=base._FAST_OPTIONS)
     assert base.dumps(rec) == base._ENCODE(rec)
+    # A file line: the fallback's text, a lone surrogate written back as its byte.
+    assert base.dumps_line(rec) == (base._ENCODE(rec) + "\n").encode("utf-8", "surrogateescape")
 
 
 def test_without_orjson_json_encodes_everything(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,6 +90,7 @@ def test_without_orjson_json_encodes_everything(monkeypatch: pytest.MonkeyPatch)
     for rec in [*events, {"fd.name": "/tmp/\udcff"}]:
         assert base.dumps(rec) == base._ENCODE(rec)
     assert base.dumps_bytes(events[0]) == base._ENCODE(events[0]).encode()
+    assert base.dumps_line({"fd.name": "/tmp/\udcff"}) == b'{"fd.name":"/tmp/\xff"}\n'
 
 
 def test_non_string_keys_fall_back() -> None:

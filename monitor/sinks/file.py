@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.errors import UserError
-from monitor.sinks.base import dumps
+from monitor.sinks.base import dumps_line
 
 # never: leave it to the kernel; flush: fsync whenever the queue runs dry or at
 # shutdown; always: fsync after every record (slow, for low-volume alert files).
@@ -80,13 +80,13 @@ class JsonlFileSink:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # Alerts name users, commands and files: not readable by others by default.
         fd = open_append(self.path, self.mode)
-        return os.fdopen(fd, "a", encoding="utf-8", errors="surrogateescape")
+        return os.fdopen(fd, "ab")
 
     def emit(self, record: dict[str, Any]) -> None:
         try:
             if self._fh is None:
                 self._fh = self._open()
-            self._fh.write(dumps(record) + "\n")
+            self._fh.write(dumps_line(record))
             if self.fsync == "always":
                 self._sync()
         except (OSError, ValueError):
@@ -96,23 +96,23 @@ class JsonlFileSink:
 
     def emit_batch(self, records: list[dict[str, Any]]) -> None:
         """Many records in one write (AsyncSink's worker hands over what is waiting)."""
-        lines: list[str] = []
+        lines: list[bytes] = []
         for record in records:
             try:
-                lines.append(dumps(record) + "\n")
+                lines.append(dumps_line(record))
             except (TypeError, ValueError):  # not serialisable: lost, counted
                 self._errors += 1
         if self.fsync == "always":
             for line in lines:  # one fsync per record is the policy's promise
                 self._write(line)
             return
-        self._write("".join(lines), len(lines))
+        self._write(b"".join(lines), len(lines))
 
-    def _write(self, text: str, count: int = 1) -> None:
+    def _write(self, data: bytes, count: int = 1) -> None:
         try:
             if self._fh is None:
                 self._fh = self._open()
-            self._fh.write(text)
+            self._fh.write(data)
             if self.fsync == "always":
                 self._sync()
         except (OSError, ValueError):

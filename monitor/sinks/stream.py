@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from monitor.sinks.base import dumps
+from monitor.sinks.base import dumps, dumps_line
 
 
 class StreamSink:
@@ -25,6 +25,8 @@ class StreamSink:
                  fmt: Callable[[dict[str, Any]], str] = dumps) -> None:
         self.name = name
         self._fmt = fmt
+        # JSON lines straight from orjson's bytes; other formats are text to encode.
+        self._line: Callable[[dict[str, Any]], bytes] = dumps_line if fmt is dumps else self._encoded
         self._stream = stream or sys.stdout
         try:
             self._stream.flush()
@@ -34,13 +36,15 @@ class StreamSink:
         self._written = 0
         self._errors = 0
 
+    def _encoded(self, record: dict[str, Any]) -> bytes:
+        return (self._fmt(record) + "\n").encode("utf-8", "surrogateescape")
+
     def emit(self, record: dict[str, Any]) -> None:
-        line = self._fmt(record) + "\n"
         try:
             if self._fd is None:
-                self._stream.write(line)
+                self._stream.write(self._fmt(record) + "\n")
             else:
-                data = line.encode("utf-8", "surrogateescape")
+                data = self._line(record)
                 while data:  # a pipe or socket may take part of it
                     data = data[os.write(self._fd, data):]
             self._written += 1
@@ -58,7 +62,7 @@ class StreamSink:
         lines: list[bytes] = []
         for record in records:
             try:
-                lines.append((self._fmt(record) + "\n").encode("utf-8", "surrogateescape"))
+                lines.append(self._line(record))
             except (TypeError, ValueError):  # not serialisable: lost, counted
                 self._errors += 1
         data = memoryview(b"".join(lines))

@@ -102,6 +102,19 @@ def test_alert_ancestors_fall_back_to_parent(tmp_path: Path) -> None:
     assert alert.to_dict()["ancestors"] == [] and alert.output == "shell <NA> by <NA> under <NA> (<NA>)"
 
 
+def test_alert_ancestors_of_uneven_or_odd_lists(tmp_path: Path) -> None:
+    """A replayed event is input: lists of different lengths pair up with nulls, a
+    non-list counts as none (then the parent's own fields stand in)."""
+    rs = load_text(tmp_path, RULE)
+    (alert,) = rs.alerts(exec_event(proc__apid=[100, 50, 1], proc__aname=["bash", "nginx"],
+                                    proc__aexepath="not a list"))
+    assert alert.to_dict()["ancestors"] == [{"pid": 50, "name": "nginx", "exe": None},
+                                            {"pid": 1, "name": None, "exe": None}]
+    (alert,) = rs.alerts(exec_event(proc__apid=7, proc__aname=None, proc__aexepath={"x": 1},
+                                    proc__pname="cron", proc__pexepath="/usr/sbin/cron"))
+    assert alert.to_dict()["ancestors"] == [{"pid": 1, "name": "cron", "exe": "/usr/sbin/cron"}]
+
+
 def test_plain_template_fast_render_equals_the_general_loop() -> None:
     """A template of plain references renders through one str.format pattern: braces in
     its text, lists, booleans, missing fields render as the part-by-part loop does."""

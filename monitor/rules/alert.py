@@ -33,31 +33,32 @@ class AlertIds:
         return f"{self.prefix}-{next(self._count)}"
 
 
-@dataclass(frozen=True, slots=True)
-class Ancestor:
-    pid: int | None
-    name: str | None
-    exe: str | None
+# One ancestor in an alert, as the alert record holds it: {"pid", "name", "exe"}.
+Ancestor = dict[str, Any]
 
 
 def process_of(event: dict[str, Any]) -> dict[str, Any]:
     return {key: event.get(name) for key, name in _PROCESS_FIELDS.items()}
 
 
-def _as_list(value: Any) -> list[Any]:
+def _tail(value: Any) -> list[Any] | tuple[Any, ...]:
     # Replayed events are input: a non-list here means no lineage, not a crash.
-    return list(value) if isinstance(value, list | tuple) else []
+    return value[1:] if isinstance(value, list | tuple) else []
 
 
 def ancestors_of(event: dict[str, Any]) -> list[Ancestor]:
     """Nearest first, from proc.apid/aname/aexepath (whose [0] is the process itself, as
-    Falco indexes them); the parent alone when only p* fields exist."""
-    pids, names, exes = (_as_list(event.get(k))[1:] for k in ("proc.apid", "proc.aname", "proc.aexepath"))
+    Falco indexes them); the parent alone when only p* fields exist. Built once, in the
+    record's own form: an alert is made to be written out."""
+    get = event.get
+    pids, names, exes = _tail(get("proc.apid")), _tail(get("proc.aname")), _tail(get("proc.aexepath"))
+    if pids and len(pids) == len(names) == len(exes):  # the lineage stage's lists are
+        return [{"pid": p, "name": n, "exe": e} for p, n, e in zip(pids, names, exes, strict=True)]
     if pids or names or exes:
-        return [Ancestor(p, n, e) for p, n, e in zip_longest(pids, names, exes)]
-    if event.get("proc.ppid") is None and event.get("proc.pname") is None:
+        return [{"pid": p, "name": n, "exe": e} for p, n, e in zip_longest(pids, names, exes)]
+    if get("proc.ppid") is None and get("proc.pname") is None:
         return []
-    return [Ancestor(event.get("proc.ppid"), event.get("proc.pname"), event.get("proc.pexepath"))]
+    return [{"pid": get("proc.ppid"), "name": get("proc.pname"), "exe": get("proc.pexepath")}]
 
 
 @dataclass(slots=True)
@@ -79,7 +80,7 @@ class Alert:
     def build(cls, *, rule: str, priority: str, tags: list[str], action: str, output: str,
               output_fields: dict[str, Any], event: dict[str, Any], host: str,
               ids: AlertIds | None = None) -> Alert:
-        return cls(rule=rule, priority=priority, tags=list(tags), action=action, output=output,
+        return cls(rule=rule, priority=priority, tags=tags, action=action, output=output,
                    output_fields=output_fields, event=event, host=host,
                    time=event.get("evt.time"), process=process_of(event),
                    ancestors=ancestors_of(event),
@@ -93,7 +94,7 @@ class Alert:
             "priority": self.priority, "action": self.action, "tags": list(self.tags),
             "output": self.output, "output_fields": self.output_fields,
             "process": self.process,
-            "ancestors": [{"pid": a.pid, "name": a.name, "exe": a.exe} for a in self.ancestors],
+            "ancestors": self.ancestors,
             "event": self.event,
         }
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -8,6 +9,17 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _unpin_test_monitors() -> Iterator[None]:
+    """Pinned lineage maps hold kernel memory until removed: those of test monitors a test
+    left running or never stopped go at the end of the session."""
+    yield
+    from tests.monitor_proc import RunningMonitor
+
+    for pins in RunningMonitor.created_pins:
+        shutil.rmtree(pins, ignore_errors=True)
 
 
 @pytest.fixture

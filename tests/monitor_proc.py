@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -35,6 +37,10 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 class RunningMonitor:
     """`ringwatch run` with a config written from a dict, events recorded to a file."""
 
+    # Pin directories made for monitors, removed at the end of the session too
+    # (tests/conftest.py), whether or not a test stopped its monitor.
+    created_pins: ClassVar[set[Path]] = set()
+
     def __init__(
         self,
         workdir: Path,
@@ -56,6 +62,16 @@ class RunningMonitor:
             control["socket"] = str(sock)
         config["control"] = control
         self.control_socket = Path(control["socket"])
+        # Its own pinned lineage maps too, unless the test names a directory: the
+        # default, /sys/fs/bpf/ringwatch, is the installed service's (a test run beside
+        # it would share and rewrite its lineage). Removed once this monitor has stopped.
+        lineage = dict(config.get("lineage") or {})
+        self.own_pins: Path | None = None
+        if "bpffs_dir" not in lineage:
+            self.own_pins = Path(f"/sys/fs/bpf/rw-test-{uuid.uuid4().hex[:8]}")
+            lineage["bpffs_dir"] = str(self.own_pins)
+            RunningMonitor.created_pins.add(self.own_pins)
+            config["lineage"] = lineage
         self.config_path.write_text(yaml.safe_dump(config))
         self.record_path = workdir / "events.jsonl"
         self.stdout_path = workdir / "stdout.jsonl"
@@ -118,7 +134,12 @@ class RunningMonitor:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         rc = self.proc.wait(timeout)
+        self._remove_own_pins()
         return rc
+
+    def _remove_own_pins(self) -> None:
+        if self.own_pins is not None:
+            shutil.rmtree(self.own_pins, ignore_errors=True)
 
     def __enter__(self) -> RunningMonitor:
         return self.start()
@@ -127,3 +148,4 @@ class RunningMonitor:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._remove_own_pins()

@@ -267,6 +267,21 @@ def _run_cli(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     )
 
 
+def test_a_test_monitor_pins_lineage_of_its_own(tmp_path: Path) -> None:
+    """Not in /sys/fs/bpf/ringwatch, the installed service's: a test run beside the
+    service must not share or rewrite its lineage maps. Unpinned once stopped."""
+    default = Path("/sys/fs/bpf/ringwatch")
+    had_default = default.exists()
+    mon = RunningMonitor(tmp_path / "m").start()
+    try:
+        assert mon.own_pins is not None and mon.own_pins != default
+        assert (mon.own_pins / "procs").exists()  # the lineage map, pinned where asked
+        assert default.exists() == had_default
+    finally:
+        mon.stop()
+    assert not mon.own_pins.exists()
+
+
 @pytest.mark.usefixtures("repo_reachable_by_others")
 def test_not_root_is_one_line_and_exit_2() -> None:
     r = _run_cli(["run", "--duration", "1"], user=NOBODY, group=NOBODY)

@@ -9,6 +9,26 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The installed service's pinned lineage maps: no test may create (or share) them.
+SERVICE_PINS = Path("/sys/fs/bpf/ringwatch")
+_SERVICE_PINS_BEFORE = pytest.StashKey[bool]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_SERVICE_PINS_BEFORE] = SERVICE_PINS.exists()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A ringwatch started by a test without a pin directory of its own wrote into the
+    service's: the run fails, whatever its tests said (a running service would have had
+    its lineage rewritten)."""
+    if session.config.stash.get(_SERVICE_PINS_BEFORE, True) or not SERVICE_PINS.exists():
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"FAILED: a test's ringwatch pinned maps in {SERVICE_PINS} (the installed "
+                            "service's); give it lineage.bpffs_dir of its own", red=True)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from monitor.config import LineageConfig, SensorConfig
 from monitor.enforce.enforcer import LSM_SOURCE, Enforcer
@@ -179,14 +181,27 @@ def test_host_runs_monitor_only_with_one_warning(root: None, tmp_path: Path) -> 
     assert not any(e["event"] == "enforcement_attached" for e in logs)
 
 
+def _run_private(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`ringwatch run` with pins and control socket of its own, not the installed
+    service's (/sys/fs/bpf/ringwatch, /run/ringwatch), nor the host's config file."""
+    pins = Path("/sys/fs/bpf") / f"rw-test-enforce-run-{tmp_path.name}"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"lineage": {"bpffs_dir": str(pins)},
+                                   "control": {"socket": str(tmp_path / "control.sock")}}))
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "monitor", "run", "--config", str(cfg), *args],
+            cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+        )
+    finally:
+        shutil.rmtree(pins, ignore_errors=True)
+
+
 def test_require_enforcement_refuses_to_start(root: None, tmp_path: Path) -> None:
     rules = tmp_path / "deny.yaml"
     rules.write_text(DENY_RULE)
-    proc = subprocess.run(
-        [sys.executable, "-m", "monitor", "run", "--rules", str(rules), "--no-default-rules",
-         "--require-enforcement", "--duration", "5"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )
+    proc = _run_private(tmp_path, "--rules", str(rules), "--no-default-rules",
+                        "--require-enforcement", "--duration", "5")
     assert proc.returncode == 2, proc.stderr
     # libbcc's own complaint about the refused load is captured, not printed.
     assert "Failed to load program" not in proc.stderr
@@ -199,11 +214,7 @@ def test_require_enforcement_refuses_to_start(root: None, tmp_path: Path) -> Non
 def test_untranslatable_deny_rule_stops_start(root: None, tmp_path: Path) -> None:
     rules = tmp_path / "bad.yaml"
     rules.write_text(DENY_RULE.replace('proc.exepath == "/tmp/evil"', 'proc.name == "evil"'))
-    proc = subprocess.run(
-        [sys.executable, "-m", "monitor", "run", "--rules", str(rules), "--no-default-rules",
-         "--duration", "5"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )
+    proc = _run_private(tmp_path, "--rules", str(rules), "--no-default-rules", "--duration", "5")
     assert proc.returncode == 2, proc.stderr
     assert "rule 'no evil exec': cannot be enforced in the kernel: field proc.name" in proc.stderr
     assert f"{rules}:1" in proc.stderr

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.monitor_proc import SERVICE_PINS, RunningMonitor
+
 REPO = Path(__file__).resolve().parent.parent
-# The installed service's pinned lineage maps: no test may create (or share) them.
-SERVICE_PINS = Path("/sys/fs/bpf/ringwatch")
 _SERVICE_PINS_BEFORE = pytest.StashKey[bool]()
 
 
@@ -36,8 +36,6 @@ def _unpin_test_monitors() -> Iterator[None]:
     """Pinned lineage maps hold kernel memory until removed: those of test monitors a test
     left running or never stopped go at the end of the session."""
     yield
-    from tests.monitor_proc import RunningMonitor
-
     for pins in RunningMonitor.created_pins:
         shutil.rmtree(pins, ignore_errors=True)
 

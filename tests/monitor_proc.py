@@ -17,7 +17,11 @@ from typing import Any, ClassVar
 
 import yaml
 
+from monitor.config import LineageConfig
+
 REPO = Path(__file__).resolve().parent.parent
+# The installed service's pinned lineage maps (the config's default): no test may use them.
+SERVICE_PINS = Path(LineageConfig().bpffs_dir)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -32,6 +36,29 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         return []
     whole = data[:data.rfind(b"\n") + 1].decode("utf-8", "surrogateescape")
     return [json.loads(line) for line in whole.split("\n")[:-1]]  # not splitlines: U+2028 is text
+
+
+def isolated(config: dict[str, Any], workdir: Path) -> tuple[dict[str, Any], Path | None]:
+    """`config` with a control socket and pinned lineage maps of its own where it names
+    none, so that tests (and engineers) running monitors side by side, or beside the
+    installed service, share neither /run/ringwatch/control.sock nor SERVICE_PINS (a
+    test would rewrite the service's lineage). Also returns the pin directory it chose
+    (None if the config named one), for the caller to remove."""
+    config = dict(config)
+    control = dict(config.get("control") or {})
+    if "socket" not in control:
+        sock = workdir / "control.sock"
+        if len(str(sock)) > 100:  # sun_path limit
+            sock = Path(tempfile.mkdtemp(prefix="rw-")) / "control.sock"
+        control["socket"] = str(sock)
+    config["control"] = control
+    lineage = dict(config.get("lineage") or {})
+    own_pins: Path | None = None
+    if "bpffs_dir" not in lineage:
+        own_pins = Path(f"/sys/fs/bpf/rw-test-{uuid.uuid4().hex[:8]}")
+        lineage["bpffs_dir"] = str(own_pins)
+        config["lineage"] = lineage
+    return config, own_pins
 
 
 class RunningMonitor:
@@ -51,27 +78,10 @@ class RunningMonitor:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config_path = workdir / "config.yaml"
-        config = dict(config or {})
-        # Each instance gets its own control socket so that tests (and engineers) running
-        # monitors side by side do not share /run/ringwatch/control.sock.
-        control = dict(config.get("control") or {})
-        if "socket" not in control:
-            sock = workdir / "control.sock"
-            if len(str(sock)) > 100:  # sun_path limit
-                sock = Path(tempfile.mkdtemp(prefix="rw-")) / "control.sock"
-            control["socket"] = str(sock)
-        config["control"] = control
-        self.control_socket = Path(control["socket"])
-        # Its own pinned lineage maps too, unless the test names a directory: the
-        # default, /sys/fs/bpf/ringwatch, is the installed service's (a test run beside
-        # it would share and rewrite its lineage). Removed once this monitor has stopped.
-        lineage = dict(config.get("lineage") or {})
-        self.own_pins: Path | None = None
-        if "bpffs_dir" not in lineage:
-            self.own_pins = Path(f"/sys/fs/bpf/rw-test-{uuid.uuid4().hex[:8]}")
-            lineage["bpffs_dir"] = str(self.own_pins)
-            RunningMonitor.created_pins.add(self.own_pins)
-            config["lineage"] = lineage
+        config, self.own_pins = isolated(config or {}, workdir)
+        if self.own_pins is not None:
+            RunningMonitor.created_pins.add(self.own_pins)  # removed once stopped, or at the end
+        self.control_socket = Path(config["control"]["socket"])
         self.config_path.write_text(yaml.safe_dump(config))
         self.record_path = workdir / "events.jsonl"
         self.stdout_path = workdir / "stdout.jsonl"

@@ -24,7 +24,7 @@ from monitor.enforce.enforcer import LSM_SOURCE, Enforcer
 from monitor.enforce.plan import path_key
 from monitor.enforce.spec import DenySpec, Hook, Mode, UidOp
 from monitor.kernel.sensor import Sensor
-from tests.monitor_proc import REPO, RunningMonitor
+from tests.monitor_proc import REPO, RunningMonitor, isolated
 
 pytestmark = pytest.mark.kernel
 
@@ -182,19 +182,19 @@ def test_host_runs_monitor_only_with_one_warning(root: None, tmp_path: Path) -> 
 
 
 def _run_private(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`ringwatch run` with pins and control socket of its own, not the installed
-    service's (/sys/fs/bpf/ringwatch, /run/ringwatch), nor the host's config file."""
-    pins = Path("/sys/fs/bpf") / f"rw-test-enforce-run-{tmp_path.name}"
+    """A one-shot `ringwatch run` isolated as RunningMonitor's are, and not reading the
+    host's config file."""
+    config, pins = isolated({}, tmp_path)
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"lineage": {"bpffs_dir": str(pins)},
-                                   "control": {"socket": str(tmp_path / "control.sock")}}))
+    cfg.write_text(yaml.safe_dump(config))
     try:
         return subprocess.run(
             [sys.executable, "-m", "monitor", "run", "--config", str(cfg), *args],
             cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
         )
     finally:
-        shutil.rmtree(pins, ignore_errors=True)
+        if pins is not None:
+            shutil.rmtree(pins, ignore_errors=True)
 
 
 def test_require_enforcement_refuses_to_start(root: None, tmp_path: Path) -> None:

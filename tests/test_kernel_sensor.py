@@ -17,7 +17,7 @@ import pytest
 
 from monitor.kernel.records import CExec
 from tests.kernel_util import cgroup2_root, proc_starttime_ticks, proc_status, scratch_cgroup
-from tests.monitor_proc import REPO, RunningMonitor
+from tests.monitor_proc import REPO, SERVICE_PINS, RunningMonitor
 
 pytestmark = pytest.mark.kernel
 NOBODY = 65534
@@ -270,13 +270,12 @@ def _run_cli(args: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
 def test_a_test_monitor_pins_lineage_of_its_own(tmp_path: Path) -> None:
     """Not in /sys/fs/bpf/ringwatch, the installed service's: a test run beside the
     service must not share or rewrite its lineage maps. Unpinned once stopped."""
-    default = Path("/sys/fs/bpf/ringwatch")
-    had_default = default.exists()
+    had_default = SERVICE_PINS.exists()
     mon = RunningMonitor(tmp_path / "m").start()
     try:
-        assert mon.own_pins is not None and mon.own_pins != default
+        assert mon.own_pins is not None and mon.own_pins != SERVICE_PINS
         assert (mon.own_pins / "procs").exists()  # the lineage map, pinned where asked
-        assert default.exists() == had_default
+        assert SERVICE_PINS.exists() == had_default
     finally:
         mon.stop()
     assert not mon.own_pins.exists()

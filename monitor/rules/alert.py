@@ -52,8 +52,6 @@ def ancestors_of(event: dict[str, Any]) -> list[Ancestor]:
     record's own form: an alert is made to be written out."""
     get = event.get
     pids, names, exes = _tail(get("proc.apid")), _tail(get("proc.aname")), _tail(get("proc.aexepath"))
-    if pids and len(pids) == len(names) == len(exes):  # the lineage stage's lists are
-        return [{"pid": p, "name": n, "exe": e} for p, n, e in zip(pids, names, exes, strict=True)]
     if pids or names or exes:
         return [{"pid": p, "name": n, "exe": e} for p, n, e in zip_longest(pids, names, exes)]
     if get("proc.ppid") is None and get("proc.pname") is None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from monitor.events import container
 from monitor.events.container import ContainerResolver, container_of_cgroup, split_image
 from tests.monitor_proc import RunningMonitor
 from tests.podman_util import PODMAN, import_busybox_image, remove_container, run_container
@@ -50,6 +51,39 @@ def test_an_exited_process_is_never_taken_for_the_host(tmp_path: Path) -> None:
     # Same cgroup, process already gone: known from its cgroup id.
     assert res.fields(11, 1, "x", 77)["container.id"] == ID[:12]
     assert res.fields(12, 1, "x", 78) == {"container.id": ""}
+
+
+def test_processes_sharing_a_cgroup_text_parse_it_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = tmp_path / "proc"
+    texts = {10: f"0::/system.slice/docker-{ID}.scope\n", 11: "0::/user.slice\n",
+             12: f"0::/system.slice/docker-{ID}.scope\n", 13: "0::/user.slice\n"}
+    for pid, text in texts.items():
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cgroup").write_text(text)
+    parsed: list[str] = []
+    real = container.container_of_cgroup
+
+    def counted(text: str) -> tuple[str, str] | None:
+        parsed.append(text)
+        return real(text)
+
+    monkeypatch.setattr(container, "container_of_cgroup", counted)
+    res = ContainerResolver(proc_root=str(proc))
+    ids = [res.fields(pid, 1, "x", 1)["container.id"] for pid in texts]
+    assert ids == [ID[:12], "host", ID[:12], "host"]
+    assert parsed == [texts[10], texts[11]]
+
+
+def test_a_proc_file_longer_than_one_read_is_read_whole(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(container, "_CHUNK", 8)
+    with open("/proc/self/cgroup") as fh:
+        want = fh.read()
+    assert container._read_small("/proc/self/cgroup") == want
+    exact = tmp_path / "sixteen"
+    exact.write_text("0123456789abcdef")  # two full reads, then an empty one
+    assert container._read_small(str(exact)) == "0123456789abcdef"
 
 
 # --- a real container -----------------------------------------------------------------------

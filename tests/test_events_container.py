@@ -53,6 +53,41 @@ def test_an_exited_process_is_never_taken_for_the_host(tmp_path: Path) -> None:
     assert res.fields(12, 1, "x", 78) == {"container.id": ""}
 
 
+SHIM_CGROUP = "0::/system.slice/containerd.service\n"
+
+
+@pytest.mark.parametrize("first", ["shim", "container"])
+def test_a_hybrid_host_shared_v2_cgroup_never_passes_a_gone_process_for_the_host(
+        tmp_path: Path, first: str) -> None:
+    """Docker's cgroupfs driver on a hybrid host names containers in v1 only: their v2 cgroup
+    is the shim's. A process of it gone before its lookup is unknown, whoever was seen first."""
+    proc = tmp_path / "proc"
+    texts = {"shim": "4:memory:/system.slice/containerd.service\n" + SHIM_CGROUP,
+             "container": f"4:memory:/docker/{ID}\n" + SHIM_CGROUP}
+    (proc / "10").mkdir(parents=True)
+    (proc / "10" / "cgroup").write_text(texts[first])
+    res = ContainerResolver(proc_root=str(proc))
+    assert res.fields(10, 1, "x", 77)["container.id"] == ("host" if first == "shim" else ID[:12])
+    assert res.fields(11, 1, "x", 77) == {"container.id": ""}
+
+
+@pytest.mark.parametrize(("text", "cached"), [
+    ("0::/user.slice/user-0.slice/session-1.scope\n", True),  # pure v2: the path is all there is
+    ("0::/\n", True),
+    (f"4:memory:/docker/{ID}\n0::/system.slice/docker-{ID}.scope\n", True),  # the v2 path names it
+    ("4:memory:/\n0::/\n", False),  # hybrid, v2 root: containers may share it
+    ("4:memory:/user.slice\n0::/user.slice\n", False),
+])
+def test_which_answers_a_cgroup_id_may_give_to_gone_processes(
+        tmp_path: Path, text: str, cached: bool) -> None:
+    proc = tmp_path / "proc"
+    (proc / "10").mkdir(parents=True)
+    (proc / "10" / "cgroup").write_text(text)
+    res = ContainerResolver(proc_root=str(proc))
+    seen = res.fields(10, 1, "x", 77)
+    assert res.fields(11, 1, "x", 77) == (seen if cached else {"container.id": ""})
+
+
 def test_processes_sharing_a_cgroup_text_parse_it_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proc = tmp_path / "proc"

@@ -4,9 +4,11 @@ A process's container is read from /proc/PID/cgroup (the kernel's record of wher
 process runs, which the process cannot rewrite) and named from the runtime's own state
 files (podman's containers.json, docker's config.v2.json): no daemon is asked. Host
 processes get container.id "host", as in Falco. A process gone before its first event
-was decoded is looked up by its cgroup id, learnt from processes of the same cgroup; if
-that is unknown too, container.id is "" (unknown), which Falco's `container` macro
-(container.id != host) counts as a container: an exited process cannot pass for the host.
+was decoded is looked up by its cgroup id, learnt from processes of the same cgroup where
+that id alone tells the answer (_v2_cgroup_tells: not on a hybrid host whose containers
+share a v2 cgroup with host processes); if that is unknown too, container.id is ""
+(unknown), which Falco's `container` macro (container.id != host) counts as a
+container: an exited process cannot pass for the host.
 """
 
 from __future__ import annotations
@@ -213,9 +215,7 @@ class ContainerResolver:
             self._put(self._by_text, text, hit)
         fields = HOST_FIELDS if hit is None else self.state.describe(*hit).fields()
         self._put(self._by_proc, key, fields)
-        if not _in_v2_root(text):
-            # The cgroup v2 id names this container only when the process is not in the
-            # v2 root (a hybrid host may keep containers there beside host processes).
+        if _v2_cgroup_tells(text, hit):
             self._put(self._by_cgroup, cgroup_id, fields)
         return fields
 
@@ -238,5 +238,19 @@ def _read_small(path: str) -> str:
     return b"".join(chunks).decode("utf-8", "surrogateescape")
 
 
-def _in_v2_root(text: str) -> bool:
-    return any(line.startswith("0::") and line[3:].strip() in ("/", "") for line in text.splitlines())
+def _v2_cgroup_tells(text: str, hit: tuple[str, str] | None) -> bool:
+    """Whether the process's cgroup v2 id (the events' cgroup.id) alone gives this answer,
+    so that a process of the same cgroup gone before its lookup may be given it too.
+
+    On a pure cgroup v2 host the v2 path is all /proc shows: yes. On a hybrid host a
+    runtime may name its containers in v1 hierarchies only, its containers then sharing a
+    v2 cgroup with host processes (the v2 root, or e.g. containerd's service cgroup with
+    docker's cgroupfs driver): only when the v2 path itself names the container. Else a
+    short-lived container process would be taken for the host shim that shares its cgroup."""
+    lines = text.split("\n")
+    v2 = [line[3:] for line in lines if line.startswith("0::")]
+    if len(v2) != 1:
+        return False
+    if sum(1 for line in lines if line) == 1:
+        return True
+    return hit is not None and hit[1] in v2[0]

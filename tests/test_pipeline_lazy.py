@@ -13,6 +13,7 @@ from typing import Any
 
 from monitor import paths
 from monitor.events.catalog import FIELD_TYPES
+from monitor.events.container import ContainerResolver
 from monitor.kernel.records import Caps, ExecRecord, Header, RecordType, SyscallRecord
 from monitor.lineage.cache import Lineage
 from monitor.pipeline import Pipeline
@@ -101,15 +102,20 @@ def test_a_quiet_open_holds_only_what_its_rules_read() -> None:
     assert alerts.records == []
 
 
-def test_an_alert_carries_every_field_of_its_event() -> None:
+def test_an_alert_carries_every_field_of_its_event(tmp_path: Path) -> None:
     pipe, alerts = _pipeline(_rules())
+    # The opener's /proc entry, where the container lookup reads it (the synthetic pid 77
+    # is whatever process, if any, has that pid on the host running the tests).
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "cgroup").write_text("0::/user.slice/user-0.slice/session-1.scope\n")
+    pipe.enrich.containers = ContainerResolver(proc_root=str(tmp_path))
     pipe(_open("/etc/shadow"))
     assert [a["rule"] for a in alerts.records] == ["Read sensitive file untrusted"]
     ev = alerts.records[0]["event"]
     assert ev["user.name"] == "root" and ev["proc.cmdline"] == "cat -n" and ev["proc.args"] == "-n"
     assert ev["proc.apid"] == [77, 70] and ev["proc.aexepath"] == ["/usr/bin/cat", "/usr/bin/bash"]
     assert ev["evt.time"].endswith("Z") and ev["evt.id"].endswith("-0-10000")
-    assert ev["container.id"] and "thread.cap_effective" in ev
+    assert ev["container.id"] == "host" and "thread.cap_effective" in ev
     # The alert's own process section reads them too.
     assert alerts.records[0]["process"]["user"] == "root"
     assert alerts.records[0]["process"]["cmdline"] == "cat -n"

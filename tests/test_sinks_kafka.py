@@ -421,3 +421,98 @@ def test_durable_sigkill_right_after_emit_loses_nothing(tmp_path: Path) -> None:
     finally:
         sink.close(1)
         broker.stop()
+
+
+# --- rounds as record batches (monitor/sinks/kafkabatch.py) -------------------------------
+
+def test_rounds_go_as_record_batches_without_a_producer(tansu: TansuBroker, tmp_path: Path) -> None:
+    """Small batches: a round is many requests, more than may be in flight at once."""
+    sink = sink_for(tansu.bootstrap, tmp_path / "spool.db", topic="batched",
+                    producer_extra={"batch_size": 4096, "max_in_flight_requests_per_connection": 2})
+    n = 1200
+    for i in range(n):
+        sink.emit(alert(i))
+    wait_until(lambda: sink.stats()["written"] >= n, 60, "every record acknowledged")
+    st = sink.stats()
+    used_producer, used_batches = sink._producer is not None, sink._batcher is not None
+    sink.close()
+    assert st["written"] == n and st["dropped"] == 0 and st["outages"] == 0, st
+    assert used_batches and not used_producer
+    msgs = one_partition(read_topic(tansu.bootstrap, "batched", n))
+    assert [json.loads(m.value)["id"] for m in msgs] == [f"r-{i:06d}" for i in range(n)]
+    assert all(m.key == HOST.encode() for m in msgs)
+    assert all(dict(m.headers) == {ID_HEADER: json.loads(m.value)["id"].encode(),
+                                   "ringwatch.stream": b"alerts"} for m in msgs)
+
+
+def test_batch_and_per_record_rounds_share_the_host_partition(tansu: TansuBroker, tmp_path: Path) -> None:
+    """A round holding a record too large for any request goes through KafkaProducer (which
+    finds it); the rounds around it as batches. Tansu's topics have several partitions: the
+    two must pick the same one for the host's key, or order across rounds is lost."""
+    sink = sink_for(tansu.bootstrap, tmp_path / "spool.db", topic="mixed",
+                    producer_extra={"max_request_size": 20_000})
+    for i in range(100):
+        sink.emit(alert(i))
+    wait_until(lambda: sink.stats()["written"] >= 100, 30, "the first records")
+    for i in range(100, 120):
+        rec = alert(i)
+        if i == 107:
+            rec["proc.args"] = "A" * 50_000
+        sink.emit(rec)
+    wait_until(lambda: sink.stats()["written"] >= 119, 30, "the round with the large record")
+    for i in range(120, 200):
+        sink.emit(alert(i))
+    wait_until(lambda: sink.stats()["written"] >= 199, 30, "the last records")
+    st = sink.stats()
+    used_producer, used_batches = sink._producer is not None, sink._batcher is not None
+    sink.close()
+    assert st["written"] == 199 and st["errors"] == 1, st
+    assert used_producer and used_batches
+    msgs = one_partition(read_topic(tansu.bootstrap, "mixed", 199))
+    assert ids_in_order(msgs) == [f"r-{i:06d}" for i in range(200) if i != 107]
+
+
+def test_a_batch_refused_for_its_records_goes_on_record_by_record(
+        tansu: TansuBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker refusing a batch for its records (too large, invalid): what it had not
+    acknowledged goes through KafkaProducer, nothing twice, nothing lost. The refusal is
+    made here (Tansu refuses none): the first round's first 5 go as a batch, then refused."""
+    import kafka.errors as ke
+
+    from monitor.sinks import kafkabatch
+
+    real = kafkabatch.BatchSender.deliver
+    calls = []
+
+    def refuse_once(self: Any, topic: str, key: bytes, records: Any, *rest: Any) -> int:
+        calls.append(len(records))
+        if len(calls) > 1:
+            return real(self, topic, key, records, *rest)
+        acked = real(self, topic, key, records[:5], *rest)
+        raise kafkabatch.BatchRefused(acked, ke.InvalidRecordError("made up"))
+
+    monkeypatch.setattr(kafkabatch.BatchSender, "deliver", refuse_once)
+    sink = sink_for(tansu.bootstrap, tmp_path / "spool.db", topic="refused")
+    for i in range(50):
+        sink.emit(alert(i))
+    wait_until(lambda: sink.stats()["written"] >= 50, 30, "every record")
+    for i in range(50, 60):
+        sink.emit(alert(i))
+    wait_until(lambda: sink.stats()["written"] >= 60, 30, "the next round")
+    st = sink.stats()
+    used_producer = sink._producer is not None
+    sink.close()
+    assert st["written"] == 60 and st["errors"] == 0 and st["outages"] == 0, st
+    assert used_producer and len(calls) >= 2
+    msgs = one_partition(read_topic(tansu.bootstrap, "refused", 60))
+    assert [json.loads(m.value)["id"] for m in msgs] == [f"r-{i:06d}" for i in range(60)]
+
+
+@pytest.mark.parametrize(("configs", "usable"), [
+    ({"acks": "all"}, True), ({"compression_type": None}, True),
+    ({"compression_type": "gzip"}, False), ({"transactional_id": "t"}, False),
+])
+def test_what_rounds_may_go_as_batches_built_here(configs: dict[str, Any], usable: bool) -> None:
+    from monitor.sinks import kafkabatch
+
+    assert kafkabatch.usable(configs) is usable

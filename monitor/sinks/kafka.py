@@ -32,8 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from monitor import log
+from monitor.sinks import kafkabatch
 from monitor.sinks.base import dumps_bytes
 from monitor.sinks.inbox import Inbox
+from monitor.sinks.kafkabatch import BatchRefused, BatchSender, RoundError
 from monitor.sinks.spool import Spool, SpoolRecord
 
 ID_HEADER = "ringwatch.id"
@@ -96,6 +98,8 @@ class KafkaSink:
         self._id_prefix = secrets.token_hex(8)
         self._ids = itertools.count()
         self._producer: Any = None
+        self._batcher: BatchSender | None = None
+        self._batches = kafkabatch.usable(opts.producer)
         # Start degraded if an earlier run left records behind: they go first.
         self._degraded = len(self._spool) > 0
         self._backoff = opts.backoff_min_s
@@ -436,17 +440,76 @@ class KafkaSink:
                 producer.close(timeout=0)
             except Exception as exc:
                 self.log.debug("producer close failed", error=repr(exc))
+        if self._batcher is not None:
+            batcher, self._batcher = self._batcher, None
+            try:
+                batcher.close()
+            except Exception as exc:
+                self.log.debug("kafka client close failed", error=repr(exc))
+
+    def _headers(self) -> list[tuple[str, bytes]]:
+        """A record's headers; the first, its id, is filled in per record."""
+        return [(ID_HEADER, b""), (STREAM_HEADER, self.opts.stream.encode()), *self.opts.extra_headers]
 
     def _send_round(self, batch: list[SpoolRecord], deadline: float) -> tuple[int, bool]:
         """Send `batch`. Returns how many leading records were acknowledged, and whether
-        the next one was refused for itself (so retrying it would never succeed)."""
+        the next one was refused for itself (so retrying it would never succeed).
+
+        As record batches built here (monitor/sinks/kafkabatch.py) where they can be;
+        else, and for what the broker refuses for the records' own fault, one record at
+        a time through KafkaProducer, which finds the record at fault."""
+        if not self._batches or not batch:
+            return self._send_records(batch, deadline)
+        topic, key = batch[0].topic, batch[0].key
+        headers = self._headers()
+        # A spool left by a run with another topic or host name: KafkaProducer sorts it.
+        if key is None or any(r.topic != topic or r.key != key for r in batch):
+            return self._send_records(batch, deadline)
+        try:
+            if self._batcher is None:
+                self._batcher = BatchSender(self.opts.producer)
+            sender = self._batcher
+        except Exception as exc:
+            self._failed_round("kafka client unavailable", exc)
+            return 0, False
+        if not sender.fits(batch, headers):
+            return self._send_records(batch, deadline)
+        started = time.monotonic()
+        try:
+            acked = sender.deliver(topic, key, batch, headers, deadline,
+                                   lambda: self._waited_too_long(started, deadline))
+        except BatchRefused as exc:
+            done, poisoned = self._send_records(batch[exc.acked:], deadline)
+            return exc.acked + done, poisoned
+        except RoundError as exc:
+            self._failed_round("kafka delivery failed", exc.error)
+            return exc.acked, False
+        if acked == len(batch):
+            self._outage_end()
+        return acked, False
+
+    def _waited_too_long(self, waited_from: float, deadline: float) -> bool:
+        """While waiting for acknowledgements: past the deadline (the round failed), or
+        slow enough to spool what waits in memory meanwhile."""
+        now = time.monotonic()
+        closing_over = self._closing.is_set() and now >= self._close_deadline
+        if now >= deadline or closing_over:
+            self._failed_round("kafka acknowledgement timed out", None)
+            return True
+        if now - waited_from > self.opts.spill_after_s:
+            self._outage_start("kafka acknowledgements slow", None)
+            if not self._wal:  # write-ahead commits by itself
+                self._spill_queue()
+        return False
+
+    def _send_records(self, batch: list[SpoolRecord], deadline: float) -> tuple[int, bool]:
+        """_send_round through KafkaProducer, a send() per record."""
         try:
             producer = self._ensure_producer()
         except Exception as exc:
             self._failed_round("kafka producer unavailable", exc)
             return 0, False
-        headers = [(ID_HEADER, b""), (STREAM_HEADER, self.opts.stream.encode()),
-                   *self.opts.extra_headers]
+        headers = self._headers()
         futures = []
         send_error: Exception | None = None
         for r in batch:
@@ -460,18 +523,11 @@ class KafkaSink:
         waited_from = time.monotonic()
         for i, fut in enumerate(futures):
             while not fut.is_done:
-                now = time.monotonic()
-                closing_over = self._closing.is_set() and now >= self._close_deadline
-                if now >= deadline or closing_over:
-                    self._failed_round("kafka acknowledgement timed out", None)
+                if self._waited_too_long(waited_from, deadline):
                     return i, False
-                if now - waited_from > self.opts.spill_after_s:
-                    self._outage_start("kafka acknowledgements slow", None)
-                    if not self._wal:  # write-ahead commits by itself
-                        self._spill_queue()
                 # A timeout of this wait, or the failure checked below.
                 with contextlib.suppress(Exception):
-                    fut.get(timeout=min(0.2, deadline - now))
+                    fut.get(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
             if fut.failed():
                 if _is_poison(fut.exception):
                     return i, True

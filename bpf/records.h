@@ -186,6 +186,9 @@ struct rw_exec {
     __u32 sid;             /* session id, in the process's own pid namespace */
     __u32 vpgid;           /* process group id, in the process's own pid namespace */
     __u32 loginuid;        /* audit login uid; 4294967295 if never set */
+    /* The kernfs id of the process's cgroup in one v1 hierarchy (monitor/kernel/cgroup1.py
+     * picks it); 0 if none is compiled in (a pure v2 host). */
+    __u64 cgroup1_id;
     char cwd[RW_PATH_LEN]; /* working directory (RW_EXEC_F_CWD) */
     char filename[RW_PATH_LEN]; /* as passed to execve (relative, a symlink, "" ...) */
     char args[RW_ARGS_BUF];

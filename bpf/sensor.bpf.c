@@ -14,6 +14,8 @@
  *   RW_CGROUP_FILTER_N   number of cgroups to restrict tracing to (0 = all)
  *   RW_PROCS_MAX, RW_PROCS_PIN   lineage map size and its bpffs path
  *   RW_NS_PER_TICK       ns per USER_HZ tick, the unit of /proc/PID/stat starttime
+ *   RW_CGROUP1_SUBSYS    the v1 controller (subsystem index) exec records name a cgroup
+ *                        of (monitor/kernel/cgroup1.py); absent: none, cgroup1_id is 0
  */
 #define __RW_KERNEL_TYPES
 #include <linux/sched.h>
@@ -39,6 +41,9 @@
 /* Syscall numbers (RW_NR_<name>) come from the event catalogue, monitor/events/catalog.py,
  * as -D defines: Python and the kernel programs cannot disagree. */
 #define RW_NR_MAX 512
+#ifndef RW_CGROUP1_SUBSYS
+#define RW_CGROUP1_SUBSYS -1
+#endif
 #define RW_S_IFMT 0170000
 #define RW_S_IFSOCK 0140000
 
@@ -389,6 +394,7 @@ static __always_inline int on_exec_enter(struct pt_regs *regs, u32 nr)
     e->sid = 0;
     e->vpgid = 0;
     e->loginuid = 0;
+    e->cgroup1_id = 0;
     e->cwd[0] = 0;
     e->env_count = 0;
     e->env_len = 0;
@@ -1664,6 +1670,14 @@ static __always_inline void exec_task_fields(struct rw_exec *e)
     e->sid = rw_pid_vnr(rd_ptr(signal, RW_OFF_SIGNAL_PIDS + RW_PIDTYPE_SID * sizeof(void *)));
     e->vpgid = rw_pid_vnr(rd_ptr(signal, RW_OFF_SIGNAL_PIDS + RW_PIDTYPE_PGID * sizeof(void *)));
     e->loginuid = rd_u32(task, RW_OFF_TASK_LOGINUID);
+#if RW_CGROUP1_SUBSYS >= 0
+    /* task->cgroups->subsys[RW_CGROUP1_SUBSYS]->cgroup->kn->id: on a hybrid host the v1
+     * cgroup tells a container from the host where the shared v2 cgroup cannot. */
+    const void *cset = rd_ptr(task, RW_OFF_TASK_CGROUPS);
+    const void *css = rd_ptr(cset, RW_OFF_CSS_SET_SUBSYS + RW_CGROUP1_SUBSYS * sizeof(void *));
+    const void *kn = rd_ptr(rd_ptr(css, RW_OFF_CSS_CGROUP), RW_OFF_CGROUP_KN);
+    e->cgroup1_id = kn ? rd_u64(kn, RW_OFF_KERNFS_NODE_ID) : 0;
+#endif
     e->tty = 0;
     const void *tty = rd_ptr(signal, RW_OFF_SIGNAL_TTY);
     if (tty) {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.kernel import iouring, offsets
+from monitor.kernel import cgroup1, iouring, offsets
 from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
 
 
@@ -148,3 +148,55 @@ def test_env_and_io_uring_fields_match_bpftool(bpftool_btf: BpftoolBTF) -> None:
     assert mismatched == {}
     flags = iouring.detect().cflags
     assert f"-DRW_OFF_IO_OPEN_FILENAME={btf.offset_of('io_open', 'filename')}" in flags
+
+
+def test_cgroup_v1_fields_and_subsystem_index_match_bpftool(bpftool_btf: BpftoolBTF) -> None:
+    """task->cgroups->subsys[memory_cgrp_id]->cgroup->kn->id: offsets and the enumerator's
+    value, against bpftool's dump (its enum lines: `'memory_cgrp_id' val=4`)."""
+    btf = BTF.load()
+    mismatched = {key: (btf.offset_of(s, p), bpftool_btf.offset_of(s, p))
+                  for key, (s, p) in cgroup1.CGROUP1_FIELDS.items()
+                  if btf.offset_of(s, p) != bpftool_btf.offset_of(s, p)}
+    assert mismatched == {}
+    dump = subprocess.run(["bpftool", "btf", "dump", "file", str(VMLINUX_BTF), "format", "raw"],
+                          check=True, capture_output=True, text=True).stdout
+    vals = dict(re.findall(r"^\s+'(\w+_cgrp_id)' val=(\d+)$", dump, re.M))
+    assert len(vals) >= 5
+    assert {name: btf.enumerator(name) for name in vals} == {n: int(v) for n, v in vals.items()}
+    with pytest.raises(BTFError, match="enumerator nope_cgrp_id not in BTF"):
+        btf.enumerator("nope_cgrp_id")
+
+
+PROC_CGROUPS_HYBRID = """#subsys_name\thierarchy\tnum_cgroups\tenabled
+cpuset\t3\t1\t1
+cpu\t1\t1\t1
+memory\t4\t24\t1
+pids\t8\t1\t1
+"""
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    (PROC_CGROUPS_HYBRID, "memory"),
+    (PROC_CGROUPS_HYBRID.replace("memory\t4", "memory\t0"), "pids"),  # memory on v2 only
+    (PROC_CGROUPS_HYBRID.replace("24\t1", "24\t0"), "pids"),  # memory disabled (cgroup_disable=)
+    ("".join(f"{c}\t0\t1\t1\n" for c in ("cpu", "memory", "pids")), ""),  # pure v2
+])
+def test_the_v1_hierarchy_is_the_first_preferred_controller_bound_to_one(
+        tmp_path: Path, text: str, want: str) -> None:
+    path = tmp_path / "cgroups"
+    path.write_text(text)
+    found = cgroup1.detect(proc_cgroups=path)
+    assert found.controller == want
+    if want:
+        index = BTF.load().enumerator(f"{want}_cgrp_id")
+        assert f"-DRW_CGROUP1_SUBSYS={index}" in found.cflags and found.reason == ""
+    else:
+        assert found.cflags == () and "pure cgroup v2" in found.reason
+
+
+def test_without_btf_no_v1_cgroup_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "cgroups"
+    path.write_text(PROC_CGROUPS_HYBRID)
+    found = cgroup1.detect(tmp_path / "no-btf", path)
+    assert (found.controller, found.cflags) == ("", ())
+    assert "cgroup layout unknown" in found.reason

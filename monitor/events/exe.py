@@ -36,6 +36,9 @@ FIELDS = (
           "(write, chmod, rename) to this exec (Falco's name): small for a program created moments ago"),
     Field("user.loginuid", int, "audit login uid at exec (who logged in, kept across su/sudo); -1 if "
           "never set (exec events)"),
+    Field("cgroup.v1_id", int, "id (the directory's inode number) of the process's cgroup at exec in "
+          "one cgroup v1 hierarchy, the one `ringwatch` logs as cgroup1_controller at start; 0 on a "
+          "pure cgroup v2 host (exec events)"),
 )
 
 
@@ -67,6 +70,7 @@ def exe_fields(rec: ExecRecord) -> dict[str, Any]:
         ev["proc.sid"] = task.sid
         ev["proc.vpgid"] = task.vpgid
         ev["user.loginuid"] = -1 if task.loginuid == 0xFFFFFFFF else task.loginuid
+        ev["cgroup.v1_id"] = task.cgroup1_id
         if task.cwd is not None:
             # Falco's cwd ends with "/": `proc.cwd startswith "/dev/shm/"` holds in /dev/shm.
             ev["proc.cwd"] = task.cwd.rstrip("/") + "/"

@@ -49,6 +49,9 @@ class BTF:
     def __init__(self, data: bytes) -> None:
         self._types: list[_Type | None] = [None]  # id 0 is void
         self._structs: dict[str, int] = {}
+        # Enumerator name -> value (C gives enumerators one namespace, so no enum name is
+        # needed to find one: memory_cgrp_id).
+        self._enumerators: dict[str, int] = {}
         self._parse(data)
 
     @classmethod
@@ -100,7 +103,12 @@ class BTF:
                 pos += 4
             elif kind in (_KIND_ARRAY, _KIND_DATASEC, _KIND_ENUM64):
                 pos += 12 if kind == _KIND_ARRAY else 12 * vlen
-            elif kind in (_KIND_ENUM, _KIND_FUNC_PROTO):
+            elif kind == _KIND_ENUM:
+                for i in range(vlen):
+                    e_name, e_val = struct.unpack_from("<Ii", data, pos + 8 * i)
+                    self._enumerators.setdefault(name_at(e_name), e_val)
+                pos += 8 * vlen
+            elif kind == _KIND_FUNC_PROTO:
                 pos += 8 * vlen
             elif kind in (_KIND_FWD, _KIND_FUNC, _KIND_FLOAT):
                 pass
@@ -128,6 +136,13 @@ class BTF:
 
     def has_struct(self, name: str) -> bool:
         return name in self._structs
+
+    def enumerator(self, name: str) -> int:
+        """The value of an enumerator, e.g. memory_cgrp_id."""
+        value = self._enumerators.get(name)
+        if value is None:
+            raise BTFError(f"enumerator {name} not in BTF")
+        return value
 
     def size_of(self, struct_name: str) -> int:
         """sizeof(struct struct_name) in bytes."""

@@ -167,6 +167,7 @@ class CExec(ct.Structure):
         ("sid", ct.c_uint32),
         ("vpgid", ct.c_uint32),
         ("loginuid", ct.c_uint32),
+        ("cgroup1_id", ct.c_uint64),
         ("cwd", ct.c_char * PATH_LEN),
         ("filename", ct.c_char * PATH_LEN),
         ("args", ct.c_char * ARGS_BUF),
@@ -499,6 +500,7 @@ class ExecTask:
     vpgid: int
     loginuid: int  # 4294967295 = never set
     cwd: str | None  # None if too deep or long to resolve
+    cgroup1_id: int = 0  # its cgroup in one v1 hierarchy (monitor/kernel/cgroup1.py); 0: none
 
 
 @dataclass(slots=True)
@@ -691,11 +693,11 @@ def _fields(lay: Layout, *names: str) -> tuple[int, ...]:
 
 
 (_E_RET, _E_NR, _E_FLAGS, _E_ARGC, _E_ARGS_LEN, _E_DIRFD, _E_AT_FLAGS, _E_INO, _E_CTIME, _E_MTIME,
- _E_UID, _E_GID, _E_NLINK, _E_MODE, _E_EXEPATH, _E_TTY, _E_SID, _E_VPGID, _E_LOGINUID, _E_CWD,
- _E_FILENAME) = _fields(
+ _E_UID, _E_GID, _E_NLINK, _E_MODE, _E_EXEPATH, _E_TTY, _E_SID, _E_VPGID, _E_LOGINUID, _E_CGROUP1,
+ _E_CWD, _E_FILENAME) = _fields(
     _EXEC, "ret", "syscall_nr", "flags", "argc", "args_len", "dirfd", "at_flags", "exe_ino",
     "exe_ctime_ns", "exe_mtime_ns", "exe_uid", "exe_gid", "exe_nlink", "exe_mode", "exepath", "tty",
-    "sid", "vpgid", "loginuid", "cwd", "filename")
+    "sid", "vpgid", "loginuid", "cgroup1_id", "cwd", "filename")
 (_S_COUNT, _S_FIRST, _S_RET, _S_ARGS, _S_NR, _S_FLAGS, _S_FAMILY, _S_PORT, _S_ADDR, _S_AUX) = _fields(
     _SC_FIXED, "count", "first_ns", "ret", "args", "nr", "flags", "family", "port", "addr", "aux")
 _S_NARGS = _SC_FIXED.count["args"]
@@ -803,7 +805,7 @@ def decode_bytes(buf: bytes) -> Record:
                 bool(flags & EXEC_F_EXE_DELETED),
             )
             task = ExecTask(v[_E_TTY], v[_E_SID], v[_E_VPGID], v[_E_LOGINUID],
-                            _cstr(v[_E_CWD]) if flags & EXEC_F_CWD else None)
+                            _cstr(v[_E_CWD]) if flags & EXEC_F_CWD else None, v[_E_CGROUP1])
         return ExecRecord(
             _header(v), v[_E_RET], v[_E_NR], _cstr(v[_E_FILENAME]), argv, v[_E_DIRFD], v[_E_AT_FLAGS],
             bool(flags & EXEC_F_ARGV_TRUNCATED) or argv_cut, bool(flags & EXEC_F_FILENAME_FAILED),

@@ -33,7 +33,7 @@ from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
 from monitor.events.catalog import CATALOGUE
 from monitor.events.syscall_args import BPF_CMDS
-from monitor.kernel import coalesce, iouring, lineage_map, offsets
+from monitor.kernel import cgroup1, coalesce, iouring, lineage_map, offsets
 from monitor.kernel.bpffs import PinnedMap
 from monitor.kernel.filters import PROC_MEM, open_prefix_values
 from monitor.kernel.lanes import LANES, MAP_NAMES, PROCESS, SYSCALL, LaneCounts, RingManager, lane_counts
@@ -259,6 +259,9 @@ class Sensor:
         # io_uring request tracing: compiled in (BTF has the layout), and attached where.
         self._uring_compiled = False
         self.uring_tracepoint = ""
+        # The v1 controller exec records name a cgroup of ("" none): the container
+        # lookup needs to know which line of /proc/PID/cgroup that is.
+        self.cgroup1_controller = ""
 
     @property
     def lane_bytes(self) -> dict[str, int]:
@@ -300,7 +303,13 @@ class Sensor:
             *CATALOGUE.kernel_defines(),
             *offs.cflags(),
             *self._uring_cflags(),
+            *self._cgroup1_cflags(),
         ]
+
+    def _cgroup1_cflags(self) -> tuple[str, ...]:
+        found = cgroup1.detect(Path(self.cfg.btf_path))
+        self.cgroup1_controller = found.controller
+        return found.cflags
 
     def _uring_cflags(self) -> tuple[str, ...]:
         support = iouring.detect(Path(self.cfg.btf_path))
@@ -362,6 +371,7 @@ class Sensor:
             "sensor_attached",
             ringbuf_bytes=self.lane_bytes,
             offsets=self.offsets_source,
+            cgroup1_controller=self.cgroup1_controller or None,
             coalesce_window_ms=self.cfg.coalesce_window_ms,
             throttle_process_rate=self.cfg.throttle_process_rate,
             throttle_cgroup_rate=self.cfg.throttle_cgroup_rate,

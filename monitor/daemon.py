@@ -18,6 +18,7 @@ from monitor.enforce.rules import deny_specs
 from monitor.errors import ConfigError, UserError
 from monitor.events import writers
 from monitor.events.catalog import CATALOGUE, OPEN_TYPES
+from monitor.events.cgroup_paths import CgroupPaths
 from monitor.kernel.filters import bpf_commands, open_path_prefixes
 from monitor.kernel.sensor import NS_PER_TICK, Sensor
 from monitor.lineage import procfs
@@ -263,6 +264,10 @@ class Monitor:
             signal.signal(s, self._on_signal)
         t0 = time.monotonic()
         self.sensor.start()
+        # Which /proc/PID/cgroup line the exec records' cgroup.v1_id is the cgroup of.
+        containers = self.pipeline.enrich.containers
+        containers.cgroup1_controller = self.sensor.cgroup1_controller
+        containers.paths = CgroupPaths.of_host()
         self._start_lineage()
         self._apply_syscall_filter()
         settle_heap()

@@ -88,6 +88,47 @@ def test_which_answers_a_cgroup_id_may_give_to_gone_processes(
     assert res.fields(11, 1, "x", 77) == (seen if cached else {"container.id": ""})
 
 
+HOST_V1 = "4:memory:/user.slice\n0::/\n"
+BOX_V1 = f"4:memory:/docker/{ID}\n0::/\n"
+
+
+def test_on_a_hybrid_host_the_v1_cgroup_of_the_exec_tells_gone_processes_apart(tmp_path: Path) -> None:
+    """Host and container share the v2 root; the v1 cgroup their exec records name
+    (cgroup.v1_id) tells which a gone process was, and only a pair seen before counts."""
+    proc = tmp_path / "proc"
+    for pid, text in ((10, HOST_V1), (20, BOX_V1)):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "cgroup").write_text(text)
+    res = ContainerResolver(proc_root=str(proc), cgroup1_controller="memory")
+    host, box = res.fields(10, 1, "x", 77, 501), res.fields(20, 1, "x", 77, 502)
+    assert (host["container.id"], box["container.id"]) == ("host", ID[:12])
+    assert res.fields(11, 1, "x", 77, 501) == host
+    assert res.fields(21, 1, "x", 77, 502) == box
+    assert res.fields(21, 1, "x", 77) == box  # its later events (no v1 id) find its image
+    assert res.fields(31, 1, "x", 77, 503) == {"container.id": ""}  # a v1 cgroup never seen
+    assert res.fields(32, 1, "x", 77) == {"container.id": ""}  # no v1 id: the v2 root does not tell
+    assert res.fields(33, 1, "x", 78, 501) == {"container.id": ""}  # another v2 cgroup
+
+
+@pytest.mark.parametrize(("text", "controller", "cached"), [
+    (HOST_V1, "memory", True),
+    (BOX_V1, "memory", True),
+    (HOST_V1, "", False),  # the records name no v1 cgroup
+    (HOST_V1, "pids", False),  # not this text's hierarchy
+    ("4:cpu,cpuacct:/docker/" + ID + "\n0::/\n", "cpu", True),  # a hierarchy of two controllers
+    # The runtime named the container in another hierarchy only: the pair would say host.
+    (f"3:cpu:/docker/{ID}\n4:memory:/\n0::/\n", "memory", False),
+])
+def test_which_answers_a_v1_cgroup_may_give_to_gone_processes(
+        tmp_path: Path, text: str, controller: str, cached: bool) -> None:
+    proc = tmp_path / "proc"
+    (proc / "10").mkdir(parents=True)
+    (proc / "10" / "cgroup").write_text(text)
+    res = ContainerResolver(proc_root=str(proc), cgroup1_controller=controller)
+    seen = res.fields(10, 1, "x", 77, 501)
+    assert res.fields(11, 1, "x", 77, 501) == (seen if cached else {"container.id": ""})
+
+
 def test_processes_sharing_a_cgroup_text_parse_it_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     proc = tmp_path / "proc"

@@ -4,11 +4,15 @@ A process's container is read from /proc/PID/cgroup (the kernel's record of wher
 process runs, which the process cannot rewrite) and named from the runtime's own state
 files (podman's containers.json, docker's config.v2.json): no daemon is asked. Host
 processes get container.id "host", as in Falco. A process gone before its first event
-was decoded is looked up by its cgroup id, learnt from processes of the same cgroup where
-that id alone tells the answer (_v2_cgroup_tells: not on a hybrid host whose containers
-share a v2 cgroup with host processes); if that is unknown too, container.id is ""
-(unknown), which Falco's `container` macro (container.id != host) counts as a
-container: an exited process cannot pass for the host.
+was decoded is looked up by the cgroups the kernel recorded, where those alone tell the
+answer: its cgroup v2 id (_v2_cgroup_tells: not on a hybrid host whose containers share
+a v2 cgroup with host processes), else with the v1 cgroup its exec record names
+(cgroup.v1_id, monitor/kernel/cgroup1.py; _pair_tells). Those are learnt from live
+processes of the same cgroups, or else found by their ids in cgroupfs
+(monitor/events/cgroup_paths.py). If that is unknown too (the cgroup was removed with
+the process), container.id is "" (unknown), which Falco's
+`container` macro (container.id != host) counts as a container: an exited process cannot
+pass for the host.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from monitor.events.cgroup_paths import V2, CgroupPaths
 
 # Runtime prefixes in cgroup path components, and the bare id of docker's cgroupfs driver
 # and of CRI's kubepods layout.
@@ -182,11 +188,17 @@ class RuntimeState:
 class ContainerResolver:
     """container.* fields for a process; cached per process and per cgroup."""
 
-    def __init__(self, proc_root: str = "/proc", state: RuntimeState | None = None) -> None:
+    def __init__(self, proc_root: str = "/proc", state: RuntimeState | None = None,
+                 cgroup1_controller: str = "", paths: CgroupPaths | None = None) -> None:
         self.proc_root = proc_root
         self.state = state or RuntimeState()
+        # The v1 hierarchy whose cgroup exec records name (the sensor's choice; "" none).
+        self.cgroup1_controller = cgroup1_controller
+        # Where ids the kernel recorded are looked up when a process is gone (None: not).
+        self.paths = paths
         self._by_proc: OrderedDict[tuple[int, int, str], dict[str, Any]] = OrderedDict()
-        self._by_cgroup: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        # By (v2 id, v1 id); v1 id 0: the v2 id alone tells.
+        self._by_cgroup: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
         # Most processes share a few cgroup files' texts (a host's processes all have
         # one): each text is parsed once.
         self._by_text: OrderedDict[str, tuple[str, str] | None] = OrderedDict()
@@ -197,8 +209,10 @@ class ContainerResolver:
         if len(cache) > CACHE_MAX:
             cache.popitem(last=False)
 
-    def fields(self, pid: int, start_ns: int, exec_id: str, cgroup_id: int) -> dict[str, Any]:
-        """Per process image: a runtime's init starts on the host and execs inside."""
+    def fields(self, pid: int, start_ns: int, exec_id: str, cgroup_id: int,
+               cgroup1_id: int = 0) -> dict[str, Any]:
+        """Per process image: a runtime's init starts on the host and execs inside.
+        cgroup1_id: the exec record's v1 cgroup (0 on other events, or none)."""
         key = (pid, start_ns, exec_id)
         found = self._by_proc.get(key)
         if found is not None:
@@ -206,18 +220,60 @@ class ContainerResolver:
         try:
             text = _read_small(f"{self.proc_root}/{pid}/cgroup")
         except OSError:
-            # Gone already: what another process of its cgroup showed, else unknown.
-            return self._by_cgroup.get(cgroup_id, UNKNOWN_FIELDS)
-        if text in self._by_text:
-            hit = self._by_text[text]
-        else:
-            hit = container_of_cgroup(text)
-            self._put(self._by_text, text, hit)
+            return self._gone(key, cgroup_id, cgroup1_id)
+        hit = self._hit(text)
         fields = HOST_FIELDS if hit is None else self.state.describe(*hit).fields()
         self._put(self._by_proc, key, fields)
         if _v2_cgroup_tells(text, hit):
-            self._put(self._by_cgroup, cgroup_id, fields)
+            self._put(self._by_cgroup, (cgroup_id, 0), fields)
+        elif cgroup1_id and _pair_tells(text, hit, self.cgroup1_controller):
+            self._put(self._by_cgroup, (cgroup_id, cgroup1_id), fields)
         return fields
+
+    def _hit(self, text: str) -> tuple[str, str] | None:
+        if text in self._by_text:
+            return self._by_text[text]
+        hit = container_of_cgroup(text)
+        self._put(self._by_text, text, hit)
+        return hit
+
+    def _gone(self, key: tuple[int, int, str], cgroup_id: int, cgroup1_id: int) -> dict[str, Any]:
+        """A process gone before its lookup: what a live process of the same cgroups
+        showed, else what the cgroups' paths tell, else unknown."""
+        found = self._by_cgroup.get((cgroup_id, 0))
+        if found is None and cgroup1_id:
+            found = self._by_cgroup.get((cgroup_id, cgroup1_id))
+        if found is None:
+            told = self._text_of(cgroup_id, cgroup1_id)
+            if told is None:
+                return UNKNOWN_FIELDS
+            text, v1_key = told
+            hit = self._hit(text)
+            found = HOST_FIELDS if hit is None else self.state.describe(*hit).fields()
+            self._put(self._by_cgroup, (cgroup_id, v1_key), found)
+        # Its later events (which carry no v1 id) find it here.
+        self._put(self._by_proc, key, found)
+        return found
+
+    def _text_of(self, cgroup_id: int, cgroup1_id: int) -> tuple[str, int] | None:
+        """/proc/PID/cgroup lines rebuilt from the recorded ids, where they alone tell the
+        answer (as _v2_cgroup_tells and _pair_tells decide for a live process), with the
+        v1 id they depend on (0: the v2 id alone); None if they do not."""
+        paths = self.paths
+        if paths is None:
+            return None
+        v2 = paths.path(V2, cgroup_id)
+        if v2 is not None:
+            only = f"0::{v2}\n"
+            if not paths.has_v1 or container_of_cgroup(only) is not None:
+                return only, 0
+        controller = self.cgroup1_controller
+        if not cgroup1_id or not controller:
+            return None
+        v1 = paths.path(controller, cgroup1_id)
+        if v1 is None or (v2 is None and V2 in paths.mounts):
+            return None
+        return ("" if v2 is None else f"0::{v2}\n") + f"1:{controller}:{v1}\n", cgroup1_id
 
 
 _CHUNK = 16384
@@ -254,3 +310,29 @@ def _v2_cgroup_tells(text: str, hit: tuple[str, str] | None) -> bool:
     if sum(1 for line in lines if line) == 1:
         return True
     return hit is not None and hit[1] in v2[0]
+
+
+def _pair_tells(text: str, hit: tuple[str, str] | None, controller: str) -> bool:
+    """Whether the v2 path and the path in `controller`'s v1 hierarchy (the one whose
+    cgroup exec records name) together give this answer: then a gone process the kernel
+    saw in the same two cgroups gets it too.
+
+    A runtime that names its containers in that hierarchy (docker's cgroupfs driver, CRI's
+    kubepods, systemd's scopes name them in every controller) tells apart its containers
+    and the host shim that shares their v2 cgroup. The v1 cgroup is the one the process
+    had at exec; one moved between its exec and this read (which takes the privilege to
+    write cgroup.procs) is taken for the cgroups it moved to."""
+    if not controller:
+        return False
+    v2 = v1 = None
+    for line in text.split("\n"):
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and not parts[1]:
+            v2 = line
+        elif controller in parts[1].split(","):
+            v1 = line
+    if v1 is None:
+        return False
+    return container_of_cgroup(v1 if v2 is None else f"{v2}\n{v1}") == hit

@@ -56,4 +56,4 @@ class Enrich:
         pid = ev.get("proc.pid")
         if pid is not None:
             ev.update(self.containers.fields(pid, ev.get("proc.start_ns", 0), ev.get("proc.exec_id", ""),
-                                             ev.get("cgroup.id", 0)))
+                                             ev.get("cgroup.id", 0), ev.get("cgroup.v1_id", 0)))

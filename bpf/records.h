@@ -186,7 +186,7 @@ struct rw_exec {
     __u32 sid;             /* session id, in the process's own pid namespace */
     __u32 vpgid;           /* process group id, in the process's own pid namespace */
     __u32 loginuid;        /* audit login uid; 4294967295 if never set */
-    /* The kernfs id of the process's cgroup in one v1 hierarchy (monitor/kernel/cgroup1.py
+    /* The kernfs id of the process's cgroup in one v1 hierarchy (monitor/kernel/cgroups.py
      * picks it); 0 if none is compiled in (a pure v2 host). */
     __u64 cgroup1_id;
     char cwd[RW_PATH_LEN]; /* working directory (RW_EXEC_F_CWD) */
@@ -211,6 +211,7 @@ struct rw_fork {
     __u32 parent_pid;      /* thread that forked */
     __u32 parent_tgid;
     __u64 parent_start_ns;
+    __u64 cgroup1_id;      /* the child's, as rw_exec.cgroup1_id */
 };
 
 /* Flags on a syscall record. */

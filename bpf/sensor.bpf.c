@@ -14,8 +14,8 @@
  *   RW_CGROUP_FILTER_N   number of cgroups to restrict tracing to (0 = all)
  *   RW_PROCS_MAX, RW_PROCS_PIN   lineage map size and its bpffs path
  *   RW_NS_PER_TICK       ns per USER_HZ tick, the unit of /proc/PID/stat starttime
- *   RW_CGROUP1_SUBSYS    the v1 controller (subsystem index) exec records name a cgroup
- *                        of (monitor/kernel/cgroup1.py); absent: none, cgroup1_id is 0
+ *   RW_CGROUP1_SUBSYS    the v1 controller (subsystem index) exec and fork records name a
+ *                        cgroup of (monitor/kernel/cgroups.py); absent: none, cgroup1_id is 0
  */
 #define __RW_KERNEL_TYPES
 #include <linux/sched.h>
@@ -152,6 +152,35 @@ static __always_inline const void *rd_ptr(const void *base, u32 off)
     return v;
 }
 
+/* task->cgroups->subsys[RW_CGROUP1_SUBSYS]->cgroup->kn->id: on a hybrid host the v1
+ * cgroup tells a container from the host where the shared v2 cgroup cannot. */
+static __always_inline u64 task_cgroup1_id(const void *task)
+{
+#if RW_CGROUP1_SUBSYS >= 0
+    const void *cset = rd_ptr(task, RW_OFF_TASK_CGROUPS);
+    const void *css = rd_ptr(cset, RW_OFF_CSS_SET_SUBSYS + RW_CGROUP1_SUBSYS * sizeof(void *));
+    const void *kn = rd_ptr(rd_ptr(css, RW_OFF_CSS_CGROUP), RW_OFF_CGROUP_KN);
+    return kn ? rd_u64(kn, RW_OFF_KERNFS_NODE_ID) : 0;
+#else
+    return 0;
+#endif
+}
+
+/* A task's cgroup v2 id, as bpf_get_current_cgroup_id() gives the current task's
+ * (task->cgroups->dfl_cgrp->kn->id): a child made by clone3(CLONE_INTO_CGROUP) starts in
+ * another cgroup than its parent, in whose context sched_process_fork runs. Without BTF
+ * (no offsets) the parent's. */
+static __always_inline u64 task_cgroup_id(const void *task)
+{
+#ifdef RW_OFF_CSS_SET_DFL_CGRP
+    const void *cgrp = rd_ptr(rd_ptr(task, RW_OFF_TASK_CGROUPS), RW_OFF_CSS_SET_DFL_CGRP);
+    const void *kn = rd_ptr(cgrp, RW_OFF_CGROUP_KN);
+    if (kn)
+        return rd_u64(kn, RW_OFF_KERNFS_NODE_ID);
+#endif
+    return bpf_get_current_cgroup_id();
+}
+
 /* One read instead of two or three where the kernel keeps the fields side by side (it
  * has for years; BTF says so at start, or the reads stay apart): a dentry's parent, name
  * length and name pointer (d_parent, then d_name); a path's mount and dentry; an fd
@@ -266,7 +295,7 @@ static __always_inline void lineage_fork(const void *child)
     }
     set_parent(np, child);
     np->uid = (u32)bpf_get_current_uid_gid();
-    np->cgroup_id = bpf_get_current_cgroup_id();
+    np->cgroup_id = task_cgroup_id(child);
     np->exit_ns = 0;
     procs.update(&ck, np);
     count_lineage(RW_LIN_INSERTS);
@@ -1662,7 +1691,7 @@ static __always_inline u32 rw_pid_vnr(const void *pid)
 #define RW_PIDTYPE_PGID 2
 #define RW_PIDTYPE_SID 3
 
-/* The exec'ing process's session, group, terminal, login uid and working directory. */
+/* The exec'ing process's session, group, terminal, login uid, v1 cgroup and working directory. */
 static __always_inline void exec_task_fields(struct rw_exec *e)
 {
     const void *task = (const void *)bpf_get_current_task();
@@ -1670,14 +1699,7 @@ static __always_inline void exec_task_fields(struct rw_exec *e)
     e->sid = rw_pid_vnr(rd_ptr(signal, RW_OFF_SIGNAL_PIDS + RW_PIDTYPE_SID * sizeof(void *)));
     e->vpgid = rw_pid_vnr(rd_ptr(signal, RW_OFF_SIGNAL_PIDS + RW_PIDTYPE_PGID * sizeof(void *)));
     e->loginuid = rd_u32(task, RW_OFF_TASK_LOGINUID);
-#if RW_CGROUP1_SUBSYS >= 0
-    /* task->cgroups->subsys[RW_CGROUP1_SUBSYS]->cgroup->kn->id: on a hybrid host the v1
-     * cgroup tells a container from the host where the shared v2 cgroup cannot. */
-    const void *cset = rd_ptr(task, RW_OFF_TASK_CGROUPS);
-    const void *css = rd_ptr(cset, RW_OFF_CSS_SET_SUBSYS + RW_CGROUP1_SUBSYS * sizeof(void *));
-    const void *kn = rd_ptr(rd_ptr(css, RW_OFF_CSS_CGROUP), RW_OFF_CGROUP_KN);
-    e->cgroup1_id = kn ? rd_u64(kn, RW_OFF_KERNFS_NODE_ID) : 0;
-#endif
+    e->cgroup1_id = task_cgroup1_id(task);
     e->tty = 0;
     const void *tty = rd_ptr(signal, RW_OFF_SIGNAL_TTY);
     if (tty) {
@@ -1762,12 +1784,14 @@ RAW_TRACEPOINT_PROBE(sched_process_fork)
     f->h.uid = (u32)ug;
     f->h.gid = ug >> 32;
     f->h._pad0 = 0;
-    f->h.cgroup_id = bpf_get_current_cgroup_id();
+    f->h.cgroup_id = task_cgroup_id(child);  /* the child's own */
     f->h.start_ns = rd_u64(child, RW_OFF_TASK_START_BOOTTIME);
     bpf_probe_read_kernel_str(f->h.comm, sizeof(f->h.comm), (const char *)child + RW_OFF_TASK_COMM);
     f->parent_pid = (u32)id;
     f->parent_tgid = id >> 32;
     f->parent_start_ns = rd_u64(rd_ptr(task, RW_OFF_TASK_GROUP_LEADER), RW_OFF_TASK_START_BOOTTIME);
+    /* The child's own: copy_process has given it its css_set (cgroup_post_fork). */
+    f->cgroup1_id = task_cgroup1_id(child);
     events.ringbuf_submit(f, 0);
     return 0;
 }

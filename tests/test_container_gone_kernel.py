@@ -1,4 +1,5 @@
-"""Container identity of a process gone before its lookup, on the real kernel (a hybrid host).
+"""The cgroups fork and exec records name, and the container identity of a process gone
+before its lookup, on the real kernel (a hybrid host).
 
 The monitor is stopped (SIGSTOP) while a process execs, exits and is reaped, so that when
 its exec record is decoded /proc/PID is gone: its identity can then come only from the
@@ -14,6 +15,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from tests.kernel_util import own_cgroup2
 from tests.monitor_proc import RunningMonitor
 from tests.scoped_monitor import scoped_monitor
 
@@ -138,7 +141,7 @@ def test_gone_processes_keep_their_identity_host_and_container_alike(
     lookup: the host one is the host, the container one its container, never the host."""
     _controller, root = hierarchy
     with v1_cgroup(root, f"docker/{ID}") as cg:
-        # Live ones first: what the monitor learns the two cgroup pairs from.
+        # Live ones first (read from /proc), then gone ones (named from their cgroups' ids).
         host_live, box_live = start(["sleep", "3"]), start(in_cgroup(cg, "/bin/sleep", "3"))
         try:
             assert exec_event(mon, host_live.pid, "/usr/bin/sleep")["container.id"] == "host"
@@ -173,3 +176,72 @@ def test_a_gone_process_of_a_cgroup_never_seen_is_named_from_cgroupfs(
         assert exec_event(mon, kept, TRUE)["container.full_id"] == fresh
     ev = exec_event(mon, gone_with_it, TRUE)
     assert ev["container.id"] == "" and "container.full_id" not in ev
+
+
+FORK_AND_OPEN = """
+import os
+pid = os.fork()
+if pid == 0:
+    open("/etc/passwd").close()
+    os._exit(0)
+os.waitpid(pid, 0)
+print(pid)
+"""
+
+
+def test_a_forked_child_that_never_execs_has_the_cgroups_of_its_fork(
+        mon: RunningMonitor, hierarchy: tuple[str, Path]) -> None:
+    """A child with no exec of its own, gone before its open was decoded: the fork record's
+    v1 cgroup (the child's, kept by lineage) names its container."""
+    _controller, root = hierarchy
+    box = "3" * 64
+    with v1_cgroup(root, f"docker/{box}") as cg:
+        with stopped(mon):
+            out = subprocess.run(in_cgroup(cg, "/usr/bin/python3", "-c", FORK_AND_OPEN), check=True,
+                                 capture_output=True, text=True, timeout=60).stdout
+        child = int(out)
+        ev = mon.wait_for(lambda e: e.get("proc.pid") == child and e.get("fd.name") == "/etc/passwd",
+                          timeout=30)
+        fork = mon.wait_for(lambda e: e["evt.type"] == "fork" and e.get("proc.pid") == child, timeout=30)
+        assert fork["cgroup.v1_id"] == cg.stat().st_ino
+    assert ev.get("container.full_id") == box, ev.get("container.id")
+
+
+CLONE_INTO_CGROUP = """
+import ctypes, os, sys
+CLONE_INTO_CGROUP, SYS_clone3 = 0x200000000, 435
+class CloneArgs(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_uint64) for n in ("flags", "pidfd", "child_tid", "parent_tid",
+                "exit_signal", "stack", "stack_size", "tls", "set_tid", "set_tid_size", "cgroup")]
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+args = CloneArgs(flags=CLONE_INTO_CGROUP, exit_signal=17, cgroup=fd)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+pid = libc.syscall(SYS_clone3, ctypes.byref(args), ctypes.c_size_t(ctypes.sizeof(args)))
+if pid == 0:
+    os._exit(0)
+assert pid > 0, ctypes.get_errno()
+os.waitpid(pid, 0)
+print(pid)
+"""
+
+
+def test_a_child_cloned_into_another_cgroup_is_recorded_in_its_own(mon: RunningMonitor) -> None:
+    """clone3(CLONE_INTO_CGROUP), as systemd starts services: the fork record's cgroup.id is
+    the child's cgroup, not the parent's in whose context sched_process_fork runs."""
+    here = own_cgroup2()
+    target = here / f"cloned-{os.getpid()}"
+    target.mkdir()
+    try:
+        out = subprocess.run([sys.executable, "-c", CLONE_INTO_CGROUP, str(target)], check=True,
+                             capture_output=True, text=True, timeout=60).stdout
+        child = int(out)
+        fork = mon.wait_for(lambda e: e["evt.type"] == "fork" and e.get("proc.pid") == child, timeout=30)
+        assert fork["cgroup.id"] == target.stat().st_ino != here.stat().st_ino
+    finally:
+        for _ in range(50):
+            try:
+                target.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)

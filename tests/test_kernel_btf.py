@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.kernel import cgroup1, iouring, offsets
+from monitor.kernel import cgroups, iouring, offsets
 from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
 
 
@@ -150,12 +150,12 @@ def test_env_and_io_uring_fields_match_bpftool(bpftool_btf: BpftoolBTF) -> None:
     assert f"-DRW_OFF_IO_OPEN_FILENAME={btf.offset_of('io_open', 'filename')}" in flags
 
 
-def test_cgroup_v1_fields_and_subsystem_index_match_bpftool(bpftool_btf: BpftoolBTF) -> None:
-    """task->cgroups->subsys[memory_cgrp_id]->cgroup->kn->id: offsets and the enumerator's
-    value, against bpftool's dump (its enum lines: `'memory_cgrp_id' val=4`)."""
+def test_cgroup_fields_and_subsystem_index_match_bpftool(bpftool_btf: BpftoolBTF) -> None:
+    """task->cgroups->subsys[memory_cgrp_id]->cgroup->kn->id and ->dfl_cgrp: offsets and
+    the enumerator's value, against bpftool's dump (its enum lines: `'memory_cgrp_id' val=4`)."""
     btf = BTF.load()
     mismatched = {key: (btf.offset_of(s, p), bpftool_btf.offset_of(s, p))
-                  for key, (s, p) in cgroup1.CGROUP1_FIELDS.items()
+                  for key, (s, p) in cgroups.CGROUP_FIELDS.items()
                   if btf.offset_of(s, p) != bpftool_btf.offset_of(s, p)}
     assert mismatched == {}
     dump = subprocess.run(["bpftool", "btf", "dump", "file", str(VMLINUX_BTF), "format", "raw"],
@@ -185,18 +185,21 @@ def test_the_v1_hierarchy_is_the_first_preferred_controller_bound_to_one(
         tmp_path: Path, text: str, want: str) -> None:
     path = tmp_path / "cgroups"
     path.write_text(text)
-    found = cgroup1.detect(proc_cgroups=path)
+    found = cgroups.detect(proc_cgroups=path)
     assert found.controller == want
     if want:
         index = BTF.load().enumerator(f"{want}_cgrp_id")
         assert f"-DRW_CGROUP1_SUBSYS={index}" in found.cflags and found.reason == ""
     else:
-        assert found.cflags == () and "pure cgroup v2" in found.reason
+        assert "pure cgroup v2" in found.reason
+        assert not any(f.startswith("-DRW_CGROUP1_SUBSYS") for f in found.cflags)
+    # The child's own v2 cgroup at fork is read on any host with BTF.
+    assert f"-DRW_OFF_CSS_SET_DFL_CGRP={BTF.load().offset_of('css_set', 'dfl_cgrp')}" in found.cflags
 
 
-def test_without_btf_no_v1_cgroup_is_read(tmp_path: Path) -> None:
+def test_without_btf_no_cgroup_is_read(tmp_path: Path) -> None:
     path = tmp_path / "cgroups"
     path.write_text(PROC_CGROUPS_HYBRID)
-    found = cgroup1.detect(tmp_path / "no-btf", path)
+    found = cgroups.detect(tmp_path / "no-btf", path)
     assert (found.controller, found.cflags) == ("", ())
     assert "cgroup layout unknown" in found.reason

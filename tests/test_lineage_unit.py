@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monitor.kernel.records import ExecRecord, ForkRecord, Header, RecordType
+from monitor.kernel.records import ExecRecord, ExecTask, ForkRecord, Header, RecordType
 from monitor.lineage.cache import Lineage, decode_proc, encode_key, encode_proc
 from monitor.lineage.process import ProcInfo
 
@@ -56,6 +56,20 @@ def test_records_feed_identity_through_fork_and_exec() -> None:
     bad = ExecRecord(_header(RecordType.EXEC, 11, 3, 10, "sleep"), -2, 59, "/nope",
                      ["/nope"], -100, 0, False, False, False, False)
     assert lin.observe(bad) is info and info.exe == "/bin/sleep"
+
+
+def test_a_process_keeps_the_v1_cgroup_of_its_fork_until_its_exec_names_another() -> None:
+    """What a container lookup of the process gone before it was read needs (cgroup.v1_id):
+    the child's own at fork, then the one its exec ran in (a runtime's init moves first)."""
+    lin = Lineage(None, depth=10, cache_entries=100, ns_per_tick=TICK)
+    lin.backfill([_snap(1, 1, 0, 0, "init"), _snap(10, 2, 1, 1, "runc")])
+    child = lin.observe(ForkRecord(_header(RecordType.FORK, 11, 3, 10, "runc"), 10, 10, 2 * TICK, 501))
+    assert child is not None and child.cgroup1_id == 501
+    task = ExecTask(0, 11, 11, 0xFFFFFFFF, "/", cgroup1_id=502)
+    ex = ExecRecord(_header(RecordType.EXEC, 11, 3, 10, "sh"), 0, 59, "/bin/sh", ["sh"], -100, 0,
+                    False, False, False, False, task=task)
+    info = lin.observe(ex)
+    assert info is child and info.cgroup1_id == 502
 
 
 def test_depth_bounds_the_ancestor_list() -> None:

@@ -94,6 +94,7 @@ def _exec(rec: ExecRecord, name: str, ev: Event, res: PathResolver) -> None:
 
 def _fork(rec: ForkRecord, name: str, ev: Event, res: PathResolver) -> None:
     ev["proc.child_pid"] = rec.h.tgid
+    ev["cgroup.v1_id"] = rec.cgroup1_id
 
 
 def _exit(rec: ExitRecord, name: str, ev: Event, res: PathResolver) -> None:
@@ -139,7 +140,7 @@ CATALOG: tuple[EventType, ...] = (
         ARG_DIRFD, *exe.FIELDS, *environ.FIELDS, *writers.FIELDS,
     ), FilterRole.PROCESS, {"execve": 59, "execveat": 322}),
     EventType("fork", RecordType.FORK, _fork, (
-        Field("proc.child_pid", int, "the new process (fork events)"),
+        Field("proc.child_pid", int, "the new process (fork events)"), exe.CGROUP1,
     ), FilterRole.PROCESS, {"fork": None}),
     EventType("exit", RecordType.EXIT, _exit, (
         Field("proc.exit_code", int, "exit code (exit events)"),

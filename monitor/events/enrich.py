@@ -55,5 +55,8 @@ class Enrich:
         ev = item.event
         pid = ev.get("proc.pid")
         if pid is not None:
+            # The v1 cgroup of this record (exec, fork), else of the process's last fork or exec.
+            proc = item.proc
+            cgroup1 = ev.get("cgroup.v1_id") or (proc.cgroup1_id if proc is not None else 0)
             ev.update(self.containers.fields(pid, ev.get("proc.start_ns", 0), ev.get("proc.exec_id", ""),
-                                             ev.get("cgroup.id", 0), ev.get("cgroup.v1_id", 0)))
+                                             ev.get("cgroup.id", 0), cgroup1))

@@ -13,6 +13,11 @@ from typing import Any
 from monitor.events.fields import Field
 from monitor.kernel.records import ExecRecord, Layer
 
+# Exec and fork events (the catalogue gives it to both).
+CGROUP1 = Field("cgroup.v1_id", int, "id (the directory's inode number) of the process's cgroup in one "
+                "cgroup v1 hierarchy, the one `ringwatch` logs as cgroup1_controller at start, at exec "
+                "or (the child's) at fork; 0 on a pure cgroup v2 host (exec and fork events)")
+
 FIELDS = (
     Field("proc.exe_ino", int, "inode number of the executed file"),
     Field("proc.exe_ino_ctime", int, "inode change time of the executed file, ns since the epoch"),
@@ -36,9 +41,7 @@ FIELDS = (
           "(write, chmod, rename) to this exec (Falco's name): small for a program created moments ago"),
     Field("user.loginuid", int, "audit login uid at exec (who logged in, kept across su/sudo); -1 if "
           "never set (exec events)"),
-    Field("cgroup.v1_id", int, "id (the directory's inode number) of the process's cgroup at exec in "
-          "one cgroup v1 hierarchy, the one `ringwatch` logs as cgroup1_controller at start; 0 on a "
-          "pure cgroup v2 host (exec events)"),
+    CGROUP1,
 )
 
 

@@ -187,6 +187,7 @@ class CFork(ct.Structure):
         ("parent_pid", ct.c_uint32),
         ("parent_tgid", ct.c_uint32),
         ("parent_start_ns", ct.c_uint64),
+        ("cgroup1_id", ct.c_uint64),
     ]
 
 
@@ -500,7 +501,7 @@ class ExecTask:
     vpgid: int
     loginuid: int  # 4294967295 = never set
     cwd: str | None  # None if too deep or long to resolve
-    cgroup1_id: int = 0  # its cgroup in one v1 hierarchy (monitor/kernel/cgroup1.py); 0: none
+    cgroup1_id: int = 0  # its cgroup in one v1 hierarchy (monitor/kernel/cgroups.py); 0: none
 
 
 @dataclass(slots=True)
@@ -509,6 +510,7 @@ class ForkRecord:
     parent_pid: int
     parent_tgid: int
     parent_start_ns: int
+    cgroup1_id: int = 0  # the child's cgroup in one v1 hierarchy, as ExecTask.cgroup1_id
 
 
 @dataclass(slots=True)
@@ -709,7 +711,8 @@ _S_CAP_E, _S_CAP_P, _S_CAP_I = _fields(_SC_FIXED, "cap_effective", "cap_permitte
 (_S_SOCK_FAMILY, _S_SOCK_TYPE, _S_SOCK_PROTOCOL, _S_SOCK_LADDR, _S_SOCK_LPORT, _S_SOCK_RADDR,
  _S_SOCK_RPORT) = _fields(_SC_FIXED, "sock_family", "sock_type", "sock_protocol", "sock_laddr",
                           "sock_lport", "sock_raddr", "sock_rport")
-_F_PPID, _F_PTGID, _F_PSTART = _fields(_FORK, "parent_pid", "parent_tgid", "parent_start_ns")
+_F_PPID, _F_PTGID, _F_PSTART, _F_CGROUP1 = _fields(
+    _FORK, "parent_pid", "parent_tgid", "parent_start_ns", "cgroup1_id")
 _X_STATUS = _EXIT.index["exit_status"]
 _T_SCOPE, _T_NR, _T_THROTTLED, _T_RATE, _T_BURST = _fields(
     _THROTTLE, "scope", "nr", "throttled", "rate", "burst")
@@ -824,7 +827,7 @@ def decode_bytes(buf: bytes) -> Record:
         return _decode_deny(_DENY.struct.unpack_from(buf))
     if kind is RecordType.FORK:
         v = _FORK.struct.unpack_from(buf)
-        return ForkRecord(_header(v), v[_F_PPID], v[_F_PTGID], v[_F_PSTART])
+        return ForkRecord(_header(v), v[_F_PPID], v[_F_PTGID], v[_F_PSTART], v[_F_CGROUP1])
     v = _EXIT.struct.unpack_from(buf)
     status = v[_X_STATUS]
     return ExitRecord(_header(v), (status >> 8) & 0xFF, status & 0x7F)

@@ -33,7 +33,7 @@ from monitor.config import LineageConfig, SensorConfig
 from monitor.errors import UserError
 from monitor.events.catalog import CATALOGUE
 from monitor.events.syscall_args import BPF_CMDS
-from monitor.kernel import cgroup1, coalesce, iouring, lineage_map, offsets
+from monitor.kernel import cgroups, coalesce, iouring, lineage_map, offsets
 from monitor.kernel.bpffs import PinnedMap
 from monitor.kernel.filters import PROC_MEM, open_prefix_values
 from monitor.kernel.lanes import LANES, MAP_NAMES, PROCESS, SYSCALL, LaneCounts, RingManager, lane_counts
@@ -303,11 +303,11 @@ class Sensor:
             *CATALOGUE.kernel_defines(),
             *offs.cflags(),
             *self._uring_cflags(),
-            *self._cgroup1_cflags(),
+            *self._cgroup_cflags(),
         ]
 
-    def _cgroup1_cflags(self) -> tuple[str, ...]:
-        found = cgroup1.detect(Path(self.cfg.btf_path))
+    def _cgroup_cflags(self) -> tuple[str, ...]:
+        found = cgroups.detect(Path(self.cfg.btf_path))
         self.cgroup1_controller = found.controller
         return found.cflags
 

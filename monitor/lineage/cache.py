@@ -134,7 +134,7 @@ class Lineage:
                       else self._kernel_pstart(key))
             child = ProcInfo(h.tgid, key[1], h.ppid, pstart, h.uid, h.comm,
                              forker.exe if forker else "", list(forker.argv) if forker else [],
-                             forker.exec_ns if forker else 0, 0, h.cgroup_id)
+                             forker.exec_ns if forker else 0, 0, h.cgroup_id, cgroup1_id=rec.cgroup1_id)
             self._put(child)
             return child
         info = self.get(key)
@@ -147,6 +147,7 @@ class Lineage:
                 exepath = rec.exe.path if rec.exe is not None else None
                 info.comm, info.exe, info.argv = h.comm, exepath or rec.filename, rec.argv
                 info.exec_ns, info.uid, info.cgroup_id = h.ktime_ns, h.uid, h.cgroup_id
+                info.cgroup1_id = rec.task.cgroup1_id if rec.task is not None else 0
                 info.backfilled = False
                 self._put(info)
             return info

@@ -21,6 +21,9 @@ class ProcInfo:
     exit_ns: int = 0
     cgroup_id: int = 0
     backfilled: bool = False
+    # Its cgroup in the v1 hierarchy fork and exec records name (0: none seen); the
+    # container lookup of a process gone before it was read needs it (monitor/events/container.py).
+    cgroup1_id: int = 0
 
     @property
     def key(self) -> Key:

@@ -57,20 +57,26 @@ def test_a_walk_maps_every_directory_inode_to_its_cgroup_path(tmp_path: Path) ->
     assert walk(Mount(str(tmp_path / "absent"), "/")) == {}
 
 
-def test_walks_happen_on_a_miss_at_most_once_per_interval(tmp_path: Path) -> None:
+def test_only_a_newer_id_walks_again_and_within_a_budget(tmp_path: Path) -> None:
     now = [100.0]
-    paths = CgroupPaths({V2: Mount(str(tmp_path), "/")}, min_walk_interval_s=1.0, clock=lambda: now[0])
+    paths = CgroupPaths({V2: Mount(str(tmp_path), "/")}, walk_rate=2.0, walk_burst=2.0, clock=lambda: now[0])
     ino = tree(tmp_path, "/a")
     assert paths.path(V2, ino["/a"]) == "/a" and paths.walks == 1
     assert paths.path(V2, ino["/a"]) == "/a" and paths.walks == 1  # a hit walks nothing
     ino |= tree(tmp_path, "/b")
-    assert paths.path(V2, ino["/b"]) is None and paths.walks == 1  # a miss within the interval
-    now[0] += 1.0
-    assert paths.path(V2, ino["/b"]) == "/b" and paths.walks == 2
+    assert ino["/b"] > ino["/a"]  # as kernfs ids: a newer directory has a higher number here too
+    assert paths.path(V2, ino["/b"]) == "/b" and paths.walks == 2  # the burst's second walk
+    ino |= tree(tmp_path, "/c")
+    assert paths.path(V2, ino["/c"]) is None and paths.walks == 2  # budget spent
+    now[0] += 0.5  # one walk's worth at 2 a second
+    ino |= tree(tmp_path, "/d")  # made before /a goes: no filesystem gives it /a's number
     (tmp_path / "a").rmdir()
-    now[0] += 1.0
-    assert paths.path(V2, 999_999_999) is None and paths.walks == 3
+    assert paths.path(V2, ino["/c"]) == "/c" and paths.walks == 3
+    assert paths.path(V2, ino["/d"]) == "/d" and paths.walks == 3  # that walk saw it too
     assert paths.path(V2, ino["/a"]) is None  # removed: forgotten by the walk that replaced the map
+    now[0] += 10.0
+    # Older than the newest id seen and not in the map: removed before the last walk, none can find it.
+    assert paths.path(V2, ino["/a"]) is None and paths.walks == 3
     assert paths.path("memory", ino["/b"]) is None and paths.path(V2, 0) is None
 
 

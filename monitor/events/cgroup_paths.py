@@ -4,10 +4,15 @@ A cgroup's id (bpf_get_current_cgroup_id(), the exec record's cgroup.v1_id) is i
 node id, which is also the inode number of its directory in the cgroupfs mount (64-bit
 hosts: the id itself, generation included, so a removed cgroup's number is never reused).
 Walking a mounted hierarchy therefore maps ids to paths as /proc/PID/cgroup would show
-them. Walks happen on a miss only, at most once per min_walk_interval_s per hierarchy
-(a host has hundreds of cgroups: a walk reads that many directories), and each replaces
-the map whole, so cgroups removed since are forgotten. A cgroup removed before its walk
-(a short-lived container gone with its process) has no path: the caller says unknown.
+them. A hierarchy's ids only grow (kernfs allocates them cyclically and bumps the
+generation in the high 32 bits when the low ones wrap), so a missing id at or below the
+highest one the last walk saw belongs to a cgroup removed before it: no walk can find it.
+Only a newer id walks again, within a budget per hierarchy (a token bucket: walk_burst
+at once, walk_rate a second after that), because a walk reads every cgroup directory and
+a user with a delegated subtree can make cgroups quickly; each walk replaces the map
+whole, so removed cgroups are forgotten. A cgroup
+removed before its walk (a short-lived container gone with its process) has no path: the
+caller says unknown.
 """
 
 from __future__ import annotations
@@ -54,13 +59,15 @@ def cgroup_mounts(mountinfo: str) -> dict[str, Mount]:
 
 
 class CgroupPaths:
-    def __init__(self, mounts: dict[str, Mount], min_walk_interval_s: float = 1.0,
+    def __init__(self, mounts: dict[str, Mount], walk_rate: float = 5.0, walk_burst: float = 10.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.mounts = mounts
-        self.min_walk_interval_s = min_walk_interval_s
+        self.walk_rate = walk_rate
+        self.walk_burst = walk_burst
         self._clock = clock
         self._paths: dict[str, dict[int, str]] = {}
-        self._walked: dict[str, float] = {}
+        self._budget: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+        self._newest: dict[str, int] = {}  # the highest id the last walk saw
         self.walks = 0
 
     @classmethod
@@ -81,15 +88,22 @@ class CgroupPaths:
         if mount is None or not cgroup_id:
             return None
         found = self._paths.get(key, {}).get(cgroup_id)
-        if found is None:
-            now = self._clock()
-            last = self._walked.get(key)
-            if last is None or now - last >= self.min_walk_interval_s:
-                self._walked[key] = now
-                self._paths[key] = walk(mount)
-                self.walks += 1
-                found = self._paths[key].get(cgroup_id)
+        if found is None and cgroup_id > self._newest.get(key, 0) and self._may_walk(key):
+            paths = self._paths[key] = walk(mount)
+            self._newest[key] = max(paths, default=0)
+            self.walks += 1
+            found = paths.get(cgroup_id)
         return found
+
+    def _may_walk(self, key: str) -> bool:
+        now = self._clock()
+        tokens, when = self._budget.get(key, (self.walk_burst, now))
+        tokens = min(self.walk_burst, tokens + (now - when) * self.walk_rate)
+        if tokens < 1:
+            self._budget[key] = (tokens, now)
+            return False
+        self._budget[key] = (tokens - 1, now)
+        return True
 
 
 def walk(mount: Mount) -> dict[int, str]:

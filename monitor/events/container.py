@@ -4,15 +4,17 @@ A process's container is read from /proc/PID/cgroup (the kernel's record of wher
 process runs, which the process cannot rewrite) and named from the runtime's own state
 files (podman's containers.json, docker's config.v2.json): no daemon is asked. Host
 processes get container.id "host", as in Falco. A process gone before its first event
-was decoded is looked up by the cgroups the kernel recorded, where those alone tell the
-answer: its cgroup v2 id (_v2_cgroup_tells: not on a hybrid host whose containers share
-a v2 cgroup with host processes), else with the v1 cgroup its exec record names
-(cgroup.v1_id, monitor/kernel/cgroup1.py; _pair_tells). Those are learnt from live
-processes of the same cgroups, or else found by their ids in cgroupfs
-(monitor/events/cgroup_paths.py). If that is unknown too (the cgroup was removed with
-the process), container.id is "" (unknown), which Falco's
-`container` macro (container.id != host) counts as a container: an exited process cannot
-pass for the host.
+was decoded is identified by the cgroups the kernel recorded: the cgroup v2 id of every
+record and, on a hybrid host, the v1 cgroup its exec or fork record names (cgroup.v1_id,
+monitor/kernel/cgroups.py), found by id in cgroupfs (monitor/events/cgroup_paths.py).
+The v2 id alone counts only where it tells: on a pure v2 host, or where its path names
+the container; on a hybrid host docker's cgroupfs driver leaves containers in the shim's
+v2 cgroup, shared with host processes, and only the v1 cgroup tells them apart. What a
+live process's /proc file shows is never filed under the ids of its records: it may have
+moved between the two (a runtime's init joins its container after its first records).
+If the cgroups are unknown too (removed with the process), container.id is "" (unknown),
+which Falco's `container` macro (container.id != host) counts as a container: an exited
+process cannot pass for the host.
 """
 
 from __future__ import annotations
@@ -197,7 +199,8 @@ class ContainerResolver:
         # Where ids the kernel recorded are looked up when a process is gone (None: not).
         self.paths = paths
         self._by_proc: OrderedDict[tuple[int, int, str], dict[str, Any]] = OrderedDict()
-        # By (v2 id, v1 id); v1 id 0: the v2 id alone tells.
+        # Answers for gone processes from their cgroups' paths, by (v2 id, v1 id); v1 id 0:
+        # the v2 id alone tells. Ids are never reused (kernfs ids carry a generation).
         self._by_cgroup: OrderedDict[tuple[int, int], dict[str, Any]] = OrderedDict()
         # Most processes share a few cgroup files' texts (a host's processes all have
         # one): each text is parsed once.
@@ -224,10 +227,6 @@ class ContainerResolver:
         hit = self._hit(text)
         fields = HOST_FIELDS if hit is None else self.state.describe(*hit).fields()
         self._put(self._by_proc, key, fields)
-        if _v2_cgroup_tells(text, hit):
-            self._put(self._by_cgroup, (cgroup_id, 0), fields)
-        elif cgroup1_id and _pair_tells(text, hit, self.cgroup1_controller):
-            self._put(self._by_cgroup, (cgroup_id, cgroup1_id), fields)
         return fields
 
     def _hit(self, text: str) -> tuple[str, str] | None:
@@ -238,8 +237,7 @@ class ContainerResolver:
         return hit
 
     def _gone(self, key: tuple[int, int, str], cgroup_id: int, cgroup1_id: int) -> dict[str, Any]:
-        """A process gone before its lookup: what a live process of the same cgroups
-        showed, else what the cgroups' paths tell, else unknown."""
+        """A process gone before its lookup: what its recorded cgroups' paths tell, else unknown."""
         found = self._by_cgroup.get((cgroup_id, 0))
         if found is None and cgroup1_id:
             found = self._by_cgroup.get((cgroup_id, cgroup1_id))
@@ -257,8 +255,11 @@ class ContainerResolver:
 
     def _text_of(self, cgroup_id: int, cgroup1_id: int) -> tuple[str, int] | None:
         """/proc/PID/cgroup lines rebuilt from the recorded ids, where they alone tell the
-        answer (as _v2_cgroup_tells and _pair_tells decide for a live process), with the
-        v1 id they depend on (0: the v2 id alone); None if they do not."""
+        answer, with the v1 id they depend on (0: the v2 id alone); None if they do not.
+
+        The v1 line is that of one hierarchy: a runtime naming its containers in another
+        one only would be taken for the host (docker's cgroupfs driver, CRI's kubepods and
+        systemd's scopes name them in every controller)."""
         paths = self.paths
         if paths is None:
             return None
@@ -293,46 +294,3 @@ def _read_small(path: str) -> str:
         os.close(fd)
     return b"".join(chunks).decode("utf-8", "surrogateescape")
 
-
-def _v2_cgroup_tells(text: str, hit: tuple[str, str] | None) -> bool:
-    """Whether the process's cgroup v2 id (the events' cgroup.id) alone gives this answer,
-    so that a process of the same cgroup gone before its lookup may be given it too.
-
-    On a pure cgroup v2 host the v2 path is all /proc shows: yes. On a hybrid host a
-    runtime may name its containers in v1 hierarchies only, its containers then sharing a
-    v2 cgroup with host processes (the v2 root, or e.g. containerd's service cgroup with
-    docker's cgroupfs driver): only when the v2 path itself names the container. Else a
-    short-lived container process would be taken for the host shim that shares its cgroup."""
-    lines = text.split("\n")
-    v2 = [line[3:] for line in lines if line.startswith("0::")]
-    if len(v2) != 1:
-        return False
-    if sum(1 for line in lines if line) == 1:
-        return True
-    return hit is not None and hit[1] in v2[0]
-
-
-def _pair_tells(text: str, hit: tuple[str, str] | None, controller: str) -> bool:
-    """Whether the v2 path and the path in `controller`'s v1 hierarchy (the one whose
-    cgroup exec records name) together give this answer: then a gone process the kernel
-    saw in the same two cgroups gets it too.
-
-    A runtime that names its containers in that hierarchy (docker's cgroupfs driver, CRI's
-    kubepods, systemd's scopes name them in every controller) tells apart its containers
-    and the host shim that shares their v2 cgroup. The v1 cgroup is the one the process
-    had at exec; one moved between its exec and this read (which takes the privilege to
-    write cgroup.procs) is taken for the cgroups it moved to."""
-    if not controller:
-        return False
-    v2 = v1 = None
-    for line in text.split("\n"):
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        if parts[0] == "0" and not parts[1]:
-            v2 = line
-        elif controller in parts[1].split(","):
-            v1 = line
-    if v1 is None:
-        return False
-    return container_of_cgroup(v1 if v2 is None else f"{v2}\n{v1}") == hit

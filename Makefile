@@ -18,7 +18,7 @@ test-setup:
 	@bash scripts/setup.sh --test
 
 test: test-setup
-	$(PY) -m pytest -q -ra tests
+	$(PY) -m pytest -q -ra --durations=25 tests
 
 # Overhead, throughput and footprint beside bcc's tools (bench/README.md). Several minutes;
 # `make bench ARGS=--quick` for a short run. Table on stdout, JSON in bench/results/.

@@ -115,7 +115,7 @@ def test_errors_name_the_member() -> None:
 
 
 def test_missing_btf_falls_back_to_headers_with_a_warning(tmp_path: Path) -> None:
-    offs, warning = offsets.detect(tmp_path / "absent")
+    offs, warning = offsets.detect(BTF.try_load(tmp_path / "absent"))
     assert offs.source == "headers"
     assert warning is not None and "compile-time headers" in warning
     assert "-DRW_OFF_TASK_REAL_PARENT=__builtin_offsetof(struct task_struct,real_parent)" in offs.cflags()
@@ -146,7 +146,7 @@ def test_env_and_io_uring_fields_match_bpftool(bpftool_btf: BpftoolBTF) -> None:
     mismatched = {key: (btf.offset_of(s, p), bpftool_btf.offset_of(s, p))
                   for key, (s, p) in fields.items() if btf.offset_of(s, p) != bpftool_btf.offset_of(s, p)}
     assert mismatched == {}
-    flags = iouring.detect().cflags
+    flags = iouring.detect(btf).cflags
     assert f"-DRW_OFF_IO_OPEN_FILENAME={btf.offset_of('io_open', 'filename')}" in flags
 
 
@@ -185,7 +185,7 @@ def test_the_v1_hierarchy_is_the_first_preferred_controller_bound_to_one(
         tmp_path: Path, text: str, want: str) -> None:
     path = tmp_path / "cgroups"
     path.write_text(text)
-    found = cgroups.detect(proc_cgroups=path)
+    found = cgroups.detect(BTF.try_load(), path)
     assert found.controller == want
     if want:
         index = BTF.load().enumerator(f"{want}_cgrp_id")
@@ -200,6 +200,6 @@ def test_the_v1_hierarchy_is_the_first_preferred_controller_bound_to_one(
 def test_without_btf_no_cgroup_is_read(tmp_path: Path) -> None:
     path = tmp_path / "cgroups"
     path.write_text(PROC_CGROUPS_HYBRID)
-    found = cgroups.detect(tmp_path / "no-btf", path)
+    found = cgroups.detect(BTF.try_load(tmp_path / "no-btf"), path)
     assert (found.controller, found.cflags) == ("", ())
     assert "cgroup layout unknown" in found.reason

@@ -61,6 +61,16 @@ class BTF:
         except OSError as exc:
             raise BTFError(f"{path}: {exc.strerror}") from exc
 
+    @classmethod
+    def try_load(cls, path: Path = VMLINUX_BTF) -> BTF | BTFError:
+        """The BTF, or why it is unusable: parsed once (~0.2 s for vmlinux) for every
+        detect() of monitor.kernel.offsets, iouring and cgroups, which each say what the
+        error costs them."""
+        try:
+            return cls.load(path)
+        except BTFError as exc:
+            return exc
+
     def _parse(self, data: bytes) -> None:
         if len(data) < 24:
             raise BTFError("BTF blob too short")

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
+from monitor.kernel.btf import BTF, BTFError
 
 # Controllers every container runtime's v1 layout uses, most common first.
 PREFERRED = ("memory", "pids", "cpu", "devices", "freezer", "cpuset")
@@ -60,9 +60,11 @@ def v1_controllers(text: str) -> list[str]:
     return out
 
 
-def detect(btf_path: Path = VMLINUX_BTF, proc_cgroups: Path = PROC_CGROUPS) -> CgroupSupport:
+def detect(btf: BTF | BTFError, proc_cgroups: Path = PROC_CGROUPS) -> CgroupSupport:
+    """What the cgroup reads need, from BTF.try_load's result and /proc/cgroups."""
     try:
-        btf = BTF.load(btf_path)
+        if isinstance(btf, BTFError):
+            raise btf
         values = {k: btf.offset_of(s, p) for k, (s, p) in CGROUP_FIELDS.items()}
     except BTFError as exc:
         return CgroupSupport("", (), f"cgroup layout unknown ({exc})")

@@ -9,10 +9,9 @@ on a kernel without io_uring, they are compiled out and the sensor says so once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
+from monitor.kernel.btf import BTF, BTFError
 
 # macro suffix -> (struct, member path), as monitor.kernel.offsets.KERNEL_FIELDS.
 URING_FIELDS: dict[str, tuple[str, str]] = {
@@ -43,9 +42,11 @@ class UringSupport:
     reason: str  # why not, when cflags is empty
 
 
-def detect(btf_path: Path = VMLINUX_BTF) -> UringSupport:
+def detect(btf: BTF | BTFError) -> UringSupport:
+    """What the io_uring programs need, from BTF.try_load's result."""
     try:
-        btf = BTF.load(btf_path)
+        if isinstance(btf, BTFError):
+            raise btf
         values = {k: btf.offset_of(s, p) for k, (s, p) in URING_FIELDS.items()}
     except BTFError as exc:
         return UringSupport((), f"io_uring request layout unknown ({exc})")

@@ -8,9 +8,8 @@ compile-time headers, which is only right when those headers match the kernel.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
-from monitor.kernel.btf import BTF, VMLINUX_BTF, BTFError
+from monitor.kernel.btf import BTF, BTFError
 
 # macro suffix -> (struct, member path). A path may list alternatives, newest layout first,
 # separated by "|": the first one the kernel's BTF has is used (inode times moved from
@@ -178,10 +177,12 @@ def from_headers() -> Offsets:
     return Offsets("headers", values)
 
 
-def detect(btf_path: Path = VMLINUX_BTF) -> tuple[Offsets, str | None]:
-    """Offsets for the running kernel, and a warning when they are not from BTF."""
+def detect(btf: BTF | BTFError) -> tuple[Offsets, str | None]:
+    """Offsets for the running kernel (BTF.try_load), and a warning when they are not from BTF."""
     try:
-        return from_btf(BTF.load(btf_path)), None
+        if isinstance(btf, BTFError):
+            raise btf
+        return from_btf(btf), None
     except BTFError as exc:
         return from_headers(), (
             f"kernel BTF unusable ({exc}); struct offsets come from compile-time headers, "

@@ -35,6 +35,7 @@ from monitor.events.catalog import CATALOGUE
 from monitor.events.syscall_args import BPF_CMDS
 from monitor.kernel import cgroups, coalesce, iouring, lineage_map, offsets
 from monitor.kernel.bpffs import PinnedMap
+from monitor.kernel.btf import BTF, BTFError
 from monitor.kernel.filters import PROC_MEM, open_prefix_values
 from monitor.kernel.lanes import LANES, MAP_NAMES, PROCESS, SYSCALL, LaneCounts, RingManager, lane_counts
 from monitor.kernel.records import (
@@ -277,7 +278,8 @@ class Sensor:
         return sum(self.lane_bytes.values())
 
     def cflags(self) -> list[str]:
-        offs, warning = offsets.detect(Path(self.cfg.btf_path))
+        btf = BTF.try_load(Path(self.cfg.btf_path))
+        offs, warning = offsets.detect(btf)
         if warning:
             self._log.warning("offsets_from_headers", detail=warning)
         self.offsets_source = offs.source
@@ -302,17 +304,17 @@ class Sensor:
             f"-DRW_NS_PER_TICK={NS_PER_TICK}",
             *CATALOGUE.kernel_defines(),
             *offs.cflags(),
-            *self._uring_cflags(),
-            *self._cgroup_cflags(),
+            *self._uring_cflags(btf),
+            *self._cgroup_cflags(btf),
         ]
 
-    def _cgroup_cflags(self) -> tuple[str, ...]:
-        found = cgroups.detect(Path(self.cfg.btf_path))
+    def _cgroup_cflags(self, btf: BTF | BTFError) -> tuple[str, ...]:
+        found = cgroups.detect(btf)
         self.cgroup1_controller = found.controller
         return found.cflags
 
-    def _uring_cflags(self) -> tuple[str, ...]:
-        support = iouring.detect(Path(self.cfg.btf_path))
+    def _uring_cflags(self, btf: BTF | BTFError) -> tuple[str, ...]:
+        support = iouring.detect(btf)
         if support.reason:
             self._log.warning("io_uring_not_traced", detail=support.reason)
         self._uring_compiled = bool(support.cflags)

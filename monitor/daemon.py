@@ -264,7 +264,8 @@ class Monitor:
             signal.signal(s, self._on_signal)
         t0 = time.monotonic()
         self.sensor.start()
-        # Which /proc/PID/cgroup line the exec records' cgroup.v1_id is the cgroup of.
+        # Gone processes are named from their records' cgroup ids: which v1 hierarchy
+        # cgroup.v1_id is in (the sensor's choice), and where the hierarchies are mounted.
         containers = self.pipeline.enrich.containers
         containers.cgroup1_controller = self.sensor.cgroup1_controller
         containers.paths = CgroupPaths.of_host()

@@ -62,12 +62,18 @@ def v1_cgroup(root: Path, relative: str) -> Iterator[Path]:
         yield path
     finally:
         for d in _up_to(root, path):
-            for _ in range(50):
-                try:
-                    d.rmdir()
-                    break
-                except OSError:
-                    time.sleep(0.1)  # an exited task leaves its cgroup a moment after it is reaped
+            rmdir_soon(d)
+
+
+def rmdir_soon(cgroup: Path) -> None:
+    """Remove a cgroup directory, retried for 5 s: an exited task leaves its cgroup a
+    moment after it is reaped."""
+    for _ in range(50):
+        try:
+            cgroup.rmdir()
+            return
+        except OSError:
+            time.sleep(0.1)
 
 
 def _up_to(root: Path, path: Path) -> list[Path]:
@@ -239,9 +245,4 @@ def test_a_child_cloned_into_another_cgroup_is_recorded_in_its_own(mon: RunningM
         fork = mon.wait_for(lambda e: e["evt.type"] == "fork" and e.get("proc.pid") == child, timeout=30)
         assert fork["cgroup.id"] == target.stat().st_ino != here.stat().st_ino
     finally:
-        for _ in range(50):
-            try:
-                target.rmdir()
-                break
-            except OSError:
-                time.sleep(0.1)
+        rmdir_soon(target)

@@ -10,9 +10,8 @@ highest one the last walk saw belongs to a cgroup removed before it: no walk can
 Only a newer id walks again, within a budget per hierarchy (a token bucket: walk_burst
 at once, walk_rate a second after that), because a walk reads every cgroup directory and
 a user with a delegated subtree can make cgroups quickly; each walk replaces the map
-whole, so removed cgroups are forgotten. A cgroup
-removed before its walk (a short-lived container gone with its process) has no path: the
-caller says unknown.
+whole, so removed cgroups are forgotten. A cgroup removed before its walk (a short-lived
+container gone with its process) has no path: the caller says unknown.
 """
 
 from __future__ import annotations

@@ -215,7 +215,8 @@ class ContainerResolver:
     def fields(self, pid: int, start_ns: int, exec_id: str, cgroup_id: int,
                cgroup1_id: int = 0) -> dict[str, Any]:
         """Per process image: a runtime's init starts on the host and execs inside.
-        cgroup1_id: the exec record's v1 cgroup (0 on other events, or none)."""
+        cgroup1_id: the v1 cgroup of the record (exec, fork) or of the process's last fork
+        or exec (0: none known)."""
         key = (pid, start_ns, exec_id)
         found = self._by_proc.get(key)
         if found is not None:
@@ -224,8 +225,7 @@ class ContainerResolver:
             text = _read_small(f"{self.proc_root}/{pid}/cgroup")
         except OSError:
             return self._gone(key, cgroup_id, cgroup1_id)
-        hit = self._hit(text)
-        fields = HOST_FIELDS if hit is None else self.state.describe(*hit).fields()
+        fields = self._fields_of(text)
         self._put(self._by_proc, key, fields)
         return fields
 
@@ -235,6 +235,10 @@ class ContainerResolver:
         hit = container_of_cgroup(text)
         self._put(self._by_text, text, hit)
         return hit
+
+    def _fields_of(self, text: str) -> dict[str, Any]:
+        hit = self._hit(text)
+        return HOST_FIELDS if hit is None else self.state.describe(*hit).fields()
 
     def _gone(self, key: tuple[int, int, str], cgroup_id: int, cgroup1_id: int) -> dict[str, Any]:
         """A process gone before its lookup: what its recorded cgroups' paths tell, else unknown."""
@@ -246,8 +250,7 @@ class ContainerResolver:
             if told is None:
                 return UNKNOWN_FIELDS
             text, v1_key = told
-            hit = self._hit(text)
-            found = HOST_FIELDS if hit is None else self.state.describe(*hit).fields()
+            found = self._fields_of(text)
             self._put(self._by_cgroup, (cgroup_id, v1_key), found)
         # Its later events (which carry no v1 id) find it here.
         self._put(self._by_proc, key, found)
@@ -266,7 +269,7 @@ class ContainerResolver:
         v2 = paths.path(V2, cgroup_id)
         if v2 is not None:
             only = f"0::{v2}\n"
-            if not paths.has_v1 or container_of_cgroup(only) is not None:
+            if not paths.has_v1 or self._hit(only) is not None:
                 return only, 0
         controller = self.cgroup1_controller
         if not cgroup1_id or not controller:
